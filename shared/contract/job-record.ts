@@ -1,0 +1,142 @@
+/**
+ * The job as clients see it (GET /v1/jobs/:id, webhooks, the event stream), the lifecycle,
+ * RFC 9457 problems, the queue message and the webhook payload.
+ */
+import { z } from 'zod';
+import { JobSpec } from './job-spec.ts';
+
+export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
+export type JobStatus = z.output<typeof JobStatus>;
+export const TERMINAL: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
+export const isTerminal = (s: JobStatus): boolean => TERMINAL.includes(s);
+
+/** RFC 9457 problem details, with the fields at fault in `errors`. */
+export const Problem = z
+  .object({
+    type: z.string().default('about:blank'),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .meta({ id: 'Problem' });
+export type Problem = z.output<typeof Problem>;
+
+export const Progress = z
+  .object({
+    /** steps done of the current image, and its total */
+    step: z.number().int(),
+    total: z.number().int(),
+    /** 'aggregating' while the window runs, then 'base_only' */
+    phase: z.enum(['starting', 'aggregating', 'base_only', 'decoding']),
+    image: z.number().int(),
+    images: z.number().int(),
+  })
+  .meta({ id: 'Progress' });
+export type Progress = z.output<typeof Progress>;
+
+export const QueueInfo = z
+  .object({
+    /** jobs ahead of this one (approximate on SQS), null when unknown */
+    position: z.number().int().nullable(),
+    /** why it waits, in words */
+    reason: z.string(),
+  })
+  .meta({ id: 'QueueInfo' });
+
+export const Usage = z
+  .object({
+    unet_evals: z.number().int(),
+    images: z.number().int(),
+    /** runner wall time spent on this job (GPU milliseconds on a GPU runner) */
+    runner_ms: z.number(),
+  })
+  .meta({ id: 'Usage' });
+export type Usage = z.output<typeof Usage>;
+
+export const Timings = z
+  .object({
+    queued_ms: z.number().nullable(),
+    run_ms: z.number().nullable(),
+    /** time inside onnxruntime vs the rest of the sampler */
+    onnx_ms: z.number().nullable(),
+    outside_onnx_ms: z.number().nullable(),
+  })
+  .meta({ id: 'Timings' });
+
+export const Output = z
+  .object({
+    /** 'aggregated' is the base model's final image; a model id is that model's own image */
+    source: z.string(),
+    index: z.number().int(),
+    kind: z.enum(['image', 'latent']),
+    content_type: z.string(),
+    /** presigned, minted on every read, never stored */
+    url: z.string(),
+    expires_at: z.string(),
+    width: z.number().int().optional(),
+    height: z.number().int().optional(),
+  })
+  .meta({ id: 'Output' });
+export type Output = z.output<typeof Output>;
+
+export const WebhookDelivery = z
+  .object({
+    attempt: z.number().int(),
+    at: z.string(),
+    status: z.number().int().nullable(),
+    ok: z.boolean(),
+    error: z.string().optional(),
+    next_attempt_at: z.string().nullable(),
+  })
+  .meta({ id: 'WebhookDelivery' });
+
+export const JobRecord = z
+  .object({
+    id: z.string(),
+    object: z.literal('job'),
+    status: JobStatus,
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    finished_at: z.string().nullable(),
+    spec: JobSpec,
+    progress: Progress.nullable(),
+    queue: QueueInfo.nullable(),
+    usage: Usage.nullable(),
+    timings: Timings,
+    error: Problem.nullable(),
+    outputs: z.array(Output),
+    webhook: z.object({ url: z.string(), deliveries: z.array(WebhookDelivery) }).nullable(),
+    urls: z.object({ self: z.string(), cancel: z.string(), events: z.string() }),
+  })
+  .meta({ id: 'Job' });
+export type JobRecord = z.output<typeof JobRecord>;
+
+export const JobList = z
+  .object({ object: z.literal('list'), data: z.array(JobRecord), next_cursor: z.string().nullable() })
+  .meta({ id: 'JobList' });
+
+/** The queue message: versioned, carries only identifiers (the spec is in the store). */
+export const QueueMessage = z
+  .object({ v: z.literal(1), job_id: z.string(), tenant: z.string(), enqueued_at: z.string() })
+  .strict()
+  .meta({ id: 'QueueMessage' });
+export type QueueMessage = z.output<typeof QueueMessage>;
+
+/** Body of a webhook request, signed with Standard Webhooks. */
+export const WebhookPayload = z
+  .object({
+    type: z.enum(['job.succeeded', 'job.failed', 'job.canceled']),
+    timestamp: z.string(),
+    data: JobRecord,
+  })
+  .meta({ id: 'WebhookPayload' });
+export type WebhookPayload = z.output<typeof WebhookPayload>;
+
+export const UsageDay = z
+  .object({ day: z.string(), jobs: z.number().int(), images: z.number().int(), unet_evals: z.number().int(), runner_ms: z.number() })
+  .meta({ id: 'UsageDay' });
+export const UsageReport = z
+  .object({ object: z.literal('usage'), from: z.string(), to: z.string(), days: z.array(UsageDay), total: UsageDay.omit({ day: true }) })
+  .meta({ id: 'UsageReport' });

@@ -1,0 +1,237 @@
+/**
+ * Request shaping: a parsed JobRequest plus the model catalog -> a JobSpec, the fully
+ * resolved job the runner executes (base model first, weights normalized, p, seed and
+ * size decided). The edge stores the JobSpec, so the runner never re-derives a default,
+ * and `amdm generate` shapes through the same function, so local and remote runs agree.
+ */
+import { z } from 'zod';
+import type { JobRequest } from './job-request.ts';
+import { GroundingObject } from './job-request.ts';
+import type { ModelInfo } from './models.ts';
+
+export const SpecModel = z.object({
+  id: z.string(),
+  role: z.enum(['base', 'auxiliary']),
+  prompt: z.string(),
+  negative_prompt: z.string(),
+  guidance_scale: z.number(),
+  grounding: z.array(GroundingObject),
+  /**
+   * The reference image. Shaping copies what the client gave (upload_id or inline data);
+   * the edge then replaces both with `key`, the image's key in the store, so no queue
+   * message or record carries image bytes. Local one-shot runs keep `data`.
+   */
+  reference_image: z
+    .object({ upload_id: z.string().optional(), data: z.string().optional(), key: z.string().optional(), scale: z.number() })
+    .nullable(),
+  /** final aggregation weight (what multiplies this model's latent) */
+  weight: z.number(),
+  p: z.number(),
+});
+
+export const JobSpec = z
+  .object({
+    /** models[0] is the base */
+    models: z.array(SpecModel).min(1),
+    aggregation: z.object({
+      window: z.tuple([z.number().int(), z.number().int()]),
+      clamp: z.boolean(),
+      /** where the weights came from, for the record */
+      weights: z.enum(['single', 'official', 'explicit', 'equal']),
+    }),
+    sampler: z.object({
+      steps: z.number().int(),
+      seed: z.number().int(),
+      width: z.number().int(),
+      height: z.number().int(),
+      scheduler: z.enum(['ddim', 'euler']),
+      eta: z.number(),
+    }),
+    outputs: z.object({ images: z.number().int(), per_model: z.boolean(), latents: z.boolean() }),
+    estimate: z.object({ unet_evals: z.number().int() }),
+  })
+  .meta({ id: 'JobSpec' });
+
+export type JobSpec = z.output<typeof JobSpec>;
+export type SpecModel = z.output<typeof SpecModel>;
+
+/** One field-level problem; `field` is a JSON path such as "models[1].grounding[0].box". */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** Official defaults (AMDM.md): omega for 2 models, (omega1, omega2) for 3. */
+export const OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5, pBase: 55, pAux: 45, latentNorm: 128 } as const;
+
+/**
+ * Aggregation weights in the official parameterization (AMDM.md step 3). The three-model
+ * weights are kept exactly as the official code has them, not unit-norm.
+ */
+export function officialWeights(n: number, omega: number, omega2?: number): number[] {
+  if (n === 1) return [1];
+  if (n === 2) return [omega, Math.sqrt(1 - omega * omega)];
+  if (n === 3) {
+    const s1 = Math.sqrt(1 - omega * omega);
+    const w2 = omega2 ?? OFFICIAL.omega2;
+    return [omega * w2, s1 * w2, s1 * Math.sqrt(1 - w2 * w2)];
+  }
+  throw new Error('the official parameterization covers one to three models');
+}
+
+/** Explicit weights scaled to unit L2 norm, so independent Gaussian latents keep unit variance. */
+export function unitNormWeights(w: readonly number[]): number[] {
+  const norm = Math.sqrt(w.reduce((s, v) => s + v * v, 0));
+  if (!(norm > 0)) throw new Error('weights must not all be zero');
+  return w.map((v) => v / norm);
+}
+
+/**
+ * UNet evaluations (one CFG-batched call each) per image. Once the window ends the
+ * auxiliary models can no longer influence the base, so they stop, unless every model's
+ * own image was asked for.
+ */
+export function unetEvalsPerImage(nModels: number, steps: number, windowEnd: number, perModel: boolean): number {
+  if (nModels === 1 || perModel) return nModels * steps;
+  const aggregated = Math.min(windowEnd + 1, steps);
+  return nModels * aggregated + (steps - aggregated);
+}
+
+/** The official schedule's cost: every model, every step. */
+export function officialUnetEvalsPerImage(nModels: number, steps: number): number {
+  return nModels * steps;
+}
+
+function roundTo(v: number, multiple: number, min: number, max: number): number {
+  const r = Math.round(v / multiple) * multiple;
+  return Math.min(Math.max(r, Math.ceil(min / multiple) * multiple), Math.floor(max / multiple) * multiple);
+}
+
+export interface ShapeOptions {
+  /** a uint32 for requests without a seed */
+  randomSeed: () => number;
+}
+
+export type ShapeResult = { ok: true; spec: JobSpec } | { ok: false; errors: FieldError[] };
+
+/** Resolve a parsed request against the catalog. Errors name the JSON field. */
+export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], opts: ShapeOptions): ShapeResult {
+  const errors: FieldError[] = [];
+  const byId = new Map(catalog.map((m) => [m.id, m]));
+  const infos: (ModelInfo | undefined)[] = req.models.map((m, i) => {
+    const info = byId.get(m.id);
+    if (!info) {
+      const known = catalog.map((c) => c.id).join(', ') || 'none installed';
+      errors.push({ field: `models[${i}].id`, message: `unknown model "${m.id}"; installed: ${known}` });
+    }
+    return info;
+  });
+  const baseIndex = req.models.findIndex((m) => m.role === 'base');
+  const base = infos[baseIndex];
+  if (errors.length > 0 || !base) return { ok: false, errors };
+
+  req.models.forEach((m, i) => {
+    const info = infos[i]!;
+    if (info.ecosystem !== base.ecosystem) {
+      errors.push({
+        field: `models[${i}].id`,
+        message: `model "${m.id}" is of ecosystem "${info.ecosystem}" but the base "${base.id}" is of "${base.ecosystem}"; aggregated models must share latent space, VAE and noise schedule`,
+      });
+    }
+    const g = info.conditions.grounding;
+    if (m.grounding && m.grounding.length > 0) {
+      if (!g) {
+        errors.push({ field: `models[${i}].grounding`, message: `model "${m.id}" takes no grounding boxes` });
+      } else if (m.grounding.length > g.max_objects) {
+        errors.push({ field: `models[${i}].grounding`, message: `model "${m.id}" takes at most ${g.max_objects} objects (got ${m.grounding.length})` });
+      }
+    }
+    if (m.reference_image && !info.conditions.reference_image) {
+      errors.push({ field: `models[${i}].reference_image`, message: `model "${m.id}" takes no reference image` });
+    }
+    if (!m.reference_image && info.conditions.reference_image) {
+      errors.push({ field: `models[${i}].reference_image`, message: `model "${m.id}" needs a reference image` });
+    }
+    if (!info.schedulers.includes(req.sampler.scheduler)) {
+      errors.push({ field: 'sampler.scheduler', message: `model "${m.id}" supports ${info.schedulers.join(', ')}` });
+    }
+  });
+
+  const sizes = base.sizes;
+  const size = (v: number | undefined, def: number, field: 'width' | 'height'): number => {
+    if (v === undefined) return def;
+    if (v < sizes.min || v > sizes.max) {
+      errors.push({ field: `sampler.${field}`, message: `model "${base.id}" renders ${field} from ${sizes.min} to ${sizes.max} pixels (got ${v})` });
+      return def;
+    }
+    return roundTo(v, sizes.multiple, sizes.min, sizes.max);
+  };
+  const width = size(req.sampler.width, sizes.default[0], 'width');
+  const height = size(req.sampler.height, sizes.default[1], 'height');
+  if (errors.length > 0) return { ok: false, errors };
+
+  // base first, auxiliaries in the order given
+  const order = [baseIndex, ...req.models.map((_, i) => i).filter((i) => i !== baseIndex)];
+  const n = order.length;
+  let weights: number[];
+  let source: JobSpec['aggregation']['weights'];
+  if (n === 1) {
+    weights = [1];
+    source = 'single';
+  } else if (req.models[0]!.weight !== undefined) {
+    weights = unitNormWeights(order.map((i) => req.models[i]!.weight!));
+    source = 'explicit';
+  } else if (n <= 3) {
+    const omega = req.aggregation.omega ?? (n === 2 ? OFFICIAL.omega : OFFICIAL.omega1);
+    weights = officialWeights(n, omega, req.aggregation.omega2);
+    source = 'official';
+  } else {
+    weights = unitNormWeights(order.map(() => 1));
+    source = 'equal';
+  }
+
+  // p defaults: the official distances (base 55, auxiliaries 45 for a 4x64x64 latent whose
+  // norm is about 128) scaled to this latent's expected norm sqrt(C*h*w)
+  const latentNorm = Math.sqrt(base.latent.channels * (width / base.latent.vae_scale_factor) * (height / base.latent.vae_scale_factor));
+  const scale = latentNorm / OFFICIAL.latentNorm;
+
+  const models: SpecModel[] = order.map((i, k) => {
+    const m = req.models[i]!;
+    return {
+      id: m.id,
+      role: m.role,
+      prompt: m.prompt,
+      negative_prompt: m.negative_prompt,
+      guidance_scale: m.guidance_scale,
+      grounding: m.grounding ?? [],
+      reference_image: m.reference_image
+        ? m.reference_image.upload_id !== undefined
+          ? { upload_id: m.reference_image.upload_id, scale: m.reference_image.scale }
+          : { data: m.reference_image.data, scale: m.reference_image.scale }
+        : null,
+      weight: weights[k]!,
+      p: m.p ?? (k === 0 ? OFFICIAL.pBase : OFFICIAL.pAux) * scale,
+    };
+  });
+
+  const steps = req.sampler.steps;
+  const window = req.aggregation.window;
+  const evals = unetEvalsPerImage(n, steps, window[1], req.outputs.per_model) * req.outputs.images;
+  return {
+    ok: true,
+    spec: {
+      models,
+      aggregation: { window, clamp: req.aggregation.clamp, weights: source },
+      sampler: {
+        steps,
+        seed: req.sampler.seed ?? opts.randomSeed(),
+        width,
+        height,
+        scheduler: req.sampler.scheduler,
+        eta: req.sampler.eta,
+      },
+      outputs: req.outputs,
+      estimate: { unet_evals: evals },
+    },
+  };
+}

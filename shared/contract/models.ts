@@ -1,0 +1,38 @@
+/**
+ * What the platform knows about an installed model without loading its ONNX files: the
+ * public face of a model package (GET /v1/models) and the facts request shaping needs.
+ * The engine derives a ModelInfo from a package folder (manifest + configs); the edge gets
+ * a list of them from its composition root (read from disk locally, bundled on Lambda).
+ */
+import { z } from 'zod';
+
+export const ModelInfo = z
+  .object({
+    id: z.string(),
+    description: z.string().default(''),
+    /** models can be aggregated only within one ecosystem (latent space, VAE, schedule) */
+    ecosystem: z.string(),
+    latent: z.object({
+      channels: z.number().int().positive(),
+      /** pixels per latent cell (8 for SD1.5, 4 for the shapes family) */
+      vae_scale_factor: z.number().int().positive(),
+    }),
+    sizes: z.object({
+      default: z.tuple([z.number().int(), z.number().int()]),
+      min: z.number().int().positive(),
+      max: z.number().int().positive(),
+      /** width and height are rounded to a multiple of this */
+      multiple: z.number().int().positive(),
+    }),
+    conditions: z.object({
+      prompt: z.object({ max_tokens: z.number().int().positive() }),
+      grounding: z.object({ max_objects: z.number().int().positive() }).nullable().default(null),
+      reference_image: z.object({ width: z.number().int(), height: z.number().int() }).nullable().default(null),
+    }),
+    schedulers: z.array(z.enum(['ddim', 'euler'])).default(['ddim', 'euler']),
+  })
+  .meta({ id: 'ModelInfo' });
+
+export type ModelInfo = z.output<typeof ModelInfo>;
+
+export const ModelList = z.object({ object: z.literal('list'), data: z.array(ModelInfo) }).meta({ id: 'ModelList' });
