@@ -1,0 +1,175 @@
+/**
+ * The ObjectStore port on Amazon S3 or any S3-compatible endpoint (the caller's S3Client sets
+ * endpoint and forcePathStyle; this adapter never reads the environment).
+ *
+ * An optional key prefix lets several deployments share a bucket. The list cursor is the last
+ * key returned, passed back as StartAfter: the same cursor the embedded stores use, and
+ * stateless, so a cursor outlives the S3 continuation token it replaces.
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import {
+  checkBodyType,
+  checkContentType,
+  checkKey,
+  checkListOptions,
+  checkSignedUrlTtl,
+  DEFAULT_CONTENT_TYPE,
+  MAX_KEY_BYTES,
+  showKey,
+  utf8ByteLength,
+} from '../store-rules.ts';
+
+export interface S3StoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** prepended to every key, e.g. "prod/"; empty or ending in '/' */
+  prefix?: string;
+}
+
+function isNoSuchKey(err: unknown): boolean {
+  const e = err as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  if (e?.name === 'NoSuchKey') return true;
+  // some S3-compatible servers answer a missing key with a bare 404; a missing bucket is a
+  // misconfiguration and must not read as "no object"
+  return e?.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket';
+}
+
+export class S3Store implements ObjectStore {
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private closed = false;
+
+  constructor(opts: S3StoreOptions) {
+    if (typeof opts !== 'object' || opts === null || typeof opts.client?.send !== 'function') {
+      throw new TypeError('S3Store: options must include client, an S3Client');
+    }
+    if (typeof opts.bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(opts.bucket)) {
+      throw new RangeError(
+        `S3Store: bucket ${JSON.stringify(opts.bucket)} is not a valid bucket name (3-63 of a-z 0-9 . -)`,
+      );
+    }
+    const prefix = opts.prefix ?? '';
+    if (prefix !== '') {
+      if (!prefix.endsWith('/')) {
+        throw new RangeError(`S3Store: prefix must be empty or end with '/'; got ${JSON.stringify(prefix)}`);
+      }
+      checkKey(prefix.slice(0, -1));
+    }
+    this.client = opts.client;
+    this.bucket = opts.bucket;
+    this.prefix = prefix;
+  }
+
+  async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
+    this.checkOpen();
+    const objectKey = this.objectKey(key);
+    const bytes = checkBodyType(body);
+    const type = checkContentType(contentType);
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: bytes, ContentType: type }));
+  }
+
+  async get(key: string): Promise<StoredObject | null> {
+    this.checkOpen();
+    const objectKey = this.objectKey(key);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey }));
+      if (!out.Body) throw new Error(`S3 GetObject s3://${this.bucket}/${objectKey} returned no body`);
+      return { body: await out.Body.transformToByteArray(), contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE };
+    } catch (err) {
+      if (isNoSuchKey(err)) return null;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    this.checkOpen();
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+  }
+
+  async list(prefix: string, opts?: { cursor?: string | null; limit?: number }): Promise<ListResult> {
+    this.checkOpen();
+    const { cursor, limit } = checkListOptions(prefix, opts);
+    const out = await this.client.send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: this.prefix + prefix,
+        MaxKeys: limit,
+        ...(cursor === null ? {} : { StartAfter: this.prefix + cursor }),
+      }),
+    );
+    const keys = (out.Contents ?? []).map((o) => {
+      if (!o.Key?.startsWith(this.prefix)) {
+        throw new Error(`S3 ListObjectsV2 on s3://${this.bucket} returned ${JSON.stringify(o.Key)} outside ${this.prefix}`);
+      }
+      return o.Key.slice(this.prefix.length);
+    });
+    return { keys, cursor: out.IsTruncated && keys.length > 0 ? keys[keys.length - 1]! : null };
+  }
+
+  async signedGetUrl(key: string, ttlSeconds: number): Promise<string> {
+    this.checkOpen();
+    const command = new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) });
+    return getSignedUrl(this.client, command, { expiresIn: checkSignedUrlTtl(ttlSeconds) });
+  }
+
+  /**
+   * The URL signs the Content-Type header, so the upload must send exactly `contentType`.
+   */
+  async signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string> {
+    this.checkOpen();
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: this.objectKey(key),
+      ContentType: checkContentType(contentType),
+    });
+    // Since SDK 3.729 the default checksum middleware signs a CRC32 of the (empty) body into
+    // the URL, and S3 then rejects every real upload with a checksum mismatch. The uploader's
+    // body is unknown here, so the checksum headers are dropped before presigning.
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        const headers = (args.request as { headers?: Record<string, string> }).headers;
+        if (headers) {
+          for (const name of Object.keys(headers)) {
+            if (/^x-amz-(checksum-|sdk-checksum-)/i.test(name)) delete headers[name];
+          }
+        }
+        return next(args);
+      },
+      { step: 'build', priority: 'low', name: 'amdmDropPresignedPutChecksum' },
+    );
+    return getSignedUrl(this.client, command, {
+      expiresIn: checkSignedUrlTtl(ttlSeconds),
+      signableHeaders: new Set(['content-type']),
+    });
+  }
+
+  /** The S3Client belongs to the caller, who destroys it. */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private objectKey(key: string): string {
+    checkKey(key);
+    const full = this.prefix + key;
+    const bytes = utf8ByteLength(full);
+    if (bytes > MAX_KEY_BYTES) {
+      throw new RangeError(
+        `invalid object key ${showKey(key)}: with the store prefix ${JSON.stringify(this.prefix)} it is ${bytes} bytes; S3 allows ${MAX_KEY_BYTES}`,
+      );
+    }
+    return full;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error(`S3Store for bucket ${this.bucket} is closed`);
+  }
+}
