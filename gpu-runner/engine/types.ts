@@ -51,6 +51,13 @@ export interface GenerateOptions {
    * reference_image is given by store key. Inline `data` needs no entry.
    */
   referenceImages?: (Uint8Array | null)[];
+  /**
+   * Initial latents per image and per spec.models index, replacing the seeded noise (as
+   * diffusers' `latents=` argument). The golden-fixture tests feed the reference's noise.
+   */
+  initialLatents?: Float32Array[][];
+  /** called after every step with every model's current latent (null for stopped models) */
+  onStepLatents?: (image: number, step: number, latents: (Float32Array | null)[]) => void;
 }
 
 export interface Engine {

@@ -1,0 +1,306 @@
+/**
+ * The AMDM pipeline over ONNX model packages, orchestrated in the open as diffusers'
+ * pipelines are: 1. check inputs, 2. encode conditions, 3. timesteps, 4. latents,
+ * 5. denoising loop (AMDM math from amdm.ts), 6. decode. One designated base model
+ * (spec.models[0]) and any number of auxiliaries of the same ecosystem.
+ *
+ * Once the deviation window has ended the auxiliary models can no longer influence the
+ * base, so they stop there (N·(end+1) + (S-end-1) UNet calls instead of N·S), unless the
+ * request asked for every model's own image. The base output is bit-identical either way
+ * (tested), because the base's arithmetic never reads an auxiliary's state after the window.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JobSpec, ModelInfo, SpecModel } from '../../shared/contract/index.ts';
+import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from './amdm.ts';
+import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './image.ts';
+import { LoadedModel, SessionCache } from './loaded-model.ts';
+import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
+import { gaussianNoise } from './noise.ts';
+import { OrtClock, type Feed, type OrtOptions } from './onnx.ts';
+import { DDIMScheduler } from './schedulers/ddim.ts';
+import { EulerDiscreteScheduler } from './schedulers/euler.ts';
+import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions } from './types.ts';
+
+export interface EngineOptions extends OrtOptions {
+  /** folders holding model packages (each subfolder with amdm.json or model_index.json) */
+  modelsDirs: string[];
+}
+
+/** What a model needs at every UNet call, computed once per job. */
+interface Conditions {
+  /** [2, L, D]: unconditional half first */
+  ehs: Feed;
+  extras: Record<string, Feed>;
+  guidance: number;
+}
+
+export async function createEngine(options: EngineOptions): Promise<AmdmEngine> {
+  if (!options.modelsDirs?.length) throw new Error('createEngine: modelsDirs must name at least one folder of model packages');
+  return new AmdmEngine(options);
+}
+
+export class AmdmEngine implements Engine {
+  private readonly cache: SessionCache;
+  private packages: Promise<Map<string, ModelPackage>> | null = null;
+  private readonly loaded = new Map<string, Promise<LoadedModel>>();
+  private disposed = false;
+
+  constructor(private readonly options: EngineOptions) {
+    this.cache = new SessionCache(options);
+  }
+
+  /** Model packages by id, read once. */
+  private scan(): Promise<Map<string, ModelPackage>> {
+    this.packages ??= (async () => {
+      const found = new Map<string, ModelPackage>();
+      for (const root of this.options.modelsDirs) {
+        const entries = await readdir(root, { withFileTypes: true });
+        for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+          const dir = join(root, e.name);
+          if (!e.isDirectory() || !(await isModelPackage(dir))) continue;
+          const pkg = await readModelPackage(dir);
+          if (found.has(pkg.id)) throw new Error(`two model packages have the id "${pkg.id}": ${found.get(pkg.id)!.dir} and ${dir}`);
+          found.set(pkg.id, pkg);
+        }
+      }
+      return found;
+    })();
+    return this.packages;
+  }
+
+  async catalog(): Promise<ModelInfo[]> {
+    const pkgs = await this.scan();
+    return [...pkgs.values()].map((p) => modelInfo(p, (p.text.maxLength ?? 77) - 2));
+  }
+
+  /** Sessions of a model, built once and kept across jobs. */
+  async model(id: string, field = 'models[0].id'): Promise<LoadedModel> {
+    if (this.disposed) throw new Error('the engine was disposed');
+    let m = this.loaded.get(id);
+    if (!m) {
+      const pkg = (await this.scan()).get(id);
+      if (!pkg) throw new EngineInputError(`unknown model "${id}"; installed: ${[...(await this.scan()).keys()].join(', ')}`, field);
+      m = LoadedModel.load(pkg, this.cache);
+      m.catch(() => this.loaded.delete(id));
+      this.loaded.set(id, m);
+    }
+    return m;
+  }
+
+  /** Build every installed model's sessions now (the runner does this at start). */
+  async warmUp(): Promise<void> {
+    await Promise.all([...(await this.scan()).keys()].map((id) => this.model(id)));
+  }
+
+  async generate(spec: JobSpec, opts: GenerateOptions = {}): Promise<EngineResult> {
+    const t0 = performance.now();
+    const clock = new OrtClock();
+
+    // 1. check inputs
+    const models = await Promise.all(spec.models.map((m, k) => this.model(m.id, `models[${k}].id`)));
+    try {
+      checkOneEcosystem(models.map((m) => m.pkg));
+    } catch (err) {
+      throw new EngineInputError((err as Error).message, 'models');
+    }
+    const base = models[0]!;
+    const N = models.length;
+    const { steps, width, height, scheduler: schedulerName, seed } = spec.sampler;
+    const [start, end] = spec.aggregation.window;
+    const f = base.pkg.vae.scaleFactor;
+    if (width % f !== 0 || height % f !== 0) {
+      throw new EngineInputError(`width and height must be multiples of ${f} for "${base.pkg.id}" (got ${width}x${height})`, 'sampler.width');
+    }
+    if (N > 1 && schedulerName !== 'ddim') throw new EngineInputError('aggregation needs the ddim scheduler', 'sampler.scheduler');
+    if (N > 1 && !(start >= 0 && start <= end && end < steps)) {
+      throw new EngineInputError(`window must satisfy 0 <= start <= end < steps (got [${start}, ${end}], steps ${steps})`, 'aggregation.window');
+    }
+    const C = base.pkg.vae.latentChannels;
+    const h = height / f;
+    const w = width / f;
+    const latentSize = C * h * w;
+
+    // 2. encode conditions, once for all images
+    const conds: Conditions[] = [];
+    for (let k = 0; k < N; k++) conds.push(await this.encodeConditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+
+    // 3. timesteps
+    const ddim = new DDIMScheduler(base.pkg.scheduler);
+    const euler = schedulerName === 'euler' ? new EulerDiscreteScheduler(base.pkg.scheduler) : null;
+    const timesteps = euler ? euler.setTimesteps(steps) : ddim.setTimesteps(steps);
+    const delta = Math.floor(base.pkg.scheduler.num_train_timesteps / steps);
+    const last = lastInfluentialStep(steps, spec.aggregation.window);
+    const keepAll = spec.outputs.per_model || N === 1;
+
+    const outputs: EngineOutput[] = [];
+    let unetEvals = 0;
+    const images = spec.outputs.images;
+    for (let j = 0; j < images; j++) {
+      // 4. latents: every model from its own seeded noise
+      let x: (Float32Array | null)[] = models.map((_, k) => {
+        const given = opts.initialLatents?.[j]?.[k];
+        if (given) {
+          if (given.length !== latentSize) throw new EngineInputError(`initial latent ${k} has ${given.length} values; expected ${latentSize}`, 'latents');
+          return Float32Array.from(given);
+        }
+        const noise = gaussianNoise(seed, j, k, latentSize);
+        if (euler) {
+          const s = euler.initNoiseSigma;
+          for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * s;
+        }
+        return noise;
+      });
+      let epsPrev: (Float32Array | null)[] = models.map(() => null);
+
+      // 5. denoising loop
+      for (let i = 0; i < timesteps.length; i++) {
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+        const t = timesteps[i]!;
+        const active = keepAll || i <= last ? models.map((_, k) => k) : [0];
+        const eps: (Float32Array | null)[] = models.map(() => null);
+        const y: (Float32Array | null)[] = models.map(() => null);
+        for (const k of active) {
+          // 5.1 guided noise prediction of model k at its own latent (one batched CFG call)
+          const input = euler ? euler.scaleModelInput(x[k]!, i) : x[k]!;
+          eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
+          unetEvals++;
+          // 5.2 scheduler step
+          y[k] = euler ? euler.step(eps[k]!, i, x[k]!) : ddim.step(eps[k]!, t, x[k]!, spec.sampler.eta, spec.sampler.eta > 0 ? gaussianNoise(seed ^ 0x5eed, j * 1000 + i, k, latentSize) : undefined).prevSample;
+        }
+        if (N > 1 && inWindow(i, spec.aggregation.window)) {
+          // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu
+          const xbar = aggregate(y as Float32Array[], spec.models.map((m) => m.weight));
+          const s = t + delta;
+          if (s >= base.pkg.scheduler.num_train_timesteps) throw new Error(`deviation step needs timestep ${s}, outside the schedule`);
+          const alphaS = ddim.schedule.alphas[s]!;
+          const alphaBarS = ddim.schedule.alphasCumprod[s]!;
+          x = models.map((_, k) => pullToward(xbar, deviationMu(x[k]!, epsPrev[k]!, alphaS, alphaBarS), spec.models[k]!.p, spec.aggregation.clamp));
+        } else {
+          x = y; // models that stopped after the window stay null
+        }
+        epsPrev = eps;
+        opts.onStepLatents?.(j, i, x);
+        opts.onProgress?.({ image: j + 1, images, step: i + 1, total: steps, phase: N > 1 && i <= last ? 'aggregating' : 'base_only' });
+      }
+
+      // 6. decode
+      opts.onProgress?.({ image: j + 1, images, step: steps, total: steps, phase: 'decoding' });
+      outputs.push(await this.decode(base, x[0]!, [C, h, w], width, height, 'aggregated', j, clock));
+      if (spec.outputs.per_model) {
+        for (let k = 1; k < N; k++) outputs.push(await this.decode(base, x[k]!, [C, h, w], width, height, spec.models[k]!.id, j, clock));
+      }
+      if (spec.outputs.latents) {
+        const lat = x[0]!;
+        outputs.push({ source: 'aggregated', index: j, kind: 'latent', contentType: 'application/octet-stream', bytes: littleEndianBytes(lat) });
+      }
+    }
+    const totalMs = performance.now() - t0;
+    return { outputs, unetEvals, timings: { totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms } };
+  }
+
+  /** One CFG-batched UNet call: eps = eps_uncond + g (eps_cond - eps_uncond). */
+  private async predict(m: LoadedModel, c: Conditions, x: Float32Array, t: number, chw: number[], clock: OrtClock): Promise<Float32Array> {
+    const sample = new Float32Array(x.length * 2);
+    sample.set(x, 0);
+    sample.set(x, x.length);
+    const ts = m.timestepInput;
+    const timestep: Feed = ts.shape.length === 0 ? { data: [t], dims: [] } : { data: [t, t], dims: [2] };
+    const out = await m.unet.run({ sample: { data: sample, dims: [2, ...chw] }, timestep, encoder_hidden_states: c.ehs, ...c.extras }, clock);
+    return guide(out.out_sample!.data, c.guidance);
+  }
+
+  private async encodeConditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
+    const field = `models[${k}]`;
+    const ids = [...m.tokenizer.encode(s.negative_prompt).ids, ...m.tokenizer.encode(s.prompt).ids];
+    const L = m.tokenizer.maxLength;
+    const text = await m.textEncoder.run({ input_ids: { data: ids, dims: [2, L] } }, clock);
+    const hidden = text.last_hidden_state!;
+    const D = hidden.dims[2]!;
+    let ehs: Feed = { data: hidden.data, dims: [2, L, D] };
+    const extras: Record<string, Feed> = {};
+    const pkg = m.pkg;
+
+    if (s.grounding.length > 0 && !pkg.grounding) throw new EngineInputError(`model "${pkg.id}" takes no grounding boxes`, `${field}.grounding`);
+    if (pkg.grounding) {
+      const K = pkg.grounding.maxObjects;
+      if (s.grounding.length > K) throw new EngineInputError(`model "${pkg.id}" takes at most ${K} objects`, `${field}.grounding`);
+      const boxes = new Float32Array(2 * K * 4);
+      const phrases = new Float32Array(2 * K * D);
+      const mask = new Float32Array(2 * K);
+      if (s.grounding.length > 0) {
+        const pids = s.grounding.flatMap((g) => m.tokenizer.encode(g.phrase).ids);
+        const pooled = (await m.textEncoder.run({ input_ids: { data: pids, dims: [s.grounding.length, L] } }, clock)).pooler_output!.data;
+        s.grounding.forEach((g, j) => {
+          for (const half of [0, 1]) {
+            boxes.set(g.box, (half * K + j) * 4);
+            phrases.set(pooled.subarray(j * D, (j + 1) * D), (half * K + j) * D);
+          }
+          mask[K + j] = 1; // the unconditional half keeps mask 0, as InteractDiffusion does
+        });
+      }
+      for (const e of pkg.extraInputs) {
+        if (e.source === 'grounding.boxes') extras[e.name] = { data: boxes, dims: [2, K, 4] };
+        if (e.source === 'grounding.phrase_embeds') extras[e.name] = { data: phrases, dims: [2, K, D] };
+        if (e.source === 'grounding.mask') extras[e.name] = { data: mask, dims: [2, K] };
+      }
+    }
+
+    if (s.reference_image && !pkg.reference) throw new EngineInputError(`model "${pkg.id}" takes no reference image`, `${field}.reference_image`);
+    if (pkg.reference) {
+      const ref = s.reference_image;
+      if (!ref) throw new EngineInputError(`model "${pkg.id}" needs a reference image`, `${field}.reference_image`);
+      const bytes = refBytes ?? (ref.data !== undefined ? base64Bytes(ref.data) : null);
+      if (!bytes) throw new EngineInputError(`the reference image of model "${pkg.id}" was not provided`, `${field}.reference_image`);
+      const img = resizeRgb(decodeImage(bytes, `${field}.reference_image`), pkg.reference.width, pkg.reference.height);
+      const emb = (await m.imageEncoder!.run({ pixel_values: { data: rgbToModel(img), dims: [1, 3, img.height, img.width] } }, clock)).image_embeds!;
+      const E = emb.dims[1]!;
+      // the unconditional half is the projection of a zero embedding, as IP-Adapter does
+      const both = new Float32Array(2 * E);
+      both.set(emb.data, E);
+      const tok = (await m.imageProj!.run({ image_embeds: { data: both, dims: [2, E] } }, clock)).image_prompt_embeds!;
+      const T = tok.dims[1]!;
+      const joined = new Float32Array(2 * (L + T) * D);
+      for (const half of [0, 1]) {
+        joined.set(hidden.data.subarray(half * L * D, (half + 1) * L * D), half * (L + T) * D);
+        joined.set(tok.data.subarray(half * T * D, (half + 1) * T * D), half * (L + T) * D + L * D);
+      }
+      ehs = { data: joined, dims: [2, L + T, D] };
+      for (const e of pkg.extraInputs) if (e.source === 'reference_image.scale') extras[e.name] = { data: [ref.scale], dims: [1] };
+    }
+    return { ehs, extras, guidance: s.guidance_scale };
+  }
+
+  private async decode(base: LoadedModel, latent: Float32Array, chw: number[], width: number, height: number, source: string, index: number, clock: OrtClock): Promise<EngineOutput> {
+    const scaled = new Float32Array(latent.length);
+    const inv = 1 / base.pkg.vae.scalingFactor;
+    for (let i = 0; i < latent.length; i++) scaled[i] = latent[i]! * inv;
+    const out = (await base.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...chw] } }, clock)).sample!;
+    const rgb = modelToRgb(out.data, width, height);
+    return { source, index, kind: 'image', contentType: 'image/png', bytes: encodePng(rgb), width, height };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.loaded.clear();
+    await this.cache.dispose();
+  }
+}
+
+function base64Bytes(b64: string): Uint8Array {
+  return new Uint8Array(Buffer.from(b64, 'base64'));
+}
+
+function littleEndianBytes(a: Float32Array): Uint8Array {
+  const out = new Uint8Array(a.length * 4);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < a.length; i++) view.setFloat32(i * 4, a[i]!, true);
+  return out;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason;
+  if (reason instanceof Error && reason.name === 'AbortError') return reason;
+  return new DOMException(typeof reason === 'string' ? reason : 'the job was canceled', 'AbortError');
+}

@@ -1,0 +1,244 @@
+"""Export the trained shapes family to ONNX (opset 17) in the diffusers/optimum folder
+layout, plus our manifest (amdm.json) per model.
+
+    /usr/bin/python3 tools/shapes/export.py [--out models]
+
+Shared parts (text encoder, VAE, tokenizer, scheduler) are stored once, in shapes-base,
+and referenced by the other models' manifests. Parameters keep their torch names as ONNX
+initializer names (no constant folding), so the PyTorch reference (reference.py) loads the
+very weights the engine runs.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import world  # noqa: E402
+import train  # noqa: E402
+from nets import VaeEncoder, VaeDecoder, TextEncoder, UNet, ImageEncoder, ImageProjection  # noqa: E402
+from reference import BETA_START, BETA_END, NUM_TRAIN_TIMESTEPS  # noqa: E402
+
+OPSET = 17
+ECOSYSTEM = "shapes-v1"
+K = world.MAX_OBJECTS
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class TextEncoderExport(torch.nn.Module):
+    """int32 input_ids, as optimum exports CLIP; the embedding wants int64."""
+
+    def __init__(self, te):
+        super().__init__()
+        self.te = te
+
+    def forward(self, input_ids):
+        return self.te(input_ids.to(torch.int64))
+
+
+class VaeEncoderExport(torch.nn.Module):
+    """optimum's newer vae_encoder output: mean and log-variance concatenated."""
+
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, sample):
+        mean, logvar = self.enc(sample)
+        return torch.cat([mean, logvar], dim=1)
+
+
+class UNetExport(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states, *extra):
+        kind = self.unet.kind
+        if kind == "layout":
+            boxes, phrase_embeds, mask = extra
+            return self.unet(sample, timestep, encoder_hidden_states, boxes=boxes, phrase_embeds=phrase_embeds, mask=mask)
+        if kind == "style":
+            (ip_scale,) = extra
+            return self.unet(sample, timestep, encoder_hidden_states, ip_scale=ip_scale)
+        return self.unet(sample, timestep, encoder_hidden_states)
+
+
+def export(module, args, path, inputs, outputs, dynamic):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=False)
+
+
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def model_index(extra=None):
+    idx = {
+        "_class_name": "OnnxStableDiffusionPipeline",
+        "_diffusers_version": "0.30.0",
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["diffusers", "OnnxRuntimeModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "OnnxRuntimeModel"],
+        "vae_decoder": ["diffusers", "OnnxRuntimeModel"],
+        "vae_encoder": ["diffusers", "OnnxRuntimeModel"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    idx.update(extra or {})
+    return idx
+
+
+def scheduler_config():
+    return {
+        "_class_name": "DDIMScheduler", "_diffusers_version": "0.30.0",
+        "num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_start": BETA_START, "beta_end": BETA_END,
+        "beta_schedule": "scaled_linear", "trained_betas": None, "clip_sample": False,
+        "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon",
+        "timestep_spacing": "leading", "rescale_betas_zero_snr": False,
+    }
+
+
+SIZES = {"default": [world.SIZE, world.SIZE], "min": 32, "max": 64, "multiple": 8}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(REPO, "models"))
+    a = ap.parse_args()
+    out = a.out
+    tok = train.tokenizer()
+    L, D = train.MAX_LENGTH, train.CTX_DIM
+
+    # --- shared components, stored in shapes-base
+    base_dir = os.path.join(out, "shapes-base")
+    if os.path.isdir(base_dir):
+        shutil.rmtree(base_dir)
+    ck_vae = train.load("vae")
+    enc, dec = VaeEncoder(), VaeDecoder()
+    enc.load_state_dict(ck_vae["encoder"])
+    dec.load_state_dict(ck_vae["decoder"])
+    h = w = world.SIZE // 4
+    export(dec, (torch.randn(1, 4, h, w),), os.path.join(base_dir, "vae_decoder", "model.onnx"),
+           ["latent_sample"], ["sample"],
+           {"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}})
+    export(VaeEncoderExport(enc), (torch.randn(1, 3, world.SIZE, world.SIZE),),
+           os.path.join(base_dir, "vae_encoder", "model.onnx"), ["sample"], ["latent_parameters"],
+           {"sample": {0: "batch", 2: "height", 3: "width"}, "latent_parameters": {0: "batch", 2: "height", 3: "width"}})
+    vae_cfg = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+               "block_out_channels": [32, 48, 64], "sample_size": world.SIZE,
+               "scaling_factor": round(float(ck_vae["scaling_factor"]), 6)}
+    write_json(os.path.join(base_dir, "vae_decoder", "config.json"), vae_cfg)
+    write_json(os.path.join(base_dir, "vae_encoder", "config.json"), vae_cfg)
+
+    ck_base = train.load("base")
+    te = TextEncoder(tok.vocab_size, L, D)
+    te.load_state_dict(ck_base["text_encoder"])
+    export(TextEncoderExport(te), (torch.tensor([tok.encode("a red circle")], dtype=torch.int32),),
+           os.path.join(base_dir, "text_encoder", "model.onnx"), ["input_ids"], ["last_hidden_state", "pooler_output"],
+           {"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}, "pooler_output": {0: "batch"}})
+    write_json(os.path.join(base_dir, "text_encoder", "config.json"),
+               {"_class_name": "CLIPTextModel", "vocab_size": tok.vocab_size, "hidden_size": D,
+                "max_position_embeddings": L, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "bos_token_id": tok.vocab[tokenizer_bos()], "eos_token_id": tok.vocab[tokenizer_eos()]})
+    tok.save(os.path.join(base_dir, "tokenizer"))
+    write_json(os.path.join(base_dir, "scheduler", "scheduler_config.json"), scheduler_config())
+
+    shared = {"text_encoder": "../shapes-base/text_encoder", "tokenizer": "../shapes-base/tokenizer",
+              "vae_decoder": "../shapes-base/vae_decoder", "vae_encoder": "../shapes-base/vae_encoder",
+              "scheduler": "../shapes-base/scheduler"}
+
+    for stage, desc in [("base", "Caption-only model: gets shapes and colors right, picks positions and background itself."),
+                        ("layout", "Grounded model (the MIGC/GLIGEN role): places each phrase in its box; trained without color words."),
+                        ("style", "Reference-image model (the IP-Adapter role): copies the background style of a reference image; trained without color words.")]:
+        ck = train.load(stage)
+        unet = UNet(ctx_dim=D, kind=ck["kind"], phrase_dim=D)
+        unet.load_state_dict(ck["unet"])
+        mdir = os.path.join(out, f"shapes-{stage}")
+        if stage != "base" and os.path.isdir(mdir):
+            shutil.rmtree(mdir)
+        B = 2
+        args = [torch.randn(B, 4, h, w), torch.tensor([999, 999], dtype=torch.int64), torch.randn(B, L, D)]
+        inputs = ["sample", "timestep", "encoder_hidden_states"]
+        dyn = {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
+               "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": {0: "batch", 2: "height", 3: "width"}}
+        extra_inputs = []
+        manifest = {"schema": "amdm.model/v1", "id": f"shapes-{stage}", "description": desc, "ecosystem": ECOSYSTEM,
+                    "components": {"unet": "unet", **({k: v.replace("../shapes-base/", "") for k, v in shared.items()}
+                                                      if stage == "base" else shared)},
+                    "sizes": SIZES}
+        if stage == "layout":
+            args += [torch.rand(B, K, 4), torch.randn(B, K, D), torch.ones(B, K)]
+            inputs += ["boxes", "phrase_embeds", "mask"]
+            dyn.update({"boxes": {0: "batch"}, "phrase_embeds": {0: "batch"}, "mask": {0: "batch"}})
+            extra_inputs = [
+                {"name": "boxes", "dtype": "float32", "shape": ["batch", K, 4], "source": "grounding.boxes"},
+                {"name": "phrase_embeds", "dtype": "float32", "shape": ["batch", K, D], "source": "grounding.phrase_embeds"},
+                {"name": "mask", "dtype": "float32", "shape": ["batch", K], "source": "grounding.mask"}]
+            manifest["grounding"] = {"max_objects": K, "phrase_embedding": "text_encoder.pooler_output",
+                                     "unconditional": "mask_zero"}
+        if stage == "style":
+            args[2] = torch.randn(B, L + train.IMAGE_TOKENS, D)
+            args += [torch.ones(1)]
+            inputs += ["ip_scale"]
+            extra_inputs = [{"name": "ip_scale", "dtype": "float32", "shape": [1], "source": "reference_image.scale"}]
+            img_enc, img_proj = ImageEncoder(D), ImageProjection(D, D, train.IMAGE_TOKENS)
+            img_enc.load_state_dict(ck["image_encoder"])
+            img_proj.load_state_dict(ck["image_proj"])
+            export(img_enc, (torch.randn(1, 3, world.SIZE, world.SIZE),), os.path.join(mdir, "image_encoder", "model.onnx"),
+                   ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
+            export(img_proj, (torch.randn(1, D),), os.path.join(mdir, "image_proj", "model.onnx"),
+                   ["image_embeds"], ["image_prompt_embeds"], {"image_embeds": {0: "batch"}, "image_prompt_embeds": {0: "batch"}})
+            write_json(os.path.join(mdir, "image_encoder", "config.json"),
+                       {"image_size": world.SIZE, "embed_dim": D, "pixel_range": [-1, 1]})
+            manifest["components"].update({"image_encoder": "image_encoder", "image_proj": "image_proj"})
+            manifest["reference_image"] = {"width": world.SIZE, "height": world.SIZE, "tokens": train.IMAGE_TOKENS,
+                                           "append_to": "encoder_hidden_states", "unconditional": "zero_embedding"}
+        manifest["unet_inputs"] = extra_inputs
+        export(UNetExport(unet), tuple(args), os.path.join(mdir, "unet", "model.onnx"), inputs, ["out_sample"], dyn)
+        write_json(os.path.join(mdir, "unet", "config.json"),
+                   {"_class_name": "UNet2DConditionModel", "in_channels": 4, "out_channels": 4,
+                    "sample_size": h, "cross_attention_dim": D, "block_out_channels": [48, 96]})
+        write_json(os.path.join(mdir, "model_index.json"), model_index())
+        write_json(os.path.join(mdir, "amdm.json"), manifest)
+        print("exported", mdir)
+
+    # checksums of every file, for distribution to runners (verified at download)
+    sums = {}
+    for root, _, files in os.walk(out):
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, out)
+            if rel == "checksums.json":
+                continue
+            with open(p, "rb") as fh:
+                sums[rel] = hashlib.sha256(fh.read()).hexdigest()
+    write_json(os.path.join(out, "checksums.json"), dict(sorted(sums.items())))
+    total = sum(os.path.getsize(os.path.join(out, k)) for k in sums)
+    print(f"total size {total / 1e6:.2f} MB in {len(sums)} files")
+
+
+def tokenizer_bos():
+    from tokenizer import BOS
+    return BOS
+
+
+def tokenizer_eos():
+    from tokenizer import EOS
+    return EOS
+
+
+if __name__ == "__main__":
+    main()

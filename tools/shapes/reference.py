@@ -1,0 +1,113 @@
+"""PyTorch reference of AMDM, exactly as ../shared/AMDM.md states it (the official code's
+behaviour, quirks included), running the torch modules of the shapes family.
+
+Numbered comments point at the steps of AMDM.md "One step i". This file is the ground
+truth that writes the golden fixtures the TypeScript engine must match; it favours
+plainness over speed and runs every model for every step, as the official code does.
+"""
+import math
+import torch
+
+# ------------------------------------------------------------------ DDIM (diffusers)
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_START, BETA_END = 0.00085, 0.012
+
+
+class DDIMSchedule:
+    """scaled_linear betas, 'leading' spacing, steps_offset 1, set_alpha_to_one False, eta 0."""
+
+    def __init__(self):
+        # float32, as diffusers computes them
+        self.betas = torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, NUM_TRAIN_TIMESTEPS,
+                                    dtype=torch.float32) ** 2
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self.final_alpha_cumprod = self.alphas_cumprod[0]     # set_alpha_to_one = False
+
+    def timesteps(self, steps):
+        ratio = NUM_TRAIN_TIMESTEPS // steps
+        return [int(i * ratio) + 1 for i in reversed(range(steps))], ratio
+
+    def step(self, eps, t, x, ratio):
+        """x_t -> x_{t - ratio} (eta = 0). Returns (prev_sample, pred_original_sample)."""
+        prev_t = t - ratio
+        a_t = self.alphas_cumprod[t]
+        a_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
+        a_t, a_prev = float(a_t), float(a_prev)
+        x0 = (x - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+        prev = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+        return prev, x0
+
+
+# -------------------------------------------------------------------------- models
+class Conditioned:
+    """One model with its conditions, giving the classifier-free-guided noise prediction
+    from one batched UNet call: [unconditional, conditional]. Works on a batch of B
+    independent samples (the table batches its images; the fixtures use B = 1)."""
+
+    def __init__(self, unet, ehs_uncond, ehs_cond, guidance, extra=None):
+        self.unet = unet
+        self.ehs = torch.cat([ehs_uncond, ehs_cond], dim=0)     # [2B, L, D]
+        self.guidance = guidance
+        self.extra = extra or {}                                 # already [2B, ...] (uncond first)
+
+    @torch.no_grad()
+    def eps(self, x, t):
+        latent = torch.cat([x, x], dim=0)
+        timestep = torch.full((latent.shape[0],), t, dtype=torch.int64)
+        out = self.unet(latent, timestep, self.ehs, **self.extra)
+        eps_uncond, eps_text = out.chunk(2, dim=0)
+        return eps_uncond + self.guidance * (eps_text - eps_uncond)
+
+
+# ------------------------------------------------------------------------------ AMDM
+def official_weights(n, omega=None, omega1=None, omega2=None):
+    """Aggregation weights in the official parameterization (AMDM.md step 3)."""
+    if n == 1:
+        return [1.0]
+    if n == 2:
+        return [omega, math.sqrt(1.0 - omega ** 2)]
+    if n == 3:
+        s1 = math.sqrt(1.0 - omega1 ** 2)
+        return [omega1 * omega2, s1 * omega2, s1 * math.sqrt(1.0 - omega2 ** 2)]
+    raise ValueError("the official parameterization covers 1 to 3 models")
+
+
+def amdm(models, noises, weights, p, window, steps, clamp=False, record=()):
+    """models[0] is the base. noises: one [B,4,h,w] tensor per model. window: (start, end)
+    inclusive. Every model runs every step (the official schedule). Returns the final
+    latent of every model and the base latent after each step listed in `record`.
+    The deviation norm is taken over each sample's whole latent, as the official code
+    does for its single sample."""
+    sched = DDIMSchedule()
+    timesteps, ratio = sched.timesteps(steps)
+    x = [n.clone() for n in noises]
+    eps_prev = [None] * len(models)
+    recorded = {}
+    start, end = window
+    for i, t in enumerate(timesteps):
+        # 1. guided noise prediction of every model at its own latent
+        eps = [m.eps(xk, t) for m, xk in zip(models, x)]
+        # 2. DDIM step of every model
+        y = [sched.step(e, t, xk, ratio)[0] for e, xk in zip(eps, x)]
+        # 3. spherical aggregation (computed every step, used only in the window)
+        xbar = sum(w * yk for w, yk in zip(weights, y))
+        # 4. deviation optimization toward xbar, from the stale mu of the previous step
+        if len(models) > 1 and i > 0 and start <= i <= end:
+            s = t + ratio
+            alpha_s = float(sched.alphas[s])
+            abar_s = float(sched.alphas_cumprod[s])
+            new_x = []
+            for k in range(len(models)):
+                mu = (x[k] - ((1.0 - alpha_s) / math.sqrt(1.0 - abar_s)) * eps_prev[k]) / math.sqrt(alpha_s)
+                d = xbar - mu
+                norm = d.flatten(1).norm(dim=1)[:, None, None, None]
+                pull = torch.clamp(norm, max=p[k]) if clamp else p[k]
+                new_x.append(xbar - pull * d / norm)
+            x = new_x
+        else:
+            x = y
+        eps_prev = eps
+        if i in record:
+            recorded[i] = x[0].clone()
+    return x, recorded

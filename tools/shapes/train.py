@@ -1,0 +1,265 @@
+"""Train the shapes family from fixed seeds: VAE, then text encoder + shapes-base, then
+shapes-layout and shapes-style (both fine-tuned from shapes-base, as SD1.5 add-ons are).
+
+    /usr/bin/python3 tools/shapes/train.py STAGE [--steps N] [--threads T]
+
+STAGE is vae, base, layout or style; checkpoints go to tools/shapes/.ckpt/ (not
+committed; export.py turns them into the ONNX models under models/). retrain.sh runs the
+whole chain and prints the wall time of each stage.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import world  # noqa: E402
+from nets import VaeEncoder, VaeDecoder, TextEncoder, UNet, ImageEncoder, ImageProjection  # noqa: E402
+from reference import DDIMSchedule  # noqa: E402
+from tokenizer import build as build_tokenizer  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CKPT = os.path.join(HERE, ".ckpt")
+MAX_LENGTH = 16          # text tokens, BOS and EOS included
+CTX_DIM = 64             # text hidden size = cross-attention dim
+IMAGE_TOKENS = 4
+SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4}
+DEFAULT_STEPS = {"vae": 4000, "base": 6000, "layout": 3000, "style": 3000}
+
+
+def tokenizer():
+    return build_tokenizer(world.WORDS, MAX_LENGTH)
+
+
+def log(stage, msg):
+    print(f"[{stage} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def lr_at(step, total, peak, warmup=200):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+
+
+class Ema:
+    def __init__(self, module, decay=0.999):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module):
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def load(name):
+    return torch.load(os.path.join(CKPT, name + ".pt"))
+
+
+def save(name, obj):
+    os.makedirs(CKPT, exist_ok=True)
+    torch.save(obj, os.path.join(CKPT, name + ".pt"))
+
+
+# ---------------------------------------------------------------------------- VAE
+def train_vae(steps, rng):
+    enc, dec = VaeEncoder(), VaeDecoder()
+    params = list(enc.parameters()) + list(dec.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    B, t0 = 32, time.time()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, 2e-3)
+        x = world.to_model(world.render([world.sample_scene(rng) for _ in range(B)]))
+        mean, logvar = enc(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        rec = dec(z)
+        # pixel terms plus an image-gradient term: square corners and stripe edges are
+        # what a small decoder blurs first
+        grad = lambda im: (im[..., 1:, :] - im[..., :-1, :], im[..., :, 1:] - im[..., :, :-1])
+        (gy, gx), (ry, rx) = grad(x), grad(rec)
+        l_rec = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 0.5 * (F.l1_loss(ry, gy) + F.l1_loss(rx, gx))
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).mean()
+        loss = l_rec + 1e-4 * kl
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 250 == 0 or step == steps - 1:
+            log("vae", f"step {step} rec {l_rec.item():.5f} kl {kl.item():.3f} ({time.time() - t0:.0f}s)")
+    # scaling factor: 1 / std of posterior samples, as SD's 0.18215 was chosen
+    with torch.no_grad():
+        zs = []
+        for _ in range(16):
+            x = world.to_model(world.render([world.sample_scene(rng) for _ in range(128)]))
+            mean, logvar = enc(x)
+            zs.append(mean + torch.randn_like(mean) * (0.5 * logvar).exp())
+        z = torch.cat(zs)
+        scaling = 1.0 / float(z.std())
+    log("vae", f"scaling_factor {scaling:.5f}, latent mean {float(z.mean()):.4f}")
+    save("vae", {"encoder": enc.state_dict(), "decoder": dec.state_dict(), "scaling_factor": scaling})
+
+
+def vae_modules():
+    ck = load("vae")
+    enc, dec = VaeEncoder(), VaeDecoder()
+    enc.load_state_dict(ck["encoder"])
+    dec.load_state_dict(ck["decoder"])
+    enc.eval()
+    dec.eval()
+    return enc, dec, ck["scaling_factor"]
+
+
+@torch.no_grad()
+def encode_latents(enc, scaling, x):
+    mean, logvar = enc(x)
+    return (mean + torch.randn_like(mean) * (0.5 * logvar).exp()) * scaling
+
+
+def ids_tensor(tok, texts):
+    return torch.tensor([tok.encode(t) for t in texts], dtype=torch.int64)
+
+
+# --------------------------------------------------------------------------- UNets
+def diffusion_loss(unet, sched, z0, ehs, **extra):
+    B = z0.shape[0]
+    t = torch.randint(0, 1000, (B,))
+    noise = torch.randn_like(z0)
+    ab = sched.alphas_cumprod.float()[t][:, None, None, None]
+    zt = ab.sqrt() * z0 + (1 - ab).sqrt() * noise
+    return F.mse_loss(unet(zt, t, ehs, **extra), noise)
+
+
+def train_unet(stage, steps, rng, kind, init=None):
+    torch.manual_seed(SEEDS[stage])
+    enc, _, scaling = vae_modules()
+    tok = tokenizer()
+    sched = DDIMSchedule()
+    unet = UNet(ctx_dim=CTX_DIM, kind=kind, phrase_dim=CTX_DIM)
+    extra_modules = []
+    if stage == "base":
+        te = TextEncoder(tok.vocab_size, MAX_LENGTH, CTX_DIM)
+        extra_modules.append(te)
+    else:
+        te = TextEncoder(tok.vocab_size, MAX_LENGTH, CTX_DIM)
+        te.load_state_dict(load("base")["text_encoder"])
+        te.eval()
+        for p_ in te.parameters():
+            p_.requires_grad_(False)
+    if init is not None:
+        missing, unexpected = unet.load_state_dict(init, strict=False)
+        assert not unexpected, unexpected
+        log(stage, f"initialized from shapes-base; new parameters: {len(missing)} tensors")
+        if kind == "style":
+            for blk in (unet.down2_attn, unet.mid_attn, unet.up2_attn):
+                # IP-Adapter: image keys start as copies of the text keys; zero values keep
+                # the base model's behaviour at step 0
+                blk.attn2.k_ip.weight.data.copy_(blk.attn2.k.weight.data)
+                torch.nn.init.zeros_(blk.attn2.v_ip.weight)
+    if kind == "style":
+        img_enc, img_proj = ImageEncoder(CTX_DIM), ImageProjection(CTX_DIM, CTX_DIM, IMAGE_TOKENS)
+        extra_modules += [img_enc, img_proj]
+    params = [p_ for m in [unet] + extra_modules for p_ in m.parameters() if p_.requires_grad]
+    peak = 1e-3 if init is None else 5e-4
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=0.01)
+    ema = Ema(unet)
+    ema_extra = [Ema(m) for m in extra_modules]
+    B, t0, run = 128, time.time(), 0.0
+    phrase_cache = {}
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, peak)
+        scenes = [world.sample_scene(rng) for _ in range(B)]
+        z0 = encode_latents(enc, scaling, world.to_model(world.render(scenes)))
+        drop = rng.random(B)
+        extra = {}
+        if kind == "base":
+            texts = ["" if drop[i] < 0.1 else world.caption(s, True, rng) for i, s in enumerate(scenes)]
+            ehs, _ = te(ids_tensor(tok, texts))
+        elif kind == "layout":
+            # drop both (10%), caption only (5%), grounding only (5%)
+            texts = ["" if drop[i] < 0.15 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+            with torch.no_grad():
+                ehs, _ = te(ids_tensor(tok, texts))
+            K = world.MAX_OBJECTS
+            boxes = torch.zeros(B, K, 4)
+            phr = torch.zeros(B, K, CTX_DIM)
+            mask = torch.zeros(B, K)
+            for i, s in enumerate(scenes):
+                keep = not (drop[i] < 0.1 or 0.15 <= drop[i] < 0.2)
+                order = rng.permutation(len(s["objects"]))
+                for j, oi in enumerate(order):
+                    o = s["objects"][oi]
+                    if o["shape"] not in phrase_cache:
+                        with torch.no_grad():
+                            phrase_cache[o["shape"]] = te(ids_tensor(tok, [o["shape"]]))[1][0]
+                    boxes[i, j] = torch.tensor(o["box"])
+                    phr[i, j] = phrase_cache[o["shape"]]
+                    mask[i, j] = 1.0 if keep else 0.0
+            extra = {"boxes": boxes, "phrase_embeds": phr, "mask": mask}
+        else:  # style
+            texts = ["" if drop[i] < 0.1 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+            with torch.no_grad():
+                ehs, _ = te(ids_tensor(tok, texts))
+            # the reference shares only the background (same style and parameters)
+            refs = [{"objects": world.sample_scene(rng)["objects"], "background": s["background"]}
+                    for s in scenes]
+            emb = img_enc(world.to_model(world.render(refs)))
+            img_drop = torch.tensor((drop >= 0.05) & (drop < 0.15), dtype=torch.bool)[:, None]
+            emb = torch.where(img_drop, torch.zeros_like(emb), emb)
+            ehs = torch.cat([ehs, img_proj(emb)], dim=1)
+            extra = {"ip_scale": torch.ones(1)}
+        loss = diffusion_loss(unet, sched, z0, ehs, **extra)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(unet)
+        for e, m in zip(ema_extra, extra_modules):
+            e.update(m)
+        run = loss.item() if step == 0 else 0.98 * run + 0.02 * loss.item()
+        if step % 250 == 0 or step == steps - 1:
+            log(stage, f"step {step} loss {run:.4f} ({time.time() - t0:.0f}s)")
+    out = {"unet": ema.shadow, "kind": kind}
+    if stage == "base":
+        out["text_encoder"] = ema_extra[0].shadow
+    if kind == "style":
+        out["image_encoder"] = ema_extra[0].shadow
+        out["image_proj"] = ema_extra[1].shadow
+    save(stage, out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stage", choices=["vae", "base", "layout", "style"])
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(SEEDS[a.stage])
+    rng = np.random.default_rng(SEEDS[a.stage])
+    steps = a.steps or DEFAULT_STEPS[a.stage]
+    t0 = time.time()
+    if a.stage == "vae":
+        train_vae(steps, rng)
+    elif a.stage == "base":
+        train_unet("base", steps, rng, "base")
+    else:
+        train_unet(a.stage, steps, rng, a.stage, init=load("base")["unet"])
+    log(a.stage, f"done in {time.time() - t0:.0f}s")
+    with open(os.path.join(CKPT, a.stage + ".time.json"), "w") as f:
+        json.dump({"stage": a.stage, "steps": steps, "seconds": round(time.time() - t0, 1),
+                   "threads": a.threads}, f)
+
+
+if __name__ == "__main__":
+    main()
