@@ -1,0 +1,432 @@
+/**
+ * The edge in process (app.request) over the memory adapters: every route, the
+ * idempotency scheme, cancellation, tenancy and the OpenAPI document.
+ */
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { describe, expect, it } from 'vitest';
+import { MemoryQueue } from '../adapters/memory/memory-queue.ts';
+import { MemoryStore } from '../adapters/memory/memory-store.ts';
+import { createApiKey } from '../shared/api-keys.ts';
+import type { ModelInfo } from '../shared/contract/index.ts';
+import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
+import { createApp, type AppDeps } from './app.ts';
+import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
+
+const BASE = 'http://127.0.0.1:8787';
+const SECRET = 'blob-secret-'.repeat(4);
+const PEPPER = 'pepper-'.repeat(4);
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
+
+const model = (id: string, extra: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({
+  id,
+  description: '',
+  ecosystem: 'shapes-v1',
+  latent: { channels: 4, vae_scale_factor: 4 },
+  sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
+  conditions: { prompt: { max_tokens: 32 }, grounding: null, reference_image: null, ...extra },
+  schedulers: ['ddim', 'euler'],
+});
+export const CATALOG: ModelInfo[] = [
+  model('shapes-base'),
+  model('shapes-layout', { grounding: { max_objects: 4 } }),
+  model('shapes-style', { reference_image: { width: 64, height: 64 } }),
+];
+
+async function setup(over: Partial<AppDeps> = {}) {
+  let now = Date.parse('2025-03-01T10:00:00Z');
+  const clock = { now: () => now };
+  const store = new MemoryStore({ signing: { secret: SECRET, baseUrl: BASE }, now: () => now });
+  const queue = new MemoryQueue();
+  const app = createApp({
+    store,
+    queue,
+    catalog: async () => CATALOG,
+    pepper: PEPPER,
+    publicBaseUrl: BASE,
+    localBlobs: { secret: SECRET },
+    clock,
+    logger: { error() {}, warn() {}, info() {} },
+    ...over,
+    limits: { idempotencySettleMs: 0, ...over.limits },
+  });
+  const acme = (await createApiKey(store, { tenant: 'acme', pepper: PEPPER })).key;
+  const other = (await createApiKey(store, { tenant: 'other', pepper: PEPPER })).key;
+  const call = (path: string, init: { method?: string; key?: string | null; body?: unknown; headers?: Record<string, string> } = {}) =>
+    app.request(path, {
+      method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
+      headers: {
+        ...(init.key === null ? {} : { authorization: `Bearer ${init.key ?? acme}` }),
+        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...init.headers,
+      },
+      ...(init.body !== undefined ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) } : {}),
+    });
+  return { app, store, queue, repo: new JobRepository(store), acme, other, call, advance: (ms: number) => (now += ms), clock };
+}
+
+const single = (prompt = 'a red circle') => ({ models: [{ id: 'shapes-base', role: 'base', prompt }], sampler: { steps: 4, seed: 1 } });
+
+function runningStatus(over: Partial<StoredStatus> = {}): StoredStatus {
+  return {
+    v: 1,
+    status: 'running',
+    message_id: 'm',
+    attempt: 1,
+    started_at: '2025-03-01T10:00:01.000Z',
+    finished_at: null,
+    updated_at: '2025-03-01T10:00:01.000Z',
+    progress: { step: 1, total: 4, phase: 'aggregating', image: 1, images: 1 },
+    usage: null,
+    timings: { queued_ms: 1000, run_ms: null, onnx_ms: null, outside_onnx_ms: null },
+    error: null,
+    outputs: [],
+    webhook_enqueued: false,
+    ...over,
+  };
+}
+
+describe('POST /v1/jobs', () => {
+  it('202 with the queued job, its Location, the stored spec and one queue message', async () => {
+    const { call, queue, store } = await setup();
+    const res = await call('/v1/jobs', { body: single() });
+    expect(res.status).toBe(202);
+    const job = await res.json();
+    expect(res.headers.get('location')).toBe(`${BASE}/v1/jobs/${job.id}`);
+    expect(job).toMatchObject({ object: 'job', status: 'queued', spec: { sampler: { steps: 4, seed: 1, width: 64, height: 64 } }, outputs: [] });
+    expect(job.queue.reason).toMatch(/waiting/);
+    const [lease] = await queue.receive({ visibilitySeconds: 30 });
+    expect(JSON.parse(lease!.body)).toMatchObject({ v: 1, job_id: job.id, tenant: 'acme' });
+    expect(await store.get(`tenants/acme/jobs/${job.id}/request.json`)).not.toBeNull();
+    expect((await store.list('tenants/acme/index/')).keys).toHaveLength(1);
+  });
+
+  it('422 naming fields: schema, unknown fields, catalog shaping', async () => {
+    const { call } = await setup();
+    const res = await call('/v1/jobs', {
+      body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'x' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'x', grounding: [{ phrase: 'a', box: [0.5, 0, 0.2, 1] }] }], colour: 'red' },
+    });
+    expect(res.status).toBe(422);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    const p = await res.json();
+    expect(p.errors.map((e: { field: string }) => e.field).sort()).toEqual(['colour', 'models[1].grounding[0].box']);
+
+    const shaped = await call('/v1/jobs', { body: { models: [{ id: 'nope', role: 'base', prompt: 'x' }] } });
+    expect(shaped.status).toBe(422);
+    expect((await shaped.json()).errors).toEqual([{ field: 'models[0].id', message: expect.stringMatching(/unknown model "nope"; installed: shapes-base/) }]);
+  });
+
+  it('400 for malformed JSON, 415 for other media types, 413 for huge bodies', async () => {
+    const { call } = await setup({ limits: { maxJobBodyBytes: 1000 } });
+    const bad = await call('/v1/jobs', { body: '{"models": [' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ errors: [{ field: 'body' }] });
+    const text = await call('/v1/jobs', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: undefined });
+    expect([400, 415]).toContain(text.status);
+    const plain = await call('/v1/jobs', { method: 'POST', headers: { 'content-type': 'text/plain' } });
+    expect(plain.headers.get('content-type')).toBe('application/problem+json');
+    const huge = await call('/v1/jobs', { body: single('x'.repeat(2000)) });
+    expect(huge.status).toBe(413);
+  });
+
+  it('refuses webhooks to private addresses unless allowed', async () => {
+    const { call } = await setup();
+    const res = await call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://169.254.169.254/latest' } } });
+    expect(res.status).toBe(422);
+    expect((await res.json()).errors[0].field).toBe('webhook.url');
+    const dev = await setup({ allowPrivateWebhooks: true });
+    expect((await dev.call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://127.0.0.1:9/hook' } } })).status).toBe(202);
+  });
+
+  it('stores inline reference images and keeps only their key in the spec', async () => {
+    const { call, store } = await setup();
+    const data = btoa(String.fromCharCode(...PNG));
+    const res = await call('/v1/jobs', {
+      body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'x' }, { id: 'shapes-style', role: 'auxiliary', prompt: 'x', reference_image: { data, scale: 0.5 } }] },
+    });
+    expect(res.status).toBe(202);
+    const job = await res.json();
+    const ref = job.spec.models[1].reference_image;
+    expect(ref).toEqual({ key: expect.stringMatching(/^tenants\/acme\/uploads\/upl_/), scale: 0.5 });
+    expect((await store.get(ref.key))!.body).toEqual(PNG);
+    expect(JSON.stringify(job)).not.toContain(data);
+
+    const notImage = await call('/v1/jobs', {
+      body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'x' }, { id: 'shapes-style', role: 'auxiliary', prompt: 'x', reference_image: { data: btoa('hello world!') } }] },
+    });
+    expect(notImage.status).toBe(422);
+    expect((await notImage.json()).errors).toEqual([{ field: 'models[1].reference_image.data', message: expect.stringMatching(/PNG or JPEG/) }]);
+  });
+
+  it('uploads: ticket -> signed PUT -> job by upload_id; unknown ids and other tenants refused', async () => {
+    const { call, app, other } = await setup();
+    const ticket = await (await call('/v1/uploads', { body: { content_type: 'image/png' } })).json();
+    expect(ticket).toMatchObject({ object: 'upload', method: 'PUT', upload_id: expect.stringMatching(/^upl_/) });
+    const put = await app.request(ticket.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: PNG });
+    expect(put.status).toBe(204);
+    expect((await app.request(ticket.upload_url, { method: 'PUT', body: PNG })).status).toBe(409);
+    const body = (id: string) => ({ models: [{ id: 'shapes-style', role: 'base', prompt: 'x', reference_image: { upload_id: id } }] });
+    const ok = await call('/v1/jobs', { body: body(ticket.upload_id) });
+    expect(ok.status).toBe(202);
+    expect((await ok.json()).spec.models[0].reference_image.key).toBe(`tenants/acme/uploads/${ticket.upload_id}`);
+    const theirs = await call('/v1/jobs', { key: other, body: body(ticket.upload_id) });
+    expect(theirs.status).toBe(422);
+    expect((await theirs.json()).errors[0].field).toBe('models[0].reference_image.upload_id');
+  });
+
+  it('Idempotency-Key: same body -> same job, once; different body -> 422', async () => {
+    const { call, queue } = await setup();
+    const h = { 'idempotency-key': 'order-42' };
+    const a = await call('/v1/jobs', { body: single(), headers: h });
+    // same meaning, other key order and spacing
+    const b = await call('/v1/jobs', { body: JSON.stringify({ sampler: { seed: 1, steps: 4 }, models: [{ prompt: 'a red circle', role: 'base', id: 'shapes-base' }] }), headers: h });
+    expect(a.status).toBe(202);
+    expect(b.status).toBe(202);
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect((await b.json()).id).toBe((await a.json()).id);
+    expect((await queue.stats()).visible).toBe(1);
+    const c = await call('/v1/jobs', { body: single('something else'), headers: h });
+    expect(c.status).toBe(422);
+    expect(await c.json()).toMatchObject({ type: 'urn:amdm:problem:idempotency-key-reused', errors: [{ field: 'header Idempotency-Key' }] });
+    const long = await call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'k'.repeat(256) } });
+    expect(long.status).toBe(400);
+    expect((await long.json()).errors[0].field).toBe('header Idempotency-Key');
+  });
+
+  it('Idempotency-Key: concurrent same-key requests create exactly one job', async () => {
+    // same fake millisecond for all: claims tie and are ordered by job id, the hardest case
+    const { call, queue } = await setup();
+    const results = await Promise.all(Array.from({ length: 8 }, () => call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'race' } })));
+    const ids = new Set(await Promise.all(results.map(async (r) => (await r.json()).id)));
+    expect(ids.size).toBe(1);
+    expect((await queue.stats()).visible).toBe(1);
+  });
+
+  it('Idempotency-Key: two edge instances over one store agree on one job', async () => {
+    const one = await setup({ limits: { idempotencySettleMs: 30 } });
+    const two = createApp({
+      store: one.store,
+      queue: one.queue,
+      catalog: async () => CATALOG,
+      pepper: PEPPER,
+      publicBaseUrl: BASE,
+      clock: one.clock,
+      limits: { idempotencySettleMs: 30 },
+      logger: { error() {}, warn() {}, info() {} },
+    });
+    const init = { method: 'POST', headers: { authorization: `Bearer ${one.acme}`, 'content-type': 'application/json', 'idempotency-key': 'cross' }, body: JSON.stringify(single()) };
+    const results = await Promise.all([one.app, two, one.app, two].map((a) => a.request('/v1/jobs', init)));
+    const ids = new Set(await Promise.all(results.map(async (r) => (await r.json()).id)));
+    expect(ids.size).toBe(1);
+    expect((await one.queue.stats()).visible).toBe(1);
+  });
+
+  it('Idempotency-Key: keys are per tenant', async () => {
+    const { call, other } = await setup();
+    const a = await (await call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'k' } })).json();
+    const b = await (await call('/v1/jobs', { key: other, body: single(), headers: { 'idempotency-key': 'k' } })).json();
+    expect(a.id).not.toBe(b.id);
+  });
+
+  it('Prefer: wait returns the finished job with 200, or the current one with 202 after the wait', async () => {
+    const { call, repo, advance, queue } = await setup();
+    const pending = call('/v1/jobs', { body: single(), headers: { prefer: 'wait=5' } });
+    // play the runner: take the message and finish the job
+    const [lease] = await queue.receive({ visibilitySeconds: 30, waitSeconds: 5 });
+    const { job_id } = JSON.parse(lease!.body);
+    await repo.putStatus('acme', job_id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('preference-applied')).toBe('wait=5');
+    expect((await res.json()).status).toBe('succeeded');
+
+    const slow = call('/v1/jobs', { body: single('b'), headers: { prefer: 'respond-async, wait=1' } });
+    await new Promise((r) => setTimeout(r, 50));
+    advance(2000); // the fake clock passes the deadline
+    const r2 = await slow;
+    expect(r2.status).toBe(202);
+    expect(r2.headers.get('preference-applied')).toBe('wait=1');
+    const bad = await call('/v1/jobs', { body: single(), headers: { prefer: 'wait=61' } });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0].field).toBe('header Prefer');
+  });
+
+  it('429 at the per-tenant cap of active jobs, and again free once one finishes', async () => {
+    const { call, repo, advance } = await setup({ limits: { maxActiveJobs: 2 } });
+    const a = await (await call('/v1/jobs', { body: single('1') })).json();
+    await call('/v1/jobs', { body: single('2') });
+    const third = await call('/v1/jobs', { body: single('3') });
+    expect(third.status).toBe(429);
+    expect(third.headers.get('retry-after')).toMatch(/^\d+$/);
+    await repo.putStatus('acme', a.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z' }));
+    advance(300); // the tracker re-reads a full tenant's jobs at most every 250 ms
+    expect((await call('/v1/jobs', { body: single('3') })).status).toBe(202);
+  });
+
+  it('429 with Retry-After from the per-tenant rate limit', async () => {
+    const { call } = await setup({ rateLimiter: new TokenBucketLimiter({ ratePerSecond: 1, burst: 2, now: () => 0 }) });
+    await call('/v1/models');
+    await call('/v1/models');
+    const res = await call('/v1/models');
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('1');
+  });
+});
+
+describe('reading, listing, cancelling', () => {
+  it('GET /v1/jobs/:id: 404 for other tenants and unknown ids, never 403', async () => {
+    const { call, other } = await setup();
+    const job = await (await call('/v1/jobs', { body: single() })).json();
+    expect((await call(`/v1/jobs/${job.id}`)).status).toBe(200);
+    const theirs = await call(`/v1/jobs/${job.id}`, { key: other });
+    expect(theirs.status).toBe(404);
+    expect(theirs.headers.get('content-type')).toBe('application/problem+json');
+    expect((await call('/v1/jobs/job_00000000000000000000000000')).status).toBe(404);
+    expect((await call('/v1/jobs/../../apikeys')).status).toBe(404);
+  });
+
+  it('lists newest first with stable cursors; bad cursors are 400', async () => {
+    const { call, advance, other } = await setup();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push((await (await call('/v1/jobs', { body: single(String(i)) })).json()).id);
+      advance(10);
+    }
+    const p1 = await (await call('/v1/jobs?limit=2')).json();
+    expect(p1.data.map((j: { id: string }) => j.id)).toEqual([ids[4], ids[3]]);
+    await call('/v1/jobs', { body: single('late') });
+    const p2 = await (await call(`/v1/jobs?limit=2&cursor=${p1.next_cursor}`)).json();
+    expect(p2.data.map((j: { id: string }) => j.id)).toEqual([ids[2], ids[1]]);
+    const p3 = await (await call(`/v1/jobs?limit=2&cursor=${p2.next_cursor}`)).json();
+    expect(p3.data.map((j: { id: string }) => j.id)).toEqual([ids[0]]);
+    expect(p3.next_cursor).toBeNull();
+    // another tenant cannot use the cursor to read this tenant's index
+    const stolen = await call(`/v1/jobs?cursor=${p1.next_cursor}`, { key: other });
+    expect(stolen.status).toBe(400);
+    expect((await stolen.json()).errors[0].field).toBe('query.cursor');
+    expect((await call('/v1/jobs?cursor=garbage')).status).toBe(400);
+    expect((await call('/v1/jobs?limit=101')).status).toBe(400);
+  });
+
+  it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {
+    const { call, repo } = await setup();
+    const queued = await (await call('/v1/jobs', { body: single('q') })).json();
+    const c1 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    expect(c1.status).toBe(200);
+    expect((await c1.json()).status).toBe('canceled');
+    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(409);
+
+    const running = await (await call('/v1/jobs', { body: single('r') })).json();
+    await repo.putStatus('acme', running.id, runningStatus());
+    const c2 = await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' });
+    expect(c2.status).toBe(202);
+    expect((await c2.json()).status).toBe('running');
+    expect(await repo.getCancel('acme', running.id)).not.toBeNull();
+    // asking again while the runner has not stopped yet is harmless
+    expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
+    const c3 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
+  });
+
+  it('output URLs are signed per read; expired or tampered URLs are 403 problems', async () => {
+    const { call, repo, app, advance } = await setup();
+    const job = await (await call('/v1/jobs', { body: single() })).json();
+    const out = await repo.putOutput('acme', job.id, { source: 'aggregated', index: 0, kind: 'image', content_type: 'image/png', width: 64, height: 64 }, PNG);
+    await repo.putStatus('acme', job.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z', outputs: [out] }));
+    const rec = await (await call(`/v1/jobs/${job.id}`)).json();
+    const url: string = rec.outputs[0].url;
+    const ok = await app.request(url);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('content-type')).toBe('image/png');
+    expect(new Uint8Array(await ok.arrayBuffer())).toEqual(PNG);
+    const tampered = url.replace('aggregated-0', 'aggregated-1');
+    expect((await app.request(tampered)).status).toBe(403);
+    expect((await app.request(url, { method: 'PUT', body: PNG })).status).toBe(403);
+    advance(901_000);
+    const expired = await app.request(url);
+    expect(expired.status).toBe(403);
+    expect(expired.headers.get('content-type')).toBe('application/problem+json');
+    expect((await expired.json()).detail).toMatch(/expired/);
+  });
+
+  it('GET /v1/usage sums usage records per day', async () => {
+    const { call, repo } = await setup();
+    for (const [day, id, evals] of [['2025-02-27', 'job_a', 8], ['2025-02-28', 'job_b', 4], ['2025-02-28', 'job_c', 4]] as const) {
+      await repo.putUsage({ v: 1, job_id: id, tenant: 'acme', day, finished_at: `${day}T10:00:00Z`, status: 'succeeded', images: 1, unet_evals: evals, runner_ms: 100 });
+    }
+    const res = await call('/v1/usage?from=2025-02-28&to=2025-03-01');
+    expect(await res.json()).toEqual({
+      object: 'usage',
+      from: '2025-02-28',
+      to: '2025-03-01',
+      days: [{ day: '2025-02-28', jobs: 2, images: 2, unet_evals: 8, runner_ms: 200 }],
+      total: { jobs: 2, images: 2, unet_evals: 8, runner_ms: 200 },
+    });
+    expect((await call('/v1/usage?from=2025-02-30')).status).toBe(400);
+    expect((await call('/v1/usage?from=2025-03-02&to=2025-03-01')).status).toBe(400);
+  });
+
+  it('GET /v1/jobs/:id/events streams the job until it finishes', async () => {
+    const { call, repo } = await setup();
+    const job = await (await call('/v1/jobs', { body: single() })).json();
+    const res = await call(`/v1/jobs/${job.id}/events`);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    setTimeout(() => void repo.putStatus('acme', job.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z', updated_at: 'z' })), 100);
+    const text = await res.text();
+    const events = text.split('\n\n').filter((e) => e.startsWith('event: job'));
+    expect(events.length).toBeGreaterThanOrEqual(2);
+    expect(JSON.parse(events.at(-1)!.split('\ndata: ')[1]!.split('\nid:')[0]!).status).toBe('succeeded');
+  });
+});
+
+describe('the app as a whole', () => {
+  it('serves a valid OpenAPI 3.1 document covering every route with examples', async () => {
+    const { app } = await setup();
+    const doc = await (await app.request('/openapi.json')).json();
+    expect(doc.openapi).toBe('3.1.0');
+    await SwaggerParser.validate(structuredClone(doc));
+    const ops = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown }> }> }>>).flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ id: `${verb} ${p}`, op })));
+    expect(ops.map((o) => o.id).sort()).toEqual(
+      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
+    );
+    for (const { id, op } of ops) {
+      const withContent = Object.values(op.responses).flatMap((r) => Object.values(r.content ?? {}));
+      expect(withContent.length, id).toBeGreaterThan(0);
+      expect(withContent.every((c) => c.example !== undefined), id).toBe(true);
+    }
+    expect(doc.components.schemas).toHaveProperty('JobRequest');
+    expect(doc.components.schemas).toHaveProperty('Problem');
+  });
+
+  it('health and models', async () => {
+    const { app, call } = await setup();
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    const models = await (await call('/v1/models')).json();
+    expect(models.data.map((m: ModelInfo) => m.id)).toEqual(['shapes-base', 'shapes-layout', 'shapes-style']);
+    expect((await call('/v1/models', { key: null })).status).toBe(401);
+  });
+
+  it('a store failure is a 500 problem that names only the request id', async () => {
+    const { store, call } = await setup();
+    store.put = async () => {
+      throw new Error('EIO: disk /srv/data exploded');
+    };
+    const res = await call('/v1/jobs', { body: single() });
+    expect(res.status).toBe(500);
+    const text = await res.text();
+    expect(text).not.toMatch(/EIO|srv|exploded/);
+    expect(JSON.parse(text).instance).toMatch(/^urn:amdm:request:/);
+  });
+
+  it('refuses bad options at construction, naming the option', async () => {
+    const store = new MemoryStore();
+    const queue = new MemoryQueue();
+    const ok = { store, queue, catalog: async () => CATALOG, pepper: PEPPER, publicBaseUrl: BASE };
+    expect(() => createApp({ ...ok, store: {} as never })).toThrow(/option "store"/);
+    expect(() => createApp({ ...ok, queue: undefined as never })).toThrow(/option "queue"/);
+    expect(() => createApp({ ...ok, pepper: 'x' })).toThrow(/option "pepper"/);
+    expect(() => createApp({ ...ok, publicBaseUrl: 'http://x/' })).toThrow(/option "publicBaseUrl"/);
+    expect(() => createApp({ ...ok, limits: { maxActiveJobs: 0 } })).toThrow(/option "limits.maxActiveJobs"/);
+    expect(() => createApp({ ...ok, limits: { bogus: 1 } as never })).toThrow(/option "limits.bogus"/);
+    expect(() => createApp({ ...ok, localBlobs: { secret: 'short' } })).toThrow(/option "localBlobs.secret"/);
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * The public API as one Hono app: `createApp(deps)` knows only fetch(Request) -> Response
+ * and the ports, so the same app runs behind @hono/node-server (edge/local.ts) and on
+ * Lambda. No `node:` imports, no AWS SDK, no onnxruntime here or below.
+ *
+ * Order of the pipeline: request id -> auth (all /v1 routes except the signed blob URLs)
+ * -> per-tenant rate limit -> route middleware (concurrency cap, body limit) -> zod
+ * validation -> handler. Every failure is thrown and becomes a problem+json response in
+ * the one onError.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { requestId } from 'hono/request-id';
+import type { MiddlewareHandler } from 'hono';
+import { verifyApiKey } from '../shared/api-keys.ts';
+import { JobRepository } from '../shared/job-repository.ts';
+import { BLOB_ROUTE_PREFIX } from '../shared/signed-url.ts';
+import { JobRequest } from '../shared/contract/index.ts';
+import { ActiveJobTracker } from './active-jobs.ts';
+import { type AppDeps, resolveDeps } from './deps.ts';
+import { JobsService } from './jobs-service.ts';
+import { auth } from './middleware/auth/index.ts';
+import { problemNotFound, problemOnError, validationProblem, zodFieldErrors } from './middleware/problem/index.ts';
+import { rateLimit } from './middleware/rate-limit/index.ts';
+import { registerBlobRoutes } from './routes/blobs.ts';
+import type { EdgeApp, EdgeEnv, RouteContext } from './routes/common.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
+import { registerModelRoutes, registerSystemRoutes, registerUploadRoutes, registerUsageRoutes } from './routes/misc.ts';
+
+export type { AppDeps } from './deps.ts';
+
+export const API_VERSION = '1.0.0';
+
+export function createApp(input: AppDeps): EdgeApp {
+  const deps = resolveDeps(input);
+  const repo = new JobRepository(deps.store);
+  const active = new ActiveJobTracker(repo, { cap: deps.limits.maxActiveJobs, now: () => deps.clock.now() });
+  const jobs = new JobsService(deps, repo, active);
+
+  const app: EdgeApp = new OpenAPIHono<EdgeEnv>({
+    // one rule for every zod-validated input: body problems are 422, the rest 400, each naming its field
+    defaultHook: (result) => {
+      if (result.success) return;
+      const target = result.target;
+      const errors =
+        target === 'json'
+          ? zodFieldErrors(result.error.issues, JobRequest)
+          : zodFieldErrors(result.error.issues).map((e) => ({
+              ...e,
+              field: target === 'header' ? `header ${headerName(e.field)}` : `${target === 'param' ? 'path' : target}.${e.field}`,
+            }));
+      throw validationProblem(target === 'json' ? 422 : 400, errors);
+    },
+  });
+
+  app.onError(problemOnError({ logger: deps.logger }));
+  app.notFound(problemNotFound());
+  app.use(requestId());
+
+  const authenticate = auth({
+    verify: (key) => verifyApiKey(deps.store, deps.pepper, key),
+    cacheSeconds: deps.limits.keyCacheSeconds,
+    now: () => deps.clock.now(),
+  });
+  const limit = rateLimit({ limiter: deps.rateLimiter });
+  // signed blob URLs carry their own credential; everything else under /v1 needs a key
+  const apiGuard: MiddlewareHandler<EdgeEnv> = async function apiGuard(c, next) {
+    if (c.req.path.startsWith(BLOB_ROUTE_PREFIX)) return next();
+    // auth's own env type is narrower than the app's; the variables it sets are part of EdgeEnv
+    return authenticate(c as never, async () => {
+      await limit(c, next);
+    });
+  };
+  app.use('/v1/*', apiGuard);
+
+  const ctx: RouteContext = { deps, repo, jobs, active };
+  registerJobRoutes(app, ctx);
+  registerModelRoutes(app, ctx);
+  registerUploadRoutes(app, ctx);
+  registerUsageRoutes(app, ctx);
+  registerBlobRoutes(app, ctx);
+  registerSystemRoutes(app);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key (amdm_<keyId>_<secret>) from `amdm keys create`',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'AMDM API',
+      version: API_VERSION,
+      description:
+        'Image generation that aggregates several diffusion models at sampling time (AMDM, arXiv 2410.01262). ' +
+        'Every error is an RFC 9457 problem (application/problem+json) whose `errors` name the fields at fault.',
+    },
+    servers: [{ url: deps.publicBaseUrl }],
+  });
+  return app;
+}
+
+/** zod reports header names lowercased; show them as clients write them. */
+function headerName(lower: string): string {
+  return lower.replace(/(^|-)([a-z])/g, (_, dash: string, ch: string) => dash + ch.toUpperCase());
+}

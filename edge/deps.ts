@@ -1,0 +1,194 @@
+/**
+ * What the edge needs from its composition root, and the checks that make a wrong root fail
+ * at construction (naming the option) instead of on the first request.
+ */
+import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobQueue } from '../shared/ports/queue.ts';
+import type { ObjectStore } from '../shared/ports/store.ts';
+import { checkPepper } from '../shared/api-keys.ts';
+import { MIN_SECRET_BYTES } from '../shared/signed-url.ts';
+import { cryptoRandomBytes, type RandomBytes } from '../shared/ids.ts';
+import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import type { Logger } from './middleware/problem/index.ts';
+import { TokenBucketLimiter, type RateLimiter } from './middleware/rate-limit/index.ts';
+
+export interface Clock {
+  /** milliseconds since the epoch */
+  now(): number;
+}
+
+/** Signs URLs that grant one method on one stored blob (outputs, uploads). */
+export interface BlobSigner {
+  signGet(key: string, ttlSeconds: number): Promise<string>;
+  signPut(key: string, ttlSeconds: number, contentType: string): Promise<string>;
+}
+
+/**
+ * The HMAC secret of the embedded stores' signed URLs (shared/signed-url.ts), for serving
+ * `/v1/blobs/*`. Only the single-node filesystem store needs it: S3 serves its presigned
+ * URLs itself.
+ */
+export interface LocalBlobs {
+  secret: string | Uint8Array;
+}
+
+export interface EdgeLimits {
+  /** POST /v1/jobs body (inline reference images make it large) */
+  maxJobBodyBytes: number;
+  /** other JSON bodies */
+  maxSmallBodyBytes: number;
+  /** a reference image, uploaded or inline (decoded) */
+  maxUploadBytes: number;
+  /** lifetime of output URLs in records */
+  outputUrlTtlSeconds: number;
+  /** lifetime of upload URLs from POST /v1/uploads */
+  uploadUrlTtlSeconds: number;
+  /** queued + running jobs per tenant */
+  maxActiveJobs: number;
+  /** jobs per page in GET /v1/jobs */
+  maxPageSize: number;
+  /** longest Prefer: wait */
+  maxWaitSeconds: number;
+  /** longest range of GET /v1/usage, in days */
+  maxUsageDays: number;
+  /** how long a verified API key is trusted without reading the store (revocation delay) */
+  keyCacheSeconds: number;
+  /**
+   * Idempotency claims: the wait between writing a claim and reading the claims, which must
+   * exceed the clock skew plus store write latency between edge instances (0: one instance)
+   */
+  idempotencySettleMs: number;
+}
+
+export const DEFAULT_LIMITS: EdgeLimits = {
+  // four models with a ~1.4 MB inline image each, plus the rest of the request
+  maxJobBodyBytes: 6 * 1024 * 1024,
+  maxSmallBodyBytes: 64 * 1024,
+  maxUploadBytes: 10 * 1024 * 1024,
+  outputUrlTtlSeconds: 900,
+  uploadUrlTtlSeconds: 900,
+  maxActiveJobs: 50,
+  maxPageSize: 100,
+  maxWaitSeconds: 60,
+  maxUsageDays: 366,
+  keyCacheSeconds: 10,
+  idempotencySettleMs: 100,
+};
+
+export interface AppDeps {
+  store: ObjectStore;
+  /** the jobs queue */
+  queue: JobQueue;
+  /** the installed models (the engine's catalog) */
+  catalog: () => Promise<ModelInfo[]>;
+  /** API key hashing pepper (kept outside the store) */
+  pepper: string;
+  /** public origin of this API, without a trailing slash, e.g. http://127.0.0.1:8787 */
+  publicBaseUrl: string;
+  /** default: the store's own signed URLs */
+  signer?: BlobSigner;
+  /** set to serve `/v1/blobs/*` (filesystem store); absent: the route answers 404 */
+  localBlobs?: LocalBlobs;
+  clock?: Clock;
+  random?: RandomBytes;
+  /** per-tenant request rate; default 20 requests/s with bursts of 100 */
+  rateLimiter?: RateLimiter;
+  limits?: Partial<EdgeLimits>;
+  /** local development only: accept webhooks to loopback and private addresses */
+  allowPrivateWebhooks?: boolean;
+  /** where a queued job stands; default: derived from the queue's counts */
+  queueInfo?: (req: StoredRequest) => Promise<QueueInfoValue>;
+  logger?: Logger;
+}
+
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits'>> {
+  localBlobs: LocalBlobs | null;
+  queueInfo: ((req: StoredRequest) => Promise<QueueInfoValue>) | null;
+  limits: EdgeLimits;
+}
+
+const need = (cond: boolean, option: string, what: string, got: unknown): void => {
+  if (!cond) throw new TypeError(`createApp: option "${option}" must be ${what} (got ${describe(got)})`);
+};
+
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') return 'an object';
+  return JSON.stringify(v);
+}
+
+const hasMethods = (o: unknown, names: string[]): boolean =>
+  typeof o === 'object' && o !== null && names.every((n) => typeof (o as Record<string, unknown>)[n] === 'function');
+
+export const consoleLogger: Logger = {
+  error: (msg, fields) => console.error(JSON.stringify({ level: 'error', msg, ...fields })),
+  warn: (msg, fields) => console.warn(JSON.stringify({ level: 'warn', msg, ...fields })),
+  info: (msg, fields) => console.log(JSON.stringify({ level: 'info', msg, ...fields })),
+};
+
+export function resolveDeps(deps: AppDeps): ResolvedDeps {
+  need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
+  need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
+  need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
+  need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
+  try {
+    checkPepper(deps.pepper);
+  } catch (e) {
+    throw new TypeError(`createApp: option "pepper": ${(e as Error).message}`);
+  }
+  let base: URL | null = null;
+  try {
+    base = new URL(deps.publicBaseUrl);
+  } catch {
+    /* reported below */
+  }
+  need(
+    base !== null && (base.protocol === 'http:' || base.protocol === 'https:') && !deps.publicBaseUrl.endsWith('/') && base.search === '' && base.hash === '',
+    'publicBaseUrl',
+    'an absolute http(s) origin (optionally with a path) without a trailing slash, query or fragment',
+    deps.publicBaseUrl,
+  );
+  if (deps.signer !== undefined) need(hasMethods(deps.signer, ['signGet', 'signPut']), 'signer', 'a BlobSigner { signGet, signPut }', deps.signer);
+  if (deps.localBlobs !== undefined) {
+    const secret = deps.localBlobs?.secret;
+    const bytes = typeof secret === 'string' ? new TextEncoder().encode(secret).byteLength : secret instanceof Uint8Array ? secret.byteLength : -1;
+    need(bytes >= MIN_SECRET_BYTES, 'localBlobs.secret', `a string or Uint8Array of at least ${MIN_SECRET_BYTES} bytes (the stores' signing secret)`, bytes < 0 ? secret : `${bytes} bytes`);
+  }
+  if (deps.clock !== undefined) need(hasMethods(deps.clock, ['now']), 'clock', 'a Clock { now(): number }', deps.clock);
+  if (deps.random !== undefined) need(typeof deps.random === 'function', 'random', 'a function (n) => Uint8Array', deps.random);
+  if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
+  if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
+  if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
+  if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
+
+  const limits: EdgeLimits = { ...DEFAULT_LIMITS };
+  for (const [k, v] of Object.entries(deps.limits ?? {})) {
+    need(k in DEFAULT_LIMITS, `limits.${k}`, `one of ${Object.keys(DEFAULT_LIMITS).join(', ')}`, k);
+    const zeroOk = k === 'keyCacheSeconds' || k === 'idempotencySettleMs';
+    need(Number.isSafeInteger(v) && (v as number) >= (zeroOk ? 0 : 1), `limits.${k}`, zeroOk ? 'an integer >= 0' : 'a positive integer', v);
+    (limits as unknown as Record<string, number>)[k] = v as number;
+  }
+  need(limits.maxWaitSeconds <= 600, 'limits.maxWaitSeconds', 'at most 600', limits.maxWaitSeconds);
+
+  const store = deps.store;
+  return {
+    store,
+    queue: deps.queue,
+    catalog: deps.catalog,
+    pepper: deps.pepper,
+    publicBaseUrl: deps.publicBaseUrl,
+    signer: deps.signer ?? {
+      signGet: (key, ttl) => store.signedGetUrl(key, ttl),
+      signPut: (key, ttl, ct) => store.signedPutUrl(key, ttl, ct),
+    },
+    localBlobs: deps.localBlobs ?? null,
+    clock: deps.clock ?? { now: () => Date.now() },
+    random: deps.random ?? cryptoRandomBytes,
+    rateLimiter: deps.rateLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
+    limits,
+    allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
+    queueInfo: deps.queueInfo ?? null,
+    logger: deps.logger ?? consoleLogger,
+  };
+}

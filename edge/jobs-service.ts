@@ -1,0 +1,448 @@
+/**
+ * What the job routes do, apart from HTTP: create (shape, images, webhook policy,
+ * idempotency, enqueue), read, list, cancel and wait. Errors are thrown as ProblemErrors
+ * naming the field, so the routes stay thin.
+ *
+ * Creation order is what makes "nothing accepted is ever lost" hold without transactions:
+ * request.json first (the runner needs it), then the queue message, then the index entry.
+ * The index entry is the mark of acceptance; an idempotent retry that finds a job without
+ * it finishes the acceptance itself.
+ */
+import {
+  JOB_ID_RE,
+  newJobId,
+  newUploadId,
+} from '../shared/ids.ts';
+import {
+  type JobRecord,
+  type JobRequest,
+  type JobSpec,
+  type QueueMessage,
+  isTerminal,
+  shapeJobRequest,
+} from '../shared/contract/index.ts';
+import {
+  type AssembleOptions,
+  type IdempotencyClaim,
+  type JobParts,
+  type JobRepository,
+  type QueueInfoValue,
+  type StoredRequest,
+  derivedStatus,
+} from '../shared/job-repository.ts';
+import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
+import type { ActiveJobTracker } from './active-jobs.ts';
+import type { ResolvedDeps } from './deps.ts';
+import { canonicalJson, sha256Hex } from './hashing.ts';
+import { type FieldProblem, ProblemError, validationProblem } from './middleware/problem/index.ts';
+
+/** A claim older than this no longer binds its key: the key may be reused (as Stripe's 24 h). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
+/** A winning claim whose job never appeared within this time belongs to a crashed request. */
+export const CLAIM_ABANDONED_MS = 30_000;
+/** How long a same-key retry waits for the first request to finish accepting its job. */
+const REPLAY_WAIT_MS = 10_000;
+
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+const JPEG_MAGIC = [0xff, 0xd8, 0xff];
+
+export function imageTypeOf(bytes: Uint8Array): 'image/png' | 'image/jpeg' | null {
+  const starts = (m: number[]) => bytes.length >= m.length && m.every((b, i) => bytes[i] === b);
+  if (starts(PNG_MAGIC)) return 'image/png';
+  if (starts(JPEG_MAGIC)) return 'image/jpeg';
+  return null;
+}
+
+export interface CreateInput {
+  tenant: string;
+  request: JobRequest;
+  idempotencyKey: string | null;
+}
+
+interface PendingUpload {
+  key: string;
+  uploadId: string;
+  bytes: Uint8Array;
+  contentType: string;
+}
+
+export class JobsService {
+  private readonly keyLocks = new KeyedMutex();
+  private statsMemo: { at: number; value: Promise<QueueInfoValue> } | null = null;
+
+  constructor(
+    private readonly d: ResolvedDeps,
+    private readonly repo: JobRepository,
+    private readonly active: ActiveJobTracker,
+  ) {}
+
+  assembleOptions(): AssembleOptions {
+    return {
+      sign: (key, ttl) => this.d.signer.signGet(key, ttl),
+      urlTtlSeconds: this.d.limits.outputUrlTtlSeconds,
+      now: this.d.clock.now(),
+      baseUrl: this.d.publicBaseUrl,
+      queueInfo: (req) => this.queueInfo(req),
+    };
+  }
+
+  assemble(parts: JobParts): Promise<JobRecord> {
+    return this.repo.assemble(parts, this.assembleOptions());
+  }
+
+  /** Where a queued job stands: the root's answer if it has one, else the queue's counts. */
+  private queueInfo(req: StoredRequest): Promise<QueueInfoValue> {
+    if (this.d.queueInfo) return this.d.queueInfo(req);
+    const now = this.d.clock.now();
+    // one stats call serves a whole page of queued jobs
+    if (!this.statsMemo || now - this.statsMemo.at > 500) {
+      const value = this.d.queue.stats().then(
+        (s) => ({
+          position: null,
+          reason:
+            s.visible + s.delayed === 0 && s.inFlight === 0
+              ? 'waiting for a runner to pick it up'
+              : `waiting for a free runner: ${s.visible + s.delayed} job(s) waiting and ${s.inFlight} running in the queue`,
+        }),
+        () => ({ position: null, reason: 'waiting for a runner' }),
+      );
+      this.statsMemo = { at: now, value };
+    }
+    return this.statsMemo.value;
+  }
+
+  // ---- create -------------------------------------------------------------------------
+
+  async create(input: CreateInput): Promise<{ record: JobRecord; replayed: boolean }> {
+    const { tenant, request } = input;
+    const catalog = await this.d.catalog();
+    const shaped = shapeJobRequest(request, catalog, { randomSeed: () => this.randomUint32() });
+    if (!shaped.ok) throw validationProblem(422, shaped.errors, 'the request does not fit the installed models');
+    const spec: JobSpec = structuredClone(shaped.spec);
+
+    const problems: FieldProblem[] = [];
+    if (request.webhook) {
+      const why = webhookUrlProblem(request.webhook.url, { allowPrivate: this.d.allowPrivateWebhooks });
+      if (why) problems.push({ field: 'webhook.url', message: why });
+    }
+    const uploads = await this.resolveReferenceImages(tenant, request, spec, problems);
+    if (problems.length > 0) throw validationProblem(422, problems);
+
+    const now = this.d.clock.now();
+    const jobId = newJobId(now, this.d.random);
+    const createdAt = new Date(now).toISOString();
+
+    if (input.idempotencyKey !== null) {
+      const keyHash = await sha256Hex(input.idempotencyKey);
+      const bodyHash = await sha256Hex(canonicalJson(request));
+      const mine: IdempotencyClaim = { job_id: jobId, body_hash: bodyHash, created_at: createdAt };
+      // Same-key requests in this process take turns, so here the scheme is exact. Across
+      // edge instances, waiting `idempotencySettleMs` after the write lets every claim that
+      // can sort before ours (clock skew, a slower write) land before we look.
+      const release = await this.keyLocks.acquire(`${tenant}/${keyHash}`);
+      let winner: IdempotencyClaim | null;
+      try {
+        await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
+        if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
+        winner = await this.winningClaim(tenant, keyHash, now);
+        if (winner?.job_id === jobId) {
+          const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
+          return { record: await this.assemble({ request: stored, status: null, cancel: null, webhookAttempts: [] }), replayed: false };
+        }
+      } finally {
+        release();
+      }
+      if (winner) {
+        if (winner.body_hash !== bodyHash) {
+          throw new ProblemError(422, {
+            type: 'idempotency-key-reused',
+            title: 'Idempotency-Key reused with another body',
+            detail: `this Idempotency-Key was first used for job ${winner.job_id} with a different request body; use a new key for a new request`,
+            errors: [{ field: 'header Idempotency-Key', message: 'already used with a different body' }],
+          });
+        }
+        return { record: await this.replay(tenant, winner), replayed: true };
+      }
+    }
+
+    const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
+    return { record: await this.assemble({ request: stored, status: null, cancel: null, webhookAttempts: [] }), replayed: false };
+  }
+
+  /** Store the job, queue it, then mark it accepted (the index entry). */
+  private async accept(
+    tenant: string,
+    now: number,
+    request: JobRequest,
+    spec: JobSpec,
+    jobId: string,
+    createdAt: string,
+    uploads: PendingUpload[],
+  ): Promise<StoredRequest> {
+    for (const u of uploads) await this.repo.putUpload(tenant, u.uploadId, u.bytes, u.contentType);
+    const stored: StoredRequest = {
+      v: 1,
+      id: jobId,
+      tenant,
+      created_at: createdAt,
+      spec,
+      webhook: request.webhook ? { url: request.webhook.url } : null,
+    };
+    await this.repo.putRequest(stored);
+    await this.enqueue(stored);
+    await this.repo.putIndex(tenant, now, jobId);
+    this.active.add(tenant, jobId);
+    return stored;
+  }
+
+  private async enqueue(req: StoredRequest): Promise<void> {
+    const msg: QueueMessage = { v: 1, job_id: req.id, tenant: req.tenant, enqueued_at: new Date(this.d.clock.now()).toISOString() };
+    await this.d.queue.send(JSON.stringify(msg));
+  }
+
+  /**
+   * The claim that owns the key. A claim whose job already exists wins outright: a request
+   * that arrives after the key was used must never win by sorting earlier (a clock behind
+   * by a few ms, or a tie in the same ms). Otherwise the first live claim in key order wins.
+   * Claims past the TTL, or abandoned by a crashed request, do not count.
+   */
+  private async winningClaim(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
+    const live: { claim: IdempotencyClaim; age: number }[] = [];
+    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
+      const age = now - Date.parse(claim.created_at);
+      if (!(age <= IDEMPOTENCY_TTL_MS)) continue;
+      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
+      live.push({ claim, age });
+    }
+    return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
+  }
+
+  /** The job a same-key, same-body request created, once it is accepted. */
+  private async replay(tenant: string, winner: IdempotencyClaim): Promise<JobRecord> {
+    const createdMs = Date.parse(winner.created_at);
+    const deadline = this.d.clock.now() + REPLAY_WAIT_MS;
+    let delay = 25;
+    for (;;) {
+      const [req, indexed] = await Promise.all([this.repo.getRequest(tenant, winner.job_id), this.repo.hasIndex(tenant, createdMs, winner.job_id)]);
+      if (req && indexed) {
+        const parts = await this.repo.getParts(tenant, winner.job_id);
+        if (parts) return this.assemble(parts);
+      }
+      const age = this.d.clock.now() - createdMs;
+      if (req && !indexed && age > CLAIM_ABANDONED_MS) {
+        // the first request died between writing the job and marking it accepted; it may or
+        // may not have enqueued it. Enqueue (again): the runner drops a duplicate message.
+        await this.enqueue(req);
+        await this.repo.putIndex(tenant, createdMs, req.id);
+        this.active.add(tenant, req.id);
+        continue;
+      }
+      if (this.d.clock.now() >= deadline) {
+        throw new ProblemError(409, {
+          type: 'idempotent-request-in-progress',
+          title: 'A request with this Idempotency-Key is in progress',
+          detail: `the first request with this key (job ${winner.job_id}) has not finished; retry shortly`,
+          headers: { 'retry-after': '1' },
+        });
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+
+  /**
+   * Checks every reference image and rewrites the spec to point at its store key, so no
+   * queue message or record carries image bytes. Inline images are stored only once the
+   * request has won its idempotency claim (the returned uploads).
+   */
+  private async resolveReferenceImages(tenant: string, req: JobRequest, spec: JobSpec, problems: FieldProblem[]): Promise<PendingUpload[]> {
+    const baseIndex = req.models.findIndex((m) => m.role === 'base');
+    const order = [baseIndex, ...req.models.map((_, i) => i).filter((i) => i !== baseIndex)];
+    const uploads: PendingUpload[] = [];
+    const max = this.d.limits.maxUploadBytes;
+    for (const [i, m] of req.models.entries()) {
+      const ref = m.reference_image;
+      const target = spec.models[order.indexOf(i)];
+      if (!ref || !target?.reference_image) continue;
+      if (ref.upload_id !== undefined) {
+        const field = `models[${i}].reference_image.upload_id`;
+        const key = this.repo.uploadKey(tenant, ref.upload_id);
+        const obj = await this.d.store.get(key);
+        if (!obj) {
+          problems.push({ field, message: 'no upload with this id; create one with POST /v1/uploads and PUT the image to its upload_url first' });
+          continue;
+        }
+        if (obj.body.byteLength > max) {
+          problems.push({ field, message: `the uploaded image is ${obj.body.byteLength} bytes; at most ${max} are allowed` });
+          continue;
+        }
+        if (!imageTypeOf(obj.body)) {
+          problems.push({ field, message: 'the uploaded file is not a PNG or JPEG image' });
+          continue;
+        }
+        target.reference_image = { key, scale: ref.scale };
+      } else if (ref.data !== undefined) {
+        const field = `models[${i}].reference_image.data`;
+        const bytes = decodeBase64(ref.data);
+        if (!bytes) {
+          problems.push({ field, message: 'is not valid base64' });
+          continue;
+        }
+        if (bytes.byteLength > max) {
+          problems.push({ field, message: `the image is ${bytes.byteLength} bytes; at most ${max} are allowed` });
+          continue;
+        }
+        const type = imageTypeOf(bytes);
+        if (!type) {
+          problems.push({ field, message: 'must be a PNG or JPEG image (base64 of the file bytes)' });
+          continue;
+        }
+        const uploadId = newUploadId(this.d.random);
+        const key = this.repo.uploadKey(tenant, uploadId);
+        uploads.push({ key, uploadId, bytes, contentType: type });
+        target.reference_image = { key, scale: ref.scale };
+      }
+    }
+    return uploads;
+  }
+
+  private randomUint32(): number {
+    const b = this.d.random(4);
+    return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  }
+
+  // ---- read -------------------------------------------------------------------------------
+
+  async get(tenant: string, jobId: string): Promise<JobRecord> {
+    const parts = JOB_ID_RE.test(jobId) ? await this.repo.getParts(tenant, jobId) : null;
+    if (!parts) throw notFound(jobId);
+    return this.assemble(parts);
+  }
+
+  async list(tenant: string, limit: number, cursor: string | null): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
+    const storeCursor = cursor === null ? null : this.decodeCursor(tenant, cursor);
+    const page = await this.repo.listJobIds(tenant, { limit, cursor: storeCursor });
+    const parts = await Promise.all(page.ids.map((id) => this.repo.getParts(tenant, id)));
+    const opts = this.assembleOptions();
+    const data = await Promise.all(parts.filter((p): p is JobParts => p !== null).map((p) => this.repo.assemble(p, opts)));
+    return { data, next_cursor: page.cursor === null ? null : encodeCursor(page.cursor) };
+  }
+
+  private decodeCursor(tenant: string, cursor: string): string {
+    const bad = () =>
+      new ProblemError(400, {
+        type: 'bad-request',
+        title: 'Bad request',
+        detail: 'the cursor is not one this API returned',
+        errors: [{ field: 'query.cursor', message: 'must be a next_cursor value from a previous page of GET /v1/jobs' }],
+      });
+    if (!/^c1\.[A-Za-z0-9_-]{1,2000}$/.test(cursor)) throw bad();
+    let decoded: string;
+    try {
+      const bin = atob(cursor.slice(3).replace(/-/g, '+').replace(/_/g, '/'));
+      decoded = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
+    } catch {
+      throw bad();
+    }
+    // a cursor names the last index key of the previous page: it must be this tenant's
+    if (!decoded.startsWith(this.repo.indexPrefix(tenant)) || decoded.includes('..')) throw bad();
+    return decoded;
+  }
+
+  // ---- cancel -----------------------------------------------------------------------------
+
+  async cancel(tenant: string, jobId: string): Promise<{ record: JobRecord; state: 'canceled' | 'cancel_requested' }> {
+    const parts = JOB_ID_RE.test(jobId) ? await this.repo.getParts(tenant, jobId) : null;
+    if (!parts) throw notFound(jobId);
+    const status = derivedStatus(parts.status, parts.cancel);
+    if (isTerminal(status)) {
+      throw new ProblemError(409, {
+        type: 'job-finished',
+        title: 'The job has already finished',
+        detail: `job ${jobId} is ${status}; only queued or running jobs can be canceled`,
+      });
+    }
+    if (!parts.cancel) {
+      const cancel = { requested_at: new Date(this.d.clock.now()).toISOString() };
+      await this.repo.putCancel(tenant, jobId, cancel);
+      parts.cancel = cancel;
+    }
+    const record = await this.assemble(parts);
+    return { record, state: record.status === 'canceled' ? 'canceled' : 'cancel_requested' };
+  }
+
+  // ---- wait -------------------------------------------------------------------------------
+
+  /** Polls until the job is terminal, the deadline passes or the client goes away. */
+  async waitForTerminal(tenant: string, record: JobRecord, deadlineMs: number, signal?: AbortSignal): Promise<JobRecord> {
+    let current = record;
+    let delay = 100;
+    while (!isTerminal(current.status) && this.d.clock.now() < deadlineMs && !signal?.aborted) {
+      await sleep(Math.min(delay, Math.max(0, deadlineMs - this.d.clock.now())), signal);
+      delay = Math.min(delay * 1.5, 1000);
+      const parts = await this.repo.getParts(tenant, current.id);
+      if (!parts) break;
+      current = await this.assemble(parts);
+    }
+    return current;
+  }
+}
+
+export function notFound(jobId: string): ProblemError {
+  // the same answer for "never existed" and "another tenant's": ids do not leak
+  return new ProblemError(404, {
+    type: 'job-not-found',
+    title: 'Job not found',
+    detail: `no job ${JSON.stringify(jobId.slice(0, 64))} for this API key`,
+    errors: [{ field: 'path.id', message: 'no such job' }],
+  });
+}
+
+export function encodeCursor(storeCursor: string): string {
+  const bytes = new TextEncoder().encode(storeCursor);
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return `c1.${btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+}
+
+function decodeBase64(data: string): Uint8Array | null {
+  try {
+    const bin = atob(data);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** One holder per key at a time, FIFO; the map holds only keys in use. */
+class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async acquire(key: string): Promise<() => void> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    return () => {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    };
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

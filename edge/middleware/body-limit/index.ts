@@ -1,0 +1,44 @@
+/**
+ * Refuses bodies above a size with a 413 problem, before anything parses them. Declared
+ * Content-Length is checked up front; chunked bodies are counted as they stream in
+ * (Hono's bodyLimit does the counting).
+ */
+import type { MiddlewareHandler } from 'hono';
+import { bodyLimit as honoBodyLimit } from 'hono/body-limit';
+import { ProblemError } from '../problem/index.ts';
+
+export interface BodyLimitOptions {
+  maxBytes: number;
+  /** what the body is, for the message ("job request", "upload") */
+  what?: string;
+}
+
+export function bodyLimit(options: BodyLimitOptions): MiddlewareHandler {
+  const { maxBytes } = options ?? ({} as BodyLimitOptions);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new TypeError(`bodyLimit: option "maxBytes" must be a positive integer (got ${maxBytes})`);
+  }
+  const what = options.what ?? 'request body';
+  const tooLarge = () => {
+    throw new ProblemError(413, {
+      type: 'content-too-large',
+      title: 'Content too large',
+      detail: `the ${what} is limited to ${maxBytes} bytes`,
+      errors: [{ field: 'body', message: `must be at most ${maxBytes} bytes` }],
+    });
+  };
+  const inner = honoBodyLimit({ maxSize: maxBytes, onError: tooLarge });
+  return async function bodyLimit(c, next) {
+    const declared = c.req.header('content-length');
+    // a negative or non-numeric length would make the check meaningless: refuse it outright
+    if (declared !== undefined && !/^\d{1,15}$/.test(declared.trim())) {
+      throw new ProblemError(400, {
+        type: 'bad-request',
+        title: 'Bad request',
+        detail: 'Content-Length must be a non-negative integer',
+        errors: [{ field: 'header Content-Length', message: 'must be a non-negative integer' }],
+      });
+    }
+    return inner(c, next);
+  };
+}

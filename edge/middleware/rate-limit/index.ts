@@ -1,0 +1,118 @@
+/**
+ * Per-tenant limits, both answered with 429 + Retry-After:
+ * - `rateLimit`: a token bucket per tenant (steady rate plus a burst) on every request;
+ * - `concurrencyCap`: a ceiling on a tenant's jobs that are not terminal yet, on job
+ *   creation only, so one tenant cannot fill the queue for everyone.
+ *
+ * The buckets live in memory: with several edge instances each enforces its own share,
+ * which is the usual trade-off of a stateless edge (the concurrency cap reads the store
+ * and is global).
+ */
+import type { MiddlewareHandler } from 'hono';
+import { ProblemError } from '../problem/index.ts';
+
+export interface RateLimiter {
+  /** takes `cost` tokens for `subject`; when refused, how long until enough are back */
+  take(subject: string, cost?: number): { ok: true } | { ok: false; retryAfterSeconds: number };
+}
+
+export interface TokenBucketOptions {
+  /** tokens added per second */
+  ratePerSecond: number;
+  /** bucket size: the burst a quiet tenant may spend at once */
+  burst: number;
+  now?: () => number;
+  /** buckets kept at most (the least recently used are dropped: they are full anyway after a pause) */
+  maxSubjects?: number;
+}
+
+export class TokenBucketLimiter implements RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly now: () => number;
+  private readonly maxSubjects: number;
+
+  constructor(private readonly opts: TokenBucketOptions) {
+    if (!(opts?.ratePerSecond > 0) || !Number.isFinite(opts.ratePerSecond)) throw new TypeError(`TokenBucketLimiter: option "ratePerSecond" must be a positive number (got ${opts?.ratePerSecond})`);
+    if (!(opts.burst >= 1) || !Number.isFinite(opts.burst)) throw new TypeError(`TokenBucketLimiter: option "burst" must be a number >= 1 (got ${opts.burst})`);
+    this.now = opts.now ?? Date.now;
+    this.maxSubjects = opts.maxSubjects ?? 100_000;
+  }
+
+  take(subject: string, cost = 1): { ok: true } | { ok: false; retryAfterSeconds: number } {
+    const t = this.now();
+    const { ratePerSecond: rate, burst } = this.opts;
+    let b = this.buckets.get(subject);
+    if (b) {
+      this.buckets.delete(subject); // re-inserted below: the map stays in recency order
+      b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
+      b.at = t;
+    } else {
+      b = { tokens: burst, at: t };
+      if (this.buckets.size >= this.maxSubjects) this.buckets.delete(this.buckets.keys().next().value!);
+    }
+    this.buckets.set(subject, b);
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
+      return { ok: true };
+    }
+    return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((cost - b.tokens) / rate)) };
+  }
+}
+
+export interface RateLimitOptions {
+  limiter: RateLimiter;
+  /** who pays; by default the authenticated tenant (run after auth) */
+  subject?: (c: Parameters<MiddlewareHandler>[0]) => string | undefined;
+}
+
+export function rateLimit(options: RateLimitOptions): MiddlewareHandler {
+  if (!options || typeof options.limiter?.take !== 'function') throw new TypeError('rateLimit: option "limiter" must have a take(subject, cost) method');
+  const subject = options.subject ?? ((c) => c.get('tenant' as never) as string | undefined);
+  return async function rateLimit(c, next) {
+    const who = subject(c);
+    if (who !== undefined) {
+      const r = options.limiter.take(who);
+      if (!r.ok) {
+        throw new ProblemError(429, {
+          type: 'rate-limited',
+          title: 'Too many requests',
+          detail: `request rate limit reached; retry in ${r.retryAfterSeconds} s`,
+          headers: { 'retry-after': String(r.retryAfterSeconds) },
+        });
+      }
+    }
+    await next();
+  };
+}
+
+export interface ActiveJobs {
+  /** jobs of this tenant that are queued or running */
+  count(tenant: string): Promise<number>;
+}
+
+export interface ConcurrencyCapOptions {
+  active: ActiveJobs;
+  /** most non-terminal jobs per tenant */
+  max: number;
+  /** the Retry-After hint when at the cap (jobs take seconds to minutes) */
+  retryAfterSeconds?: number;
+}
+
+export function concurrencyCap(options: ConcurrencyCapOptions): MiddlewareHandler {
+  if (!options || typeof options.active?.count !== 'function') throw new TypeError('concurrencyCap: option "active" must have a count(tenant) method');
+  if (!Number.isSafeInteger(options.max) || options.max < 1) throw new TypeError(`concurrencyCap: option "max" must be a positive integer (got ${options.max})`);
+  const retryAfter = options.retryAfterSeconds ?? 5;
+  if (!Number.isSafeInteger(retryAfter) || retryAfter < 1) throw new TypeError(`concurrencyCap: option "retryAfterSeconds" must be a positive integer (got ${options.retryAfterSeconds})`);
+  return async function concurrencyCap(c, next) {
+    const tenant = c.get('tenant' as never) as string | undefined;
+    if (tenant !== undefined && (await options.active.count(tenant)) >= options.max) {
+      throw new ProblemError(429, {
+        type: 'too-many-active-jobs',
+        title: 'Too many active jobs',
+        detail: `at most ${options.max} jobs may be queued or running at once; wait for one to finish or cancel one`,
+        headers: { 'retry-after': String(retryAfter) },
+      });
+    }
+    await next();
+  };
+}

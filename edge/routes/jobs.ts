@@ -1,0 +1,209 @@
+/** /v1/jobs: create, read, list, cancel, and the event stream of one job. */
+import { createRoute, z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
+import { JobList, JobRecord, JobRequest, isTerminal } from '../../shared/contract/index.ts';
+import { derivedStatus } from '../../shared/job-repository.ts';
+import { JOB_ID_RE } from '../../shared/ids.ts';
+import { bodyLimit } from '../middleware/body-limit/index.ts';
+import { ProblemError } from '../middleware/problem/index.ts';
+import { concurrencyCap } from '../middleware/rate-limit/index.ts';
+import { notFound } from '../jobs-service.ts';
+import { EXAMPLE_JOB, EXAMPLE_JOB_REQUEST, JobIdParam, ListJobsQuery, PreferHeader } from '../schemas.ts';
+import { BEARER, type EdgeApp, type RouteContext, problems } from './common.ts';
+
+const jobJson = (description: string, example: object = EXAMPLE_JOB) => ({
+  description,
+  content: { 'application/json': { schema: JobRecord, example } },
+});
+
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/**
+ * `wait=N` from a Prefer header (RFC 7240), or null when absent. Other preferences are
+ * ignored as the RFC asks; a wait we cannot honour is refused, so a client that asked for
+ * wait=600 learns the ceiling instead of silently getting less.
+ */
+export function parsePreferWait(header: string | undefined, max: number): number | null {
+  if (header === undefined) return null;
+  for (const part of header.split(',')) {
+    const token = part.split(';')[0]!.trim();
+    const m = /^wait\s*=\s*(.*)$/i.exec(token);
+    if (!m) continue;
+    const raw = m[1]!.trim().replace(/^"(.*)"$/, '$1');
+    const n = /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= 1 && n <= max)) {
+      throw new ProblemError(400, {
+        type: 'bad-request',
+        title: 'Bad request',
+        detail: `Prefer: wait must be a whole number of seconds from 1 to ${max}`,
+        errors: [{ field: 'header Prefer', message: `wait must be an integer from 1 to ${max} (got ${JSON.stringify(raw.slice(0, 20))})` }],
+      });
+    }
+    return n;
+  }
+  return null;
+}
+
+export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
+  const { deps, jobs, active, repo } = ctx;
+
+  const createJob = createRoute({
+    method: 'post',
+    path: '/v1/jobs',
+    tags: ['jobs'],
+    summary: 'Submit a job',
+    description:
+      'Validates and shapes the request against the installed models, stores it and queues it. Answers 202 with the queued job ' +
+      '(Location: the job). With `Prefer: wait=N` the answer waits up to N seconds and is 200 with the finished job if it finished. ' +
+      'With `Idempotency-Key`, a retry with the same key and body returns the same job (header Idempotent-Replayed: true); the same key ' +
+      'with another body is refused with 422.',
+    security: BEARER,
+    middleware: [
+      concurrencyCap({ active, max: deps.limits.maxActiveJobs }),
+      bodyLimit({ maxBytes: deps.limits.maxJobBodyBytes, what: 'job request' }),
+    ] as const,
+    request: {
+      headers: PreferHeader,
+      body: { required: true, content: { 'application/json': { schema: JobRequest, example: EXAMPLE_JOB_REQUEST } } },
+    },
+    responses: {
+      200: jobJson('The job finished within Prefer: wait, or an idempotent replay of a finished job'),
+      202: jobJson('Accepted and queued (or still running after Prefer: wait)', { ...EXAMPLE_JOB, status: 'queued', started_at: null, finished_at: null, progress: null, usage: null, outputs: [], queue: { position: 0, reason: 'next in line' }, timings: { queued_ms: null, run_ms: null, onnx_ms: null, outside_onnx_ms: null } }),
+      ...problems(400, 401, 409, 413, 415, 422, 429),
+    },
+  });
+
+  app.openapi(createJob, async (c) => {
+    const tenant = c.get('tenant');
+    const headers = c.req.valid('header');
+    const wait = parsePreferWait(headers.prefer, deps.limits.maxWaitSeconds);
+    const key = headers['idempotency-key'] ?? null;
+    if (key !== null && (key.length > 255 || !IDEMPOTENCY_KEY_RE.test(key))) {
+      throw new ProblemError(400, {
+        type: 'bad-request',
+        title: 'Bad request',
+        detail: 'Idempotency-Key must be 1 to 255 printable ASCII characters',
+        errors: [{ field: 'header Idempotency-Key', message: `must be 1 to 255 printable ASCII characters without leading or trailing spaces (got ${key.length} characters)` }],
+      });
+    }
+    const { record, replayed } = await jobs.create({ tenant, request: c.req.valid('json'), idempotencyKey: key });
+    let out = record;
+    if (wait !== null) {
+      out = await jobs.waitForTerminal(tenant, record, deps.clock.now() + wait * 1000, c.req.raw.signal);
+      c.header('Preference-Applied', `wait=${wait}`);
+    }
+    c.header('Location', record.urls.self);
+    if (replayed) c.header('Idempotent-Replayed', 'true');
+    c.header('Cache-Control', 'no-store');
+    return isTerminal(out.status) && (wait !== null || replayed) ? c.json(out, 200) : c.json(out, 202);
+  });
+
+  const getJob = createRoute({
+    method: 'get',
+    path: '/v1/jobs/{id}',
+    tags: ['jobs'],
+    summary: 'Get a job',
+    description: 'The job with its status, progress, queue position, usage, timings and, once it succeeded, output URLs signed afresh on every read.',
+    security: BEARER,
+    request: { params: JobIdParam },
+    responses: { 200: jobJson('The job'), ...problems(401, 404, 429) },
+  });
+  app.openapi(getJob, async (c) => {
+    const record = await jobs.get(c.get('tenant'), c.req.valid('param').id);
+    c.header('Cache-Control', 'no-store');
+    return c.json(record, 200);
+  });
+
+  const listJobs = createRoute({
+    method: 'get',
+    path: '/v1/jobs',
+    tags: ['jobs'],
+    summary: 'List jobs, newest first',
+    description: 'Pages are stable: jobs created after the first page never shift later pages. Follow next_cursor until it is null.',
+    security: BEARER,
+    request: { query: ListJobsQuery },
+    responses: {
+      200: { description: 'A page of jobs', content: { 'application/json': { schema: JobList, example: { object: 'list', data: [EXAMPLE_JOB], next_cursor: 'c1.dGVuYW50cy9hY21lL2luZGV4LzAwMD' } } } },
+      ...problems(400, 401, 429),
+    },
+  });
+  app.openapi(listJobs, async (c) => {
+    const q = c.req.valid('query');
+    const page = await jobs.list(c.get('tenant'), Math.min(q.limit, deps.limits.maxPageSize), q.cursor ?? null);
+    c.header('Cache-Control', 'no-store');
+    return c.json({ object: 'list' as const, data: page.data, next_cursor: page.next_cursor }, 200);
+  });
+
+  const cancelJob = createRoute({
+    method: 'post',
+    path: '/v1/jobs/{id}/cancel',
+    tags: ['jobs'],
+    summary: 'Cancel a job',
+    description:
+      'A queued job is canceled at once and never runs (200). A running job stops at its next sampling step (202; poll the job). ' +
+      'A finished job cannot be canceled (409). Canceling twice is harmless.',
+    security: BEARER,
+    request: { params: JobIdParam },
+    responses: {
+      200: jobJson('Canceled', { ...EXAMPLE_JOB, status: 'canceled', outputs: [] }),
+      202: jobJson('Cancellation requested; the runner stops at its next step'),
+      ...problems(401, 404, 409, 429),
+    },
+  });
+  app.openapi(cancelJob, async (c) => {
+    const { record, state } = await jobs.cancel(c.get('tenant'), c.req.valid('param').id);
+    if (state === 'canceled') active.remove(c.get('tenant'), record.id);
+    c.header('Cache-Control', 'no-store');
+    return state === 'canceled' ? c.json(record, 200) : c.json(record, 202);
+  });
+
+  const jobEvents = createRoute({
+    method: 'get',
+    path: '/v1/jobs/{id}/events',
+    tags: ['jobs'],
+    summary: 'Stream a job as server-sent events',
+    description: 'Sends `event: job` with the whole job whenever its status or progress changes, and closes after the job finishes.',
+    security: BEARER,
+    request: { params: JobIdParam },
+    responses: {
+      200: {
+        description: 'text/event-stream of `job` events (data: the job as JSON)',
+        content: { 'text/event-stream': { schema: z.string(), example: `event: job\ndata: ${JSON.stringify({ id: EXAMPLE_JOB.id, status: 'running' })}\n\n` } },
+      },
+      ...problems(401, 404, 429),
+    },
+  });
+  app.openapi(jobEvents, async (c) => {
+    const tenant = c.get('tenant');
+    const id = c.req.valid('param').id;
+    const first = JOB_ID_RE.test(id) ? await repo.getParts(tenant, id) : null;
+    if (!first) throw notFound(id);
+    const signal = c.req.raw.signal;
+    // the stream ends by itself well before output URLs (and proxies) would time out
+    const until = deps.clock.now() + 15 * 60_000;
+    return streamSSE(c, async (stream) => {
+      let parts = first;
+      let last = '';
+      let lastSent = 0;
+      for (;;) {
+        const status = derivedStatus(parts.status, parts.cancel);
+        const fingerprint = `${status}|${parts.status?.updated_at ?? ''}`;
+        const now = deps.clock.now();
+        if (fingerprint !== last) {
+          const record = await jobs.assemble(parts);
+          await stream.writeSSE({ event: 'job', id: fingerprint.replace(/[\r\n]/g, ''), data: JSON.stringify(record) });
+          last = fingerprint;
+          lastSent = now;
+        } else if (now - lastSent > 15_000) {
+          await stream.write(': keep-alive\n\n');
+          lastSent = now;
+        }
+        if (isTerminal(status) || signal.aborted || stream.aborted || now > until) return;
+        await stream.sleep(500);
+        const next = await repo.getParts(tenant, id);
+        if (!next) return;
+        parts = next;
+      }
+    }) as never;
+  });
+}

@@ -1,0 +1,152 @@
+/**
+ * Schemas that exist only at the HTTP edge (query strings, uploads, health), plus the
+ * examples shown in /openapi.json. Job bodies and records come from shared/contract.
+ */
+import { z } from 'zod';
+import { JOB_ID_RE } from '../shared/ids.ts';
+
+export const JobIdParam = z.object({
+  // any string reaches the handler: an unknown id is a 404, not a validation error
+  id: z.string().max(200).meta({ param: { name: 'id', in: 'path' }, example: 'job_01jd8x2m3q4r5s6t7v8w9x0y1z', description: `a job id (${JOB_ID_RE.source})` }),
+});
+
+export const ListJobsQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(20)
+    .meta({ param: { name: 'limit', in: 'query' }, example: 20, description: 'jobs per page, 1 to 100' }),
+  cursor: z
+    .string()
+    .max(4096)
+    .optional()
+    .meta({ param: { name: 'cursor', in: 'query' }, description: 'next_cursor from the previous page' }),
+});
+
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD (UTC)').refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), 'must be a real calendar date');
+
+export const UsageQuery = z.object({
+  from: day.optional().meta({ param: { name: 'from', in: 'query' }, example: '2025-01-01', description: 'first day (UTC), inclusive; default 30 days before `to`' }),
+  to: day.optional().meta({ param: { name: 'to', in: 'query' }, example: '2025-01-31', description: 'last day (UTC), inclusive; default today' }),
+});
+
+export const CreateUploadBody = z
+  .object({
+    content_type: z.enum(['image/png', 'image/jpeg']).meta({ description: 'the type of the image you will PUT' }),
+  })
+  .strict()
+  .meta({ id: 'CreateUpload' });
+
+export const UploadTicket = z
+  .object({
+    object: z.literal('upload'),
+    upload_id: z.string(),
+    /** PUT the image bytes here, with the given headers */
+    upload_url: z.string(),
+    method: z.literal('PUT'),
+    headers: z.record(z.string(), z.string()),
+    expires_at: z.string(),
+    max_bytes: z.number().int(),
+  })
+  .meta({ id: 'UploadTicket' });
+
+export const Health = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+
+export const PreferHeader = z.object({
+  prefer: z
+    .string()
+    .max(200)
+    .optional()
+    .meta({ param: { name: 'prefer', in: 'header' }, example: 'wait=30', description: 'wait=N (1-60): answer when the job finishes or after N seconds (RFC 7240)' }),
+  'idempotency-key': z
+    .string()
+    .max(1000)
+    .optional()
+    .meta({ param: { name: 'idempotency-key', in: 'header' }, example: 'order-1234', description: 'at most 255 printable ASCII characters; a retry with the same key and body returns the same job' }),
+});
+
+export const EXAMPLE_JOB_REQUEST = {
+  models: [
+    {
+      id: 'shapes-base',
+      role: 'base',
+      prompt: 'a red circle above a blue square',
+    },
+    {
+      id: 'shapes-layout',
+      role: 'auxiliary',
+      prompt: 'a red circle above a blue square',
+      grounding: [
+        { phrase: 'a red circle', box: [0.3, 0.05, 0.7, 0.45] },
+        { phrase: 'a blue square', box: [0.3, 0.55, 0.7, 0.95] },
+      ],
+    },
+  ],
+  sampler: { steps: 20, seed: 42 },
+} as const;
+
+export const EXAMPLE_JOB = {
+  id: 'job_01jd8x2m3q4r5s6t7v8w9x0y1z',
+  object: 'job',
+  status: 'succeeded',
+  created_at: '2025-01-01T12:00:00.000Z',
+  started_at: '2025-01-01T12:00:00.150Z',
+  finished_at: '2025-01-01T12:00:02.900Z',
+  spec: {
+    models: [
+      { id: 'shapes-base', role: 'base', prompt: 'a red circle above a blue square', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 0.5, p: 55 },
+      {
+        id: 'shapes-layout',
+        role: 'auxiliary',
+        prompt: 'a red circle above a blue square',
+        negative_prompt: '',
+        guidance_scale: 7.5,
+        grounding: [
+          { phrase: 'a red circle', box: [0.3, 0.05, 0.7, 0.45] },
+          { phrase: 'a blue square', box: [0.3, 0.55, 0.7, 0.95] },
+        ],
+        reference_image: null,
+        weight: 0.866,
+        p: 45,
+      },
+    ],
+    aggregation: { window: [1, 3], clamp: false, weights: 'official' },
+    sampler: { steps: 20, seed: 42, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
+    outputs: { images: 1, per_model: false, latents: false },
+    estimate: { unet_evals: 24 },
+  },
+  progress: { step: 20, total: 20, phase: 'decoding', image: 1, images: 1 },
+  queue: null,
+  usage: { unet_evals: 24, images: 1, runner_ms: 2750 },
+  timings: { queued_ms: 150, run_ms: 2750, onnx_ms: 2400, outside_onnx_ms: 350 },
+  error: null,
+  outputs: [
+    {
+      source: 'aggregated',
+      index: 0,
+      kind: 'image',
+      content_type: 'image/png',
+      url: 'http://127.0.0.1:8787/v1/blobs/tenants/acme/jobs/job_01jd8x2m3q4r5s6t7v8w9x0y1z/out/aggregated-0.png?method=GET&expires=1735733700&sig=…',
+      expires_at: '2025-01-01T12:15:00.000Z',
+      width: 64,
+      height: 64,
+    },
+  ],
+  webhook: null,
+  urls: {
+    self: 'http://127.0.0.1:8787/v1/jobs/job_01jd8x2m3q4r5s6t7v8w9x0y1z',
+    cancel: 'http://127.0.0.1:8787/v1/jobs/job_01jd8x2m3q4r5s6t7v8w9x0y1z/cancel',
+    events: 'http://127.0.0.1:8787/v1/jobs/job_01jd8x2m3q4r5s6t7v8w9x0y1z/events',
+  },
+} as const;
+
+export const EXAMPLE_PROBLEM = {
+  type: 'urn:amdm:problem:validation-error',
+  title: 'The request is not valid',
+  status: 422,
+  detail: 'invalid models[1].grounding[0].box',
+  instance: 'urn:amdm:request:6f1c2a9e-2d7b-4c36-9a55-0b7f3f4f8e21',
+  errors: [{ field: 'models[1].grounding[0].box', message: 'box must have x0 < x1 and y0 < y1 (normalized x0, y0, x1, y1)' }],
+} as const;
