@@ -1,0 +1,174 @@
+/**
+ * What only the SQLite queue promises beyond the shared suite: durability across restarts and
+ * crashes, several processes on one file, several named queues in one file.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SQLITE_QUEUE_FILE, SqliteQueue } from '../../adapters/embedded/sqlite-queue.ts';
+import type { Lease } from '../../shared/ports/queue.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHILD = join(here, 'fixtures', 'sqlite-queue-child.ts');
+const REPO = join(here, '..', '..');
+
+let root: string;
+let dirs = 0;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'amdm-sqlite-queue-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+const freshDir = (): string => join(root, `db-${++dirs}`);
+
+/** Runs the child script; resolves with its stdout lines and the time it exited. */
+function child(dir: string, ...args: string[]): Promise<{ lines: string[]; exitedAt: number; signal: string | null }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, ...args], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    proc.on('error', reject);
+    proc.on('exit', (code, signal) => {
+      if (code !== 0 && signal !== 'SIGKILL') reject(new Error(`child ${args.join(' ')} exited ${code}: ${err}`));
+      else resolve({ lines: out.split('\n').filter(Boolean), exitedAt: Date.now(), signal });
+    });
+  });
+}
+
+describe.concurrent('SqliteQueue beyond the shared suite', () => {
+  it('keeps messages across close and reopen', async () => {
+    const dir = freshDir();
+    const before = new SqliteQueue({ dir, queue: 'jobs' });
+    const id = await before.send('survives a restart', { delaySeconds: 0 });
+    await before.close();
+    const after = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const [lease] = await after.receive({ visibilitySeconds: 30, waitSeconds: 2 });
+      expect(lease).toMatchObject({ messageId: id, body: 'survives a restart', receiveCount: 1 });
+    } finally {
+      await after.close();
+    }
+  });
+
+  it('redelivers, with receiveCount 2, a message whose holder closed without acking', async () => {
+    const dir = freshDir();
+    const worker = new SqliteQueue({ dir, queue: 'jobs' });
+    const id = await worker.send('job');
+    const [lease] = await worker.receive({ visibilitySeconds: 1, waitSeconds: 2 });
+    expect(lease?.messageId).toBe(id);
+    await worker.close();
+    const successor = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const [again] = await successor.receive({ visibilitySeconds: 30, waitSeconds: 5 });
+      expect(again).toMatchObject({ messageId: id, receiveCount: 2 });
+    } finally {
+      await successor.close();
+    }
+  });
+
+  it('redelivers a message leased by a process that was killed', async () => {
+    const dir = freshDir();
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const id = await queue.send('held by a doomed worker');
+      const { lines, signal } = await child(dir, 'lease-and-die', '1');
+      expect(signal).toBe('SIGKILL');
+      const leased = JSON.parse(lines[0]!) as Lease[];
+      expect(leased.map((l) => l.messageId)).toEqual([id]);
+      const [again] = await queue.receive({ visibilitySeconds: 30, waitSeconds: 5 });
+      expect(again).toMatchObject({ messageId: id, body: 'held by a doomed worker', receiveCount: 2 });
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('a long poll sees a send by another process within the poll interval', async () => {
+    const dir = freshDir();
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const pending = queue.receive({ visibilitySeconds: 30, waitSeconds: 20 }).then((leases) => ({
+        leases,
+        at: Date.now(),
+      }));
+      const sent = await child(dir, 'send', 'from the CLI');
+      const { leases, at } = await pending;
+      expect(leases.map((l) => l.messageId)).toEqual(sent.lines);
+      // the child committed before it exited; 100 ms polling plus scheduling slack
+      expect(at - sent.exitedAt).toBeLessThan(1500);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('two processes draining one queue never lease the same message', async () => {
+    const dir = freshDir();
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    const sent = new Set<string>();
+    for (let i = 0; i < 30; i++) sent.add(await queue.send(`job ${i}`));
+    await queue.close();
+    const [a, b] = await Promise.all([child(dir, 'drain'), child(dir, 'drain')]);
+    const leased = [...a.lines, ...b.lines];
+    expect(leased).toHaveLength(30);
+    expect(new Set(leased)).toEqual(sent);
+  });
+
+  it('keeps named queues in one file apart, each with its own dead-letter queue', async () => {
+    const dir = freshDir();
+    const jobs = new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: 1 } });
+    const webhooks = new SqliteQueue({ dir, queue: 'webhooks' });
+    const jobsDlq = new SqliteQueue({ dir, queue: 'jobs-dlq' });
+    try {
+      await jobs.send('a job');
+      expect(await webhooks.receive({ visibilitySeconds: 30 })).toEqual([]);
+      expect(await webhooks.stats()).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+      const [lease] = await jobs.receive({ visibilitySeconds: 30 });
+      await jobs.release(lease!);
+      // the second receive redrives instead of delivering, and wakes the DLQ's pollers at once
+      const t = Date.now();
+      const dead = jobsDlq.receive({ visibilitySeconds: 30, waitSeconds: 10 });
+      expect(await jobs.receive({ visibilitySeconds: 30 })).toEqual([]);
+      expect((await dead).map((l) => l.body)).toEqual(['a job']);
+      expect(Date.now() - t).toBeLessThan(1000);
+      expect(await webhooks.stats()).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+    } finally {
+      await Promise.all([jobs.close(), webhooks.close(), jobsDlq.close()]);
+    }
+  });
+
+  it('opens the file in WAL mode and refuses a schema it does not know', async () => {
+    const dir = freshDir();
+    await new SqliteQueue({ dir, queue: 'jobs' }).close();
+    const raw = new Database(join(dir, SQLITE_QUEUE_FILE));
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      raw.pragma('user_version = 99');
+    } finally {
+      raw.close();
+    }
+    expect(() => new SqliteQueue({ dir, queue: 'jobs' })).toThrow(/schema version 99; this build reads version 1/);
+  });
+
+  it('refuses bad options, naming them', () => {
+    const dir = freshDir();
+    expect(() => new SqliteQueue({ dir, queue: 'jobs/../x' })).toThrow(/queue name "jobs\/..\/x"/);
+    expect(() => new SqliteQueue({ dir, queue: '' })).toThrow(/queue name ""/);
+    expect(() => new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs', maxReceives: 3 } })).toThrow(
+      /deadLetter.queue must differ/,
+    );
+    expect(() => new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'dlq', maxReceives: 0 } })).toThrow(
+      /maxReceives.*got 0/,
+    );
+    expect(() => new SqliteQueue({ dir, queue: 'jobs', pollIntervalMs: 1 })).toThrow(/pollIntervalMs.*got 1/);
+    expect(() => new SqliteQueue({ dir: '', queue: 'jobs' })).toThrow(/dir must be a directory path/);
+  });
+});
