@@ -9,7 +9,7 @@
  *
  *   tenants@/t1@/jobs@/j1@/status.json        blob of key tenants/t1/jobs/j1/status.json
  *   tenants@/t1@/jobs@/j1@/status.json@type   its content type (absent = octet-stream)
- *   tenants@/t1@/jobs@/j1@/status.json@tmp-…  a write in progress (or left by a crash)
+ *   tenants@/t1@/jobs@/j1@/@tmp-…             a write in progress (or left by a crash)
  *
  * Directories carry the '@' suffix so that "a/b" and "a/b/c" can both exist, as on S3.
  *
@@ -47,14 +47,15 @@ export interface FsStoreOptions {
 }
 
 /**
- * An escaped segment plus the longest suffix ("@tmp-" and 16 hex digits) must fit NAME_MAX
- * (255 bytes on Linux and macOS).
+ * An escaped segment plus its longest suffix ('@type') must fit NAME_MAX, 255 bytes on Linux
+ * and macOS; the rest is margin.
  */
-export const MAX_ESCAPED_SEGMENT_BYTES = 230;
+export const MAX_ESCAPED_SEGMENT_BYTES = 240;
 
 const DIR_SUFFIX = '@';
 const TYPE_SUFFIX = '@type';
-const TEMP_MARK = '@tmp-';
+/** temp names carry no segment, so they fit NAME_MAX whatever the key */
+const TEMP_PREFIX = '@tmp-';
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 const PLAIN_BYTE = /^[a-z0-9._-]$/;
@@ -267,7 +268,7 @@ export class FsStore implements ObjectStore {
   }
 
   private async writeAtomically(dir: string, name: string, bytes: Uint8Array): Promise<void> {
-    const temp = join(dir, `${name}${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+    const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     const file = await open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
     try {
       try {
