@@ -95,12 +95,6 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
 }
 
-interface Listed {
-  key: string;
-  /** UTF-8 bytes of the key, for ordering and cursor comparison */
-  bytes: Uint8Array;
-}
-
 export class FsStore implements ObjectStore {
   readonly root: string;
   private readonly signer: BlobUrlSigner;
@@ -175,16 +169,17 @@ export class FsStore implements ObjectStore {
     // a prefix through a segment no key can have ('', '.', '..') matches nothing
     if (segments.some((s) => s === '' || s === '.' || s === '..')) return { keys: [], cursor: null };
     const startDir = join(this.root, ...segments.map((s) => escapeSegment(s) + DIR_SUFFIX));
-    const found: Listed[] = [];
+    const found: string[] = [];
     const cursorBytes = cursor === null ? null : encoder.encode(cursor);
     // one key beyond the page tells whether there is a next page
     await this.walk(startDir, encoder.encode(dirPart), partial, cursorBytes, limit + 1, found);
-    const keys = found.slice(0, limit).map((f) => f.key);
+    const keys = found.slice(0, limit);
     return { keys, cursor: found.length > limit ? keys[keys.length - 1]! : null };
   }
 
   async signedGetUrl(key: string, ttlSeconds: number): Promise<string> {
     this.checkOpen();
+    this.locate(key);
     return this.signer.sign('GET', key, ttlSeconds, this.now());
   }
 
@@ -228,7 +223,7 @@ export class FsStore implements ObjectStore {
     mustStartWith: Uint8Array,
     cursor: Uint8Array | null,
     want: number,
-    found: Listed[],
+    found: string[],
   ): Promise<void> {
     let names: string[];
     try {
@@ -253,7 +248,7 @@ export class FsStore implements ObjectStore {
       if (entry.isDir) {
         await this.walk(join(dir, entry.name), entry.sort, EMPTY, cursor, want, found);
       } else {
-        found.push({ key: strictDecoder.decode(entry.sort), bytes: entry.sort });
+        found.push(strictDecoder.decode(entry.sort));
       }
     }
   }
