@@ -3,7 +3,8 @@
  *
  * The composition root builds the SQSClient and passes the queue URL; this adapter never reads
  * the environment. The dead-letter queue is a property of the SQS queue (its RedrivePolicy,
- * set by infra), not of this adapter.
+ * set by infra), not of this adapter. Standard queues only: nothing here sends the
+ * MessageGroupId a FIFO queue requires.
  *
  * Where SQS differs from the embedded queues (each checked or flagged in
  * test/conformance/queue.case.ts):
@@ -12,10 +13,11 @@
  *   ChangeMessageVisibility refuses handles whose message is not in flight under them.
  * - A message released with a delay stays "not visible" to SQS, so `stats` counts it in
  *   `inFlight`, where the embedded queues count it as `delayed`.
- * - SQS keeps serving a long poll whose client went away, and leases messages to it. So an
- *   aborted `receive` returns at once but leaves its request running; whatever that request
- *   still leases is released straight back (visibility 0). `close()` does cut requests off;
- *   a message leased to one in that instant stays invisible until its visibility timeout.
+ * - The server may go on serving a long poll whose client went away, leasing messages to
+ *   nobody (fauxqs does; SQS gives no guarantee either way). So an aborted `receive` returns
+ *   at once but leaves its request running, and whatever that request still leases is
+ *   released straight back (visibility 0). `close()` does cut requests off; a message leased
+ *   to one in that instant stays invisible until its visibility timeout.
  */
 import {
   ChangeMessageVisibilityCommand,
