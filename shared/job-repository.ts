@@ -48,10 +48,13 @@ export interface StoredTimings {
   outside_onnx_ms: number | null;
 }
 
-/** status.json: written only by the runner holding the job's lease. */
+/**
+ * status.json: written only by the runner holding the job's lease. `queued` here means the
+ * runner put the job back after a transient failure (see `retry`).
+ */
 export interface StoredStatus {
   v: 1;
-  status: Exclude<JobStatus, 'queued'>;
+  status: JobStatus;
   /** the queue message that drives this run, and its delivery count: duplicates are told apart by it */
   message_id: string;
   attempt: number;
@@ -66,6 +69,8 @@ export interface StoredStatus {
   outputs: StoredOutput[];
   /** set once the terminal webhook is in the outbox, so a redelivery does not enqueue it twice */
   webhook_enqueued: boolean;
+  /** when the job waits for another attempt after a transient failure */
+  retry?: { failed_attempt: number; max_attempts: number; error: string; next_attempt_at: string } | null;
 }
 
 /** cancel.json: written once by the edge. */
@@ -136,7 +141,8 @@ export const utcDay = (iso: string): string => iso.slice(0, 10);
 /** The status a client sees: cancel.json without status.json means the runner never started it. */
 export function derivedStatus(status: StoredStatus | null, cancel: StoredCancel | null): JobStatus {
   if (status && isTerminal(status.status)) return status.status;
-  if (!status && cancel) return 'canceled';
+  // not running (never started, or back in the queue for a retry): a cancel takes effect at once
+  if (cancel && (!status || status.status === 'queued')) return 'canceled';
   return status?.status ?? 'queued';
 }
 
@@ -342,7 +348,16 @@ export class JobRepository {
             })),
           )
         : [];
-    const queue = status === 'queued' ? ((await opts.queueInfo?.(req)) ?? { position: null, reason: 'waiting for a runner' }) : null;
+    const retry = status === 'queued' ? st?.retry : null;
+    const queue =
+      status !== 'queued'
+        ? null
+        : retry
+          ? {
+              position: null,
+              reason: `attempt ${retry.failed_attempt} of ${retry.max_attempts} failed (${retry.error}); retrying at ${retry.next_attempt_at}`,
+            }
+          : ((await opts.queueInfo?.(req)) ?? { position: null, reason: 'waiting for a runner' });
     const finishedAt = st?.finished_at ?? (status === 'canceled' && cancel ? cancel.requested_at : null);
     return {
       id: req.id,

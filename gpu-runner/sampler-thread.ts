@@ -1,0 +1,314 @@
+/**
+ * The engine in a worker thread. onnxruntime-node's run() blocks the thread it runs on for
+ * the whole native call, so the sampler must not share the runner's event loop: heartbeats
+ * (lease extensions), cancel checks, progress writes and signal handling all live on the
+ * main thread and keep running while a UNet call is in flight.
+ *
+ * This module has two sides:
+ * - the main thread's `SamplerThread` (one worker) and `SamplerPool` (several), both
+ *   implementing the Engine interface, so the worker loop does not know threads exist;
+ * - the worker side, which runs when the module is loaded inside a sampler worker: it
+ *   builds the engine from a factory module named in workerData and serves requests.
+ *
+ * Cancellation crosses the thread boundary twice over: a message (handled whenever the
+ * worker's event loop turns) and a shared flag read at every progress callback, i.e. at
+ * every sampling step even if the engine never yields to the event loop in between.
+ */
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
+import { EngineInputError, type Engine, type EngineProgress, type EngineResult, type GenerateOptions } from './engine/types.ts';
+
+/** Which module builds the engine inside the thread, and with what options (structured-cloneable). */
+export interface EngineFactoryRef {
+  /** file URL or absolute path of an ES module */
+  module: string;
+  /** the factory's export name: (options) => Engine | Promise<Engine>; default "createEngine" */
+  export?: string;
+  options?: unknown;
+}
+
+export interface SamplerThreadOptions {
+  engine: EngineFactoryRef;
+  /** thread name, shown in diagnostics */
+  name?: string;
+  /** how long dispose() waits for the engine to release its sessions before terminating the thread */
+  disposeTimeoutMs?: number;
+}
+
+/** The thread died (native crash, out of memory, terminated) while a call was in flight: worth a retry. */
+export class SamplerCrashedError extends Error {
+  override name = 'SamplerCrashedError';
+}
+
+interface SerializedError {
+  name: string;
+  message: string;
+  field?: string;
+}
+
+type ToWorker =
+  | { type: 'generate'; id: number; spec: JobSpec; referenceImages: (Uint8Array | null)[] | null; cancelFlag: SharedArrayBuffer }
+  | { type: 'cancel'; id: number; reason: string }
+  | { type: 'catalog' | 'warm' | 'dispose'; id: number };
+
+type FromWorker =
+  | { type: 'progress'; id: number; progress: EngineProgress }
+  | { type: 'result'; id: number; value: unknown }
+  | { type: 'error'; id: number; error: SerializedError };
+
+const ROLE = 'amdm-sampler';
+const BOOT = new URL('./sampler-thread-boot.mjs', import.meta.url);
+const SELF = new URL(import.meta.url).href;
+
+function serializeError(err: unknown): SerializedError {
+  const e = err as { name?: string; message?: string; field?: string };
+  return {
+    name: typeof e?.name === 'string' ? e.name : 'Error',
+    message: typeof e?.message === 'string' ? e.message : String(err),
+    ...(typeof e?.field === 'string' ? { field: e.field } : {}),
+  };
+}
+
+function deserializeError(e: SerializedError): Error {
+  if (e.name === 'EngineInputError') return new EngineInputError(e.message, e.field);
+  if (e.name === 'AbortError') return new DOMException(e.message, 'AbortError');
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  onProgress?: (p: EngineProgress) => void;
+}
+
+/** One worker thread hosting one engine. Spawned lazily; respawned after a crash. */
+export class SamplerThread implements Engine {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private disposed = false;
+
+  constructor(private readonly opts: SamplerThreadOptions) {
+    if (!opts?.engine || typeof opts.engine.module !== 'string' || opts.engine.module === '') {
+      throw new TypeError('SamplerThread: option "engine.module" must name the module that builds the engine (file URL or path)');
+    }
+  }
+
+  /** True while a worker thread exists. */
+  get alive(): boolean {
+    return this.worker !== null;
+  }
+
+  private spawn(): Worker {
+    const w = new Worker(BOOT, {
+      name: this.opts.name ?? 'amdm-sampler',
+      workerData: { role: ROLE, entry: SELF, engine: this.opts.engine },
+    });
+    w.on('message', (m: FromWorker) => this.onMessage(m));
+    const fail = (why: string) => {
+      if (this.worker === w) this.worker = null;
+      const err = new SamplerCrashedError(`the sampler thread ${why}`);
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(err);
+      }
+    };
+    w.on('error', (err) => fail(`failed: ${err.message}`));
+    w.on('exit', (code) => fail(`exited with code ${code}`));
+    // not unref'd: while a job runs, the thread is what the runner is waiting for; the
+    // runner's close() disposes the threads so they never hold a finished process open
+    return w;
+  }
+
+  private onMessage(m: FromWorker): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.type === 'progress') {
+      p.onProgress?.(m.progress);
+      return;
+    }
+    this.pending.delete(m.id);
+    if (m.type === 'result') p.resolve(m.value);
+    else p.reject(deserializeError(m.error));
+  }
+
+  private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, onProgress?: (p: EngineProgress) => void): { id: number; done: Promise<T> } {
+    if (this.disposed) throw new Error('the sampler thread was disposed');
+    this.worker ??= this.spawn();
+    const id = this.nextId++;
+    const done = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(onProgress ? { onProgress } : {}) });
+    });
+    this.worker.postMessage({ ...msg, id });
+    return { id, done };
+  }
+
+  catalog(): Promise<ModelInfo[]> {
+    return this.call<ModelInfo[]>({ type: 'catalog' }).done;
+  }
+
+  /** Load every model now, so the first job does not pay for it. */
+  warmUp(): Promise<void> {
+    return this.call<void>({ type: 'warm' }).done;
+  }
+
+  async generate(spec: JobSpec, opts: GenerateOptions = {}): Promise<EngineResult> {
+    const signal = opts.signal;
+    if (signal?.aborted) throw new DOMException(String(signal.reason ?? 'aborted'), 'AbortError');
+    const flag = new SharedArrayBuffer(4);
+    const { id, done } = this.call<EngineResult>(
+      { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag } as Omit<ToWorker, 'id'> & { type: 'generate' },
+      opts.onProgress,
+    );
+    const onAbort = () => {
+      Atomics.store(new Int32Array(flag), 0, 1);
+      this.worker?.postMessage({ type: 'cancel', id, reason: String(signal?.reason ?? 'canceled') } satisfies ToWorker);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await done;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Ask the engine to free its sessions, then end the thread (forcibly after the timeout). */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    const w = this.worker;
+    if (w) {
+      try {
+        const { done } = this.call<void>({ type: 'dispose' });
+        await Promise.race([done, new Promise((r) => setTimeout(r, this.opts.disposeTimeoutMs ?? 5000).unref())]);
+      } catch {
+        // a crashed or stuck thread is terminated below either way
+      }
+    }
+    this.disposed = true;
+    await this.terminate();
+  }
+
+  /** End the thread now, whatever it is doing (a running job is lost: release its lease first). */
+  async terminate(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+}
+
+/** Several sampler threads behind one Engine: a job takes an idle thread or waits for one. */
+export class SamplerPool implements Engine {
+  private readonly threads: SamplerThread[];
+  private readonly idle: SamplerThread[];
+  private readonly waiters: ((t: SamplerThread) => void)[] = [];
+
+  constructor(opts: SamplerThreadOptions & { threads: number }) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1 || opts.threads > 64) {
+      throw new TypeError(`SamplerPool: option "threads" must be an integer from 1 to 64 (got ${opts.threads})`);
+    }
+    this.threads = Array.from({ length: opts.threads }, (_, i) => new SamplerThread({ ...opts, name: `${opts.name ?? 'amdm-sampler'}-${i}` }));
+    this.idle = [...this.threads];
+  }
+
+  catalog(): Promise<ModelInfo[]> {
+    return this.threads[0]!.catalog();
+  }
+
+  async warmUp(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.warmUp()));
+  }
+
+  async generate(spec: JobSpec, opts?: GenerateOptions): Promise<EngineResult> {
+    const t = this.idle.pop() ?? (await new Promise<SamplerThread>((r) => this.waiters.push(r)));
+    try {
+      return await t.generate(spec, opts);
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next(t);
+      else this.idle.push(t);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.allSettled(this.threads.map((t) => t.dispose()));
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.allSettled(this.threads.map((t) => t.terminate()));
+  }
+}
+
+// ---- worker side ------------------------------------------------------------------------
+
+async function serve(): Promise<void> {
+  const port = parentPort!;
+  const ref = workerData.engine as EngineFactoryRef;
+  const moduleUrl = ref.module.startsWith('file:') ? ref.module : new URL(`file://${ref.module}`).href;
+  // build the engine lazily: a bad factory fails the first call with its own message
+  type WarmableEngine = Engine & { warmUp?: () => Promise<void> };
+  let engine: Promise<WarmableEngine> | null = null;
+  const getEngine = () =>
+    (engine ??= import(moduleUrl).then((mod: Record<string, unknown>) => {
+      const factory = mod[ref.export ?? 'createEngine'];
+      if (typeof factory !== 'function') throw new Error(`${ref.module} has no function export "${ref.export ?? 'createEngine'}"`);
+      return (factory as (o: unknown) => WarmableEngine | Promise<WarmableEngine>)(ref.options);
+    }));
+  const running = new Map<number, { controller: AbortController; flag: Int32Array }>();
+
+  port.on('message', async (m: ToWorker) => {
+    try {
+      switch (m.type) {
+        case 'cancel': {
+          const r = running.get(m.id);
+          if (r) {
+            Atomics.store(r.flag, 0, 1);
+            r.controller.abort(m.reason);
+          }
+          return;
+        }
+        case 'catalog':
+          port.postMessage({ type: 'result', id: m.id, value: await (await getEngine()).catalog() } satisfies FromWorker);
+          return;
+        case 'warm': {
+          const e = await getEngine();
+          await e.warmUp?.();
+          port.postMessage({ type: 'result', id: m.id, value: null } satisfies FromWorker);
+          return;
+        }
+        case 'dispose': {
+          if (engine) await (await engine).dispose();
+          port.postMessage({ type: 'result', id: m.id, value: null } satisfies FromWorker);
+          return;
+        }
+        case 'generate': {
+          const controller = new AbortController();
+          const flag = new Int32Array(m.cancelFlag);
+          running.set(m.id, { controller, flag });
+          try {
+            const result = await (await getEngine()).generate(m.spec, {
+              signal: controller.signal,
+              ...(m.referenceImages ? { referenceImages: m.referenceImages } : {}),
+              onProgress: (progress) => {
+                // a step just ended: the cheapest, most reliable place to notice a cancel
+                if (Atomics.load(flag, 0) === 1 && !controller.signal.aborted) controller.abort('canceled');
+                port.postMessage({ type: 'progress', id: m.id, progress } satisfies FromWorker);
+              },
+            });
+            port.postMessage({ type: 'result', id: m.id, value: result } satisfies FromWorker);
+          } finally {
+            running.delete(m.id);
+          }
+          return;
+        }
+      }
+    } catch (err) {
+      port.postMessage({ type: 'error', id: m.id, error: serializeError(err) } satisfies FromWorker);
+    }
+  });
+}
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
+  void serve();
+}
