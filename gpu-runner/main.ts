@@ -1,0 +1,207 @@
+/**
+ * The runner's composition root: reads the environment, picks the adapters (one function,
+ * `selectAdapters`), hosts the engine in sampler threads, and runs the worker loop and the
+ * webhook dispatcher until a signal. The first SIGTERM/SIGINT drains (running jobs get the
+ * grace period, then go back to the queue); a second one forces the exit.
+ *
+ *   npx tsx gpu-runner/main.ts          # single node, DATA_DIR=./data
+ *
+ * Environment: DATA_DIR, PUBLIC_BASE_URL (or PORT), AMDM_MODELS_DIR (instead of the
+ * built-in models/), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS, RUNNER_GRACE_SECONDS,
+ * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
+ * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, plus the secrets of
+ * tools/single-node.ts.
+ */
+import { pathToFileURL } from 'node:url';
+import type { JobQueue } from '../shared/ports/queue.ts';
+import type { ObjectStore } from '../shared/ports/store.ts';
+import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { SamplerPool } from './sampler-thread.ts';
+import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
+import { WorkerLoop } from './worker-loop.ts';
+
+export interface RunnerConfig {
+  dataDir: string;
+  publicBaseUrl: string;
+  modelsDirs: string[];
+  concurrency: number;
+  visibilitySeconds: number;
+  gracePeriodSeconds: number;
+  maxReceives: number;
+  allowPrivateWebhooks: boolean;
+  webhookRetrySchedule: readonly number[];
+  provider: 'auto' | 'cpu' | 'cuda';
+  intraOpNumThreads?: number;
+  /** load every model before taking the first job */
+  warmUp: boolean;
+}
+
+export interface RunnerAdapters {
+  store: ObjectStore;
+  jobs: JobQueue;
+  jobsDeadLetter: JobQueue | null;
+  webhooks: JobQueue;
+  webhookSecret: string;
+  close(): Promise<void>;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
+  return n;
+}
+
+export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
+  const port = int(env, 'PORT', 8787, 1, 65_535);
+  const schedule = env.AMDM_WEBHOOK_RETRY_SCHEDULE ? env.AMDM_WEBHOOK_RETRY_SCHEDULE.split(',').map((s) => Number(s.trim())) : DEFAULT_RETRY_SCHEDULE;
+  if (schedule.some((s) => !Number.isFinite(s) || s < 0)) throw new Error(`AMDM_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds (got ${JSON.stringify(env.AMDM_WEBHOOK_RETRY_SCHEDULE)})`);
+  const provider = (env.ORT_PROVIDER ?? 'cpu') as RunnerConfig['provider'];
+  if (!['auto', 'cpu', 'cuda'].includes(provider)) throw new Error(`ORT_PROVIDER must be auto, cpu or cuda (got ${JSON.stringify(env.ORT_PROVIDER)})`);
+  const threads = env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 1, 1, 256) : undefined;
+  return {
+    dataDir: env.DATA_DIR || './data',
+    publicBaseUrl: (env.PUBLIC_BASE_URL || `http://127.0.0.1:${port}`).replace(/\/+$/, ''),
+    modelsDirs: [env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR],
+    concurrency: int(env, 'RUNNER_CONCURRENCY', 1, 1, 64),
+    visibilitySeconds: int(env, 'RUNNER_VISIBILITY_SECONDS', 30, 2, 43_200),
+    gracePeriodSeconds: int(env, 'RUNNER_GRACE_SECONDS', 30, 0, 3600),
+    maxReceives: int(env, 'AMDM_MAX_RECEIVES', DEFAULT_MAX_RECEIVES, 1, 1000),
+    allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
+    webhookRetrySchedule: schedule,
+    provider,
+    ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
+    warmUp: env.RUNNER_WARM_UP !== '0',
+  };
+}
+
+/**
+ * The one place that decides which store and queues the runner uses. Single node today
+ * (filesystem + SQLite under DATA_DIR); the AWS adapters (S3 + SQS) slot in here.
+ */
+export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = process.env): RunnerAdapters {
+  const layout = dataLayout(config.dataDir);
+  const secrets = loadSecrets(layout, env);
+  const embedded = openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: config.publicBaseUrl, maxReceives: config.maxReceives });
+  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret };
+}
+
+export interface RunnerHandle {
+  loop: WorkerLoop;
+  dispatcher: WebhookDispatcher;
+  engine: SamplerPool;
+  /** drain: stop taking jobs, let running ones finish within the grace period, then clean up */
+  close(): Promise<void>;
+  /** force: release running jobs now and clean up */
+  abortNow(): Promise<void>;
+}
+
+export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters, opts: { logger?: Logger; ownsAdapters?: boolean } = {}): Promise<RunnerHandle> {
+  const logger = opts.logger ?? jsonLogger('runner');
+  const engine = new SamplerPool({
+    threads: config.concurrency,
+    engine: {
+      module: new URL('./engine/index.ts', import.meta.url).href,
+      export: 'createEngine',
+      options: { modelsDirs: config.modelsDirs, provider: config.provider, ...(config.intraOpNumThreads ? { intraOpNumThreads: config.intraOpNumThreads } : {}) },
+    },
+  });
+  if (config.warmUp) {
+    const t0 = Date.now();
+    await engine.warmUp();
+    logger.info('models loaded', { ms: Date.now() - t0, models: (await engine.catalog()).map((m) => m.id) });
+  }
+  const loop = new WorkerLoop({
+    queue: adapters.jobs,
+    deadLetterQueue: adapters.jobsDeadLetter,
+    webhookQueue: adapters.webhooks,
+    store: adapters.store,
+    engine,
+    maxReceives: config.maxReceives,
+    concurrency: config.concurrency,
+    visibilitySeconds: config.visibilitySeconds,
+    gracePeriodSeconds: config.gracePeriodSeconds,
+    logger,
+  });
+  const dispatcher = new WebhookDispatcher({
+    queue: adapters.webhooks,
+    store: adapters.store,
+    secret: adapters.webhookSecret,
+    signUrl: (key, ttl) => adapters.store.signedGetUrl(key, ttl),
+    publicBaseUrl: config.publicBaseUrl,
+    allowPrivate: config.allowPrivateWebhooks,
+    retrySchedule: config.webhookRetrySchedule,
+    logger: jsonLogger('webhooks'),
+  });
+  loop.start();
+  dispatcher.start();
+  logger.info('runner started', { concurrency: config.concurrency, visibility_seconds: config.visibilitySeconds, max_receives: config.maxReceives });
+
+  // every cleanup runs, whatever fails before it
+  const cleanup = async (first: () => Promise<void>) => {
+    const errors: unknown[] = [];
+    for (const step of [first, () => dispatcher.close(), () => engine.dispose(), ...(opts.ownsAdapters !== false ? [() => adapters.close()] : [])]) {
+      try {
+        await step();
+      } catch (err) {
+        errors.push(err);
+        logger.error('runner cleanup step failed', errorFields(err));
+      }
+    }
+    if (errors.length) throw new AggregateError(errors, 'runner shutdown finished with errors');
+  };
+  let closing: Promise<void> | null = null;
+  return {
+    loop,
+    dispatcher,
+    engine,
+    close: () => (closing ??= cleanup(() => loop.close())),
+    abortNow: async () => {
+      await loop.abortNow();
+      await engine.terminate();
+      await (closing ??= cleanup(() => loop.close()));
+    },
+  };
+}
+
+/** First signal drains, second forces. `onExit` gets the exit code. */
+export function installSignalHandlers(stop: { close(): Promise<void>; abortNow(): Promise<void> }, logger: Logger, onExit: (code: number) => void = (c) => process.exit(c)): void {
+  let signals = 0;
+  const handler = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      logger.info('draining; send the signal again to stop at once', { signal: sig });
+      stop.close().then(
+        () => onExit(0),
+        (err) => {
+          logger.error('drain failed', errorFields(err));
+          onExit(1);
+        },
+      );
+    } else {
+      logger.warn('stopping now; running jobs go back to the queue', { signal: sig });
+      const force = setTimeout(() => onExit(1), 3000);
+      force.unref();
+      stop.abortNow().finally(() => onExit(1));
+    }
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+async function main(): Promise<void> {
+  const logger = jsonLogger('runner');
+  const config = runnerConfigFromEnv();
+  const adapters = selectAdapters(config);
+  const runner = await startRunner(config, adapters, { logger });
+  installSignalHandlers(runner, logger);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    console.error(`runner: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}

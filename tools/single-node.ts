@@ -1,0 +1,167 @@
+/**
+ * The single-node deployment, shared by its roots (tools/start.ts, edge/local.ts,
+ * gpu-runner/main.ts, `amdm keys`): where things live under DATA_DIR, the secrets created
+ * once at first start, and the embedded adapters (filesystem store + SQLite queues).
+ *
+ *   DATA_DIR/store/          the object store (docs/architecture.md layout)
+ *   DATA_DIR/queue/          queues.sqlite: 'jobs', 'jobs-dlq', 'webhooks'
+ *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
+ *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
+ *
+ * Every process opens its own handles; the fs store writes atomically and the SQLite
+ * queue uses WAL with short transactions, so the server, a runner and the CLI can share
+ * one DATA_DIR at the same time.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { FsStore } from '../adapters/embedded/fs-store.ts';
+import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
+import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import type { JobQueue } from '../shared/ports/queue.ts';
+import type { ObjectStore } from '../shared/ports/store.ts';
+
+export const QUEUES = { jobs: 'jobs', jobsDeadLetter: 'jobs-dlq', webhooks: 'webhooks' } as const;
+/** The jobs queue's redrive threshold: deliveries before a job is dead-lettered. */
+export const DEFAULT_MAX_RECEIVES = 5;
+/** Webhook messages are released once per retry (and again when a delay is chained). */
+const WEBHOOK_MAX_RECEIVES = 100;
+
+export interface DataLayout {
+  dataDir: string;
+  storeDir: string;
+  queueDir: string;
+  secretsDir: string;
+  localKeyFile: string;
+}
+
+export function dataLayout(dataDir: string): DataLayout {
+  const root = resolve(dataDir);
+  return {
+    dataDir: root,
+    storeDir: join(root, 'store'),
+    queueDir: join(root, 'queue'),
+    secretsDir: join(root, 'secrets'),
+    localKeyFile: join(root, 'local-api-key'),
+  };
+}
+
+export interface Secrets {
+  pepper: string;
+  blobSecret: string;
+  webhookSecret: string;
+}
+
+/**
+ * Secrets from the environment when given, else from DATA_DIR/secrets, created on first use.
+ * Creation is race-free across processes: the file is written aside and hard-linked into
+ * place, which fails if another process won; then everyone reads the winner's file.
+ */
+export function loadSecrets(layout: DataLayout, env: NodeJS.ProcessEnv = process.env): Secrets {
+  mkdirSync(layout.secretsDir, { recursive: true, mode: 0o700 });
+  return {
+    pepper: env.AMDM_KEY_PEPPER || readOrCreate(join(layout.secretsDir, 'pepper'), () => randomBytes(32).toString('base64url')),
+    blobSecret: env.AMDM_BLOB_SECRET || readOrCreate(join(layout.secretsDir, 'blob-signing-key'), () => randomBytes(32).toString('base64url')),
+    webhookSecret: env.AMDM_WEBHOOK_SECRET || readOrCreate(join(layout.secretsDir, 'webhook-secret'), () => `whsec_${randomBytes(32).toString('base64')}`),
+  };
+}
+
+export function readOrCreate(path: string, make: () => string): string {
+  if (!existsSync(path)) {
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(tmp, make(), { mode: 0o600, flag: 'wx' });
+    try {
+      linkSync(tmp, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      unlinkSync(tmp);
+    }
+  }
+  chmodSync(path, 0o600);
+  const value = readFileSync(path, 'utf8').trim();
+  if (value === '') throw new Error(`${path} is empty; delete it to have it recreated`);
+  return value;
+}
+
+export interface EmbeddedAdapters {
+  store: ObjectStore;
+  jobs: JobQueue;
+  jobsDeadLetter: JobQueue;
+  webhooks: JobQueue;
+  close(): Promise<void>;
+}
+
+export function openEmbedded(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number }): EmbeddedAdapters {
+  const store = new FsStore({ root: layout.storeDir, signing: { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl } });
+  const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
+  const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
+  const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES } });
+  return {
+    store,
+    jobs,
+    jobsDeadLetter,
+    webhooks,
+    async close() {
+      const results = await Promise.allSettled([jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the embedded adapters failed');
+    },
+  };
+}
+
+/**
+ * Where a queued job stands in the embedded jobs queue: messages ahead of it in delivery
+ * order. Reads the SQLite queue's table directly (read-only), so it checks the schema
+ * version it was written for and otherwise answers from counts alone.
+ */
+export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredRequest) => Promise<QueueInfoValue>; close: () => void } {
+  let db: Database.Database | null = null;
+  let position: Database.Statement<[string, string, string, string], { ahead: number | null; found: number }> | null = null;
+  let running: Database.Statement<[string, number], { n: number }> | null = null;
+  const open = () => {
+    if (db) return true;
+    const file = join(layout.queueDir, SQLITE_QUEUE_FILE);
+    if (!existsSync(file)) return false;
+    const conn = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
+    if (conn.pragma('user_version', { simple: true }) !== 1) {
+      conn.close();
+      return false;
+    }
+    db = conn;
+    position = conn.prepare(
+      `SELECT (SELECT COUNT(*) FROM messages o WHERE o.queue = ? AND o.lease_token IS NULL
+                 AND (o.visible_at < m.visible_at OR (o.visible_at = m.visible_at AND o.seq < m.seq))) AS ahead,
+              1 AS found
+         FROM messages m WHERE m.queue = ? AND m.body LIKE ? ESCAPE '\\' AND m.body LIKE ? ESCAPE '\\' LIMIT 1`,
+    );
+    running = conn.prepare('SELECT COUNT(*) AS n FROM messages WHERE queue = ? AND lease_token IS NOT NULL AND visible_at > ?');
+    return true;
+  };
+  const like = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return {
+    info: async (req) => {
+      try {
+        if (!open()) return { position: null, reason: 'waiting for a runner' };
+        const row = position!.get(QUEUES.jobs, QUEUES.jobs, like(`"job_id":"${req.id}"`), like(`"tenant":"${req.tenant}"`));
+        const busy = running!.get(QUEUES.jobs, Date.now())?.n ?? 0;
+        if (!row) return { position: null, reason: `being handed to a runner (${busy} running)` };
+        const ahead = row.ahead ?? 0;
+        return {
+          position: ahead,
+          reason: ahead === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${busy} running)` : 'next in line') : `${ahead} job(s) ahead; ${busy} running`,
+        };
+      } catch {
+        return { position: null, reason: 'waiting for a runner' };
+      }
+    },
+    close: () => {
+      (db as Database.Database | null)?.close();
+      db = null;
+    },
+  };
+}
+
+/** The built-in models shipped in the repository. */
+export const BUILTIN_MODELS_DIR = resolve(new URL('../models', import.meta.url).pathname);
