@@ -1,0 +1,414 @@
+/**
+ * The GPU fleet, in raw Pulumi: SST's Cluster and Service run on Fargate, which has no GPUs.
+ *
+ * Shape: an ECS cluster whose only capacity is an EC2 Auto Scaling group (min 0) of GPU
+ * instances on the ECS GPU-optimized AMI, attached through a capacity provider with managed
+ * scaling. The service's desired task count belongs to Application Auto Scaling
+ * (infra/autoscaling.ts); managed scaling then grows or shrinks the instances to fit the
+ * tasks. With no jobs there are no tasks and, shortly after, no instances.
+ *
+ * Scale-in safety has two layers: the ASG protects new instances from scale-in so only ECS
+ * (managed termination protection) decides which instance may go, and ECS never stops a
+ * task that holds a job, because the runner sets task scale-in protection while it works
+ * (gpu-runner/aws/task-protection.ts).
+ *
+ * Everything here is a function of plain inputs (ARNs, names, numbers), so the Pulumi mock
+ * tests build it exactly as a deploy does.
+ */
+import { all, interpolate, jsonStringify, type Input } from '@pulumi/pulumi';
+import { autoscaling, cloudwatch, ec2, ecr, ecs, getAvailabilityZones, getCallerIdentity, getRegion, iam, ssm } from '@pulumi/aws';
+import {
+  EC2_TRUST_POLICY,
+  MANAGED_POLICIES,
+  runnerTaskPolicy,
+  serviceTrustPolicy,
+} from './iam.ts';
+
+/** The ECS GPU-optimized Amazon Linux 2023 AMI, as AWS publishes it. */
+export const GPU_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id';
+
+export const RUNNER_CONTAINER = 'runner';
+/** Where the runner keeps its model cache and its liveness file, inside the container. */
+export const RUNNER_MODEL_CACHE_DIR = '/var/cache/amdm/models';
+export const RUNNER_LIVENESS_FILE = '/tmp/amdm-runner.alive';
+/**
+ * ECS allows at most 120 s between SIGTERM and SIGKILL on EC2. The runner drains in that
+ * window: it finishes or releases its job (the lease goes back to the queue) and clears its
+ * task protection.
+ */
+export const RUNNER_STOP_TIMEOUT_SECONDS = 120;
+/**
+ * Soft memory reservation for the runner container. Every default instance type has 16 GiB;
+ * 12 GiB leaves room for the ECS agent and the OS, and being soft lets the runner use more
+ * when a bigger type has it.
+ */
+export const RUNNER_MEMORY_RESERVATION_MIB = 12 * 1024;
+/** Root volume: the CUDA image (~8 GB), its extraction, and the model cache. */
+export const ROOT_VOLUME_GIB = 100;
+
+export interface GpuFleetArgs {
+  stage: string;
+  region: string;
+  accountId: string;
+  /** One public subnet is made in each; GPU capacity is scarce, more zones find it sooner. */
+  availabilityZones: readonly string[];
+  instanceTypes: readonly string[];
+  maxTasks: number;
+  runnerImageTag: string;
+  /** Plain environment for the runner container, including the SST_RESOURCE_* link values. */
+  environment: Input<Record<string, Input<string>>>;
+  bucketArn: Input<string>;
+  jobQueueArn: Input<string>;
+  jobDeadLetterQueueArn: Input<string>;
+  webhookQueueArn: Input<string>;
+  logRetentionDays?: number;
+}
+
+export function createGpuFleet(args: GpuFleetArgs) {
+  if (args.availabilityZones.length === 0) {
+    throw new RangeError('createGpuFleet: availabilityZones is empty; allowed: 1 to 6 zone names');
+  }
+  if (args.instanceTypes.length === 0) {
+    throw new RangeError('createGpuFleet: instanceTypes is empty; allowed: one or more GPU instance types');
+  }
+  if (!Number.isInteger(args.maxTasks) || args.maxTasks < 1) {
+    throw new RangeError(`createGpuFleet: maxTasks=${args.maxTasks}; allowed: a whole number >= 1`);
+  }
+
+  const network = createNetwork(args);
+
+  const cluster = new ecs.Cluster('GpuCluster', {
+    // Container Insights publishes RunningTaskCount and DesiredTaskCount per service, which
+    // the backlog-per-task scaling divides by and the scale-from-zero alarm checks.
+    settings: [{ name: 'containerInsights', value: 'enabled' }],
+  });
+
+  const logGroup = new cloudwatch.LogGroup('RunnerLogs', {
+    name: `/amdm/${args.stage}/runner`,
+    retentionInDays: args.logRetentionDays ?? 30,
+  });
+
+  const repository = new ecr.Repository('RunnerImages', {
+    // Immutable tags: a task definition names exactly one build, and a deploy can be traced
+    // back to its commit.
+    imageTagMutability: 'IMMUTABLE',
+    imageScanningConfiguration: { scanOnPush: true },
+  });
+  new ecr.LifecyclePolicy('RunnerImagesLifecycle', {
+    repository: repository.name,
+    policy: JSON.stringify({
+      rules: [
+        {
+          rulePriority: 1,
+          description: 'keep the 20 newest images; older ones cannot be rolled back to in practice',
+          selection: { tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: 20 },
+          action: { type: 'expire' },
+        },
+      ],
+    }),
+  });
+
+  const roles = createRoles(args, cluster.name);
+
+  const launchTemplate = new ec2.LaunchTemplate('GpuLaunchTemplate', {
+    imageId: ssm.getParameterOutput({ name: GPU_AMI_PARAMETER }).value,
+    iamInstanceProfile: { arn: roles.instanceProfile.arn },
+    networkInterfaces: [
+      {
+        // Public subnets without a NAT gateway: a NAT costs about $32 a month even at zero
+        // load, and the runner only makes outbound calls. The security group admits nothing in.
+        associatePublicIpAddress: 'true',
+        securityGroups: [network.securityGroup.id],
+        deleteOnTermination: 'true',
+      },
+    ],
+    metadataOptions: {
+      httpEndpoint: 'enabled',
+      httpTokens: 'required',
+      // One hop: the ECS agent on the host can reach instance metadata, containers on the
+      // bridge network cannot, so the runner can never borrow the instance role.
+      httpPutResponseHopLimit: 1,
+    },
+    blockDeviceMappings: [
+      {
+        deviceName: '/dev/xvda',
+        ebs: { volumeSize: ROOT_VOLUME_GIB, volumeType: 'gp3', encrypted: 'true', deleteOnTermination: 'true' },
+      },
+    ],
+    userData: cluster.name.apply((clusterName) => Buffer.from(ecsUserData(clusterName)).toString('base64')),
+    tagSpecifications: [
+      { resourceType: 'instance', tags: { Name: `amdm-${args.stage}-gpu-runner` } },
+      { resourceType: 'volume', tags: { Name: `amdm-${args.stage}-gpu-runner` } },
+    ],
+  });
+
+  const autoScalingGroup = new autoscaling.Group(
+    'GpuInstances',
+    {
+      minSize: 0,
+      maxSize: args.maxTasks,
+      vpcZoneIdentifiers: network.subnets.map((s) => s.id),
+      // Required by managed termination protection: instances are born protected, and ECS
+      // lifts the protection only from instances that run no task.
+      protectFromScaleIn: true,
+      mixedInstancesPolicy: {
+        launchTemplate: {
+          launchTemplateSpecification: { launchTemplateId: launchTemplate.id, version: '$Latest' },
+          overrides: args.instanceTypes.map((instanceType) => ({ instanceType })),
+        },
+        instancesDistribution: {
+          // On-demand only: a spot interruption would kill a job mid-sampling. The list order
+          // is the preference order.
+          onDemandBaseCapacity: 0,
+          onDemandPercentageAboveBaseCapacity: 100,
+          onDemandAllocationStrategy: 'prioritized',
+        },
+      },
+      tags: [
+        // ECS adds this tag when the capacity provider takes the group; declaring it keeps
+        // every deploy from fighting ECS over it.
+        { key: 'AmazonECSManaged', value: 'true', propagateAtLaunch: true },
+      ],
+    },
+    // Managed scaling owns the instance count; a deploy must not reset it.
+    { ignoreChanges: ['desiredCapacity'] },
+  );
+
+  const capacityProvider = new ecs.CapacityProvider('GpuCapacity', {
+    autoScalingGroupProvider: {
+      autoScalingGroupArn: autoScalingGroup.arn,
+      managedTerminationProtection: 'ENABLED',
+      managedDraining: 'ENABLED',
+      managedScaling: {
+        status: 'ENABLED',
+        // 100: no idle spare instance. A spare GPU instance would cost more than the cold start
+        // it saves at this scale.
+        targetCapacity: 100,
+        minimumScalingStepSize: 1,
+        maximumScalingStepSize: args.maxTasks,
+        // GPU AMI boot, ECS agent registration and the first image pull take minutes.
+        instanceWarmupPeriod: 300,
+      },
+    },
+  });
+
+  const clusterCapacity = new ecs.ClusterCapacityProviders('GpuClusterCapacity', {
+    clusterName: cluster.name,
+    capacityProviders: [capacityProvider.name],
+    defaultCapacityProviderStrategies: [{ capacityProvider: capacityProvider.name, weight: 1, base: 0 }],
+  });
+
+  const image = interpolate`${repository.repositoryUrl}:${args.runnerImageTag}`;
+
+  const taskDefinition = new ecs.TaskDefinition('RunnerTask', {
+    family: `amdm-${args.stage}-gpu-runner`,
+    requiresCompatibilities: ['EC2'],
+    // Bridge: the runner accepts no connections, so it needs no ENI of its own (GPU
+    // instances have few), and the bridge is what the one-hop metadata limit keys on.
+    networkMode: 'bridge',
+    executionRoleArn: roles.executionRole.arn,
+    taskRoleArn: roles.taskRole.arn,
+    containerDefinitions: jsonStringify(
+      all([image, args.environment, logGroup.name]).apply(([image, environment, logGroupName]) => [
+        runnerContainerDefinition({ image, environment, logGroupName, region: args.region }),
+      ]),
+    ),
+  });
+
+  const service = new ecs.Service(
+    'RunnerService',
+    {
+      cluster: cluster.arn,
+      taskDefinition: taskDefinition.arn,
+      desiredCount: 0,
+      capacityProviderStrategies: [{ capacityProvider: capacityProvider.name, weight: 1, base: 0 }],
+      // New tasks start before old ones stop, so a deploy never drops throughput; old tasks
+      // that hold a job stay until their protection clears.
+      deploymentMinimumHealthyPercent: 100,
+      deploymentMaximumPercent: 200,
+      deploymentCircuitBreaker: { enable: true, rollback: true },
+      enableEcsManagedTags: true,
+      propagateTags: 'SERVICE',
+    },
+    {
+      // Application Auto Scaling owns desiredCount; a deploy must not reset it to 0 under a
+      // running job.
+      ignoreChanges: ['desiredCount'],
+      // The capacity provider must be attached to the cluster before a service can use it.
+      dependsOn: [clusterCapacity],
+    },
+  );
+
+  return {
+    ...network,
+    cluster,
+    logGroup,
+    repository,
+    ...roles,
+    launchTemplate,
+    autoScalingGroup,
+    capacityProvider,
+    clusterCapacity,
+    taskDefinition,
+    service,
+  };
+}
+
+/**
+ * Where the fleet goes: the deploy's region and account, and up to three of the region's
+ * ordinary zones (Local Zones and Wavelength zones need opt-in and rarely have GPUs).
+ */
+export async function lookupPlacement(maxZones = 3) {
+  const [region, identity, zones] = await Promise.all([
+    getRegion(),
+    getCallerIdentity(),
+    getAvailabilityZones({ state: 'available', filters: [{ name: 'opt-in-status', values: ['opt-in-not-required'] }] }),
+  ]);
+  return {
+    region: region.region,
+    accountId: identity.accountId,
+    availabilityZones: [...zones.names].sort().slice(0, maxZones),
+  };
+}
+
+export function runnerContainerDefinition(args: {
+  image: string;
+  environment: Record<string, string>;
+  logGroupName: string;
+  region: string;
+}) {
+  const environment: Record<string, string> = {
+    AWS_REGION: args.region,
+    AMDM_MODEL_CACHE_DIR: RUNNER_MODEL_CACHE_DIR,
+    AMDM_LIVENESS_FILE: RUNNER_LIVENESS_FILE,
+    ...args.environment,
+  };
+  return {
+    name: RUNNER_CONTAINER,
+    image: args.image,
+    essential: true,
+    memoryReservation: RUNNER_MEMORY_RESERVATION_MIB,
+    // One whole GPU per task: ECS places the task only on an instance with a free GPU and
+    // exposes exactly that device to the container.
+    resourceRequirements: [{ type: 'GPU', value: '1' }],
+    environment: Object.entries(environment)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, value]) => ({ name, value })),
+    stopTimeout: RUNNER_STOP_TIMEOUT_SECONDS,
+    // An init process forwards SIGTERM to node and reaps the sampler's children.
+    linuxParameters: { initProcessEnabled: true },
+    // ECS ignores the image's HEALTHCHECK; this one is the same script.
+    healthCheck: {
+      command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'],
+      interval: 30,
+      timeout: 5,
+      retries: 3,
+      // Model sync from S3 at start can take minutes before the first heartbeat.
+      startPeriod: 300,
+    },
+    logConfiguration: {
+      logDriver: 'awslogs',
+      options: {
+        'awslogs-group': args.logGroupName,
+        'awslogs-region': args.region,
+        'awslogs-stream-prefix': 'runner',
+        // Never block the runner on a slow log API; drop lines rather than stall sampling.
+        mode: 'non-blocking',
+        'max-buffer-size': '4m',
+      },
+    },
+  };
+}
+
+/** ECS agent configuration for the GPU instances. */
+export function ecsUserData(clusterName: string): string {
+  return [
+    '#!/bin/bash',
+    'set -euo pipefail',
+    `echo "ECS_CLUSTER=${clusterName}" >> /etc/ecs/ecs.config`,
+    // Expose the NVIDIA devices as schedulable GPU resources (the GPU AMI's default, stated).
+    'echo "ECS_ENABLE_GPU_SUPPORT=true" >> /etc/ecs/ecs.config',
+    // Task IAM roles (the default, stated): the runner's AWS calls, and the agent's
+    // task-protection endpoint on its behalf, use the task role, never the instance role.
+    'echo "ECS_ENABLE_TASK_IAM_ROLE=true" >> /etc/ecs/ecs.config',
+    // The runner image is large; keep it cached across task restarts on the same instance.
+    'echo "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached" >> /etc/ecs/ecs.config',
+    '',
+  ].join('\n');
+}
+
+function createNetwork(args: GpuFleetArgs) {
+  // A VPC of its own with only public subnets: no NAT gateway and no interface endpoints,
+  // both of which bill by the hour even when the fleet is at zero.
+  const vpc = new ec2.Vpc('GpuVpc', {
+    cidrBlock: '10.42.0.0/16',
+    enableDnsHostnames: true,
+    enableDnsSupport: true,
+    tags: { Name: `amdm-${args.stage}-gpu` },
+  });
+  const internetGateway = new ec2.InternetGateway('GpuInternetGateway', { vpcId: vpc.id });
+  const routeTable = new ec2.RouteTable('GpuPublicRoutes', {
+    vpcId: vpc.id,
+    routes: [{ cidrBlock: '0.0.0.0/0', gatewayId: internetGateway.id }],
+  });
+  const subnets = args.availabilityZones.map((zone, i) => {
+    const subnet = new ec2.Subnet(`GpuSubnet${i}`, {
+      vpcId: vpc.id,
+      availabilityZone: zone,
+      cidrBlock: `10.42.${i * 16}.0/20`,
+      mapPublicIpOnLaunch: true,
+      tags: { Name: `amdm-${args.stage}-gpu-${zone}` },
+    });
+    new ec2.RouteTableAssociation(`GpuSubnet${i}Routes`, { subnetId: subnet.id, routeTableId: routeTable.id });
+    return subnet;
+  });
+  // S3 through a gateway endpoint: free, keeps model downloads and image uploads off the
+  // public internet path.
+  const s3Endpoint = new ec2.VpcEndpoint('GpuS3Endpoint', {
+    vpcId: vpc.id,
+    serviceName: `com.amazonaws.${args.region}.s3`,
+    vpcEndpointType: 'Gateway',
+    routeTableIds: [routeTable.id],
+  });
+  const securityGroup = new ec2.SecurityGroup('GpuInstances', {
+    vpcId: vpc.id,
+    description: 'AMDM GPU runners: outbound only',
+    egress: [{ protocol: '-1', fromPort: 0, toPort: 0, cidrBlocks: ['0.0.0.0/0'], ipv6CidrBlocks: ['::/0'] }],
+  });
+  return { vpc, internetGateway, routeTable, subnets, s3Endpoint, securityGroup };
+}
+
+function createRoles(args: GpuFleetArgs, clusterName: Input<string>) {
+  const instanceRole = new iam.Role('GpuInstanceRole', { assumeRolePolicy: EC2_TRUST_POLICY });
+  new iam.RolePolicyAttachment('GpuInstanceEcs', {
+    role: instanceRole.name,
+    policyArn: MANAGED_POLICIES.ecsInstance,
+  });
+  const instanceProfile = new iam.InstanceProfile('GpuInstanceProfile', { role: instanceRole.name });
+
+  const ecsTasksTrust = serviceTrustPolicy('ecs-tasks.amazonaws.com', args.accountId);
+  const executionRole = new iam.Role('RunnerExecutionRole', { assumeRolePolicy: ecsTasksTrust });
+  new iam.RolePolicyAttachment('RunnerExecutionEcs', {
+    role: executionRole.name,
+    policyArn: MANAGED_POLICIES.ecsTaskExecution,
+  });
+
+  const taskRole = new iam.Role('RunnerTaskRole', { assumeRolePolicy: ecsTasksTrust });
+  const taskPolicy = new iam.RolePolicy('RunnerTaskPolicy', {
+    role: taskRole.id,
+    policy: all([args.bucketArn, args.jobQueueArn, args.jobDeadLetterQueueArn, args.webhookQueueArn, clusterName]).apply(
+      ([bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, cluster]) =>
+        JSON.stringify(
+          runnerTaskPolicy({
+            bucketArn,
+            jobQueueArn,
+            jobDeadLetterQueueArn,
+            webhookQueueArn,
+            clusterTasksArn: `arn:aws:ecs:${args.region}:${args.accountId}:task/${cluster}/*`,
+          }),
+        ),
+    ),
+  });
+
+  return { instanceRole, instanceProfile, executionRole, taskRole, taskPolicy };
+}

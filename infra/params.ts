@@ -1,0 +1,168 @@
+/**
+ * Stage parameters: every knob that differs between stages, read in one place.
+ *
+ * They come from the environment of `sst deploy` (SST loads `.env` and `.env.<stage>` before
+ * it evaluates sst.config.ts, so `.env.prod` is the natural home for a stage's values). This
+ * module never touches `process.env` itself: sst.config.ts passes the environment in, which
+ * keeps the parsing pure and testable.
+ *
+ * A bad value fails the deploy before any resource is planned, with a message naming the
+ * variable, the value and what is allowed.
+ */
+
+export interface StageParams {
+  /** EC2 instance types for the GPU Auto Scaling group, in order of preference. */
+  readonly gpuInstanceTypes: readonly string[];
+  /** Upper bound for runner tasks (and GPU instances: one task per GPU). */
+  readonly maxTasks: number;
+  /** Minutes the job queue must stay empty (visible + in flight == 0) before scaling to zero. */
+  readonly idleMinutes: number;
+  /** Days before objects tagged as job outputs expire from the bucket. */
+  readonly retentionDays: number;
+  /** Target tracking value: queued + in-flight jobs per running task. */
+  readonly targetBacklogPerTask: number;
+  /** Tag of the runner image in the stack's ECR repository. */
+  readonly runnerImageTag: string;
+  /** Origins besides the Router's own URL allowed to GET/PUT the bucket from a browser. */
+  readonly extraCorsOrigins: readonly string[];
+}
+
+/** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
+export const PARAM_ENV = {
+  gpuInstanceTypes: 'AMDM_GPU_INSTANCE_TYPES',
+  maxTasks: 'AMDM_MAX_TASKS',
+  idleMinutes: 'AMDM_IDLE_MINUTES',
+  retentionDays: 'AMDM_RETENTION_DAYS',
+  targetBacklogPerTask: 'AMDM_TARGET_BACKLOG_PER_TASK',
+  runnerImageTag: 'AMDM_RUNNER_IMAGE_TAG',
+  extraCorsOrigins: 'AMDM_CORS_ORIGINS',
+} as const satisfies Record<keyof StageParams, string>;
+
+export const DEFAULT_PARAMS: StageParams = {
+  // Single-GPU x86_64 types that the ECS GPU AMI supports; several types raise the chance that
+  // one of them has capacity when a scale-out from zero needs an instance right now.
+  gpuInstanceTypes: ['g5.xlarge', 'g6.xlarge', 'g4dn.xlarge'],
+  maxTasks: 2,
+  idleMinutes: 15,
+  retentionDays: 7,
+  targetBacklogPerTask: 3,
+  // Placeholder until the first image is pushed (docs/deploy.md): the service sits at zero
+  // tasks until a job arrives, so a first deploy without an image costs nothing and breaks
+  // nothing but a job that would fail to start.
+  runnerImageTag: 'bootstrap',
+  extraCorsOrigins: [],
+};
+
+/**
+ * Instance families with NVIDIA GPUs on x86_64, which is what the ECS GPU-optimized AMI runs
+ * on. Graviton GPU types (g5g) need an arm64 AMI and image, so they are refused here.
+ */
+const GPU_FAMILIES = new Set([
+  'g4dn', 'g5', 'g6', 'g6e', 'gr6', 'p3', 'p3dn', 'p4d', 'p4de', 'p5', 'p5e', 'p5en',
+]);
+
+/** A typo guard: a GPU fleet above this size is a decision to make in code review, not in an env file. */
+const MAX_TASKS_LIMIT = 100;
+/** S3 lifecycle expiry is in whole days; ten years is far beyond any sane job retention. */
+const MAX_RETENTION_DAYS = 3650;
+/** A CloudWatch alarm evaluates at most 1440 one-minute periods (24 h). */
+const MAX_IDLE_MINUTES = 1440;
+
+export class StageParamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StageParamError';
+  }
+}
+
+export function readStageParams(env: Readonly<Record<string, string | undefined>>): StageParams {
+  const value = (key: keyof StageParams): string | undefined => {
+    const raw = env[PARAM_ENV[key]];
+    return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+  };
+
+  return {
+    gpuInstanceTypes: parseInstanceTypes(value('gpuInstanceTypes')),
+    maxTasks: parseInteger('maxTasks', value('maxTasks'), 1, MAX_TASKS_LIMIT),
+    idleMinutes: parseInteger('idleMinutes', value('idleMinutes'), 1, MAX_IDLE_MINUTES),
+    retentionDays: parseInteger('retentionDays', value('retentionDays'), 1, MAX_RETENTION_DAYS),
+    targetBacklogPerTask: parseInteger('targetBacklogPerTask', value('targetBacklogPerTask'), 1, 1000),
+    runnerImageTag: parseImageTag(value('runnerImageTag')),
+    extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
+  };
+}
+
+function parseInteger(key: keyof StageParams, raw: string | undefined, min: number, max: number): number {
+  if (raw === undefined) return DEFAULT_PARAMS[key] as number;
+  if (!/^\d+$/.test(raw)) {
+    throw new StageParamError(`${PARAM_ENV[key]}="${raw}" is not a whole number; allowed: ${min}..${max}`);
+  }
+  const n = Number(raw);
+  if (n < min || n > max) {
+    throw new StageParamError(`${PARAM_ENV[key]}=${n} is out of range; allowed: ${min}..${max}`);
+  }
+  return n;
+}
+
+function parseInstanceTypes(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return DEFAULT_PARAMS.gpuInstanceTypes;
+  const types = raw.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (types.length === 0) {
+    throw new StageParamError(`${PARAM_ENV.gpuInstanceTypes}="${raw}" names no instance type`);
+  }
+  // A mixed instances policy takes at most 40 overrides.
+  if (types.length > 40) {
+    throw new StageParamError(`${PARAM_ENV.gpuInstanceTypes} lists ${types.length} types; allowed: at most 40`);
+  }
+  for (const type of types) {
+    const match = /^([a-z][a-z0-9]*)\.([a-z0-9]+)$/.exec(type);
+    if (!match || !GPU_FAMILIES.has(match[1]!)) {
+      throw new StageParamError(
+        `${PARAM_ENV.gpuInstanceTypes} contains "${type}", which is not an x86_64 NVIDIA GPU instance type; ` +
+          `allowed families: ${[...GPU_FAMILIES].join(', ')} (for example g5.xlarge)`,
+      );
+    }
+  }
+  if (new Set(types).size !== types.length) {
+    throw new StageParamError(`${PARAM_ENV.gpuInstanceTypes}="${raw}" lists a type twice`);
+  }
+  return types;
+}
+
+function parseImageTag(raw: string | undefined): string {
+  if (raw === undefined) return DEFAULT_PARAMS.runnerImageTag;
+  // The ECR repository has immutable tags, so a moving tag like "latest" could never be updated
+  // and would only hide which build runs.
+  if (raw === 'latest') {
+    throw new StageParamError(`${PARAM_ENV.runnerImageTag}=latest is refused; use an immutable tag such as the git commit`);
+  }
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(raw)) {
+    throw new StageParamError(
+      `${PARAM_ENV.runnerImageTag}="${raw}" is not a valid image tag; allowed: letters, digits, _ . - (max 128, not starting with . or -)`,
+    );
+  }
+  return raw;
+}
+
+function parseOrigins(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return DEFAULT_PARAMS.extraCorsOrigins;
+  return raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+    .map((origin) => {
+      const url = URL.canParse(origin) ? new URL(origin) : null;
+      if (url === null) {
+        throw new StageParamError(`${PARAM_ENV.extraCorsOrigins} contains "${origin}", which is not a URL; allowed: https://host[:port] or http://localhost[:port]`);
+      }
+      const local = url.hostname === 'localhost' || url.hostname === '127.0.0.1';
+      // An origin is scheme://host[:port] exactly: browsers send no path, so one here would
+      // never match and the rule would silently allow nothing.
+      if (url.origin !== origin || (url.protocol !== 'https:' && !(local && url.protocol === 'http:'))) {
+        throw new StageParamError(
+          `${PARAM_ENV.extraCorsOrigins} contains "${origin}"; allowed: https://host[:port] or http://localhost[:port], without a path or trailing slash`,
+        );
+      }
+      return origin;
+    });
+}

@@ -1,0 +1,77 @@
+/**
+ * Queues: jobs for the GPU runners and the webhook outbox, each with its own dead-letter queue.
+ *
+ * Job lease (visibility timeout): 120 s. The runner extends its lease on a heartbeat while a
+ * job runs (at half the lease, the usual rule), so a job never has to fit in the timeout; the
+ * timeout only has to exceed the longest gap between two extensions. That gap is the 60 s
+ * heartbeat interval plus whatever can delay one beat: one UNet step if the sampler ever
+ * blocks the heartbeat's thread (seconds on a GPU, tens of seconds on a CPU fallback) and SQS
+ * API retries. 120 s covers that with room, and keeps the redelivery delay after a runner
+ * crash at two minutes. The runner passes its own lease on every receive and extend; this
+ * default matters only to a consumer that forgets to.
+ */
+import type { Input } from '@pulumi/pulumi';
+
+export const JOB_VISIBILITY_TIMEOUT_SECONDS = 120;
+/** A job that failed three deliveries (crash, lost lease, unhandled error) goes to the DLQ. */
+export const JOB_MAX_RECEIVE_COUNT = 3;
+/**
+ * Webhook attempts before dead-lettering: the Standard Webhooks schedule (now, 5 s, 5 min,
+ * 30 min, 2 h, 5 h, 10 h, 10 h) is eight attempts; the dispatcher spaces them with
+ * ChangeMessageVisibility, each receive counts as one.
+ */
+export const WEBHOOK_MAX_RECEIVE_COUNT = 8;
+/** One delivery attempt: the dispatcher's HTTP timeout (15 s) with margin for signing and S3. */
+export const WEBHOOK_VISIBILITY_TIMEOUT_SECONDS = 60;
+
+const DAY = 24 * 60 * 60;
+/**
+ * Dead letters keep the SQS maximum, 14 days. A standard queue's DLQ counts retention from the
+ * original enqueue, so it must be longer than the source queue's for a message to survive at all.
+ */
+const DEAD_LETTER_RETENTION_SECONDS = 14 * DAY;
+/** Jobs and webhooks: 4 days (the SQS default) covers a weekend of the fleet being broken. */
+const SOURCE_RETENTION_SECONDS = 4 * DAY;
+
+export function deadLetterArgs() {
+  return {
+    transform: {
+      queue: { messageRetentionSeconds: DEAD_LETTER_RETENTION_SECONDS },
+    },
+  };
+}
+
+export function jobQueueArgs(deadLetterArn: Input<string>) {
+  return {
+    visibilityTimeout: `${JOB_VISIBILITY_TIMEOUT_SECONDS} seconds` as const,
+    dlq: { queue: deadLetterArn, retry: JOB_MAX_RECEIVE_COUNT },
+    transform: {
+      queue: {
+        messageRetentionSeconds: SOURCE_RETENTION_SECONDS,
+        // Long polling by default: fewer empty receives, which SQS bills as requests.
+        receiveWaitTimeSeconds: 20,
+      },
+    },
+  };
+}
+
+export function webhookQueueArgs(deadLetterArn: Input<string>) {
+  return {
+    visibilityTimeout: `${WEBHOOK_VISIBILITY_TIMEOUT_SECONDS} seconds` as const,
+    dlq: { queue: deadLetterArn, retry: WEBHOOK_MAX_RECEIVE_COUNT },
+    transform: {
+      queue: {
+        messageRetentionSeconds: SOURCE_RETENTION_SECONDS,
+        receiveWaitTimeSeconds: 20,
+      },
+    },
+  };
+}
+
+export function createQueues() {
+  const jobDeadLetters = new sst.aws.Queue('JobDeadLetters', deadLetterArgs());
+  const jobs = new sst.aws.Queue('JobQueue', jobQueueArgs(jobDeadLetters.arn));
+  const webhookDeadLetters = new sst.aws.Queue('WebhookDeadLetters', deadLetterArgs());
+  const webhooks = new sst.aws.Queue('WebhookQueue', webhookQueueArgs(webhookDeadLetters.arn));
+  return { jobs, jobDeadLetters, webhooks, webhookDeadLetters };
+}

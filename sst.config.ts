@@ -1,0 +1,76 @@
+/// <reference path="./.sst/platform/config.d.ts" />
+/**
+ * The AWS stack: one file per area in infra/, wired here. Stage parameters come from the
+ * deploy's environment (`.env.<stage>`); see infra/params.ts and docs/deploy.md.
+ */
+export default $config({
+  app(input) {
+    return {
+      name: 'amdm',
+      home: 'aws',
+      // Production keeps its bucket and refuses `sst remove`; other stages clean up after themselves.
+      removal: input?.stage === 'prod' ? 'retain' : 'remove',
+      protect: input?.stage === 'prod',
+    };
+  },
+  async run() {
+    // Imported inside run(): SST evaluates app() before the providers are installed.
+    const { readStageParams } = await import('./infra/params.ts');
+    const { linksCarryNoPermissions } = await import('./infra/links.ts');
+    const { createStorage } = await import('./infra/storage.ts');
+    const { createQueues } = await import('./infra/queues.ts');
+    const { createSecrets } = await import('./infra/secrets.ts');
+    const { createRouter, createEdge } = await import('./infra/edge.ts');
+    const { createGpuFleet, lookupPlacement } = await import('./infra/gpu.ts');
+    const { createRunnerScaling } = await import('./infra/autoscaling.ts');
+
+    const params = readStageParams(process.env);
+    linksCarryNoPermissions();
+
+    const router = createRouter();
+    const { bucket } = createStorage({
+      corsOrigins: [router.url, ...params.extraCorsOrigins],
+      retentionDays: params.retentionDays,
+    });
+    const queues = createQueues();
+    const secrets = createSecrets();
+
+    createEdge({
+      router,
+      bucketArn: bucket.arn,
+      jobQueueArn: queues.jobs.arn,
+      link: [bucket, queues.jobs, secrets.keyPepper, secrets.webhookSigningSecret],
+    });
+
+    const fleet = createGpuFleet({
+      stage: $app.stage,
+      ...(await lookupPlacement()),
+      instanceTypes: params.gpuInstanceTypes,
+      maxTasks: params.maxTasks,
+      runnerImageTag: params.runnerImageTag,
+      // The same SST_RESOURCE_* variables a linked Lambda gets, so the runner reads
+      // `Resource.Store.name` like the edge does. No secrets here (see infra/secrets.ts).
+      environment: sst.Linkable.env([bucket, queues.jobs, queues.webhooks]),
+      bucketArn: bucket.arn,
+      jobQueueArn: queues.jobs.arn,
+      jobDeadLetterQueueArn: queues.jobDeadLetters.arn,
+      webhookQueueArn: queues.webhooks.arn,
+    });
+
+    createRunnerScaling({
+      clusterName: fleet.cluster.name,
+      serviceName: fleet.service.name,
+      jobQueueArn: queues.jobs.arn,
+      maxTasks: params.maxTasks,
+      idleMinutes: params.idleMinutes,
+      targetBacklogPerTask: params.targetBacklogPerTask,
+    });
+
+    return {
+      api: router.url,
+      bucket: bucket.name,
+      runnerImages: fleet.repository.repositoryUrl,
+      cluster: fleet.cluster.name,
+    };
+  },
+});

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PARAMS, readStageParams, StageParamError } from '../../infra/params.ts';
+
+describe('stage parameters', () => {
+  it('defaults every knob when the environment sets none', () => {
+    expect(readStageParams({})).toEqual(DEFAULT_PARAMS);
+    expect(DEFAULT_PARAMS).toMatchObject({ retentionDays: 7, idleMinutes: 15 });
+  });
+
+  it('treats blank values as unset', () => {
+    expect(readStageParams({ AMDM_MAX_TASKS: '  ', AMDM_GPU_INSTANCE_TYPES: '' })).toEqual(DEFAULT_PARAMS);
+  });
+
+  it('reads every knob', () => {
+    expect(
+      readStageParams({
+        AMDM_GPU_INSTANCE_TYPES: ' g6e.xlarge, g5.2xlarge ',
+        AMDM_MAX_TASKS: '8',
+        AMDM_IDLE_MINUTES: '30',
+        AMDM_RETENTION_DAYS: '30',
+        AMDM_TARGET_BACKLOG_PER_TASK: '5',
+        AMDM_RUNNER_IMAGE_TAG: 'git-3f2a9c1',
+        AMDM_CORS_ORIGINS: 'https://playground.example.com, http://localhost:5173',
+      }),
+    ).toEqual({
+      gpuInstanceTypes: ['g6e.xlarge', 'g5.2xlarge'],
+      maxTasks: 8,
+      idleMinutes: 30,
+      retentionDays: 30,
+      targetBacklogPerTask: 5,
+      runnerImageTag: 'git-3f2a9c1',
+      extraCorsOrigins: ['https://playground.example.com', 'http://localhost:5173'],
+    });
+  });
+
+  it.each([
+    [{ AMDM_MAX_TASKS: '0' }, /AMDM_MAX_TASKS=0 is out of range; allowed: 1\.\.100/],
+    [{ AMDM_MAX_TASKS: '2.5' }, /AMDM_MAX_TASKS="2\.5" is not a whole number/],
+    [{ AMDM_IDLE_MINUTES: '1441' }, /AMDM_IDLE_MINUTES=1441 is out of range; allowed: 1\.\.1440/],
+    [{ AMDM_RETENTION_DAYS: 'seven' }, /AMDM_RETENTION_DAYS="seven" is not a whole number/],
+    [{ AMDM_TARGET_BACKLOG_PER_TASK: '-1' }, /AMDM_TARGET_BACKLOG_PER_TASK="-1"/],
+    [{ AMDM_GPU_INSTANCE_TYPES: 'm5.xlarge' }, /AMDM_GPU_INSTANCE_TYPES contains "m5\.xlarge", which is not an x86_64 NVIDIA GPU/],
+    [{ AMDM_GPU_INSTANCE_TYPES: 'g5g.xlarge' }, /"g5g\.xlarge"/],
+    [{ AMDM_GPU_INSTANCE_TYPES: 'g5.xlarge,g5.xlarge' }, /lists a type twice/],
+    [{ AMDM_GPU_INSTANCE_TYPES: ',' }, /names no instance type/],
+    [{ AMDM_RUNNER_IMAGE_TAG: 'latest' }, /AMDM_RUNNER_IMAGE_TAG=latest is refused/],
+    [{ AMDM_RUNNER_IMAGE_TAG: 'a/b' }, /AMDM_RUNNER_IMAGE_TAG="a\/b" is not a valid image tag/],
+    [{ AMDM_CORS_ORIGINS: 'https://x.example.com/' }, /AMDM_CORS_ORIGINS contains "https:\/\/x\.example\.com\/"/],
+    [{ AMDM_CORS_ORIGINS: 'http://x.example.com' }, /allowed: https:\/\/host/],
+    [{ AMDM_CORS_ORIGINS: 'not a url' }, /which is not a URL/],
+  ])('refuses %o, naming the variable', (env, message) => {
+    expect(() => readStageParams(env)).toThrow(StageParamError);
+    expect(() => readStageParams(env)).toThrow(message);
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * What SST makes of our arguments: the real SST Bucket, Queue, Secret and Linkable from the
+ * generated platform (.sst/platform, made by `npm run infra:install`), built with the argument
+ * builders from infra/ under Pulumi mocks.
+ *
+ * stack.test.ts checks the arguments we pass; this file checks the SST semantics those
+ * assertions lean on: that a Bucket without `access` blocks all public access, that
+ * `dlq.retry` becomes the redrive policy's maxReceiveCount, that infra/links.ts really removes
+ * the sqs and s3 wildcard grants a link carries, and that `sst.Linkable.env` produces variables
+ * that the `Resource` object of the sst SDK (what the runner imports) reads back.
+ *
+ * The components run in a child process bundled like a deploy (see sst-platform-probe.ts).
+ * The platform is generated, not committed: without it this file is skipped with a notice;
+ * `npm run test:infra` installs it and sets AMDM_REQUIRE_SST_PLATFORM=1, which turns the skip
+ * into a failure. (Function and Router are not here: they need the SST CLI's build server.)
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const platform = `${root}.sst/platform/`;
+const available = existsSync(`${platform}src/components/aws/bucket.ts`) && existsSync(`${platform}node_modules/@pulumi/aws`);
+const required = process.env.AMDM_REQUIRE_SST_PLATFORM === '1';
+
+if (!available && required) {
+  throw new Error(`SST platform missing at ${platform}; run \`npm run infra:install\` first`);
+}
+if (!available) {
+  console.warn(`sst-components.test.ts skipped: no SST platform at ${platform} (npm run infra:install generates it)`);
+}
+
+interface Probe {
+  registered: { type: string; name: string; inputs: any }[];
+  facts: any;
+}
+
+describe.skipIf(!available)('real SST components with our arguments', () => {
+  let probe: Probe;
+  const of = (type: string) => probe.registered.filter((r) => r.type === type);
+  const queue = (name: string) => of('aws:sqs/queue:Queue').find((q) => q.name === name)!;
+
+  beforeAll(async () => {
+    const outfile = `${platform}amdm-probe-${process.pid}.mjs`;
+    try {
+      await build({
+        entryPoints: [fileURLToPath(new URL('./sst-platform-probe.ts', import.meta.url))],
+        outfile,
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        target: 'node20',
+        // As SST's own config build: the Pulumi packages stay external and resolve from the
+        // platform's node_modules, because the output sits in .sst/platform.
+        external: ['@pulumi/*', '@aws-sdk/*', 'esbuild', 'archiver', 'glob'],
+        banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
+        logLevel: 'error',
+      });
+      const { stdout } = await promisify(execFile)(process.execPath, [outfile], {
+        cwd: root,
+        timeout: 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      probe = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    } finally {
+      rmSync(outfile, { force: true });
+    }
+  });
+
+  it('builds a bucket whose public access block blocks everything', () => {
+    const blocks = of('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock');
+    expect(blocks).toHaveLength(1);
+    expect(blocks[0]!.inputs).toMatchObject({
+      blockPublicAcls: true,
+      blockPublicPolicy: true,
+      ignorePublicAcls: true,
+      restrictPublicBuckets: true,
+    });
+  });
+
+  it('allows no one in through the bucket policy; its only statement denies plain HTTP', () => {
+    const statements = of('aws:s3/bucketPolicy:BucketPolicy').flatMap((p) => JSON.parse(p.inputs.policy).Statement);
+    expect(statements.filter((s: any) => s.Effect === 'Allow')).toEqual([]);
+    expect(statements.some((s: any) => s.Effect === 'Deny' && JSON.stringify(s.Condition).includes('aws:SecureTransport'))).toBe(true);
+  });
+
+  it('turns our CORS arguments into one GET/PUT rule for the given origin', () => {
+    const [cors, ...more] = of('aws:s3/bucketCorsConfiguration:BucketCorsConfiguration');
+    expect(more).toEqual([]);
+    expect(cors!.inputs.corsRules).toHaveLength(1);
+    expect(cors!.inputs.corsRules[0]).toMatchObject({
+      allowedMethods: ['GET', 'PUT'],
+      allowedOrigins: ['https://api.example.com'],
+      maxAgeSeconds: 3600,
+    });
+  });
+
+  it('leaves the bucket with one lifecycle configuration: ours, expiring by tag', () => {
+    const lifecycles = of('aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration');
+    expect(lifecycles.map((l) => l.name)).toEqual(['StoreExpiry']);
+    expect(lifecycles[0]!.inputs.rules[0]).toMatchObject({ filter: { tag: { key: 'amdm-expire' } }, expiration: { days: 7 } });
+  });
+
+  it('gives the job queue a redrive policy with maxReceiveCount 3 into the job DLQ', () => {
+    const jobs = queue('JobQueueQueue');
+    expect(JSON.parse(jobs.inputs.redrivePolicy)).toEqual({ deadLetterTargetArn: probe.facts.jobDeadLettersArn, maxReceiveCount: 3 });
+    expect(jobs.inputs.visibilityTimeoutSeconds).toBe(120);
+    const dlq = queue('JobDeadLettersQueue');
+    expect(dlq.inputs.redrivePolicy).toBeUndefined();
+    expect(dlq.inputs.messageRetentionSeconds).toBe(14 * 24 * 3600);
+  });
+
+  it('gives the webhook queue its own DLQ', () => {
+    const webhooks = queue('WebhookQueueQueue');
+    expect(JSON.parse(webhooks.inputs.redrivePolicy).deadLetterTargetArn).toBe(probe.facts.webhookDeadLettersArn);
+    expect(probe.facts.webhookDeadLettersArn).not.toBe(probe.facts.jobDeadLettersArn);
+  });
+
+  it('links grant sqs:* by default, and grant nothing after infra/links.ts', () => {
+    expect(probe.facts.defaultInclude.flatMap((p: any) => p.actions)).toEqual(['sqs:*']);
+    expect(probe.facts.include).toEqual([]);
+  });
+
+  it('writes link variables that the sst SDK Resource reads back', async () => {
+    const env = probe.facts.env as Record<string, string>;
+    expect(Object.keys(env).sort()).toEqual(['SST_RESOURCE_App', 'SST_RESOURCE_JobQueue', 'SST_RESOURCE_Store', 'SST_RESOURCE_WebhookQueue']);
+    const saved = { ...process.env };
+    Object.assign(process.env, env);
+    try {
+      const { Resource } = (await import('sst')) as any;
+      expect(Resource.JobQueue.url).toBe(probe.facts.jobQueueUrl);
+      expect(Resource.WebhookQueue.url).toBe(probe.facts.webhookQueueUrl);
+      expect(Resource.Store.name).toBe(probe.facts.bucketName);
+      expect(Resource.App).toEqual({ name: 'amdm', stage: 'test' });
+    } finally {
+      process.env = saved;
+    }
+  });
+});

@@ -1,0 +1,358 @@
+/**
+ * The whole stack, built offline: the real sst.config.ts and infra/ run under Pulumi mocks.
+ *
+ * How the SST parts are tested honestly: SST components need the SST CLI at deploy time
+ * (Function bundles through it, Router deploys CloudFront code), so here the `sst` global is a
+ * shim (sst-shim.ts) whose components record the arguments our code passes; assertions on
+ * those arguments are assertions on our code. The raw Pulumi parts (the GPU fleet, scaling,
+ * IAM roles, lifecycle rules) are real @pulumi/aws resources, so their inputs are read from
+ * the mocked engine exactly as AWS would receive them. sst-components.test.ts then runs the
+ * real SST Bucket, Queue and Linkable with the same arguments, to check what SST makes of them.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES, type Registered } from './pulumi-mocks.ts';
+import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
+import { actionsAllowed, parsePolicy } from './policy.ts';
+
+const mocks = new MockStack();
+installSstShim('prod');
+
+const env = {
+  AMDM_GPU_INSTANCE_TYPES: 'g6.xlarge,g5.xlarge',
+  AMDM_MAX_TASKS: '4',
+  AMDM_IDLE_MINUTES: '20',
+  AMDM_RETENTION_DAYS: '9',
+  AMDM_TARGET_BACKLOG_PER_TASK: '2',
+  AMDM_RUNNER_IMAGE_TAG: 'abc1234',
+  AMDM_CORS_ORIGINS: 'http://localhost:5173',
+};
+
+let outputs: Record<string, unknown>;
+
+beforeAll(async () => {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    const config = (await import('../../sst.config.ts')).default as unknown as { run(): Promise<Record<string, unknown>> };
+    outputs = await mocks.run(() => config.run());
+  } finally {
+    process.env = saved;
+  }
+});
+
+const raw = (type: string, name?: string) => mocks.one(type, name);
+
+describe('storage', () => {
+  it('is an SST Bucket left private: no public access mode, no public flag, public access block kept', () => {
+    const args = component('sst:aws:Bucket', 'Store').args;
+    expect(args).not.toHaveProperty('access');
+    expect(args).not.toHaveProperty('public');
+    expect(args.transform?.publicAccessBlock).not.toBe(false);
+    expect(args.enforceHttps).toBe(true);
+  });
+
+  it('allows GET and PUT from the Router origin and the configured extra origins only', async () => {
+    const cors = component('sst:aws:Bucket', 'Store').args.cors;
+    expect(cors.allowMethods).toEqual(['GET', 'PUT']);
+    expect(await resolve(cors.allowOrigins)).toEqual(['https://d1234abcd.cloudfront.net', 'http://localhost:5173']);
+  });
+
+  it('expires objects tagged as job outputs after the stage retention, and nothing untagged', () => {
+    const lifecycle = raw('aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration');
+    expect(lifecycle.inputs.bucket).toBe('amdm-test-store');
+    const expiring = lifecycle.inputs.rules.filter((r: any) => r.expiration);
+    expect(expiring).toHaveLength(1);
+    expect(expiring[0]).toMatchObject({
+      status: 'Enabled',
+      filter: { tag: { key: 'amdm-expire', value: 'job-output' } },
+      expiration: { days: 9 },
+    });
+  });
+});
+
+describe('queues', () => {
+  it('dead-letters a job after 3 receives, into its own DLQ', async () => {
+    const jobs = component('sst:aws:Queue', 'JobQueue').args;
+    expect(jobs.dlq.retry).toBe(3);
+    expect(await resolve(jobs.dlq.queue)).toBe(`arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobdeadletters`);
+    expect(jobs.visibilityTimeout).toBe('120 seconds');
+  });
+
+  it('gives the webhook outbox its own DLQ', async () => {
+    const webhooks = component('sst:aws:Queue', 'WebhookQueue').args;
+    expect(await resolve(webhooks.dlq.queue)).toBe(`arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-webhookdeadletters`);
+    expect(webhooks.dlq.retry).toBeGreaterThan(1);
+  });
+});
+
+describe('edge', () => {
+  const edge = () => component('sst:aws:Function', 'Edge').args;
+
+  it('runs edge/lambda.handler with response streaming behind the Router', async () => {
+    expect(edge().handler).toBe('edge/lambda.handler');
+    expect(edge().streaming).toBe(true);
+    const router = edge().url.router.instance;
+    expect(await resolve(router.urn)).toMatch(/sst:aws:Router::Api$/);
+  });
+
+  it('links the bucket, the job queue and both secrets, and nothing else', () => {
+    const linked = edge().link as any[];
+    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret', 'Secret']);
+    const queue = linked.find((l) => l instanceof ShimQueue)!;
+    expect(queue.args).toBe(component('sst:aws:Queue', 'JobQueue').args);
+  });
+
+  it('gets no implicit permissions from its links (they would grant sqs:* and s3:*)', () => {
+    for (const link of edge().link as any[]) {
+      if (link instanceof ShimBucket || link instanceof ShimQueue) {
+        expect(link.getSSTLink().include ?? []).toEqual([]);
+      }
+    }
+  });
+
+  it('may send to the job queue and read its attributes, but never receive or delete', async () => {
+    const permissions = await resolve<any[]>(edge().permissions);
+    const doc = parsePolicy({
+      Version: '2012-10-17',
+      Statement: permissions.map((p) => ({ Effect: p.effect === 'deny' ? 'Deny' : 'Allow', Action: p.actions, Resource: p.resources })),
+    });
+    const jobQueue = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobqueue`;
+    expect(actionsAllowed(doc, jobQueue).sort()).toEqual(['sqs:GetQueueAttributes', 'sqs:SendMessage']);
+    for (const forbidden of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:PurgeQueue']) {
+      expect(actionsAllowed(doc, jobQueue)).not.toContain(forbidden);
+    }
+  });
+
+  it('reaches S3 only under apikeys/ (read) and tenants/ (read, write, list)', async () => {
+    const permissions = await resolve<any[]>(edge().permissions);
+    const s3 = permissions.filter((p) => p.actions.some((a: string) => a.startsWith('s3:')));
+    const resources = s3.flatMap((p) => p.resources);
+    expect(resources.sort()).toEqual([
+      'arn:aws:s3:::amdm-test-store',
+      'arn:aws:s3:::amdm-test-store/apikeys/*',
+      'arn:aws:s3:::amdm-test-store/tenants/*',
+      'arn:aws:s3:::amdm-test-store/tenants/*',
+    ]);
+    const list = s3.find((p) => p.actions.includes('s3:ListBucket'));
+    expect(list.conditions).toEqual([{ test: 'StringLike', variable: 's3:prefix', values: ['tenants/*'] }]);
+    const writes = s3.filter((p) => p.actions.includes('s3:PutObject')).flatMap((p) => p.resources);
+    expect(writes).toEqual(['arn:aws:s3:::amdm-test-store/tenants/*']);
+  });
+});
+
+describe('GPU fleet', () => {
+  it('has its own cluster with Container Insights', () => {
+    expect(raw('aws:ecs/cluster:Cluster').inputs.settings).toContainEqual({ name: 'containerInsights', value: 'enabled' });
+  });
+
+  it('launches the ECS GPU-optimized AL2023 AMI, resolved from the public SSM parameter', () => {
+    const ami = mocks.calls.find((c) => c.token === 'aws:ssm/getParameter:getParameter');
+    expect(ami?.inputs.name).toBe('/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id');
+    const lt = raw('aws:ec2/launchTemplate:LaunchTemplate').inputs;
+    expect(lt.imageId).toBe(GPU_AMI_ID);
+    expect(lt.metadataOptions).toMatchObject({ httpTokens: 'required', httpPutResponseHopLimit: 1 });
+    const userData = Buffer.from(lt.userData, 'base64').toString();
+    expect(userData).toContain('ECS_CLUSTER=gpucluster-mock');
+    expect(userData).toContain('ECS_ENABLE_GPU_SUPPORT=true');
+  });
+
+  it('scales instances from 0 to max tasks, new instances protected, the desired count left to ECS', () => {
+    const asg = raw('aws:autoscaling/group:Group');
+    expect(asg.inputs.minSize).toBe(0);
+    expect(asg.inputs.maxSize).toBe(4);
+    expect(asg.inputs.protectFromScaleIn).toBe(true);
+    expect(asg.inputs).not.toHaveProperty('desiredCapacity');
+    expect(asg.opts.ignoreChanges).toContain('desiredCapacity');
+    expect(asg.inputs.vpcZoneIdentifiers).toHaveLength(3);
+    const overrides = asg.inputs.mixedInstancesPolicy.launchTemplate.overrides.map((o: any) => o.instanceType);
+    expect(overrides).toEqual(['g6.xlarge', 'g5.xlarge']);
+  });
+
+  it('puts the instances in the three first ordinary zones of the region', () => {
+    const zones = mocks.ofType('aws:ec2/subnet:Subnet').map((s) => s.inputs.availabilityZone).sort();
+    expect(zones).toEqual(ZONES.slice(0, 3));
+    const zoneQuery = mocks.calls.find((c) => c.token === 'aws:index/getAvailabilityZones:getAvailabilityZones');
+    expect(zoneQuery?.inputs.filters).toEqual([{ name: 'opt-in-status', values: ['opt-in-not-required'] }]);
+  });
+
+  it('attaches a capacity provider with managed scaling and managed termination protection', () => {
+    const cp = raw('aws:ecs/capacityProvider:CapacityProvider').inputs.autoScalingGroupProvider;
+    expect(cp.managedTerminationProtection).toBe('ENABLED');
+    expect(cp.managedScaling.status).toBe('ENABLED');
+    expect(cp.autoScalingGroupArn).toContain('gpuinstances-mock');
+    const attached = raw('aws:ecs/clusterCapacityProviders:ClusterCapacityProviders').inputs;
+    expect(attached.capacityProviders).toEqual(['gpucapacity-mock']);
+  });
+
+  it('defines a runner task that requests one GPU, logs to CloudWatch and carries the link env', () => {
+    const td = raw('aws:ecs/taskDefinition:TaskDefinition').inputs;
+    expect(td.requiresCompatibilities).toEqual(['EC2']);
+    const [container, ...others] = JSON.parse(td.containerDefinitions);
+    expect(others).toEqual([]);
+    expect(container.resourceRequirements).toEqual([{ type: 'GPU', value: '1' }]);
+    expect(container.image).toBe(`${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com/runnerimages-mock:abc1234`);
+    expect(container.logConfiguration.logDriver).toBe('awslogs');
+    expect(container.logConfiguration.options['awslogs-group']).toBe('/amdm/prod/runner');
+    const names = container.environment.map((e: any) => e.name);
+    expect(names).toContain(LINK_ENV_MARKER);
+    expect(names).toContain('AWS_REGION');
+    // The runner gets the bucket and both queues, and no secret.
+    expect(linkEnvCalls).toHaveLength(1);
+    expect(linkEnvCalls[0]!.map((l: any) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Queue']);
+    expect(JSON.stringify(container.environment)).not.toMatch(/KeyPepper|WebhookSigningSecret/);
+  });
+
+  it('runs the service on the capacity provider, with the desired count owned by autoscaling', () => {
+    const svc = raw('aws:ecs/service:Service');
+    expect(svc.inputs.capacityProviderStrategies).toEqual([{ capacityProvider: 'gpucapacity-mock', weight: 1, base: 0 }]);
+    expect(svc.inputs).not.toHaveProperty('launchType');
+    expect(svc.opts.ignoreChanges).toContain('desiredCount');
+  });
+});
+
+describe('scaling', () => {
+  const policies = () => mocks.ofType('aws:appautoscaling/policy:Policy');
+  const alarms = () => mocks.ofType('aws:cloudwatch/metricAlarm:MetricAlarm');
+  const metricNames = (queries: any[]) =>
+    queries.flatMap((q) => [q.metric?.metricName, q.metricStat?.metric?.metricName]).filter(Boolean);
+
+  it('lets the service go from 0 to max tasks', () => {
+    const target = raw('aws:appautoscaling/target:Target').inputs;
+    expect(target).toMatchObject({ minCapacity: 0, maxCapacity: 4, scalableDimension: 'ecs:service:DesiredCount' });
+    expect(target.resourceId).toBe('service/gpucluster-mock/runnerservice-mock');
+  });
+
+  it('tracks (visible + in-flight) jobs per running task', () => {
+    const tracking = policies().filter((p) => p.inputs.policyType === 'TargetTrackingScaling');
+    expect(tracking).toHaveLength(1);
+    const config = tracking[0]!.inputs.targetTrackingScalingPolicyConfiguration;
+    expect(config.targetValue).toBe(2);
+    const metrics = config.customizedMetricSpecification.metrics;
+    expect(metricNames(metrics).sort()).toEqual([
+      'ApproximateNumberOfMessagesNotVisible',
+      'ApproximateNumberOfMessagesVisible',
+      'RunningTaskCount',
+    ]);
+    const queueDims = metrics
+      .filter((m: any) => m.metricStat?.metric.namespace === 'AWS/SQS')
+      .map((m: any) => m.metricStat.metric.dimensions);
+    expect(queueDims).toEqual([[{ name: 'QueueName', value: 'amdm-test-jobqueue' }], [{ name: 'QueueName', value: 'amdm-test-jobqueue' }]]);
+    const byId = Object.fromEntries(metrics.map((m: any) => [m.id, m]));
+    const visibleId = metrics.find((m: any) => m.metricStat?.metric.metricName === 'ApproximateNumberOfMessagesVisible').id;
+    const inflightId = metrics.find((m: any) => m.metricStat?.metric.metricName === 'ApproximateNumberOfMessagesNotVisible').id;
+    const runningId = metrics.find((m: any) => m.metricStat?.metric.metricName === 'RunningTaskCount').id;
+    expect(byId.backlog.expression.replace(/\s/g, '')).toBe(`(${visibleId}+${inflightId})/${runningId}`);
+    // Exactly one series is returned, and it is built on the backlog expression.
+    const returned = metrics.filter((m: any) => m.returnData);
+    expect(returned).toHaveLength(1);
+    expect(returned[0].expression).toContain('backlog');
+  });
+
+  it('starts the first task from zero when any job waits, via a step policy and an alarm', () => {
+    const start = policies().find((p) => p.name === 'RunnerStartFromZero')!;
+    expect(start.inputs.policyType).toBe('StepScaling');
+    expect(start.inputs.stepScalingPolicyConfiguration).toMatchObject({
+      adjustmentType: 'ExactCapacity',
+      stepAdjustments: [{ metricIntervalLowerBound: '0', scalingAdjustment: 1 }],
+    });
+    const alarm = alarms().find((a) => a.inputs.alarmActions?.includes(`arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerstartfromzero-mock`))!;
+    expect(alarm).toBeDefined();
+    expect(metricNames(alarm.inputs.metricQueries).sort()).toEqual([
+      'ApproximateNumberOfMessagesNotVisible',
+      'ApproximateNumberOfMessagesVisible',
+      'DesiredTaskCount',
+    ]);
+    expect(alarm.inputs).toMatchObject({ comparisonOperator: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 1 });
+  });
+
+  it('scales to zero after the configured idle minutes with nothing visible or in flight', () => {
+    const stop = policies().find((p) => p.name === 'RunnerScaleToZero')!;
+    expect(stop.inputs.stepScalingPolicyConfiguration).toMatchObject({
+      adjustmentType: 'ExactCapacity',
+      stepAdjustments: [{ metricIntervalUpperBound: '0', scalingAdjustment: 0 }],
+    });
+    const alarm = alarms().find((a) => a.inputs.alarmActions?.includes(`arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerscaletozero-mock`))!;
+    expect(alarm.inputs).toMatchObject({ comparisonOperator: 'LessThanThreshold', threshold: 1, evaluationPeriods: 20, datapointsToAlarm: 20 });
+    expect(metricNames(alarm.inputs.metricQueries).sort()).toEqual([
+      'ApproximateNumberOfMessagesNotVisible',
+      'ApproximateNumberOfMessagesVisible',
+    ]);
+    const work = alarm.inputs.metricQueries.find((q: any) => q.returnData);
+    expect(work.expression).toMatch(/visible/);
+    expect(work.expression).toMatch(/inflight/);
+  });
+});
+
+describe('IAM', () => {
+  const taskPolicy = () => parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerTaskPolicy').inputs.policy);
+  const store = 'arn:aws:s3:::amdm-test-store';
+  const jobQueue = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobqueue`;
+  const jobDlq = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobdeadletters`;
+  const webhookQueue = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-webhookqueue`;
+
+  it('lets the runner lease jobs on the job queue and its DLQ, and only send webhooks', () => {
+    const lease = ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'];
+    expect(actionsAllowed(taskPolicy(), jobQueue).sort()).toEqual(lease);
+    expect(actionsAllowed(taskPolicy(), jobDlq).sort()).toEqual(lease);
+    expect(actionsAllowed(taskPolicy(), webhookQueue)).toEqual(['sqs:SendMessage']);
+  });
+
+  it('lets the runner read models and write job results in S3', () => {
+    expect(actionsAllowed(taskPolicy(), `${store}/models/shapes/unet.onnx`)).toEqual(['s3:GetObject']);
+    expect(actionsAllowed(taskPolicy(), `${store}/tenants/t1/jobs/j1/out/a-0.png`).sort()).toEqual([
+      's3:GetObject',
+      's3:PutObject',
+      's3:PutObjectTagging',
+    ]);
+    expect(actionsAllowed(taskPolicy(), `${store}/apikeys/abc.json`)).toEqual([]);
+  });
+
+  it('lets the runner change task protection only on its own cluster tasks', () => {
+    const statement = taskPolicy().Statement.find((s) => s.Action.includes('ecs:UpdateTaskProtection'))!;
+    expect(statement.Action.sort()).toEqual(['ecs:GetTaskProtection', 'ecs:UpdateTaskProtection']);
+    expect(statement.Resource).toEqual([`arn:aws:ecs:${REGION}:${ACCOUNT_ID}:task/gpucluster-mock/*`]);
+  });
+
+  it('grants no admin or wildcard action to any role policy in the stack', () => {
+    const inline = mocks.ofType('aws:iam/rolePolicy:RolePolicy').map((p) => parsePolicy(p.inputs.policy));
+    expect(inline.length).toBeGreaterThan(0);
+    for (const doc of inline) {
+      for (const s of doc.Statement) {
+        for (const action of s.Action) {
+          expect(action).not.toMatch(/\*/);
+          expect(action).not.toMatch(/^(iam|sts|organizations|kms):/);
+        }
+        expect(s.Resource).not.toContain('*');
+      }
+    }
+  });
+
+  it('gives the instance role only the ECS managed policy for container instances', () => {
+    const attachments = mocks.ofType('aws:iam/rolePolicyAttachment:RolePolicyAttachment');
+    const byRole = (role: string) => attachments.filter((a) => a.inputs.role === role).map((a) => a.inputs.policyArn);
+    expect(byRole('gpuinstancerole-mock')).toEqual(['arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role']);
+    expect(byRole('runnertaskrole-mock')).toEqual([]);
+    const instancePolicies = mocks
+      .ofType('aws:iam/rolePolicy:RolePolicy')
+      .filter((p) => p.inputs.role === 'gpuinstancerole-id' || p.inputs.role === 'gpuinstancerole-mock');
+    expect(instancePolicies).toEqual([]);
+  });
+
+  it('lets ECS assume the task roles only on behalf of this account', () => {
+    const taskRole = raw('aws:iam/role:Role', 'RunnerTaskRole').inputs;
+    const trust = JSON.parse(taskRole.assumeRolePolicy);
+    expect(trust.Statement[0].Principal).toEqual({ Service: 'ecs-tasks.amazonaws.com' });
+    expect(trust.Statement[0].Condition).toEqual({ StringEquals: { 'aws:SourceAccount': ACCOUNT_ID } });
+  });
+});
+
+describe('outputs', () => {
+  it('exposes the API URL, bucket, image repository and cluster', async () => {
+    expect(await resolve(outputs.api as any)).toBe('https://d1234abcd.cloudfront.net');
+    expect(await resolve(outputs.bucket as any)).toBe('amdm-test-store');
+    expect(await resolve(outputs.runnerImages as any)).toContain('.dkr.ecr.');
+    expect(await resolve(outputs.cluster as any)).toBe('gpucluster-mock');
+  });
+});
+
+export type { Registered };
