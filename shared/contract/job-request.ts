@@ -165,7 +165,9 @@ export const JobRequest = z
       ctx.addIssue({ code: 'custom', path: ['aggregation', 'omega2'], message: 'omega2 applies to three models only' });
     }
     const [, end] = r.aggregation.window;
-    if (end >= r.sampler.steps) {
+    // the window only exists between models: a single-model job of 1-3 steps must not fail
+    // on the default window it never asked for
+    if (n > 1 && end >= r.sampler.steps) {
       ctx.addIssue({ code: 'custom', path: ['aggregation', 'window'], message: `window must lie in [0, steps) = [0, ${r.sampler.steps})` });
     }
     if (n > 1 && r.sampler.scheduler !== 'ddim') {
