@@ -49,8 +49,15 @@ export default $config({
       maxTasks: params.maxTasks,
       runnerImageTag: params.runnerImageTag,
       // The same SST_RESOURCE_* variables a linked Lambda gets, so the runner reads
-      // `Resource.Store.name` like the edge does. No secrets here (see infra/secrets.ts).
-      environment: sst.Linkable.env([bucket, queues.jobs, queues.webhooks]),
+      // `Resource.Store.name` like the edge does. The webhook secret, which the runner's
+      // dispatcher signs with, travels as an ECS secret instead (see infra/secrets.ts).
+      environment: sst.Linkable.env([bucket, queues.jobs, queues.jobDeadLetters, queues.webhooks]),
+      secrets: {
+        SST_RESOURCE_WebhookSigningSecret: sst.Linkable.env([secrets.webhookSigningSecret]).apply(
+          (env) => env.SST_RESOURCE_WebhookSigningSecret!,
+        ),
+      },
+      publicBaseUrl: router.url,
       bucketArn: bucket.arn,
       jobQueueArn: queues.jobs.arn,
       jobDeadLetterQueueArn: queues.jobDeadLetters.arn,

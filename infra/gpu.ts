@@ -20,23 +20,25 @@ import { autoscaling, cloudwatch, ec2, ecr, ecs, getAvailabilityZones, getCaller
 import {
   EC2_TRUST_POLICY,
   MANAGED_POLICIES,
+  runnerExecutionSecretsPolicy,
   runnerTaskPolicy,
   serviceTrustPolicy,
 } from './iam.ts';
+import { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queues.ts';
 
 /** The ECS GPU-optimized Amazon Linux 2023 AMI, as AWS publishes it. */
 export const GPU_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id';
 
 export const RUNNER_CONTAINER = 'runner';
-/** Where the runner keeps its model cache and its liveness file, inside the container. */
-export const RUNNER_MODEL_CACHE_DIR = '/var/cache/amdm/models';
-export const RUNNER_LIVENESS_FILE = '/tmp/amdm-runner.alive';
+/** The runner's model cache inside the container (filled from s3://BUCKET/models/ at start). */
+export const RUNNER_MODELS_DIR = '/var/cache/amdm/models';
 /**
  * ECS allows at most 120 s between SIGTERM and SIGKILL on EC2. The runner drains in that
  * window: it finishes or releases its job (the lease goes back to the queue) and clears its
- * task protection.
+ * task protection. Its own grace period is shorter, so the release happens before the kill.
  */
 export const RUNNER_STOP_TIMEOUT_SECONDS = 120;
+export const RUNNER_GRACE_SECONDS = 90;
 /**
  * Soft memory reservation for the runner container. Every default instance type has 16 GiB;
  * 12 GiB leaves room for the ECS agent and the OS, and being soft lets the runner use more
@@ -57,6 +59,14 @@ export interface GpuFleetArgs {
   runnerImageTag: string;
   /** Plain environment for the runner container, including the SST_RESOURCE_* link values. */
   environment: Input<Record<string, Input<string>>>;
+  /**
+   * Secret environment variables (name -> value). They go to SSM SecureString parameters and
+   * ECS injects them at start, so no value appears in the task definition, which anyone with
+   * ecs:DescribeTaskDefinition can read.
+   */
+  secrets: Record<string, Input<string>>;
+  /** The API's public URL: links in webhook payloads point at it. */
+  publicBaseUrl: Input<string>;
   bucketArn: Input<string>;
   jobQueueArn: Input<string>;
   jobDeadLetterQueueArn: Input<string>;
@@ -108,7 +118,18 @@ export function createGpuFleet(args: GpuFleetArgs) {
     }),
   });
 
-  const roles = createRoles(args, cluster.name);
+  const secretParameters = Object.entries(args.secrets).map(
+    ([name, value]) =>
+      [
+        name,
+        new ssm.Parameter(`RunnerSecret${name.replace(/[^A-Za-z0-9]/g, '')}`, {
+          name: `/amdm/${args.stage}/runner/${name}`,
+          type: 'SecureString',
+          value,
+        }),
+      ] as const,
+  );
+  const roles = createRoles(args, cluster.name, secretParameters.map(([, p]) => p.arn));
 
   const launchTemplate = new ec2.LaunchTemplate('GpuLaunchTemplate', {
     imageId: ssm.getParameterOutput({ name: GPU_AMI_PARAMETER }).value,
@@ -209,8 +230,20 @@ export function createGpuFleet(args: GpuFleetArgs) {
     executionRoleArn: roles.executionRole.arn,
     taskRoleArn: roles.taskRole.arn,
     containerDefinitions: jsonStringify(
-      all([image, args.environment, logGroup.name]).apply(([image, environment, logGroupName]) => [
-        runnerContainerDefinition({ image, environment, logGroupName, region: args.region }),
+      all([
+        image,
+        args.environment,
+        args.publicBaseUrl,
+        logGroup.name,
+        all(secretParameters.map(([name, p]) => all([name, p.arn]))),
+      ]).apply(([image, environment, publicBaseUrl, logGroupName, secrets]) => [
+        runnerContainerDefinition({
+          image,
+          environment: { ...environment, PUBLIC_BASE_URL: publicBaseUrl },
+          secrets: Object.fromEntries(secrets),
+          logGroupName,
+          region: args.region,
+        }),
       ]),
     ),
   });
@@ -241,6 +274,7 @@ export function createGpuFleet(args: GpuFleetArgs) {
 
   return {
     ...network,
+    secretParameters: Object.fromEntries(secretParameters),
     cluster,
     logGroup,
     repository,
@@ -271,18 +305,29 @@ export async function lookupPlacement(maxZones = 3) {
   };
 }
 
+/**
+ * The runner container. Its settings are the variables gpu-runner/main.ts reads, chosen to
+ * agree with the rest of the stack: the lease matches the queue's visibility timeout, the
+ * receive limit matches the redrive policy, the grace period ends before ECS's SIGKILL.
+ */
 export function runnerContainerDefinition(args: {
   image: string;
   environment: Record<string, string>;
+  /** env var name -> SSM parameter ARN */
+  secrets: Record<string, string>;
   logGroupName: string;
   region: string;
 }) {
   const environment: Record<string, string> = {
     AWS_REGION: args.region,
-    AMDM_MODEL_CACHE_DIR: RUNNER_MODEL_CACHE_DIR,
-    AMDM_LIVENESS_FILE: RUNNER_LIVENESS_FILE,
+    ORT_PROVIDER: 'cuda',
+    AMDM_MODELS_DIR: RUNNER_MODELS_DIR,
+    RUNNER_VISIBILITY_SECONDS: String(JOB_VISIBILITY_TIMEOUT_SECONDS),
+    AMDM_MAX_RECEIVES: String(JOB_MAX_RECEIVE_COUNT),
+    RUNNER_GRACE_SECONDS: String(RUNNER_GRACE_SECONDS),
     ...args.environment,
   };
+  const byName = ([a]: [string, string], [b]: [string, string]) => (a < b ? -1 : a > b ? 1 : 0);
   return {
     name: RUNNER_CONTAINER,
     image: args.image,
@@ -292,20 +337,17 @@ export function runnerContainerDefinition(args: {
     // exposes exactly that device to the container.
     resourceRequirements: [{ type: 'GPU', value: '1' }],
     environment: Object.entries(environment)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .sort(byName)
       .map(([name, value]) => ({ name, value })),
+    secrets: Object.entries(args.secrets)
+      .sort(byName)
+      .map(([name, valueFrom]) => ({ name, valueFrom })),
     stopTimeout: RUNNER_STOP_TIMEOUT_SECONDS,
     // An init process forwards SIGTERM to node and reaps the sampler's children.
     linuxParameters: { initProcessEnabled: true },
-    // ECS ignores the image's HEALTHCHECK; this one is the same script.
-    healthCheck: {
-      command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'],
-      interval: 30,
-      timeout: 5,
-      retries: 3,
-      // Model sync from S3 at start can take minutes before the first heartbeat.
-      startPeriod: 300,
-    },
+    // No ECS health check yet: ECS would stop a task whose check fails, and the runner does
+    // not write the liveness file the image's HEALTHCHECK reads until main.ts wires
+    // gpu-runner/aws/liveness.ts. Until then a hung runner loses its leases to others.
     logConfiguration: {
       logDriver: 'awslogs',
       options: {
@@ -378,7 +420,7 @@ function createNetwork(args: GpuFleetArgs) {
   return { vpc, internetGateway, routeTable, subnets, s3Endpoint, securityGroup };
 }
 
-function createRoles(args: GpuFleetArgs, clusterName: Input<string>) {
+function createRoles(args: GpuFleetArgs, clusterName: Input<string>, secretParameterArns: Input<string>[]) {
   const instanceRole = new iam.Role('GpuInstanceRole', { assumeRolePolicy: EC2_TRUST_POLICY });
   new iam.RolePolicyAttachment('GpuInstanceEcs', {
     role: instanceRole.name,
@@ -392,6 +434,12 @@ function createRoles(args: GpuFleetArgs, clusterName: Input<string>) {
     role: executionRole.name,
     policyArn: MANAGED_POLICIES.ecsTaskExecution,
   });
+  if (secretParameterArns.length > 0) {
+    new iam.RolePolicy('RunnerExecutionSecrets', {
+      role: executionRole.id,
+      policy: all(secretParameterArns).apply((arns) => JSON.stringify(runnerExecutionSecretsPolicy(arns))),
+    });
+  }
 
   const taskRole = new iam.Role('RunnerTaskRole', { assumeRolePolicy: ecsTasksTrust });
   const taskPolicy = new iam.RolePolicy('RunnerTaskPolicy', {

@@ -8,7 +8,8 @@
  * The split of roles follows the store's one-writer-per-key rule:
  * - the edge creates jobs (request.json, cancel.json, index, idempotency, uploads) and reads
  *   API keys and job records; it may enqueue jobs but never consume them;
- * - the runner consumes jobs, writes status/outputs/usage, reads models, and queues webhooks.
+ * - the runner consumes jobs, writes status/outputs/usage, reads models, and queues and
+ *   delivers webhooks (the dispatcher runs in the runner process).
  * Admin keys (apikeys/ writes, apikey-ids/) belong to the operator's own credentials.
  */
 
@@ -89,7 +90,8 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         Sid: 'ConsumeJobs',
         Effect: 'Allow',
         // Leases: receive, extend (ChangeMessageVisibility), release and ack; the dead-letter
-        // queue too, so a runner can inspect and requeue what it dead-lettered.
+        // queue too, where the worker loop marks dead-lettered jobs failed (and parks
+        // messages that name no job).
         Action: [
           'sqs:ReceiveMessage',
           'sqs:DeleteMessage',
@@ -99,9 +101,18 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         Resource: [jobQueueArn, jobDeadLetterQueueArn],
       },
       {
-        Sid: 'EnqueueWebhooks',
+        Sid: 'DeliverWebhooks',
         Effect: 'Allow',
-        Action: ['sqs:SendMessage'],
+        // The worker loop queues webhook messages; the webhook dispatcher, which runs in the
+        // same process (gpu-runner/main.ts), leases them and releases failed attempts with a
+        // delay until the retry schedule is spent.
+        Action: [
+          'sqs:SendMessage',
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:ChangeMessageVisibility',
+          'sqs:GetQueueAttributes',
+        ],
         Resource: [webhookQueueArn],
       },
       {
@@ -113,7 +124,8 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
       {
         Sid: 'WriteJobResults',
         Effect: 'Allow',
-        // status.json, out/*.png (tagged for lifecycle expiry) and usage records.
+        // status.json, out/*.png (tagged for lifecycle expiry), usage records and webhook
+        // attempt records.
         Action: ['s3:PutObject', 's3:PutObjectTagging'],
         Resource: [`${bucketArn}/tenants/*`],
       },
@@ -133,6 +145,18 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         Resource: [clusterTasksArn],
       },
     ],
+  };
+}
+
+/**
+ * The task execution role reads the runner's secrets from SSM to inject them into the
+ * container; the parameters are SecureStrings under the default aws/ssm key, which needs no
+ * kms grant of its own.
+ */
+export function runnerExecutionSecretsPolicy(parameterArns: string[]): PolicyDocument {
+  return {
+    Version: '2012-10-17',
+    Statement: [{ Sid: 'ReadRunnerSecrets', Effect: 'Allow', Action: ['ssm:GetParameters'], Resource: parameterArns }],
   };
 }
 

@@ -2,13 +2,14 @@
  * Queues: jobs for the GPU runners and the webhook outbox, each with its own dead-letter queue.
  *
  * Job lease (visibility timeout): 120 s. The runner extends its lease on a heartbeat while a
- * job runs (at half the lease, the usual rule), so a job never has to fit in the timeout; the
- * timeout only has to exceed the longest gap between two extensions. That gap is the 60 s
- * heartbeat interval plus whatever can delay one beat: one UNet step if the sampler ever
- * blocks the heartbeat's thread (seconds on a GPU, tens of seconds on a CPU fallback) and SQS
- * API retries. 120 s covers that with room, and keeps the redelivery delay after a runner
- * crash at two minutes. The runner passes its own lease on every receive and extend; this
- * default matters only to a consumer that forgets to.
+ * job runs, every half lease (gpu-runner/worker-loop.ts), so a job never has to fit in the
+ * timeout; the timeout only has to exceed the longest gap between two extensions. That gap is
+ * the 60 s heartbeat interval plus whatever delays one beat: the sampler runs in worker
+ * threads, so a UNet step (well under a second on a GPU, seconds on a CPU fallback) only
+ * delays a beat if the main thread is starved, plus SQS API retries. 120 s leaves a full
+ * minute for that, and keeps the redelivery delay after a crashed runner at two minutes.
+ * The runner is given the same number (RUNNER_VISIBILITY_SECONDS, infra/gpu.ts) and passes it
+ * on every receive and extend; this queue default only matters to a consumer that does not.
  */
 import type { Input } from '@pulumi/pulumi';
 
@@ -16,11 +17,13 @@ export const JOB_VISIBILITY_TIMEOUT_SECONDS = 120;
 /** A job that failed three deliveries (crash, lost lease, unhandled error) goes to the DLQ. */
 export const JOB_MAX_RECEIVE_COUNT = 3;
 /**
- * Webhook attempts before dead-lettering: the Standard Webhooks schedule (now, 5 s, 5 min,
- * 30 min, 2 h, 5 h, 10 h, 10 h) is eight attempts; the dispatcher spaces them with
- * ChangeMessageVisibility, each receive counts as one.
+ * Receives of one webhook message before SQS dead-letters it. The dispatcher
+ * (gpu-runner/webhook-dispatcher.ts) makes 8 attempts by default, releasing the message with a
+ * delay between them, and gives up on its own; each attempt is one receive. Early wake-ups
+ * and lost leases add receives, so the redrive sits well above the schedule: it only catches
+ * messages that crash the dispatcher every time.
  */
-export const WEBHOOK_MAX_RECEIVE_COUNT = 8;
+export const WEBHOOK_MAX_RECEIVE_COUNT = 16;
 /** One delivery attempt: the dispatcher's HTTP timeout (15 s) with margin for signing and S3. */
 export const WEBHOOK_VISIBILITY_TIMEOUT_SECONDS = 60;
 

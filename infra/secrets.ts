@@ -6,9 +6,11 @@
  * every issued key.
  * WebhookSigningSecret: the Standard Webhooks secret ("whsec_" + base64) that signs deliveries.
  *
- * Only the edge links them. The runner's task definition must not carry secret values in its
- * plain environment (anyone with ecs:DescribeTaskDefinition could read them), so nothing
- * secret is wired to the fleet.
+ * The edge links both. The runner needs only the signing secret (its webhook dispatcher
+ * signs deliveries); it gets it as an ECS secret from an SSM SecureString (infra/gpu.ts),
+ * never in the task definition's plain environment, which anyone with
+ * ecs:DescribeTaskDefinition can read. It arrives as SST_RESOURCE_WebhookSigningSecret, so
+ * `Resource.WebhookSigningSecret.value` reads it as on Lambda.
  */
 export function createSecrets() {
   return {

@@ -61,6 +61,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
       });
       const { stdout } = await promisify(execFile)(process.execPath, [outfile], {
         cwd: root,
+        env: { ...process.env, SST_SECRET_KeyPepper: 'pepper-test', SST_SECRET_WebhookSigningSecret: 'whsec_dGVzdA==' },
         timeout: 60_000,
         maxBuffer: 64 * 1024 * 1024,
       });
@@ -126,14 +127,24 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
 
   it('writes link variables that the sst SDK Resource reads back', async () => {
     const env = probe.facts.env as Record<string, string>;
-    expect(Object.keys(env).sort()).toEqual(['SST_RESOURCE_App', 'SST_RESOURCE_JobQueue', 'SST_RESOURCE_Store', 'SST_RESOURCE_WebhookQueue']);
+    expect(Object.keys(env).sort()).toEqual([
+      'SST_RESOURCE_App',
+      'SST_RESOURCE_JobDeadLetters',
+      'SST_RESOURCE_JobQueue',
+      'SST_RESOURCE_Store',
+      'SST_RESOURCE_WebhookQueue',
+    ]);
+    // The runner's secret arrives as its own variable (from SSM, infra/gpu.ts); the same key.
+    const secret = probe.facts.secretEnv.SST_RESOURCE_WebhookSigningSecret;
     const saved = { ...process.env };
-    Object.assign(process.env, env);
+    Object.assign(process.env, env, { SST_RESOURCE_WebhookSigningSecret: secret });
     try {
       const { Resource } = (await import('sst')) as any;
       expect(Resource.JobQueue.url).toBe(probe.facts.jobQueueUrl);
       expect(Resource.WebhookQueue.url).toBe(probe.facts.webhookQueueUrl);
       expect(Resource.Store.name).toBe(probe.facts.bucketName);
+      expect(Resource.JobDeadLetters.url).toBe(probe.facts.jobDeadLettersUrl);
+      expect(Resource.WebhookSigningSecret.value).toBe('whsec_dGVzdA==');
       expect(Resource.App).toEqual({ name: 'amdm', stage: 'test' });
     } finally {
       process.env = saved;

@@ -78,11 +78,16 @@ await pulumi.runtime.runInPulumiStack(async () => {
   const bucket = new Bucket('Store', bucketArgs({ corsOrigins: ['https://api.example.com'] }));
   createExpiryRules('StoreExpiry', bucket.name, 7);
   const queues = createQueues();
+  // Set by the test as `sst secret set` would; SST reads it when the Secret is constructed.
+  const { createSecrets } = await import('../../infra/secrets.ts');
+  const secrets = createSecrets();
   facts = {
+    secretEnv: await resolve(Linkable.env([secrets.webhookSigningSecret])),
     defaultInclude,
     include: await resolve(Link.getInclude('aws.permission', [bucket, queues.jobs, queues.webhooks])),
-    env: await resolve(Linkable.env([bucket, queues.jobs, queues.webhooks])),
+    env: await resolve(Linkable.env([bucket, queues.jobs, queues.jobDeadLetters, queues.webhooks])),
     jobDeadLettersArn: await resolve(queues.jobDeadLetters.arn),
+    jobDeadLettersUrl: await resolve(queues.jobDeadLetters.url),
     webhookDeadLettersArn: await resolve(queues.webhookDeadLetters.arn),
     jobQueueUrl: await resolve(queues.jobs.url),
     webhookQueueUrl: await resolve(queues.webhooks.url),

@@ -21,9 +21,9 @@ export interface ShimRecord {
 export const components: ShimRecord[] = [];
 
 class Shim extends pulumi.ComponentResource {
-  constructor(type: string, name: string, readonly args: any) {
-    super(type, name, {}, {});
-    components.push({ type, name, args });
+  constructor(type: string, readonly logicalName: string, readonly args: any) {
+    super(type, logicalName, {}, {});
+    components.push({ type, name: logicalName, args });
     this.registerOutputs({});
   }
 }
@@ -82,7 +82,7 @@ class Secret extends Shim {
 }
 
 /** Marks the environment that sst.Linkable.env returned, to follow it into the task definition. */
-export const LINK_ENV_MARKER = 'SST_RESOURCE_FromLinkableEnv';
+export const LINK_ENV_MARKER = 'SHIM_FROM_LINKABLE_ENV';
 export const linkEnvCalls: unknown[][] = [];
 
 class Linkable {
@@ -93,9 +93,14 @@ class Linkable {
       return cb(this);
     };
   }
-  static env(links: unknown[]) {
+  /** One SST_RESOURCE_<name> per link, holding its link properties (the format is SST's). */
+  static env(links: Shim[]) {
     linkEnvCalls.push(links);
-    return pulumi.output({ [LINK_ENV_MARKER]: JSON.stringify({ links: links.length }) });
+    const properties = links.map((l) => pulumi.output((l as any).getSSTLink().properties));
+    return pulumi.all(properties).apply((props) => ({
+      [LINK_ENV_MARKER]: '1',
+      ...Object.fromEntries(links.map((l, i) => [`SST_RESOURCE_${l.logicalName}`, JSON.stringify(props[i])])),
+    }));
   }
 }
 

@@ -184,22 +184,62 @@ describe('GPU fleet', () => {
     expect(attached.capacityProviders).toEqual(['gpucapacity-mock']);
   });
 
-  it('defines a runner task that requests one GPU, logs to CloudWatch and carries the link env', () => {
+  const container = () => {
     const td = raw('aws:ecs/taskDefinition:TaskDefinition').inputs;
-    expect(td.requiresCompatibilities).toEqual(['EC2']);
-    const [container, ...others] = JSON.parse(td.containerDefinitions);
+    const [first, ...others] = JSON.parse(td.containerDefinitions);
     expect(others).toEqual([]);
-    expect(container.resourceRequirements).toEqual([{ type: 'GPU', value: '1' }]);
-    expect(container.image).toBe(`${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com/runnerimages-mock:abc1234`);
-    expect(container.logConfiguration.logDriver).toBe('awslogs');
-    expect(container.logConfiguration.options['awslogs-group']).toBe('/amdm/prod/runner');
-    const names = container.environment.map((e: any) => e.name);
-    expect(names).toContain(LINK_ENV_MARKER);
-    expect(names).toContain('AWS_REGION');
-    // The runner gets the bucket and both queues, and no secret.
-    expect(linkEnvCalls).toHaveLength(1);
-    expect(linkEnvCalls[0]!.map((l: any) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Queue']);
-    expect(JSON.stringify(container.environment)).not.toMatch(/KeyPepper|WebhookSigningSecret/);
+    return { td, container: first, env: Object.fromEntries(first.environment.map((e: any) => [e.name, e.value])) };
+  };
+
+  it('defines a runner task on EC2 that requests one GPU and logs to CloudWatch', () => {
+    const { td, container: c } = container();
+    expect(td.requiresCompatibilities).toEqual(['EC2']);
+    expect(c.resourceRequirements).toEqual([{ type: 'GPU', value: '1' }]);
+    expect(c.image).toBe(`${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com/runnerimages-mock:abc1234`);
+    expect(c.logConfiguration.logDriver).toBe('awslogs');
+    expect(c.logConfiguration.options['awslogs-group']).toBe('/amdm/prod/runner');
+    expect(c.stopTimeout).toBe(120);
+  });
+
+  it('wires the runner to its resources through SST_RESOURCE_* variables from sst.Linkable.env', () => {
+    const { env } = container();
+    expect(env[LINK_ENV_MARKER]).toBe('1');
+    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
+    expect(JSON.parse(env.SST_RESOURCE_JobQueue)).toEqual({ url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT_ID}/amdm-test-jobqueue` });
+    expect(JSON.parse(env.SST_RESOURCE_Store)).toEqual({ name: 'amdm-test-store' });
+  });
+
+  it('configures the runner to agree with the stack: CUDA, lease, receive limit, drain, public URL', () => {
+    const { env } = container();
+    expect(env).toMatchObject({
+      ORT_PROVIDER: 'cuda',
+      RUNNER_VISIBILITY_SECONDS: '120',
+      AMDM_MAX_RECEIVES: '3',
+      PUBLIC_BASE_URL: 'https://d1234abcd.cloudfront.net',
+      AWS_REGION: REGION,
+    });
+    expect(Number(env.RUNNER_GRACE_SECONDS)).toBeLessThan(container().container.stopTimeout);
+    expect(env.AMDM_MODELS_DIR).toMatch(/^\//);
+  });
+
+  it('passes the webhook signing secret through SSM, never in the task definition', () => {
+    const { td, container: c, env } = container();
+    const parameter = raw('aws:ssm/parameter:Parameter');
+    expect(parameter.inputs).toMatchObject({ type: 'SecureString', name: '/amdm/prod/runner/SST_RESOURCE_WebhookSigningSecret' });
+    // Pulumi hands mocks a secret as {<secret signature>: ..., value}: the value stays
+    // encrypted in the stack state.
+    const { value: secretValue, ...signature } = parameter.inputs.value;
+    expect(Object.values(signature)).toEqual(['1b47061264138c4ac30d75fd1eb44270']);
+    expect(JSON.parse(secretValue)).toEqual({ value: 'WebhookSigningSecret-value' });
+    expect(c.secrets).toHaveLength(1);
+    expect(c.secrets[0].name).toBe('SST_RESOURCE_WebhookSigningSecret');
+    expect(c.secrets[0].valueFrom).toMatch(/^arn:aws:ssm:.*:parameter\/+amdm\/prod\/runner\/SST_RESOURCE_WebhookSigningSecret$/);
+    expect(JSON.stringify(td.containerDefinitions)).not.toContain('WebhookSigningSecret-value');
+    expect(env).not.toHaveProperty('SST_RESOURCE_KeyPepper');
+    expect(JSON.stringify(td.containerDefinitions)).not.toContain('KeyPepper');
+    const readSecrets = parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerExecutionSecrets').inputs.policy);
+    expect(readSecrets.Statement.flatMap((st) => st.Action)).toEqual(['ssm:GetParameters']);
+    expect(readSecrets.Statement.flatMap((st) => st.Resource)).toEqual([c.secrets[0].valueFrom]);
   });
 
   it('runs the service on the capacity provider, with the desired count owned by autoscaling', () => {
@@ -290,11 +330,12 @@ describe('IAM', () => {
   const jobDlq = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobdeadletters`;
   const webhookQueue = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-webhookqueue`;
 
-  it('lets the runner lease jobs on the job queue and its DLQ, and only send webhooks', () => {
+  it('lets the runner lease jobs on the job queue and its DLQ, and queue and deliver webhooks', () => {
     const lease = ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'];
     expect(actionsAllowed(taskPolicy(), jobQueue).sort()).toEqual(lease);
     expect(actionsAllowed(taskPolicy(), jobDlq).sort()).toEqual(lease);
-    expect(actionsAllowed(taskPolicy(), webhookQueue)).toEqual(['sqs:SendMessage']);
+    expect(actionsAllowed(taskPolicy(), webhookQueue).sort()).toEqual([...lease, 'sqs:SendMessage'].sort());
+    expect(actionsAllowed(taskPolicy(), jobQueue)).not.toContain('sqs:SendMessage');
   });
 
   it('lets the runner read models and write job results in S3', () => {
