@@ -1,0 +1,155 @@
+/**
+ * Static lint of gpu-runner/Dockerfile and .dockerignore. The image cannot be built here (no
+ * Docker engine), so this holds it to the properties that matter in production: pinned base
+ * images, a verified Node download, the CUDA install switch for onnxruntime-node, production
+ * dependencies only, a non-root user, a health check, an exec-form command, and a build
+ * context that contains every path the Dockerfile copies.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const dockerfile = readFileSync(`${root}gpu-runner/Dockerfile`, 'utf8');
+
+interface Instruction {
+  keyword: string;
+  args: string;
+  /** the comment lines right above it */
+  comment: string[];
+  stage: number;
+}
+
+/** Joins continuation lines and attaches comments, as Docker reads the file. */
+function parse(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let comment: string[] = [];
+  let pending = '';
+  let stage = -1;
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (pending === '' && trimmed.startsWith('#')) {
+      comment.push(trimmed.replace(/^#\s?/, ''));
+      continue;
+    }
+    if (pending === '' && trimmed === '') {
+      comment = [];
+      continue;
+    }
+    pending += (pending ? ' ' : '') + trimmed.replace(/\\$/, '').trim();
+    if (trimmed.endsWith('\\')) continue;
+    const [, keyword = '', args = ''] = /^(\S+)\s*(.*)$/.exec(pending) ?? [];
+    if (keyword.toUpperCase() === 'FROM') stage++;
+    out.push({ keyword: keyword.toUpperCase(), args, comment, stage });
+    pending = '';
+    comment = [];
+  }
+  return out;
+}
+
+const instructions = parse(dockerfile);
+const lastStage = Math.max(...instructions.map((i) => i.stage));
+const final = instructions.filter((i) => i.stage === lastStage);
+const globalArgs = Object.fromEntries(
+  instructions
+    .filter((i) => i.stage === -1 && i.keyword === 'ARG')
+    .map((i) => i.args.split('=') as [string, string]),
+);
+
+describe('gpu-runner/Dockerfile', () => {
+  it('starts from pinned images, never a latest or untagged one', () => {
+    const stages: string[] = [];
+    for (const from of instructions.filter((i) => i.keyword === 'FROM')) {
+      const [ref = '', as, name] = from.args.split(/\s+/);
+      const image = ref.replace(/^\$\{?(\w+)\}?$/, (_, arg: string) => globalArgs[arg] ?? `\${${arg}}`);
+      if (!stages.includes(image)) {
+        expect(image, `FROM ${from.args}`).toMatch(/^[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?$|^[\w./-]+@sha256:[0-9a-f]{64}$/);
+        expect(image, `FROM ${from.args}`).not.toMatch(/:latest(@|$)/);
+      }
+      if (as?.toUpperCase() === 'AS' && name) stages.push(name);
+    }
+    expect(globalArgs.CUDA_IMAGE).toMatch(/^nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-/);
+  });
+
+  it('installs Node 22 from the official tarball and verifies its checksum', () => {
+    const nodeVersion = instructions.find((i) => i.keyword === 'ARG' && i.args.startsWith('NODE_VERSION='));
+    expect(nodeVersion?.args).toMatch(/^NODE_VERSION=22\.\d+\.\d+$/);
+    const download = instructions.find((i) => i.keyword === 'RUN' && i.args.includes('nodejs.org/dist'));
+    expect(download?.args).toMatch(/SHASUMS256\.txt/);
+    expect(download?.args).toMatch(/sha256sum -c/);
+    // The hash must be checked before the tarball is unpacked.
+    expect(download!.args.indexOf('sha256sum -c')).toBeLessThan(download!.args.indexOf('tar -x'));
+    expect(instructions.find((i) => i.keyword === 'SHELL')?.args).toContain('pipefail');
+  });
+
+  it('sets ONNXRUNTIME_NODE_INSTALL=cuda12 before npm ci, and installs production dependencies only', () => {
+    const ciIndex = instructions.findIndex((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args));
+    expect(ciIndex).toBeGreaterThan(-1);
+    const ci = instructions[ciIndex]!;
+    expect(ci.args).toMatch(/--omit=dev/);
+    const env = instructions.slice(0, ciIndex).filter((i) => i.keyword === 'ENV' && i.stage === ci.stage);
+    expect(env.map((e) => e.args).join(' ')).toMatch(/\bONNXRUNTIME_NODE_INSTALL=cuda12\b/);
+  });
+
+  it('has tsx among the production dependencies, since the command runs through it', () => {
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
+    expect(pkg.dependencies).toHaveProperty('tsx');
+    expect(pkg.dependencies).toHaveProperty('onnxruntime-node');
+  });
+
+  it('runs as a non-root user in the final image, set before the command', () => {
+    const users = final.filter((i) => i.keyword === 'USER');
+    expect(users.length).toBeGreaterThan(0);
+    const user = users.at(-1)!;
+    expect(user.args).not.toMatch(/^(root|0)(:|$)/);
+    expect(final.indexOf(user)).toBeLessThan(final.findIndex((i) => i.keyword === 'CMD'));
+  });
+
+  it('has a HEALTHCHECK in the final image, running a script the image contains', () => {
+    const health = final.filter((i) => i.keyword === 'HEALTHCHECK');
+    expect(health).toHaveLength(1);
+    expect(health[0]!.args).not.toMatch(/^NONE/i);
+    const script = /"(gpu-runner\/[^"]+\.mjs)"/.exec(health[0]!.args)?.[1];
+    expect(script).toBeDefined();
+    expect(existsSync(`${root}${script}`)).toBe(true);
+  });
+
+  it('runs gpu-runner/main.ts with node --import tsx, in exec form', () => {
+    const cmds = final.filter((i) => i.keyword === 'CMD');
+    expect(cmds).toHaveLength(1);
+    expect(JSON.parse(cmds[0]!.args)).toEqual(['node', '--import', 'tsx', 'gpu-runner/main.ts']);
+    expect(existsSync(`${root}gpu-runner/main.ts`)).toBe(true);
+  });
+
+  it('says why for every instruction', () => {
+    const silent = instructions.filter((i) => i.comment.length === 0);
+    expect(silent.map((i) => `${i.keyword} ${i.args}`)).toEqual([]);
+  });
+});
+
+describe('.dockerignore', () => {
+  const ignore = readFileSync(`${root}.dockerignore`, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+
+  it('starts from nothing and lets in only what the image copies', () => {
+    expect(ignore[0]).toBe('*');
+    const allowed = ignore.filter((l) => l.startsWith('!')).map((l) => l.slice(1));
+    for (const denied of ['node_modules', '.git', '.sst', 'data', 'models', '.env']) {
+      expect(allowed).not.toContain(denied);
+    }
+  });
+
+  it('lets in every path the Dockerfile copies from the context, and each exists', () => {
+    const allowed = ignore.filter((l) => l.startsWith('!')).map((l) => l.slice(1));
+    const sources = instructions
+      .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1));
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) {
+      expect(allowed, `COPY ${source} is not in the .dockerignore allowlist`).toContain(source);
+      expect(existsSync(`${root}${source}`), `COPY ${source} does not exist`).toBe(true);
+    }
+  });
+});
