@@ -5,7 +5,9 @@
  */
 import type { CliCommand } from './command.ts';
 
-const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {};
+const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
+  keys: () => import('./commands/keys.ts'),
+};
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

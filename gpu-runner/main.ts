@@ -9,15 +9,16 @@
  * Environment: DATA_DIR, PUBLIC_BASE_URL (or PORT), AMDM_MODELS_DIR (instead of the
  * built-in models/), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS, RUNNER_GRACE_SECONDS,
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
- * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, plus the secrets of
- * tools/single-node.ts.
+ * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
+ * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
+ * plus the secrets of tools/single-node.ts.
  */
 import { pathToFileURL } from 'node:url';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
-import { SamplerPool } from './sampler-thread.ts';
+import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
 import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';
 
@@ -35,6 +36,8 @@ export interface RunnerConfig {
   intraOpNumThreads?: number;
   /** load every model before taking the first job */
   warmUp: boolean;
+  /** the module that builds the engine in each sampler thread; default the AMDM engine */
+  engine?: EngineFactoryRef;
 }
 
 export interface RunnerAdapters {
@@ -74,7 +77,18 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     provider,
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
     warmUp: env.RUNNER_WARM_UP !== '0',
+    ...(env.AMDM_ENGINE_MODULE ? { engine: { module: env.AMDM_ENGINE_MODULE, options: parseJsonEnv(env, 'AMDM_ENGINE_OPTIONS') } } : {}),
   };
+}
+
+function parseJsonEnv(env: NodeJS.ProcessEnv, name: string): unknown {
+  const raw = env[name];
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new Error(`${name} must be JSON (got ${JSON.stringify(raw.slice(0, 80))})`);
+  }
 }
 
 /**
@@ -102,7 +116,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
   const logger = opts.logger ?? jsonLogger('runner');
   const engine = new SamplerPool({
     threads: config.concurrency,
-    engine: {
+    engine: config.engine ?? {
       module: new URL('./engine/index.ts', import.meta.url).href,
       export: 'createEngine',
       options: { modelsDirs: config.modelsDirs, provider: config.provider, ...(config.intraOpNumThreads ? { intraOpNumThreads: config.intraOpNumThreads } : {}) },

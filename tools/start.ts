@@ -1,0 +1,104 @@
+/**
+ * `npm start`: the whole platform on one machine, in one process tree: the edge on
+ * 127.0.0.1:PORT, the runner (its sampler in worker threads) and the webhook dispatcher,
+ * over the embedded adapters under DATA_DIR and the built-in models.
+ *
+ * On first start it creates the secrets and a local API key (tenant "local"), and prints
+ * the key, the base URL and a ready-to-paste curl. Jobs survive anything: a job running
+ * when the process is killed -9 is picked up again after a restart (its lease expires,
+ * RUNNER_VISIBILITY_SECONDS, 30 s by default) and completes exactly once.
+ *
+ * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
+ * webhooks reach localhost, and everything gpu-runner/main.ts reads.
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
+import { startLocalEdge } from '../edge/local.ts';
+import { jsonLogger } from '../gpu-runner/logger.ts';
+import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
+import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
+import type { ObjectStore } from '../shared/ports/store.ts';
+import { dataLayout, loadSecrets } from './single-node.ts';
+
+async function localKey(store: ObjectStore, dataDir: string, pepper: string): Promise<string> {
+  const layout = dataLayout(dataDir);
+  if (existsSync(layout.localKeyFile)) {
+    const key = readFileSync(layout.localKeyFile, 'utf8').trim();
+    if (await verifyApiKey(store, pepper, key)) return key;
+    // revoked (or from a wiped store): make a new one below
+  }
+  const created = await createApiKey(store, { tenant: 'local', pepper });
+  writeFileSync(layout.localKeyFile, created.key, { mode: 0o600 });
+  return created.key;
+}
+
+async function main(): Promise<void> {
+  const logger = jsonLogger('start');
+  const env = process.env;
+  const config = runnerConfigFromEnv(env);
+  const port = Number(env.PORT ?? 8787);
+  const layout = dataLayout(config.dataDir);
+  const secrets = loadSecrets(layout, env);
+  const adapters = selectAdapters(config, env);
+
+  logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
+  const runner = await startRunner(config, adapters, { logger: jsonLogger('runner') });
+  let edge: Awaited<ReturnType<typeof startLocalEdge>>;
+  try {
+    edge = await startLocalEdge({
+      dataDir: config.dataDir,
+      port,
+      publicBaseUrl: config.publicBaseUrl,
+      catalog: () => runner.engine.catalog(),
+      adapters: { store: adapters.store, jobs: adapters.jobs },
+      allowPrivateWebhooks: config.allowPrivateWebhooks,
+      logger: jsonLogger('edge'),
+      env,
+    });
+  } catch (err) {
+    await runner.abortNow().catch(() => {});
+    throw err;
+  }
+  const key = await localKey(adapters.store, config.dataDir, secrets.pepper);
+
+  const examplesDir = resolve(new URL('../examples', import.meta.url).pathname);
+  const examples = existsSync(examplesDir) ? readdirSync(examplesDir).filter((f) => f.endsWith('.json')).sort() : [];
+  const example = relative(process.cwd(), resolve(examplesDir, examples.includes('single.json') ? 'single.json' : (examples[0] ?? 'single.json')));
+  const lines = [
+    '',
+    'AMDM API is running (single node)',
+    `  base URL      ${edge.url}`,
+    `  API key       ${key}`,
+    `  data          ${layout.dataDir}`,
+    `  OpenAPI       ${edge.url}/openapi.json`,
+    `  webhooks      signed with the secret in ${relative(process.cwd(), layout.secretsDir)}/webhook-secret${config.allowPrivateWebhooks ? ' (private addresses allowed)' : ' (set AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to reach localhost)'}`,
+    '',
+    'Submit an example and wait for the result:',
+    `  curl -sS ${edge.url}/v1/jobs -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -H "Prefer: wait=60" --data @${example}`,
+    ...(examples.length > 1 ? [`  (other examples: ${examples.filter((e) => e !== 'single.json').map((e) => relative(process.cwd(), resolve(examplesDir, e))).join(', ')})`] : []),
+    '',
+    'More keys: npx amdm keys create --tenant NAME    Stop: Ctrl-C (twice to stop at once)',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+
+  installSignalHandlers(
+    {
+      // drain: stop taking requests first, then let the runner finish or release its job
+      close: async () => {
+        await edge.close();
+        await runner.close();
+      },
+      abortNow: async () => {
+        await Promise.allSettled([edge.close(), runner.abortNow()]);
+      },
+    },
+    logger,
+  );
+}
+
+main().catch((err) => {
+  console.error(`npm start: ${(err as Error).message}`);
+  if (process.env.AMDM_DEBUG) console.error(err);
+  process.exit(1);
+});
