@@ -188,7 +188,8 @@ export function installSignalHandlers(stop: { close(): Promise<void>; abortNow()
     if (signals === 1) {
       logger.info('draining; send the signal again to stop at once', { signal: sig });
       stop.close().then(
-        () => onExit(0),
+        // a forced stop may let the drain finish first: it still exits with 1
+        () => onExit(signals > 1 ? 1 : 0),
         (err) => {
           logger.error('drain failed', errorFields(err));
           onExit(1);
