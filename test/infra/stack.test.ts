@@ -10,7 +10,7 @@
  * real SST Bucket, Queue and Linkable with the same arguments, to check what SST makes of them.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES, type Registered } from './pulumi-mocks.ts';
+import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES } from './pulumi-mocks.ts';
 import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
 import { actionsAllowed, parsePolicy } from './policy.ts';
 
@@ -396,4 +396,3 @@ describe('outputs', () => {
   });
 });
 
-export type { Registered };
