@@ -37,7 +37,9 @@ export function edgeFunctionArgs(args: EdgeArgs) {
     // The function URL is the Router's origin. Protection stays "none" (the Router default):
     // OAC would make every POST carry an x-amz-content-sha256 header, and edge signing would
     // cap bodies at 1 MB and add Lambda@Edge to every request. Auth is the API key anyway.
-    url: { router: { instance: args.router } },
+    // CloudFront drops an origin that sends nothing for readTimeout (SST's default is 20 s,
+    // CloudFront's ceiling 60 s): the SSE route must send a keep-alive comment well within it.
+    url: { router: { instance: args.router, readTimeout: '60 seconds' as const } },
     logging: { retention: '1 month' as const, format: 'json' as const },
   };
 }

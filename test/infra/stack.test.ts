@@ -93,6 +93,8 @@ describe('edge', () => {
     expect(edge().streaming).toBe(true);
     const router = edge().url.router.instance;
     expect(await resolve(router.urn)).toMatch(/sst:aws:Router::Api$/);
+    // SSE streams idle between events; CloudFront's longest origin read timeout.
+    expect(edge().url.router.readTimeout).toBe('60 seconds');
   });
 
   it('links the bucket, the job queue and both secrets, and nothing else', () => {
