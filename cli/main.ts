@@ -3,9 +3,11 @@
  * `command: CliCommand`; add it to COMMANDS below. Exit codes: 0 ok, 1 failure at run
  * time, 2 bad usage or bad input (one clear line on stderr).
  */
-import type { CliCommand } from './command.ts';
+import { UsageError, type CliCommand } from './command.ts';
 
 const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
+  generate: () => import('./commands/generate.ts'),
+  tokenize: () => import('./commands/tokenize.ts'),
   keys: () => import('./commands/keys.ts'),
 };
 
@@ -21,7 +23,15 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { command } = await load();
-  return command.run(rest);
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    // one clear line, never a stack trace; AMDM_DEBUG=1 shows it for us
+    if (process.env.AMDM_DEBUG) console.error(err);
+    const usage = err instanceof UsageError || (err as Error).name === 'TypeError' && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`amdm ${name}: ${(err as Error).message.split('\n')[0]}\n`);
+    return usage ? 2 : 1;
+  }
 }
 
 async function usage(): Promise<string> {

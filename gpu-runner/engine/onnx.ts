@@ -5,6 +5,9 @@
  * declares (float16, int32, int64, double), and times every run() call so the engine
  * can report time inside onnxruntime vs outside it.
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 
 export type ExecutionProvider = 'auto' | 'cpu' | 'cuda';
@@ -44,9 +47,25 @@ export class OrtClock {
 }
 
 let cudaWarned = false;
+let cudaPresent: boolean | undefined;
 
+/**
+ * The binding lists CUDA as "supported, not bundled": its provider library is there only
+ * when the package was installed with ONNXRUNTIME_NODE_INSTALL=cuda12 (the runner image).
+ * Look for that library instead of letting every session creation fail loudly.
+ */
 function cudaAvailable(): boolean {
-  return ort.listSupportedBackends().some((b) => b.name === 'cuda');
+  if (cudaPresent === undefined) {
+    const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
+    let installed = false;
+    if (cuda && !cuda.bundled) {
+      const binding = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+      const dir = join(binding, 'bin', 'napi-v6', process.platform, process.arch);
+      installed = existsSync(join(dir, 'libonnxruntime_providers_cuda.so'));
+    }
+    cudaPresent = !!cuda && (cuda.bundled || installed);
+  }
+  return cudaPresent;
 }
 
 export class OnnxModel {
@@ -73,6 +92,7 @@ export class OnnxModel {
         provider = 'cuda';
       } catch (err) {
         if (want === 'cuda') throw new Error(`${path}: the CUDA execution provider failed: ${(err as Error).message}`);
+        cudaPresent = false; // present but unusable (no driver, no GPU): stop trying
       }
     } else if (want === 'cuda') {
       throw new Error('provider "cuda" was asked for, but this onnxruntime-node binding has no CUDA provider (install with ONNXRUNTIME_NODE_INSTALL=cuda12)');

@@ -131,7 +131,7 @@ export class AmdmEngine implements Engine {
     const timesteps = euler ? euler.setTimesteps(steps) : ddim.setTimesteps(steps);
     const delta = Math.floor(base.pkg.scheduler.num_train_timesteps / steps);
     const last = lastInfluentialStep(steps, spec.aggregation.window);
-    const keepAll = spec.outputs.per_model || N === 1;
+    const keepAll = spec.outputs.per_model || opts.officialSchedule === true || N === 1;
 
     const outputs: EngineOutput[] = [];
     let unetEvals = 0;

@@ -56,6 +56,11 @@ export interface GenerateOptions {
    * diffusers' `latents=` argument). The golden-fixture tests feed the reference's noise.
    */
   initialLatents?: Float32Array[][];
+  /**
+   * Run every model for every step, as the official code does, even when no per-model
+   * image was asked for (benchmarks compare against this schedule).
+   */
+  officialSchedule?: boolean;
   /** called after every step with every model's current latent (null for stopped models) */
   onStepLatents?: (image: number, step: number, latents: (Float32Array | null)[]) => void;
 }

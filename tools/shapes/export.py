@@ -74,6 +74,13 @@ def export(module, args, path, inputs, outputs, dynamic):
     with torch.no_grad():
         torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=False)
+    # the reference reads weights back by name; torch's exporter merges equal tensors
+    # (e.g. untrained LayerNorm ones), which would hide a parameter, so check all are there
+    import onnx
+    names = {i.name for i in onnx.load(path).graph.initializer}
+    missing = [k for k in module.state_dict() if k not in names]
+    if missing:
+        raise RuntimeError(f"{path}: parameters not exported under their names: {missing[:5]}")
 
 
 def write_json(path, obj):
@@ -215,6 +222,8 @@ def main():
         write_json(os.path.join(mdir, "amdm.json"), manifest)
         print("exported", mdir)
 
+    export_variant(out)
+
     # checksums of every file, for distribution to runners (verified at download)
     sums = {}
     for root, _, files in os.walk(out):
@@ -228,6 +237,103 @@ def main():
     write_json(os.path.join(out, "checksums.json"), dict(sorted(sums.items())))
     total = sum(os.path.getsize(os.path.join(out, k)) for k in sums)
     print(f"total size {total / 1e6:.2f} MB in {len(sums)} files")
+
+
+def export_variant(out):
+    """shapes-base-fp16: shapes-base as other exporters write SD models, so the engine's
+    dtype handling runs on real graphs: fp16 weights and fp16 sample / hidden states /
+    output (as `optimum-cli --fp16`), a float32 scalar timestep (as diffusers' original
+    ONNX conversion), and int64 input_ids. Built by graph surgery on the fp32 export."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    src = os.path.join(out, "shapes-base")
+    dst = os.path.join(out, "shapes-base-fp16")
+    if os.path.isdir(dst):
+        shutil.rmtree(dst)
+    os.makedirs(os.path.join(dst, "unet"))
+    os.makedirs(os.path.join(dst, "text_encoder"))
+
+    m = onnx.load(os.path.join(src, "unet", "model.onnx"))
+    g = m.graph
+    nodes = []
+    # 1. weights stored as fp16, cast to fp32 where they are used
+    inits = []
+    for init in g.initializer:
+        if init.data_type == TensorProto.FLOAT and len(init.dims) > 0:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+            inits.append(half)
+            nodes.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+        else:
+            inits.append(init)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    # 2. fp16 graph inputs cast to what the body expects
+    new_inputs = []
+    for inp in g.input:
+        if inp.name in ("sample", "encoder_hidden_states"):
+            outer = helper.make_tensor_value_info(inp.name + "__in", TensorProto.FLOAT16, None)
+            outer.type.tensor_type.shape.CopyFrom(inp.type.tensor_type.shape)
+            outer.name = inp.name
+            nodes.append(helper.make_node("Cast", [inp.name], [inp.name + "__f32"], to=TensorProto.FLOAT))
+            new_inputs.append((inp.name, inp.name + "__f32", outer))
+        elif inp.name == "timestep":
+            # float32 scalar -> int64 [batch], batch from the sample's shape
+            outer = helper.make_tensor_value_info("timestep", TensorProto.FLOAT, [])
+            nodes += [
+                helper.make_node("Cast", ["timestep"], ["timestep__i64"], to=TensorProto.INT64),
+                helper.make_node("Shape", ["sample__f32"], ["sample__shape"]),
+                helper.make_node("Slice", ["sample__shape", "ts__zero", "ts__one"], ["ts__batch"]),
+                helper.make_node("Expand", ["timestep__i64", "ts__batch"], ["timestep__b"]),
+            ]
+            inits_extra = [numpy_helper.from_array(np.array([0], dtype=np.int64), "ts__zero"),
+                           numpy_helper.from_array(np.array([1], dtype=np.int64), "ts__one")]
+            g.initializer.extend(inits_extra)
+            new_inputs.append(("timestep", "timestep__b", outer))
+    for old, new, _ in new_inputs:
+        for n in g.node:
+            for i, name in enumerate(n.input):
+                if name == old:
+                    n.input[i] = new
+    keep = [i for i in g.input if i.name not in {o for o, _, _ in new_inputs}]
+    del g.input[:]
+    g.input.extend([v for _, _, v in new_inputs] + keep)
+    # 3. fp16 output
+    out_name = g.output[0].name
+    for n in g.node:
+        for i, name in enumerate(n.output):
+            if name == out_name:
+                n.output[i] = out_name + "__f32"
+    nodes.append(helper.make_node("Cast", [out_name + "__f32"], [out_name], to=TensorProto.FLOAT16))
+    g.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    body = list(g.node)
+    del g.node[:]
+    g.node.extend([n for n in nodes if n.op_type == "Cast" and n.input[0].endswith("__fp16")] +
+                  [n for n in nodes if not (n.op_type == "Cast" and n.input[0].endswith("__fp16")) and n.output[0] != out_name] +
+                  body + [n for n in nodes if n.output[0] == out_name])
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(dst, "unet", "model.onnx"))
+    shutil.copy(os.path.join(src, "unet", "config.json"), os.path.join(dst, "unet", "config.json"))
+
+    te = onnx.load(os.path.join(src, "text_encoder", "model.onnx"))
+    te.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+    for n in te.graph.node:   # the int32 -> int64 cast the fp32 export starts with becomes a no-op
+        if n.op_type == "Cast" and n.input[0] == "input_ids":
+            n.attribute[0].i = TensorProto.INT64
+    onnx.checker.check_model(te)
+    onnx.save(te, os.path.join(dst, "text_encoder", "model.onnx"))
+    shutil.copy(os.path.join(src, "text_encoder", "config.json"), os.path.join(dst, "text_encoder", "config.json"))
+
+    manifest = json.load(open(os.path.join(src, "amdm.json")))
+    manifest.update({"id": "shapes-base-fp16",
+                     "description": "shapes-base with fp16 weights and inputs, a float scalar timestep and int64 input_ids (the dtypes other exporters produce)",
+                     "components": {"unet": "unet", "text_encoder": "text_encoder", "tokenizer": "../shapes-base/tokenizer",
+                                    "vae_decoder": "../shapes-base/vae_decoder", "vae_encoder": "../shapes-base/vae_encoder",
+                                    "scheduler": "../shapes-base/scheduler"}})
+    write_json(os.path.join(dst, "amdm.json"), manifest)
+    write_json(os.path.join(dst, "model_index.json"), model_index())
+    print("exported", dst)
 
 
 def tokenizer_bos():

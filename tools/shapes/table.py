@@ -164,9 +164,16 @@ def main():
     checks["VAE reconstructions"] = score_images(rec, items)
 
     rows = []
+    scorer_cases = []
     for name, cfg in row_configs():
         ts = time.time()
-        m = score_images(run(fam, items, **cfg), items)
+        images = run(fam, items, **cfg)
+        m = score_images(images, items)
+        if len(scorer_cases) < 60 and name in ("base alone", "layout alone", "style alone"):
+            # generated images with the Python scorer's verdicts, for the TypeScript port's parity test
+            for img, it in list(zip(images, items))[:20]:
+                scorer_cases.append({"png": png_b64(img), "scene": it["scene"],
+                                     "score": world.score(img.astype(np.float64).transpose(2, 0, 1) / 255.0, it["scene"])})
         rows.append({"row": name, **m, "seconds": round(time.time() - ts, 1),
                      "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}})
         print(f"{name}: {m}", flush=True)
@@ -177,6 +184,10 @@ def main():
         rows.append({"row": name, **m, "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}})
         print(f"{name}: {m}", flush=True)
     seconds = time.time() - t0
+    os.makedirs(os.path.join(REPO, "test", "fixtures", "scorer"), exist_ok=True)
+    with open(os.path.join(REPO, "test", "fixtures", "scorer", "cases.json"), "w") as f:
+        json.dump(scorer_cases, f)
+        f.write("\n")
 
     with open(os.path.join(REPO, "docs", "control-table.json"), "w") as f:
         json.dump({"n": a.n, "validation": a.val, "seconds": round(seconds, 1), "checks": checks, "rows": rows}, f, indent=2)

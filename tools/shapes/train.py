@@ -25,7 +25,7 @@ from reference import DDIMSchedule  # noqa: E402
 from tokenizer import build as build_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CKPT = os.path.join(HERE, ".ckpt")
+CKPT = os.environ.get("AMDM_SHAPES_CKPT", os.path.join(HERE, ".ckpt"))
 MAX_LENGTH = 16          # text tokens, BOS and EOS included
 CTX_DIM = 64             # text hidden size = cross-attention dim
 IMAGE_TOKENS = 4

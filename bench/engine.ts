@@ -1,0 +1,97 @@
+/**
+ * `npm run bench:engine`: the engine against the official schedule and the PyTorch
+ * reference, measured side by side in one run (never a timed test).
+ *
+ * For N = 1, 2, 3 models and 20 and 50 steps it prints UNet evaluations, ms per image,
+ * ms per image with the official schedule (every model runs every step), and the share of
+ * wall time spent outside onnxruntime. Where /usr/bin/python3 has torch it also times the
+ * PyTorch reference (tools/shapes/bench_torch.py) on the same inputs and thread count.
+ * The last line is one JSON object for N = 3, 50 steps, window 1-3.
+ *
+ *   npm run bench:engine -- [--threads 1] [--repeats 5]
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { JobRequest, shapeJobRequest, type JobSpec } from '../shared/contract/index.ts';
+import { createEngine } from '../gpu-runner/engine/index.ts';
+
+const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' }, repeats: { type: 'string', default: '5' }, 'no-torch': { type: 'boolean' } } });
+const threads = Number(values.threads);
+const repeats = Number(values.repeats);
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+const engine = await createEngine({ modelsDirs: [`${ROOT}models`], intraOpNumThreads: threads, interOpNumThreads: 1 });
+const catalog = await engine.catalog();
+const example = JSON.parse(readFileSync(`${ROOT}examples/base-layout-style.json`, 'utf8')) as { models: unknown[] };
+
+function spec(n: number, steps: number): JobSpec {
+  const body = { models: example.models.slice(0, n), aggregation: { window: [1, 3] }, sampler: { steps, seed: 7 } };
+  const shaped = shapeJobRequest(JobRequest.parse(body), catalog, { randomSeed: () => 7 });
+  if (!shaped.ok) throw new Error(JSON.stringify(shaped.errors));
+  return shaped.spec;
+}
+
+async function time(s: JobSpec, officialSchedule: boolean): Promise<{ ms: number; evals: number; outside: number }> {
+  await engine.generate(s, { officialSchedule }); // warm-up: sessions built, caches hot
+  const runs: { ms: number; evals: number; outside: number }[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const res = await engine.generate(s, { officialSchedule });
+    runs.push({ ms: res.timings.totalMs, evals: res.unetEvals, outside: res.timings.outsideOnnxMs / res.timings.totalMs });
+  }
+  runs.sort((a, b) => a.ms - b.ms);
+  return runs[Math.floor(runs.length / 2)]!; // median
+}
+
+function torchAvailable(): boolean {
+  if (values['no-torch']) return false;
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch, onnx'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function torchMs(n: number, steps: number): number {
+  const out = execFileSync('/usr/bin/python3', [`${ROOT}tools/shapes/bench_torch.py`, '--models', String(n), '--steps', String(steps), '--threads', String(threads), '--repeats', String(Math.max(3, Math.min(repeats, 5)))], {
+    encoding: 'utf8',
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: '1' },
+  });
+  return (JSON.parse(out.trim().split('\n').at(-1)!) as { ms_per_image: number }).ms_per_image;
+}
+
+const withTorch = torchAvailable();
+console.log(`engine benchmark: ${threads} intra-op thread(s), median of ${repeats} runs; PyTorch reference ${withTorch ? 'timed' : 'skipped (no torch in /usr/bin/python3)'}`);
+console.log('models steps | unet_evals official_evals | ms/image official_ms/image speedup | outside_ort | torch_ms/image speedup_vs_torch');
+let last: Record<string, unknown> = {};
+for (const n of [1, 2, 3]) {
+  for (const steps of [20, 50]) {
+    const ours = await time(spec(n, steps), false);
+    const official = await time(spec(n, steps), true);
+    const torch = withTorch ? torchMs(n, steps) : null;
+    const row = {
+      models: n,
+      steps,
+      unet_evals: ours.evals,
+      ms_per_image: round(ours.ms),
+      official_ms_per_image: round(official.ms),
+      speedup_vs_official: round(official.ms / ours.ms, 2),
+      outside_ort_fraction: round(ours.outside, 4),
+      torch_ms_per_image: torch === null ? null : round(torch),
+      speedup_vs_torch: torch === null ? null : round(torch / ours.ms, 2),
+    };
+    console.log(
+      `${n} ${steps} | ${ours.evals} ${official.evals} | ${row.ms_per_image} ${row.official_ms_per_image} ${row.speedup_vs_official}x | ${row.outside_ort_fraction} | ${row.torch_ms_per_image ?? '-'} ${row.speedup_vs_torch ?? '-'}`,
+    );
+    last = row;
+  }
+}
+await engine.dispose();
+console.log(JSON.stringify(last));
+
+function round(v: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
