@@ -25,6 +25,8 @@ export function bodyLimit(options: BodyLimitOptions): MiddlewareHandler {
       title: 'Content too large',
       detail: `the ${what} is limited to ${maxBytes} bytes`,
       errors: [{ field: 'body', message: `must be at most ${maxBytes} bytes` }],
+      // the rest of the body may still be in flight: a client must not reuse this connection
+      headers: { connection: 'close' },
     });
   };
   const inner = honoBodyLimit({ maxSize: maxBytes, onError: tooLarge });
