@@ -17,12 +17,12 @@ import { parseArgs } from 'node:util';
 import { JobRequest, shapeJobRequest, type JobSpec } from '../shared/contract/index.ts';
 import { createEngine } from '../gpu-runner/engine/index.ts';
 
-const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' }, repeats: { type: 'string', default: '5' }, 'no-torch': { type: 'boolean' } } });
+const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' }, repeats: { type: 'string', default: '5' }, 'no-torch': { type: 'boolean' }, models: { type: 'string' } } });
 const threads = Number(values.threads);
 const repeats = Number(values.repeats);
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-const engine = await createEngine({ modelsDirs: [`${ROOT}models`], intraOpNumThreads: threads, interOpNumThreads: 1 });
+const engine = await createEngine({ modelsDirs: [values.models ?? `${ROOT}models`], intraOpNumThreads: threads, interOpNumThreads: 1 });
 const catalog = await engine.catalog();
 const example = JSON.parse(readFileSync(`${ROOT}examples/base-layout-style.json`, 'utf8')) as { models: unknown[] };
 

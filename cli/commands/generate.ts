@@ -65,7 +65,7 @@ export const command: CliCommand = {
       const t = result.timings;
       process.stderr.write(
         `wrote ${written.join(', ')}; seed ${spec.sampler.seed}, ${result.unetEvals} UNet evaluations, ` +
-          `${t.totalMs.toFixed(0)} ms (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside)\n`,
+          `${t.totalMs.toFixed(0)} ms sampling (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside) after ${t.loadMs.toFixed(0)} ms loading models\n`,
       );
       return 0;
     } finally {

@@ -35,6 +35,12 @@ export interface Feed {
   dims: readonly number[];
 }
 
+/** A feed converted to an onnxruntime tensor once, for inputs that repeat every step. */
+export class PreparedFeed {
+  /** @internal */
+  constructor(readonly tensor: ort.Tensor) {}
+}
+
 export interface Output {
   data: Float32Array;
   dims: number[];
@@ -121,7 +127,12 @@ export class OnnxModel {
     return info;
   }
 
-  async run(feeds: Record<string, Feed>, clock?: OrtClock): Promise<Record<string, Output>> {
+  /** Convert a feed for `name` once; pass the result to run() as often as needed. */
+  prepare(name: string, feed: Feed): PreparedFeed {
+    return new PreparedFeed(toTensor(this.input(name), feed, this.path));
+  }
+
+  async run(feeds: Record<string, Feed | PreparedFeed>, clock?: OrtClock): Promise<Record<string, Output>> {
     const missing = [...this.inputs.keys()].filter((n) => !(n in feeds));
     const unknown = Object.keys(feeds).filter((n) => !this.inputs.has(n));
     if (missing.length || unknown.length) {
@@ -132,7 +143,7 @@ export class OnnxModel {
       );
     }
     const tensors: Record<string, ort.Tensor> = {};
-    for (const [name, feed] of Object.entries(feeds)) tensors[name] = toTensor(this.inputs.get(name)!, feed, this.path);
+    for (const [name, feed] of Object.entries(feeds)) tensors[name] = feed instanceof PreparedFeed ? feed.tensor : toTensor(this.inputs.get(name)!, feed, this.path);
     const t0 = performance.now();
     const result = await this.session.run(tensors);
     if (clock) {
@@ -142,8 +153,8 @@ export class OnnxModel {
     const out: Record<string, Output> = {};
     for (const name of this.outputNames) {
       const t = result[name]!;
+      // CPU output tensors own plain JS arrays: float32 data is used as is, without a copy
       out[name] = { data: toFloat32(t), dims: [...t.dims] };
-      t.dispose();
     }
     return out;
   }
@@ -187,8 +198,11 @@ function toTensor(info: InputInfo, feed: Feed, path: string): ort.Tensor {
       return new ort.Tensor('float64', Float64Array.from(feed.data), dims);
     case 'int32':
       return new ort.Tensor('int32', Int32Array.from(feed.data, (v) => Math.round(v)), dims);
-    case 'int64':
-      return new ort.Tensor('int64', BigInt64Array.from(Array.from(feed.data, (v) => BigInt(Math.round(v)))), dims);
+    case 'int64': {
+      const a = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) a[i] = BigInt(Math.round(feed.data[i]!));
+      return new ort.Tensor('int64', a, dims);
+    }
     default:
       throw new Error(`${path}: input "${info.name}" has element type ${info.type}, which the engine cannot feed`);
   }
@@ -197,7 +211,7 @@ function toTensor(info: InputInfo, feed: Feed, path: string): ort.Tensor {
 function toFloat32(t: ort.Tensor): Float32Array {
   switch (t.type) {
     case 'float32':
-      return new Float32Array(t.data as Float32Array);
+      return t.data as Float32Array;
     case 'float16': {
       const h = t.data as Uint16Array;
       const out = new Float32Array(h.length);

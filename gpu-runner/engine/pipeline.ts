@@ -17,7 +17,7 @@ import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './ima
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
 import { gaussianNoise } from './noise.ts';
-import { OrtClock, type Feed, type OrtOptions } from './onnx.ts';
+import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
 import { DDIMScheduler } from './schedulers/ddim.ts';
 import { EulerDiscreteScheduler } from './schedulers/euler.ts';
 import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions } from './types.ts';
@@ -27,11 +27,10 @@ export interface EngineOptions extends OrtOptions {
   modelsDirs: string[];
 }
 
-/** What a model needs at every UNet call, computed once per job. */
+/** What a model needs at every UNet call, computed and converted to tensors once per job. */
 interface Conditions {
-  /** [2, L, D]: unconditional half first */
-  ehs: Feed;
-  extras: Record<string, Feed>;
+  /** encoder_hidden_states [2, L, D] (unconditional half first) and the extra inputs */
+  feeds: Record<string, PreparedFeed>;
   guidance: number;
 }
 
@@ -94,11 +93,13 @@ export class AmdmEngine implements Engine {
   }
 
   async generate(spec: JobSpec, opts: GenerateOptions = {}): Promise<EngineResult> {
-    const t0 = performance.now();
+    const tLoad = performance.now();
     const clock = new OrtClock();
 
     // 1. check inputs
     const models = await Promise.all(spec.models.map((m, k) => this.model(m.id, `models[${k}].id`)));
+    const t0 = performance.now();
+    const loadMs = t0 - tLoad;
     try {
       checkOneEcosystem(models.map((m) => m.pkg));
     } catch (err) {
@@ -196,7 +197,7 @@ export class AmdmEngine implements Engine {
       }
     }
     const totalMs = performance.now() - t0;
-    return { outputs, unetEvals, timings: { totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms } };
+    return { outputs, unetEvals, timings: { loadMs, totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms } };
   }
 
   /** One CFG-batched UNet call: eps = eps_uncond + g (eps_cond - eps_uncond). */
@@ -206,7 +207,7 @@ export class AmdmEngine implements Engine {
     sample.set(x, x.length);
     const ts = m.timestepInput;
     const timestep: Feed = ts.shape.length === 0 ? { data: [t], dims: [] } : { data: [t, t], dims: [2] };
-    const out = await m.unet.run({ sample: { data: sample, dims: [2, ...chw] }, timestep, encoder_hidden_states: c.ehs, ...c.extras }, clock);
+    const out = await m.unet.run({ sample: { data: sample, dims: [2, ...chw] }, timestep, ...c.feeds }, clock);
     return guide(out.out_sample!.data, c.guidance);
   }
 
@@ -268,7 +269,9 @@ export class AmdmEngine implements Engine {
       ehs = { data: joined, dims: [2, L + T, D] };
       for (const e of pkg.extraInputs) if (e.source === 'reference_image.scale') extras[e.name] = { data: [ref.scale], dims: [1] };
     }
-    return { ehs, extras, guidance: s.guidance_scale };
+    const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', ehs) };
+    for (const [name, feed] of Object.entries(extras)) feeds[name] = m.unet.prepare(name, feed);
+    return { feeds, guidance: s.guidance_scale };
   }
 
   private async decode(base: LoadedModel, latent: Float32Array, chw: number[], width: number, height: number, source: string, index: number, clock: OrtClock): Promise<EngineOutput> {

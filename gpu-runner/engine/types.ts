@@ -29,6 +29,9 @@ export interface EngineOutput {
 }
 
 export interface EngineTimings {
+  /** building sessions for models not loaded yet (0 once they are cached) */
+  loadMs: number;
+  /** sampling wall time after loading: conditioning, denoising, decoding, PNG */
   totalMs: number;
   /** wall time inside onnxruntime session.run() calls */
   onnxMs: number;
