@@ -96,14 +96,17 @@ export interface AppDeps {
   limits?: Partial<EdgeLimits>;
   /** local development only: accept webhooks to loopback and private addresses */
   allowPrivateWebhooks?: boolean;
-  /** where a queued job stands; default: derived from the queue's counts */
-  queueInfo?: (req: StoredRequest) => Promise<QueueInfoValue>;
+  /**
+   * Where a queued job stands; default: derived from the queue's counts. `messageId` is the
+   * job's queue message when this edge enqueued it (cheap to look up), else undefined.
+   */
+  queueInfo?: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>;
   logger?: Logger;
 }
 
 export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits'>> {
   localBlobs: LocalBlobs | null;
-  queueInfo: ((req: StoredRequest) => Promise<QueueInfoValue>) | null;
+  queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
 }
 

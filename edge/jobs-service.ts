@@ -68,6 +68,7 @@ interface PendingUpload {
 
 export class JobsService {
   private readonly keyLocks = new KeyedMutex();
+  private readonly messageIds = new Map<string, string>();
   private statsMemo: { at: number; value: Promise<QueueInfoValue> } | null = null;
 
   constructor(
@@ -92,7 +93,7 @@ export class JobsService {
 
   /** Where a queued job stands: the root's answer if it has one, else the queue's counts. */
   private queueInfo(req: StoredRequest): Promise<QueueInfoValue> {
-    if (this.d.queueInfo) return this.d.queueInfo(req);
+    if (this.d.queueInfo) return this.d.queueInfo(req, this.messageIds.get(req.id));
     const now = this.d.clock.now();
     // one stats call serves a whole page of queued jobs
     if (!this.statsMemo || now - this.statsMemo.at > 500) {
@@ -118,7 +119,8 @@ export class JobsService {
     const catalog = await this.d.catalog();
     const shaped = shapeJobRequest(request, catalog, { randomSeed: () => this.randomUint32() });
     if (!shaped.ok) throw validationProblem(422, shaped.errors, 'the request does not fit the installed models');
-    const spec: JobSpec = structuredClone(shaped.spec);
+    // shaping built a fresh object: it is ours to rewrite (reference images below)
+    const spec: JobSpec = shaped.spec;
 
     const problems: FieldProblem[] = [];
     if (request.webhook) {
@@ -197,7 +199,10 @@ export class JobsService {
 
   private async enqueue(req: StoredRequest): Promise<void> {
     const msg: QueueMessage = { v: 1, job_id: req.id, tenant: req.tenant, enqueued_at: new Date(this.d.clock.now()).toISOString() };
-    await this.d.queue.send(JSON.stringify(msg));
+    const messageId = await this.d.queue.send(JSON.stringify(msg));
+    // remembered so queue positions are an indexed lookup, not a search; bounded, oldest out
+    if (this.messageIds.size >= 100_000) this.messageIds.delete(this.messageIds.keys().next().value!);
+    this.messageIds.set(req.id, messageId);
   }
 
   /**

@@ -114,14 +114,22 @@ export function openEmbedded(layout: DataLayout, opts: { blobSecret: string; pub
 /**
  * Where a queued job stands in the embedded jobs queue: messages ahead of it in delivery
  * order. Reads the SQLite queue's table directly (read-only), so it checks the schema
- * version it was written for and otherwise answers from counts alone.
+ * version it was written for and otherwise answers without a position. Every query is an
+ * index range scan capped at MAX_AHEAD rows: this runs on the request path.
  */
-export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredRequest) => Promise<QueueInfoValue>; close: () => void } {
+export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>; close: () => void } {
+  const MAX_AHEAD = 100;
   let db: Database.Database | null = null;
-  let position: Database.Statement<[string, string, string, string], { ahead: number | null; found: number }> | null = null;
-  let running: Database.Statement<[string, number], { n: number }> | null = null;
+  let byId: Database.Statement<[string, string], { visible_at: number; seq: number }> | null = null;
+  let byBody: Database.Statement<[string, string, string], { visible_at: number; seq: number }> | null = null;
+  let ahead: Database.Statement<[string, number, number, number, number], { n: number }> | null = null;
+  let running: Database.Statement<[string, number, number], { n: number }> | null = null;
+  let retryAt = 0;
   const open = () => {
     if (db) return true;
+    // no sync filesystem probe on every request: look again at most once a second
+    if (Date.now() < retryAt) return false;
+    retryAt = Date.now() + 1000;
     const file = join(layout.queueDir, SQLITE_QUEUE_FILE);
     if (!existsSync(file)) return false;
     const conn = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
@@ -130,27 +138,29 @@ export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredReque
       return false;
     }
     db = conn;
-    position = conn.prepare(
-      `SELECT (SELECT COUNT(*) FROM messages o WHERE o.queue = ? AND o.lease_token IS NULL
-                 AND (o.visible_at < m.visible_at OR (o.visible_at = m.visible_at AND o.seq < m.seq))) AS ahead,
-              1 AS found
-         FROM messages m WHERE m.queue = ? AND m.body LIKE ? ESCAPE '\\' AND m.body LIKE ? ESCAPE '\\' LIMIT 1`,
+    byId = conn.prepare('SELECT visible_at, seq FROM messages WHERE id = ? AND queue = ?');
+    // only for jobs another process enqueued (this edge remembers its own message ids)
+    byBody = conn.prepare("SELECT visible_at, seq FROM messages WHERE queue = ? AND body LIKE ? ESCAPE '\\' AND body LIKE ? ESCAPE '\\' LIMIT 1");
+    ahead = conn.prepare(
+      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND (visible_at < ? OR (visible_at = ? AND seq < ?)) LIMIT ?)`,
     );
-    running = conn.prepare('SELECT COUNT(*) AS n FROM messages WHERE queue = ? AND lease_token IS NOT NULL AND visible_at > ?');
+    running = conn.prepare('SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND visible_at > ? AND lease_token IS NOT NULL LIMIT ?)');
     return true;
   };
   const like = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
   return {
-    info: async (req) => {
+    info: async (req, messageId) => {
       try {
         if (!open()) return { position: null, reason: 'waiting for a runner' };
-        const row = position!.get(QUEUES.jobs, QUEUES.jobs, like(`"job_id":"${req.id}"`), like(`"tenant":"${req.tenant}"`));
-        const busy = running!.get(QUEUES.jobs, Date.now())?.n ?? 0;
+        const row = messageId ? byId!.get(messageId, QUEUES.jobs) : byBody!.get(QUEUES.jobs, like(`"job_id":"${req.id}"`), like(`"tenant":"${req.tenant}"`));
+        const busy = running!.get(QUEUES.jobs, Date.now(), MAX_AHEAD)?.n ?? 0;
         if (!row) return { position: null, reason: `being handed to a runner (${busy} running)` };
-        const ahead = row.ahead ?? 0;
+        // messages that become visible before this one (ties by send order) are delivered first
+        const n = ahead!.get(QUEUES.jobs, row.visible_at, row.visible_at, row.seq, MAX_AHEAD)?.n ?? 0;
+        const running_ = `${busy}${busy >= MAX_AHEAD ? '+' : ''} running`;
         return {
-          position: ahead,
-          reason: ahead === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${busy} running)` : 'next in line') : `${ahead} job(s) ahead; ${busy} running`,
+          position: n,
+          reason: n === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${running_})` : 'next in line') : `${n}${n >= MAX_AHEAD ? '+' : ''} job(s) ahead; ${running_}`,
         };
       } catch {
         return { position: null, reason: 'waiting for a runner' };
