@@ -12,13 +12,19 @@
  * webhooks reach localhost, and everything gpu-runner/main.ts reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { startLocalEdge } from '../edge/local.ts';
 import { jsonLogger } from '../gpu-runner/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { dataLayout, loadSecrets } from './single-node.ts';
+
+/** Relative to the working directory when below it, absolute otherwise. */
+function shortPath(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r.startsWith('..') ? p : r;
+}
 
 async function localKey(store: ObjectStore, dataDir: string, pepper: string): Promise<string> {
   const layout = dataLayout(dataDir);
@@ -63,7 +69,7 @@ async function main(): Promise<void> {
 
   const examplesDir = resolve(new URL('../examples', import.meta.url).pathname);
   const examples = existsSync(examplesDir) ? readdirSync(examplesDir).filter((f) => f.endsWith('.json')).sort() : [];
-  const example = relative(process.cwd(), resolve(examplesDir, examples.includes('single.json') ? 'single.json' : (examples[0] ?? 'single.json')));
+  const example = shortPath(resolve(examplesDir, examples.includes('single.json') ? 'single.json' : (examples[0] ?? 'single.json')));
   const lines = [
     '',
     'AMDM API is running (single node)',
@@ -71,11 +77,11 @@ async function main(): Promise<void> {
     `  API key       ${key}`,
     `  data          ${layout.dataDir}`,
     `  OpenAPI       ${edge.url}/openapi.json`,
-    `  webhooks      signed with the secret in ${relative(process.cwd(), layout.secretsDir)}/webhook-secret${config.allowPrivateWebhooks ? ' (private addresses allowed)' : ' (set AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to reach localhost)'}`,
+    `  webhooks      signed with the secret in ${shortPath(join(layout.secretsDir, 'webhook-secret'))}${config.allowPrivateWebhooks ? ' (private addresses allowed)' : ' (set AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to reach localhost)'}`,
     '',
     'Submit an example and wait for the result:',
     `  curl -sS ${edge.url}/v1/jobs -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -H "Prefer: wait=60" --data @${example}`,
-    ...(examples.length > 1 ? [`  (other examples: ${examples.filter((e) => e !== 'single.json').map((e) => relative(process.cwd(), resolve(examplesDir, e))).join(', ')})`] : []),
+    ...(examples.length > 1 ? [`  (other examples: ${examples.filter((e) => e !== 'single.json').map((e) => shortPath(resolve(examplesDir, e))).join(', ')})`] : []),
     '',
     'More keys: npx amdm keys create --tenant NAME    Stop: Ctrl-C (twice to stop at once)',
     '',
