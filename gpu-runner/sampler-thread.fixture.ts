@@ -31,7 +31,7 @@ export function createEngine(options: { stepMs: number }): Engine {
       return {
         outputs: [{ source: 'aggregated', index: 0, kind: 'image', contentType: 'image/png', bytes: ref ?? new Uint8Array([1, 2, 3]), width: 64, height: 64 }],
         unetEvals: steps,
-        timings: { totalMs: 1, onnxMs: 1, outsideOnnxMs: 0 },
+        timings: { loadMs: 0, totalMs: 1, onnxMs: 1, outsideOnnxMs: 0 },
       };
     },
     async dispose() {

@@ -38,7 +38,7 @@ class FakeEngine implements Engine {
     return {
       outputs: [{ source: 'aggregated', index: 0, kind: 'image', contentType: 'image/png', bytes: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), width: 64, height: 64 }],
       unetEvals: steps,
-      timings: { totalMs: steps * this.stepMs, onnxMs: steps * this.stepMs * 0.9, outsideOnnxMs: steps * this.stepMs * 0.1 },
+      timings: { loadMs: 0, totalMs: steps * this.stepMs, onnxMs: steps * this.stepMs * 0.9, outsideOnnxMs: steps * this.stepMs * 0.1 },
     };
   }
   async dispose(): Promise<void> {}

@@ -42,7 +42,7 @@ export function createEngine(options: { stepMs?: number } = {}): Engine {
         const px = new Uint8Array(width * height * 3).map((_, k) => (k * 7 + seed + j) & 255);
         outputs.push({ source: 'aggregated', index: j, kind: 'image', contentType: 'image/png', bytes: encode({ width, height, data: px, channels: 3 }), width, height });
       }
-      return { outputs, unetEvals: steps * images, timings: { totalMs: steps * images * stepMs, onnxMs: steps * images * stepMs, outsideOnnxMs: 0 } };
+      return { outputs, unetEvals: steps * images, timings: { loadMs: 0, totalMs: steps * images * stepMs, onnxMs: steps * images * stepMs, outsideOnnxMs: 0 } };
     },
     async dispose() {},
   };
