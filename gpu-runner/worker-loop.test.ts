@@ -170,6 +170,27 @@ describe('WorkerLoop', () => {
     expect(s.outputs).toEqual([]);
   });
 
+  it('a failure after the terminal status (the usage write) never changes the outcome; the redelivery finishes the rest', async () => {
+    const w = world({ retryBackoff: { baseSeconds: 1, maxSeconds: 1 } });
+    const put = w.store.put.bind(w.store);
+    let failed = 0;
+    w.store.put = async (key, body, type) => {
+      if (key.includes('/usage/') && failed++ === 0) throw new Error('EIO: usage disk hiccup');
+      return put(key, body, type);
+    };
+    const seen: string[] = [];
+    const id = await w.submit('ok', { webhook: true });
+    w.make().start();
+    await w.until(async () => {
+      const s = await w.status(id);
+      if (s) seen.push(s.status);
+      return (await w.usageKeys()).length === 1 && s?.webhook_enqueued;
+    }, 'usage and webhook after the redelivery');
+    expect(w.engine.calls).toBe(1);
+    expect(seen.slice(seen.indexOf('succeeded'))).not.toContain('queued');
+    expect((await w.status(id))!.status).toBe('succeeded');
+  });
+
   it('EngineInputError fails the job at once, naming the field; no retry', async () => {
     const w = world();
     const id = await w.submit('input', { webhook: true });

@@ -91,6 +91,8 @@ interface Run {
   reason: AbortReason | null;
   /** the lease is gone (lost, or released by shutdown): this run must not write anymore */
   detached: boolean;
+  /** the terminal status is stored: from here on a failure may delay usage/webhook/ack, never change the outcome */
+  terminal: boolean;
   writes: Promise<void>;
   lastWrite: number;
   done: Promise<void>;
@@ -251,7 +253,7 @@ export class WorkerLoop {
   }
 
   private track(lease: Lease): void {
-    const run: Run = { lease, tenant: '', jobId: '', controller: new AbortController(), reason: null, detached: false, writes: Promise.resolve(), lastWrite: 0, done: Promise.resolve() };
+    const run: Run = { lease, tenant: '', jobId: '', controller: new AbortController(), reason: null, detached: false, terminal: false, writes: Promise.resolve(), lastWrite: 0, done: Promise.resolve() };
     this.runs.add(run);
     run.done = this.handle(run)
       .catch(async (err) => {
@@ -397,6 +399,14 @@ export class WorkerLoop {
       clearInterval(heartbeat);
       clearInterval(cancelTimer);
       if (run.detached) return; // released by shutdown or lease lost: someone else owns the job now
+      if (run.terminal) {
+        // the outcome is stored; what failed is the usage record, the webhook or the ack.
+        // The redelivery finds the job terminal and completes exactly those steps.
+        this.o.logger.error('finishing a terminal job failed; it will be completed on redelivery', { ...ctx, ...errorFields(err) });
+        await this.o.queue.release(lease, this.backoffSeconds(lease.receiveCount));
+        run.detached = true;
+        return;
+      }
       const finishedAt = this.o.clock();
       if (run.reason === 'cancel' && isAbort(err)) {
         const done = latest as EngineProgress | null;
@@ -468,6 +478,7 @@ export class WorkerLoop {
   /** Terminal status, then usage, then the webhook, then ack: in this order, each at most once per job. */
   private async finish(run: Run, req: StoredRequest, final: StoredStatus): Promise<void> {
     await this.writeStatus(run, final, true);
+    run.terminal = true;
     await this.ensureAftermath(req, final, run);
     await this.ack(run);
     this.processed++;
