@@ -154,17 +154,7 @@ export class JobsService {
       } finally {
         release();
       }
-      if (winner) {
-        if (winner.body_hash !== bodyHash) {
-          throw new ProblemError(422, {
-            type: 'idempotency-key-reused',
-            title: 'Idempotency-Key reused with another body',
-            detail: `this Idempotency-Key was first used for job ${winner.job_id} with a different request body; use a new key for a new request`,
-            errors: [{ field: 'header Idempotency-Key', message: 'already used with a different body' }],
-          });
-        }
-        return { record: await this.replay(tenant, winner), replayed: true };
-      }
+      if (winner) return { record: await this.replay(tenant, keyHash, bodyHash, jobId), replayed: true };
     }
 
     const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
@@ -211,9 +201,11 @@ export class JobsService {
    * by a few ms, or a tie in the same ms). Otherwise the first live claim in key order wins.
    * Claims past the TTL, or abandoned by a crashed request, do not count.
    */
-  private async winningClaim(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
+  private async winningClaim(tenant: string, keyHash: string, now: number, except?: string): Promise<IdempotencyClaim | null> {
     const live: { claim: IdempotencyClaim; age: number }[] = [];
     for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
+      // a request that already stood down never becomes the winner again
+      if (claim.job_id === except) continue;
       const age = now - Date.parse(claim.created_at);
       if (!(age <= IDEMPOTENCY_TTL_MS)) continue;
       if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
@@ -222,31 +214,46 @@ export class JobsService {
     return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
   }
 
-  /** The job a same-key, same-body request created, once it is accepted. */
-  private async replay(tenant: string, winner: IdempotencyClaim): Promise<JobRecord> {
-    const createdMs = Date.parse(winner.created_at);
-    const deadline = this.d.clock.now() + REPLAY_WAIT_MS;
+  /**
+   * The job the key belongs to, once it is accepted. The winner is looked up again on every
+   * turn: a claimant that looked like the winner may itself have found an older job that
+   * already existed, and then that job is the answer.
+   */
+  private async replay(tenant: string, keyHash: string, bodyHash: string, mine: string): Promise<JobRecord> {
+    // a wall-clock bound: this is how long we hold the client's request, whatever deps.clock says
+    const deadline = Date.now() + REPLAY_WAIT_MS;
     let delay = 25;
     for (;;) {
-      const [req, indexed] = await Promise.all([this.repo.getRequest(tenant, winner.job_id), this.repo.hasIndex(tenant, createdMs, winner.job_id)]);
-      if (req && indexed) {
-        const parts = await this.repo.getParts(tenant, winner.job_id);
-        if (parts) return this.assemble(parts);
+      const winner = await this.winningClaim(tenant, keyHash, this.d.clock.now(), mine);
+      if (winner && winner.body_hash !== bodyHash) {
+        throw new ProblemError(422, {
+          type: 'idempotency-key-reused',
+          title: 'Idempotency-Key reused with another body',
+          detail: `this Idempotency-Key was first used for job ${winner.job_id} with a different request body; use a new key for a new request`,
+          errors: [{ field: 'header Idempotency-Key', message: 'already used with a different body' }],
+        });
       }
-      const age = this.d.clock.now() - createdMs;
-      if (req && !indexed && age > CLAIM_ABANDONED_MS) {
-        // the first request died between writing the job and marking it accepted; it may or
-        // may not have enqueued it. Enqueue (again): the runner drops a duplicate message.
-        await this.enqueue(req);
-        await this.repo.putIndex(tenant, createdMs, req.id);
-        this.active.add(tenant, req.id);
-        continue;
+      if (winner) {
+        const createdMs = Date.parse(winner.created_at);
+        const [req, indexed] = await Promise.all([this.repo.getRequest(tenant, winner.job_id), this.repo.hasIndex(tenant, createdMs, winner.job_id)]);
+        if (req && indexed) {
+          const parts = await this.repo.getParts(tenant, winner.job_id);
+          if (parts) return this.assemble(parts);
+        }
+        if (req && !indexed && this.d.clock.now() - createdMs > CLAIM_ABANDONED_MS) {
+          // the first request died between writing the job and marking it accepted; it may
+          // or may not have enqueued it. Enqueue (again): the runner drops a duplicate message.
+          await this.enqueue(req);
+          await this.repo.putIndex(tenant, createdMs, req.id);
+          this.active.add(tenant, req.id);
+          continue;
+        }
       }
-      if (this.d.clock.now() >= deadline) {
+      if (Date.now() >= deadline) {
         throw new ProblemError(409, {
           type: 'idempotent-request-in-progress',
           title: 'A request with this Idempotency-Key is in progress',
-          detail: `the first request with this key (job ${winner.job_id}) has not finished; retry shortly`,
+          detail: `the first request with this key${winner ? ` (job ${winner.job_id})` : ''} has not finished; retry shortly`,
           headers: { 'retry-after': '1' },
         });
       }

@@ -89,16 +89,17 @@ describe('poison', () => {
     const id = await w.submit('http://127.0.0.1:9/hook');
     const env = { ...w.env, AMDM_ENGINE_MODULE: CRASHING_ENGINE, AMDM_MAX_RECEIVES: '2', RUNNER_VISIBILITY_SECONDS: '2' };
     const deaths: string[] = [];
+    // one watcher for the whole test: a per-runner one would outlive its race and fail later
+    const failed = until(async () => (await w.repo.getStatus('acme', id))?.status === 'failed', 'the job to fail', 120_000).then(() => 'failed');
+    failed.catch(() => {});
     for (let i = 0; i < 5; i++) {
       const runner = startRunnerProcess(env);
       cleanups.push(() => runner.kill());
-      const outcome = await Promise.race([
-        runner.exited.then((e) => `died ${e.signal ?? e.code}`),
-        until(async () => (await w.repo.getStatus('acme', id))?.status === 'failed', 'the job to fail', 30_000).then(() => 'failed'),
-      ]);
+      const outcome = await Promise.race([runner.exited.then((e) => `died ${e.signal ?? e.code}`), failed]);
       if (outcome === 'failed') break;
       deaths.push(outcome);
     }
+    await failed;
     expect(deaths).toEqual(['died SIGKILL', 'died SIGKILL']);
     const status = await w.repo.getStatus('acme', id);
     expect(status).toMatchObject({ status: 'failed', outputs: [], usage: null });
