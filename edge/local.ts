@@ -53,14 +53,22 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl });
   const adapters = o.adapters ?? own!;
   const position = embeddedQueueInfo(layout);
-  // the catalog changes only when the models folder does: read it once per minute at most
-  let cached: { at: number; value: Promise<ModelInfo[]> } | null = null;
-  const catalog = () => {
-    if (!cached || Date.now() - cached.at > 60_000) {
-      const value = o.catalog();
-      value.catch(() => (cached = null));
-      cached = { at: Date.now(), value };
-    }
+  // The catalog changes only when the models folder does. Requests get the last good copy
+  // at once and a stale one is refreshed behind them: asking the engine can take as long
+  // as one sampling step when its thread is busy.
+  let cached: { at: number; value: ModelInfo[] } | null = null;
+  let loading: Promise<ModelInfo[]> | null = null;
+  const refresh = () =>
+    (loading ??= o
+      .catalog()
+      .then((value) => {
+        cached = { at: Date.now(), value };
+        return value;
+      })
+      .finally(() => (loading = null)));
+  const catalog = async () => {
+    if (!cached) return refresh();
+    if (Date.now() - cached.at > 60_000) refresh().catch(() => {});
     return cached.value;
   };
   const app = createApp({

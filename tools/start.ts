@@ -45,6 +45,9 @@ async function main(): Promise<void> {
   const port = Number(env.PORT ?? 8787);
   const layout = dataLayout(config.dataDir);
   const secrets = loadSecrets(layout, env);
+  if (!config.engine && !config.modelsDirs.some((d) => existsSync(d) && readdirSync(d).length > 0)) {
+    throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
+  }
   const adapters = selectAdapters(config, env);
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });

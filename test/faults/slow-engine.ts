@@ -12,17 +12,17 @@ export function createEngine(options: { stepMs?: number } = {}): Engine {
   const stepMs = options.stepMs ?? 20;
   return {
     async catalog(): Promise<ModelInfo[]> {
-      return [
-        {
-          id: 'shapes-base',
-          description: 'test double',
-          ecosystem: 'shapes-v1',
-          latent: { channels: 4, vae_scale_factor: 4 },
-          sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
-          conditions: { prompt: { max_tokens: 32 }, grounding: null, reference_image: null },
-          schedulers: ['ddim', 'euler'],
-        },
-      ];
+      // the shapes family's three kinds of model (the double ignores their conditions)
+      const model = (id: string, conditions: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({
+        id,
+        description: 'test double',
+        ecosystem: 'shapes-v1',
+        latent: { channels: 4, vae_scale_factor: 4 },
+        sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
+        conditions: { prompt: { max_tokens: 32 }, grounding: null, reference_image: null, ...conditions },
+        schedulers: ['ddim', 'euler'],
+      });
+      return [model('shapes-base'), model('shapes-layout', { grounding: { max_objects: 4 } }), model('shapes-style', { reference_image: { width: 32, height: 32 } })];
     },
     async generate(spec: JobSpec, opts: GenerateOptions = {}): Promise<EngineResult> {
       const { steps, width, height, seed } = spec.sampler;
