@@ -312,7 +312,8 @@ export class JobRepository {
   async listUsage(tenant: string, fromDay: string, toDay: string): Promise<UsageRecord[]> {
     const prefix = this.usagePrefix(tenant);
     const out: UsageRecord[] = [];
-    let cursor: string | null = null;
+    // cursors are "the last key seen" on every store: start right before the first day
+    let cursor: string | null = `${prefix}${fromDay}`;
     do {
       const page = await this.store.list(prefix, { cursor, limit: 1000 });
       for (const key of page.keys) {
