@@ -270,7 +270,6 @@ class ImageEncoder(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(),
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.SiLU(),
             nn.Conv2d(64, 96, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(96, 96, 3, padding=1), nn.SiLU())
         self.head = nn.Linear(96 * 2, embed_dim)
