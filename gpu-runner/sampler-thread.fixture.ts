@@ -17,6 +17,7 @@ export function createEngine(options: { stepMs: number }): Engine {
       const prompt = spec.models[0]!.prompt;
       if (prompt === 'input') throw new EngineInputError('prompt is not allowed', 'models[0].prompt');
       if (prompt === 'crash') process.exit(3); // in a worker thread this ends only the thread
+      if (prompt === 'hang') for (;;) {} // a native call that never returns, deaf to any abort
       const steps = spec.sampler.steps;
       // fully synchronous between steps: only the shared flag can stop it
       for (let i = 0; i < steps; i++) {

@@ -61,6 +61,17 @@ describe('SamplerThread', () => {
     expect(ok.unetEvals).toBe(2);
   });
 
+  it('a generate that ignores the abort is ended by terminating its thread after the grace time', async () => {
+    const t = new SamplerThread({ engine: { module: FIXTURE, options: { stepMs: 5 } }, abortGraceMs: 300 });
+    engines.push(t);
+    await t.catalog();
+    const ctl = new AbortController();
+    const run = t.generate(spec('hang', 1), { signal: ctl.signal });
+    setTimeout(() => ctl.abort('canceled'), 100);
+    await expect(run).rejects.toThrow(/did not stop within 300 ms/);
+    expect((await t.generate(spec('ok', 2))).unetEvals).toBe(2); // a fresh thread
+  });
+
   it('dispose ends the thread; later calls are refused', async () => {
     const t = thread();
     await t.catalog();

@@ -33,6 +33,11 @@ export interface SamplerThreadOptions {
   name?: string;
   /** how long dispose() waits for the engine to release its sessions before terminating the thread */
   disposeTimeoutMs?: number;
+  /**
+   * How long an aborted generate() may take to stop before the thread is terminated (a
+   * native call that never returns would otherwise hold the thread, and the job, forever).
+   */
+  abortGraceMs?: number;
 }
 
 /** The thread died (native crash, out of memory, terminated) while a call was in flight: worth a retry. */
@@ -81,6 +86,8 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   onProgress?: (p: EngineProgress) => void;
+  /** the thread the call went to: a dying thread fails only its own calls */
+  worker: Worker;
 }
 
 /** One worker thread hosting one engine. Spawned lazily; respawned after a crash. */
@@ -109,17 +116,21 @@ export class SamplerThread implements Engine {
     w.on('message', (m: FromWorker) => this.onMessage(m));
     const fail = (why: string) => {
       if (this.worker === w) this.worker = null;
-      const err = new SamplerCrashedError(`the sampler thread ${why}`);
-      for (const [id, p] of this.pending) {
-        this.pending.delete(id);
-        p.reject(err);
-      }
+      this.failCalls(w, new SamplerCrashedError(`the sampler thread ${why}`));
     };
     w.on('error', (err) => fail(`failed: ${err.message}`));
     w.on('exit', (code) => fail(`exited with code ${code}`));
     // not unref'd: while a job runs, the thread is what the runner is waiting for; the
     // runner's close() disposes the threads so they never hold a finished process open
     return w;
+  }
+
+  private failCalls(w: Worker, err: Error): void {
+    for (const [id, p] of this.pending) {
+      if (p.worker !== w) continue;
+      this.pending.delete(id);
+      p.reject(err);
+    }
   }
 
   private onMessage(m: FromWorker): void {
@@ -136,12 +147,12 @@ export class SamplerThread implements Engine {
 
   private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, onProgress?: (p: EngineProgress) => void): { id: number; done: Promise<T> } {
     if (this.disposed) throw new Error('the sampler thread was disposed');
-    this.worker ??= this.spawn();
+    const worker = (this.worker ??= this.spawn());
     const id = this.nextId++;
     const done = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(onProgress ? { onProgress } : {}) });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, worker, ...(onProgress ? { onProgress } : {}) });
     });
-    this.worker.postMessage({ ...msg, id });
+    worker.postMessage({ ...msg, id });
     return { id, done };
   }
 
@@ -162,15 +173,25 @@ export class SamplerThread implements Engine {
       { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag } as Omit<ToWorker, 'id'> & { type: 'generate' },
       opts.onProgress,
     );
+    let killer: NodeJS.Timeout | null = null;
     const onAbort = () => {
       Atomics.store(new Int32Array(flag), 0, 1);
       this.worker?.postMessage({ type: 'cancel', id, reason: String(signal?.reason ?? 'canceled') } satisfies ToWorker);
+      const w = this.pending.get(id)?.worker;
+      killer = setTimeout(() => {
+        // still running: the engine is stuck inside a call that ignores the abort
+        if (!w || !this.pending.has(id)) return;
+        if (this.worker === w) this.worker = null;
+        this.failCalls(w, new SamplerCrashedError(`the sampler thread did not stop within ${this.opts.abortGraceMs ?? 10_000} ms of the abort and was terminated`));
+        void w.terminate();
+      }, this.opts.abortGraceMs ?? 10_000);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return await done;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      if (killer) clearTimeout(killer);
     }
   }
 

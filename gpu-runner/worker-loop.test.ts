@@ -214,6 +214,17 @@ describe('WorkerLoop', () => {
     expect(w.engine.calls).toBe(2);
   });
 
+  it('a job past jobTimeoutSeconds is aborted and counts as a failed attempt', async () => {
+    const w = world({ jobTimeoutSeconds: 0.2, maxReceives: 1 });
+    w.engine.stepMs = 50;
+    const id = await w.submit('ok', { steps: 100 });
+    w.make({ maxReceives: 1 }).start();
+    const s = await w.terminal(id);
+    expect(s.status).toBe('failed');
+    expect(s.error!.detail).toMatch(/the job ran longer than 0.2 s/);
+    expect(s.progress!.step).toBeLessThan(100);
+  });
+
   it('the last allowed attempt fails the job with the reason (paths scrubbed)', async () => {
     const w = world();
     const id = await w.submit('boom');

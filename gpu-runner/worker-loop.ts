@@ -56,6 +56,8 @@ export interface WorkerLoopOptions {
   /** how long close() lets running jobs finish before releasing them */
   gracePeriodSeconds?: number;
   cancelPollMs?: number;
+  /** a job running longer is aborted and counts as a failed attempt (a stuck engine must not hold the queue) */
+  jobTimeoutSeconds?: number;
   progressIntervalMs?: number;
   receiveWaitSeconds?: number;
   /** transient failures: delay = min(max, base * 2^(attempt-1)), with jitter */
@@ -80,7 +82,7 @@ export class PermanentJobError extends Error {
   }
 }
 
-type AbortReason = 'cancel' | 'shutdown';
+type AbortReason = 'cancel' | 'shutdown' | 'timeout';
 
 interface Run {
   lease: Lease;
@@ -103,6 +105,7 @@ const DEFAULTS = {
   visibilitySeconds: 60,
   gracePeriodSeconds: 30,
   cancelPollMs: 1000,
+  jobTimeoutSeconds: 3600,
   progressIntervalMs: 250,
   receiveWaitSeconds: 10,
   retryBackoff: { baseSeconds: 10, maxSeconds: 600 },
@@ -141,6 +144,7 @@ export class WorkerLoop {
     need(Number.isInteger(o.visibilitySeconds) && o.visibilitySeconds >= 2 && o.visibilitySeconds <= 43_200, 'visibilitySeconds', 'an integer from 2 to 43200', o.visibilitySeconds);
     need(o.gracePeriodSeconds >= 0 && Number.isFinite(o.gracePeriodSeconds), 'gracePeriodSeconds', 'a number >= 0', o.gracePeriodSeconds);
     need(o.cancelPollMs >= 10, 'cancelPollMs', 'a number >= 10', o.cancelPollMs);
+    need(o.jobTimeoutSeconds > 0 && o.jobTimeoutSeconds <= 86_400, 'jobTimeoutSeconds', 'a number of seconds in (0, 86400]', o.jobTimeoutSeconds);
     need(o.progressIntervalMs >= 0, 'progressIntervalMs', 'a number >= 0', o.progressIntervalMs);
     need(Number.isInteger(o.receiveWaitSeconds) && o.receiveWaitSeconds >= 0 && o.receiveWaitSeconds <= 20, 'receiveWaitSeconds', 'an integer from 0 to 20', o.receiveWaitSeconds);
     need(o.retryBackoff.baseSeconds >= 0 && o.retryBackoff.maxSeconds >= o.retryBackoff.baseSeconds && o.retryBackoff.maxSeconds <= 43_200, 'retryBackoff', '{ baseSeconds >= 0, maxSeconds in [baseSeconds, 43200] }', JSON.stringify(o.retryBackoff));
@@ -348,6 +352,7 @@ export class WorkerLoop {
       }
     };
     const cancelTimer = setInterval(() => void checkCancel(), this.o.cancelPollMs);
+    const deadline = setTimeout(() => this.abort(run, 'timeout'), this.o.jobTimeoutSeconds * 1000);
     try {
       // the edge may have written cancel.json between our read and our `running` write
       await checkCancel();
@@ -367,6 +372,7 @@ export class WorkerLoop {
       });
       clearInterval(heartbeat);
       clearInterval(cancelTimer);
+      clearTimeout(deadline);
       if (run.detached) return;
       // a cancel that arrived during the last step still wins over a result nobody wants
       if (!run.reason && (await this.repo.getCancel(tenant, req.id))) run.reason = 'cancel';
@@ -398,6 +404,7 @@ export class WorkerLoop {
     } catch (err) {
       clearInterval(heartbeat);
       clearInterval(cancelTimer);
+      clearTimeout(deadline);
       if (run.detached) return; // released by shutdown or lease lost: someone else owns the job now
       if (run.terminal) {
         // the outcome is stored; what failed is the usage record, the webhook or the ack.
@@ -408,7 +415,8 @@ export class WorkerLoop {
         return;
       }
       const finishedAt = this.o.clock();
-      if (run.reason === 'cancel' && isAbort(err)) {
+      // canceled: however the engine stopped (an abort, or its thread terminated for ignoring it)
+      if (run.reason === 'cancel') {
         const done = latest as EngineProgress | null;
         await this.finish(run, req, {
           ...status,
@@ -432,7 +440,8 @@ export class WorkerLoop {
         this.o.logger.warn('failed permanently', { ...ctx, ...errorFields(err) });
         return;
       }
-      await this.transientFailure(run, req, status, err, ctx);
+      const cause = run.reason === 'timeout' ? new Error(`the job ran longer than ${this.o.jobTimeoutSeconds} s`) : err;
+      await this.transientFailure(run, req, status, cause, ctx);
     }
   }
 
@@ -702,10 +711,6 @@ function partialEvals(spec: JobSpec, p: EngineProgress | null): number {
   const perImage = unetEvalsPerImage(n, spec.sampler.steps, end, spec.outputs.per_model);
   const current = p.phase === 'decoding' ? perImage : unetEvalsPerImage(n, p.step, end, spec.outputs.per_model);
   return (p.image - 1) * perImage + Math.max(0, current);
-}
-
-function isAbort(err: unknown): boolean {
-  return (err as { name?: string })?.name === 'AbortError';
 }
 
 /** Error text for clients: one line, no file system paths, bounded. */
