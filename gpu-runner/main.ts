@@ -8,6 +8,7 @@
  *
  * Environment: DATA_DIR, PUBLIC_BASE_URL (or PORT), AMDM_MODELS_DIR (instead of the
  * built-in models/), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS, RUNNER_GRACE_SECONDS,
+ * RUNNER_JOB_TIMEOUT_SECONDS,
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
@@ -29,6 +30,8 @@ export interface RunnerConfig {
   concurrency: number;
   visibilitySeconds: number;
   gracePeriodSeconds: number;
+  /** a job running longer is aborted and retried (a stuck engine must not hold the queue) */
+  jobTimeoutSeconds: number;
   maxReceives: number;
   allowPrivateWebhooks: boolean;
   webhookRetrySchedule: readonly number[];
@@ -71,6 +74,7 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     concurrency: int(env, 'RUNNER_CONCURRENCY', 1, 1, 64),
     visibilitySeconds: int(env, 'RUNNER_VISIBILITY_SECONDS', 30, 2, 43_200),
     gracePeriodSeconds: int(env, 'RUNNER_GRACE_SECONDS', 30, 0, 3600),
+    jobTimeoutSeconds: int(env, 'RUNNER_JOB_TIMEOUT_SECONDS', 3600, 1, 86_400),
     maxReceives: int(env, 'AMDM_MAX_RECEIVES', DEFAULT_MAX_RECEIVES, 1, 1000),
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
     webhookRetrySchedule: schedule,
@@ -137,6 +141,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     concurrency: config.concurrency,
     visibilitySeconds: config.visibilitySeconds,
     gracePeriodSeconds: config.gracePeriodSeconds,
+    jobTimeoutSeconds: config.jobTimeoutSeconds,
     logger,
   });
   const dispatcher = new WebhookDispatcher({
