@@ -16,8 +16,9 @@ import { createApiKey } from '../../shared/api-keys.ts';
 import { JobRepository } from '../../shared/job-repository.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, loadSecrets } from '../../tools/single-node.ts';
 
-/** The real engine needs the built-in model packages (models/ in the repository). */
-export const MODELS_PRESENT = existsSync(BUILTIN_MODELS_DIR) && readdirSync(BUILTIN_MODELS_DIR).length > 0;
+/** The real engine needs model packages: the built-in models/, or AMDM_MODELS_DIR as everywhere else. */
+export const MODELS_DIR = process.env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR;
+export const MODELS_PRESENT = existsSync(MODELS_DIR) && readdirSync(MODELS_DIR).length > 0;
 
 export interface Stack {
   url: string;
@@ -48,7 +49,7 @@ export async function freePort(): Promise<number> {
 export async function startStack(opts: { engine?: EngineFactoryRef; config?: Partial<RunnerConfig>; logger?: Logger } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'amdm-e2e-'));
   const port = await freePort();
-  const env = { DATA_DIR: dataDir, PORT: String(port) };
+  const env = { DATA_DIR: dataDir, PORT: String(port), AMDM_MODELS_DIR: MODELS_DIR };
   const config: RunnerConfig = {
     ...runnerConfigFromEnv(env),
     visibilitySeconds: 10,
