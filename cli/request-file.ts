@@ -3,8 +3,7 @@
  * shared contract. Problems become one line naming the file and the field, exit code 2.
  */
 import { readFile } from 'node:fs/promises';
-import { JobRequest } from '../shared/contract/index.ts';
-import { zodFieldErrors } from '../edge/middleware/problem/index.ts';
+import { JobRequest, zodFieldErrors } from '../shared/contract/index.ts';
 import { UsageError } from './command.ts';
 
 export async function readRequestFile(path: string): Promise<JobRequest> {

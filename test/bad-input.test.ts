@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobRequest, shapeJobRequest, type FieldError, type ModelInfo } from '../shared/contract/index.ts';
-import { zodFieldErrors } from '../edge/middleware/problem/index.ts';
+import { zodFieldErrors } from '../shared/contract/field-errors.ts';
 import { createEngine, EngineInputError, type AmdmEngine } from '../gpu-runner/engine/index.ts';
 
 const MODELS = fileURLToPath(new URL('../models/', import.meta.url));

@@ -2,3 +2,4 @@ export * from './job-request.ts';
 export * from './job-spec.ts';
 export * from './job-record.ts';
 export * from './models.ts';
+export * from './field-errors.ts';

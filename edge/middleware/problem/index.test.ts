@@ -1,9 +1,7 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { JobRequest } from '../../../shared/contract/index.ts';
-import { ProblemError, allowedKeysAt, fieldPath, problemNotFound, problemOnError, zodFieldErrors } from './index.ts';
+import { ProblemError, problemNotFound, problemOnError } from './index.ts';
 
 function collectingLogger() {
   const lines: string[] = [];
@@ -20,26 +18,6 @@ function app(thrower: () => never) {
 }
 
 describe('problem details', () => {
-  it('formats field paths as JSON paths', () => {
-    expect(fieldPath(['models', 1, 'grounding', 0, 'box'])).toBe('models[1].grounding[0].box');
-    expect(fieldPath([])).toBe('body');
-  });
-
-  it('names unknown fields and what is allowed there', () => {
-    const r = JobRequest.safeParse({ models: [{ id: 'a', role: 'base', prompt: 'x', colour: 1 }], extra: true });
-    expect(r.success).toBe(false);
-    const errors = zodFieldErrors(r.error!.issues, JobRequest);
-    expect(errors).toContainEqual({ field: 'extra', message: 'unknown field "extra"; allowed: models, aggregation, sampler, outputs, webhook' });
-    expect(errors.find((e) => e.field === 'models[0].colour')!.message).toMatch(/allowed: id, role, prompt/);
-  });
-
-  it('allowedKeysAt walks defaults, arrays and optionals', () => {
-    expect(allowedKeysAt(JobRequest, ['sampler'])).toContain('steps');
-    expect(allowedKeysAt(JobRequest, ['models', 0, 'grounding', 0])).toEqual(['phrase', 'box']);
-    expect(allowedKeysAt(JobRequest, ['models', 0, 'prompt'])).toBeNull();
-    expect(allowedKeysAt(z.string(), [])).toBeNull();
-  });
-
   it('ProblemError -> problem+json with headers and the request id as instance', async () => {
     const { a } = app(() => {
       throw new ProblemError(429, { type: 'rate-limited', title: 'Too many requests', headers: { 'retry-after': '3' } });
