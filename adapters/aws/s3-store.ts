@@ -5,6 +5,10 @@
  * An optional key prefix lets several deployments share a bucket. The list cursor is the last
  * key returned, passed back as StartAfter: the same cursor the embedded stores use, and
  * stateless, so a cursor outlives the S3 continuation token it replaces.
+ *
+ * Optional object tags are chosen per key at write time and sent with the PutObject itself
+ * (x-amz-tagging), so an object never exists untagged: a separate PutObjectTagging after the
+ * write could fail and leave an output that the lifecycle rule never expires.
  */
 import {
   DeleteObjectCommand,
@@ -32,6 +36,30 @@ export interface S3StoreOptions {
   bucket: string;
   /** prepended to every key, e.g. "prod/"; empty or ending in '/' */
   prefix?: string;
+  /**
+   * Tags to store with an object, chosen by its key (without the prefix); null for none.
+   * Writing tags needs s3:PutObjectTagging besides s3:PutObject.
+   */
+  tags?: (key: string) => Readonly<Record<string, string>> | null;
+}
+
+/** S3's limits: at most 10 tags; keys 1-128 and values 0-256 characters of a restricted set. */
+const TAG_CHARS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+/** The x-amz-tagging header value: the tag set as URL query parameters, as S3 requires. */
+export function encodeTagging(tags: Readonly<Record<string, string>>, key: string): string | undefined {
+  const entries = Object.entries(tags);
+  if (entries.length === 0) return undefined;
+  if (entries.length > 10) throw new RangeError(`S3Store: ${entries.length} tags for ${showKey(key)}; S3 allows at most 10`);
+  for (const [k, v] of entries) {
+    if (k.length < 1 || k.length > 128 || v.length > 256 || !TAG_CHARS.test(k) || !TAG_CHARS.test(v)) {
+      throw new RangeError(
+        `S3Store: tag ${JSON.stringify(k)}=${JSON.stringify(v)} for ${showKey(key)} is not a valid S3 tag ` +
+          '(key 1-128, value 0-256 characters of letters, digits, spaces and _ . : / = + - @)',
+      );
+    }
+  }
+  return entries.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 }
 
 function isNoSuchKey(err: unknown): boolean {
@@ -46,6 +74,7 @@ export class S3Store implements ObjectStore {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly tags: ((key: string) => Readonly<Record<string, string>> | null) | null;
   private closed = false;
 
   constructor(opts: S3StoreOptions) {
@@ -64,9 +93,13 @@ export class S3Store implements ObjectStore {
       }
       checkKey(prefix.slice(0, -1));
     }
+    if (opts.tags !== undefined && typeof opts.tags !== 'function') {
+      throw new TypeError('S3Store: tags must be a function (key) => tags or null');
+    }
     this.client = opts.client;
     this.bucket = opts.bucket;
     this.prefix = prefix;
+    this.tags = opts.tags ?? null;
   }
 
   async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
@@ -74,7 +107,17 @@ export class S3Store implements ObjectStore {
     const objectKey = this.objectKey(key);
     const bytes = checkBodyType(body);
     const type = checkContentType(contentType);
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: bytes, ContentType: type }));
+    const tags = this.tags?.(key);
+    const tagging = tags ? encodeTagging(tags, key) : undefined;
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: objectKey,
+        Body: bytes,
+        ContentType: type,
+        ...(tagging !== undefined ? { Tagging: tagging } : {}),
+      }),
+    );
   }
 
   async get(key: string): Promise<StoredObject | null> {

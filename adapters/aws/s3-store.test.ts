@@ -1,0 +1,87 @@
+/**
+ * Retention tags on the wire. fauxqs accepts PutObject with x-amz-tagging but implements no
+ * tagging API (GetObjectTagging answers with the object body), so the tag is checked where it
+ * matters for S3: in the PutObject request as the server received it, captured by a hook on
+ * the emulator's own HTTP server.
+ */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { buildApp } from 'fauxqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { linkedStore } from './links.ts';
+import { EXPIRING_OBJECT_TAG, isJobOutputKey, retentionTags } from './retention.ts';
+import { encodeTagging, S3Store } from './s3-store.ts';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+let app: ReturnType<typeof buildApp>;
+let s3: S3Client;
+let bucket: string;
+const seen: Seen[] = [];
+
+beforeAll(async () => {
+  app = buildApp({ logger: false });
+  app.addHook('onRequest', async (req) => {
+    seen.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+  });
+  const endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
+  s3 = new S3Client({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  bucket = `tags-${process.pid}`;
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+});
+
+afterAll(async () => {
+  s3?.destroy();
+  await app?.close();
+});
+
+const putsOf = (key: string) => seen.filter((r) => r.method === 'PUT' && decodeURIComponent(r.url.split('?')[0]!) === `/${bucket}/${key}`);
+
+describe('S3Store retention tags', () => {
+  it('the store built from the links sends amdm-expire=job-output with every job output, and no tag with anything else', async () => {
+    const store = linkedStore({ Store: { name: bucket } }, s3);
+    const output = 'tenants/acme/jobs/job_01/out/aggregated-0.png';
+    const latent = 'tenants/acme/jobs/job_01/out/shapes-base-0.f32';
+    const others = ['tenants/acme/jobs/job_01/status.json', 'tenants/acme/usage/2026-01-01/job_01.json', 'apikeys/abc.json', 'tenants/acme/uploads/u1'];
+    for (const key of [output, latent, ...others]) await store.put(key, new Uint8Array([1, 2, 3]), 'application/octet-stream');
+
+    for (const key of [output, latent]) {
+      const [put, ...more] = putsOf(key);
+      expect(more).toEqual([]);
+      expect(put!.headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
+      // signed, so no proxy can strip it without breaking the request
+      expect(String(put!.headers.authorization)).toMatch(/SignedHeaders=[^,]*x-amz-tagging/);
+    }
+    for (const key of others) {
+      expect(putsOf(key)).toHaveLength(1);
+      expect(putsOf(key)[0]!.headers['x-amz-tagging']).toBeUndefined();
+    }
+    // and the object is stored as usual
+    expect((await store.get(output))?.body).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it('a store without a tag rule sends no tagging header', async () => {
+    const store = new S3Store({ client: s3, bucket });
+    await store.put('tenants/acme/jobs/job_02/out/aggregated-0.png', 'x');
+    expect(putsOf('tenants/acme/jobs/job_02/out/aggregated-0.png')[0]!.headers['x-amz-tagging']).toBeUndefined();
+  });
+
+  it('matches only files directly in a job\'s out/ folder', () => {
+    expect(isJobOutputKey('tenants/t/jobs/j/out/a-0.png')).toBe(true);
+    for (const key of ['tenants/t/jobs/j/out/', 'tenants/t/jobs/j/out/x/y.png', 'tenants/t/jobs/j/status.json', 'tenants/t/out/a.png', 'xtenants/t/jobs/j/out/a.png', 'tenants/t/jobs/j/webhook/0001.json']) {
+      expect(isJobOutputKey(key), key).toBe(false);
+    }
+    expect(retentionTags('tenants/t/jobs/j/status.json')).toBeNull();
+  });
+
+  it('encodes tag sets as S3 wants them and refuses ones S3 would reject', () => {
+    expect(encodeTagging({ a: 'b c', 'k:x': 'v/w' }, 'k')).toBe('a=b%20c&k%3Ax=v%2Fw');
+    expect(encodeTagging({}, 'k')).toBeUndefined();
+    expect(() => encodeTagging({ 'bad*key': 'v' }, 'k')).toThrow(/not a valid S3 tag/);
+    expect(() => encodeTagging(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v'])), 'k')).toThrow(/at most 10/);
+    expect(() => new S3Store({ client: s3, bucket, tags: 'x' as never })).toThrow(/tags must be a function/);
+  });
+});
