@@ -23,6 +23,7 @@ import { problemNotFound, problemOnError, validationProblem } from './middleware
 import { rateLimit } from './middleware/rate-limit/index.ts';
 import { registerBlobRoutes } from './routes/blobs.ts';
 import type { EdgeApp, EdgeEnv, RouteContext } from './routes/common.ts';
+import { registerEventRoutes } from './routes/events.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerModelRoutes, registerSystemRoutes, registerUploadRoutes, registerUsageRoutes } from './routes/misc.ts';
 
@@ -74,6 +75,7 @@ export function createApp(input: AppDeps): EdgeApp {
 
   const ctx: RouteContext = { deps, repo, jobs, active };
   registerJobRoutes(app, ctx);
+  registerEventRoutes(app, ctx);
   registerModelRoutes(app, ctx);
   registerUploadRoutes(app, ctx);
   registerUsageRoutes(app, ctx);

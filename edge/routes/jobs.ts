@@ -1,13 +1,9 @@
-/** /v1/jobs: create, read, list, cancel, and the event stream of one job. */
-import { createRoute, z } from '@hono/zod-openapi';
-import { streamSSE } from 'hono/streaming';
+/** /v1/jobs: create, read, list and cancel (the event stream of one job is in events.ts). */
+import { createRoute } from '@hono/zod-openapi';
 import { JobList, JobRecord, JobRequest, isTerminal } from '../../shared/contract/index.ts';
-import { derivedStatus } from '../../shared/job-repository.ts';
-import { JOB_ID_RE } from '../../shared/ids.ts';
 import { bodyLimit } from '../middleware/body-limit/index.ts';
 import { ProblemError } from '../middleware/problem/index.ts';
 import { concurrencyCap } from '../middleware/rate-limit/index.ts';
-import { notFound } from '../jobs-service.ts';
 import { EXAMPLE_JOB, EXAMPLE_JOB_REQUEST, JobIdParam, ListJobsQuery, PreferHeader } from '../schemas.ts';
 import { BEARER, type EdgeApp, type RouteContext, problems } from './common.ts';
 
@@ -45,7 +41,7 @@ export function parsePreferWait(header: string | undefined, max: number): number
 }
 
 export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
-  const { deps, jobs, active, repo } = ctx;
+  const { deps, jobs, active } = ctx;
 
   const createJob = createRoute({
     method: 'post',
@@ -155,55 +151,5 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     if (state === 'canceled') active.remove(c.get('tenant'), record.id);
     c.header('Cache-Control', 'no-store');
     return state === 'canceled' ? c.json(record, 200) : c.json(record, 202);
-  });
-
-  const jobEvents = createRoute({
-    method: 'get',
-    path: '/v1/jobs/{id}/events',
-    tags: ['jobs'],
-    summary: 'Stream a job as server-sent events',
-    description: 'Sends `event: job` with the whole job whenever its status or progress changes, and closes after the job finishes.',
-    security: BEARER,
-    request: { params: JobIdParam },
-    responses: {
-      200: {
-        description: 'text/event-stream of `job` events (data: the job as JSON)',
-        content: { 'text/event-stream': { schema: z.string(), example: `event: job\ndata: ${JSON.stringify({ id: EXAMPLE_JOB.id, status: 'running' })}\n\n` } },
-      },
-      ...problems(401, 404, 429),
-    },
-  });
-  app.openapi(jobEvents, async (c) => {
-    const tenant = c.get('tenant');
-    const id = c.req.valid('param').id;
-    const first = JOB_ID_RE.test(id) ? await repo.getParts(tenant, id) : null;
-    if (!first) throw notFound(id);
-    const signal = c.req.raw.signal;
-    // the stream ends by itself well before output URLs (and proxies) would time out
-    const until = deps.clock.now() + 15 * 60_000;
-    return streamSSE(c, async (stream) => {
-      let parts = first;
-      let last = '';
-      let lastSent = 0;
-      for (;;) {
-        const status = derivedStatus(parts.status, parts.cancel);
-        const fingerprint = `${status}|${parts.status?.updated_at ?? ''}`;
-        const now = deps.clock.now();
-        if (fingerprint !== last) {
-          const record = await jobs.assemble(parts);
-          await stream.writeSSE({ event: 'job', id: fingerprint.replace(/[\r\n]/g, ''), data: JSON.stringify(record) });
-          last = fingerprint;
-          lastSent = now;
-        } else if (now - lastSent > 15_000) {
-          await stream.write(': keep-alive\n\n');
-          lastSent = now;
-        }
-        if (isTerminal(status) || signal.aborted || stream.aborted || now > until) return;
-        await stream.sleep(500);
-        const next = await repo.getParts(tenant, id);
-        if (!next) return;
-        parts = next;
-      }
-    }) as never;
   });
 }

@@ -1,0 +1,144 @@
+/**
+ * GET /v1/jobs/{id}/events: the job as server-sent events, until it finishes.
+ *
+ * Every event is `event: job` carrying the whole job record, the same JSON as GET
+ * /v1/jobs/{id}. A stream of whole states (not of deltas) needs no resume point: a client
+ * that reconnects gets the current state first and misses nothing that matters. Changes
+ * are coalesced to at most one event per poll, so a fast job may skip progress steps, but
+ * the order is always the order of the states (queued -> running -> terminal) and the
+ * last event is the terminal record, after which the stream closes.
+ *
+ * Auth is the Bearer header, as on every /v1 route. The browser's EventSource cannot send
+ * headers; we deliberately accept no key in the query string (URLs end up in access logs,
+ * CDN logs, browser history and Referer headers). Browsers read the stream with fetch()
+ * and a ReadableStream (playground/src/event-stream.ts), which sends the header.
+ *
+ * The stream polls the store: the runner writes status.json (throttled) and nothing
+ * pushes. Quiet stretches get a comment line so proxies (CloudFront reads time out after
+ * 60 s) keep the connection, and a stream ends by itself after `maxStreamMs`, before the
+ * output URLs it would hand out go stale; clients reconnect.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
+import { type JobRecord, isTerminal } from '../../shared/contract/index.ts';
+import { JOB_ID_RE } from '../../shared/ids.ts';
+import { notFound } from '../jobs-service.ts';
+import { EXAMPLE_JOB, JobIdParam } from '../schemas.ts';
+import { BEARER, type EdgeApp, type RouteContext, problems } from './common.ts';
+
+export interface EventStreamOptions {
+  /** how often the store is read for changes */
+  pollMs: number;
+  /** a comment line after this long without an event (below every proxy's idle timeout) */
+  keepAliveMs: number;
+  /** a stream closes after this long even if the job is still running; the client reconnects */
+  maxStreamMs: number;
+  /** the reconnection delay suggested to EventSource-style clients (the `retry:` field) */
+  retryMs: number;
+}
+
+export const EVENT_STREAM_DEFAULTS: EventStreamOptions = { pollMs: 500, keepAliveMs: 15_000, maxStreamMs: 15 * 60_000, retryMs: 2000 };
+
+/**
+ * What identifies a state: the record without its freshly signed output URLs (they differ
+ * on every read and would make every poll look like a change).
+ */
+function fingerprint(record: JobRecord): string {
+  return JSON.stringify({ ...record, outputs: record.outputs.map(({ url: _url, expires_at: _expires, ...rest }) => rest) });
+}
+
+const running = { ...EXAMPLE_JOB, status: 'running', finished_at: null, outputs: [], usage: null, progress: { step: 7, total: 20, phase: 'base_only', image: 1, images: 1 } };
+const EXAMPLE_STREAM =
+  `retry: 2000\nevent: job\ndata: ${JSON.stringify({ ...running, progress: { ...running.progress, step: 2, phase: 'aggregating' } })}\n\n` +
+  `event: job\ndata: ${JSON.stringify(running)}\n\n` +
+  ': keep-alive\n\n' +
+  `event: job\ndata: ${JSON.stringify(EXAMPLE_JOB)}\n\n`;
+
+export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: EventStreamOptions = EVENT_STREAM_DEFAULTS): void {
+  const { deps, jobs, repo } = ctx;
+  for (const [k, v] of Object.entries(options)) {
+    if (!(Number.isFinite(v) && v > 0)) throw new TypeError(`registerEventRoutes: option "${k}" must be a positive number of milliseconds (got ${v})`);
+  }
+
+  const jobEvents = createRoute({
+    method: 'get',
+    path: '/v1/jobs/{id}/events',
+    tags: ['jobs'],
+    summary: 'Stream a job as server-sent events',
+    description:
+      'Sends `event: job` with the whole job (as GET /v1/jobs/{id}) first at once, then whenever its status, progress or queue position ' +
+      `changes (coalesced, at most every ${options.pollMs} ms), and closes after the event whose job is finished. Quiet gaps get a ` +
+      '`: keep-alive` comment. A stream also closes after 15 minutes; reconnect, and the first event is the current state. ' +
+      'Send the API key in the Authorization header: the browser EventSource cannot, so read the stream with fetch() (see docs/api.md); ' +
+      'keys are never accepted in URLs. Polling GET /v1/jobs/{id} is the fallback.',
+    security: BEARER,
+    request: { params: JobIdParam },
+    responses: {
+      200: {
+        description: 'text/event-stream of `job` events (data: the job as JSON), ending after the finished job',
+        content: { 'text/event-stream': { schema: z.string(), example: EXAMPLE_STREAM } },
+      },
+      ...problems(401, 404, 429),
+    },
+  });
+
+  app.openapi(jobEvents, async (c) => {
+    const tenant = c.get('tenant');
+    const id = c.req.valid('param').id;
+    const first = JOB_ID_RE.test(id) ? await repo.getParts(tenant, id) : null;
+    if (!first) throw notFound(id);
+    const requestId = c.get('requestId');
+    const res = streamSSE(c, async (stream) => {
+      const started = deps.clock.now();
+      let parts = first;
+      let last = '';
+      let lastWrite = started;
+      let sent = 0;
+      try {
+        for (;;) {
+          const record = await jobs.assemble(parts);
+          const fp = fingerprint(record);
+          const now = deps.clock.now();
+          if (fp !== last) {
+            await stream.writeSSE({ event: 'job', data: JSON.stringify(record), ...(sent === 0 ? { retry: options.retryMs } : {}) });
+            last = fp;
+            lastWrite = now;
+            sent++;
+          } else if (now - lastWrite >= options.keepAliveMs) {
+            await stream.write(': keep-alive\n\n');
+            lastWrite = now;
+          }
+          if (isTerminal(record.status) || stream.aborted || now - started >= options.maxStreamMs) return;
+          await stream.sleep(options.pollMs);
+          if (stream.aborted) return;
+          const next = await repo.getParts(tenant, id);
+          // the job's objects are never deleted while it exists; if they are, there is nothing left to say
+          if (!next) return;
+          parts = next;
+        }
+      } catch (err) {
+        // the status was already sent, so an error can only be reported inside the stream;
+        // the message stays in our log, the client gets the request id to report
+        deps.logger.error('event stream failed', { job_id: id, err: String((err as Error)?.stack ?? err), instance: `urn:amdm:request:${requestId}` });
+        if (!stream.aborted) {
+          await stream
+            .writeSSE({
+              event: 'error',
+              data: JSON.stringify({
+                type: 'about:blank',
+                title: 'Internal server error',
+                status: 500,
+                detail: 'the event stream failed; poll GET /v1/jobs/{id} or reconnect',
+                instance: `urn:amdm:request:${requestId}`,
+              }),
+            })
+            .catch(() => {});
+        }
+      }
+    });
+    // streamSSE says no-cache, which still lets a cache store the stream; nginx-style proxies must not buffer it
+    res.headers.set('Cache-Control', 'no-store');
+    res.headers.set('X-Accel-Buffering', 'no');
+    return res as never;
+  });
+}
