@@ -1,29 +1,54 @@
 /**
  * The runner's composition root: reads the environment, picks the adapters (one function,
- * `selectAdapters`), hosts the engine in sampler threads, and runs the worker loop and the
- * webhook dispatcher until a signal. The first SIGTERM/SIGINT drains (running jobs get the
- * grace period, then go back to the queue); a second one forces the exit.
+ * `selectAdapters`), hosts the engine in sampler threads, and runs the worker loop (and, on a
+ * single node, the webhook dispatcher) until a signal. The first SIGTERM/SIGINT drains
+ * (running jobs get the grace period, then go back to the queue); a second one forces the exit.
  *
- *   npx tsx gpu-runner/main.ts          # single node, DATA_DIR=./data
+ *   npx tsx gpu-runner/main.ts                  # single node, DATA_DIR=./data
+ *   AMDM_MODE=aws node --import tsx gpu-runner/main.ts   # an ECS task of the AWS stack
  *
- * Environment: DATA_DIR, PUBLIC_BASE_URL (or PORT), AMDM_MODELS_DIR (instead of the
- * built-in models/), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS, RUNNER_GRACE_SECONDS,
- * RUNNER_JOB_TIMEOUT_SECONDS,
+ * AMDM_MODE=aws (set by the task definition, infra/gpu.ts) takes the bucket and the queues
+ * from the SST links in the environment (SST_RESOURCE_*, read through the sst SDK's
+ * `Resource`), copies the models from s3://BUCKET/models/ into AMDM_MODELS_DIR (verified
+ * against checksums.json) before warm-up, and keeps ECS task scale-in protection on while a
+ * job is held (through ECS_AGENT_URI). Webhooks are delivered there by the webhook Lambda
+ * (infra/webhooks.ts), not by this process: it only enqueues them. The mode is never
+ * guessed from the environment: `npm start` under `sst shell` stays a single node.
+ *
+ * Environment: AMDM_MODE (single-node | aws), DATA_DIR, PUBLIC_BASE_URL (or PORT),
+ * AMDM_MODELS_DIR (instead of the built-in models/), AMDM_LIVENESS_FILE (rewritten every 10 s
+ * for the container health check), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS,
+ * RUNNER_GRACE_SECONDS, RUNNER_JOB_TIMEOUT_SECONDS,
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
- * plus the secrets of tools/single-node.ts.
+ * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI (set by ECS) and the
+ * AWS SDK's own variables (AWS_REGION, credentials from the task role).
  */
 import { pathToFileURL } from 'node:url';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { Resource } from 'sst/resource';
+import { type Links, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { LivenessFile } from './aws/liveness.ts';
+import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
+import { ScaleInGuard } from './aws/scale-in-guard.ts';
+import { TaskProtection } from './aws/task-protection.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
 import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';
 
+export type RunnerMode = 'single-node' | 'aws';
+
+/** Where the runner copies its models from on AWS: s3://BUCKET/models/ (docs/deploy.md). */
+export const MODELS_PREFIX = 'models/';
+
 export interface RunnerConfig {
+  mode: RunnerMode;
   dataDir: string;
   publicBaseUrl: string;
   modelsDirs: string[];
@@ -41,14 +66,22 @@ export interface RunnerConfig {
   warmUp: boolean;
   /** the module that builds the engine in each sampler thread; default the AMDM engine */
   engine?: EngineFactoryRef;
+  /** rewritten every 10 s while the runner lives, for the container health check; null: none */
+  livenessFile: string | null;
+  /** the ECS agent of this task (ECS_AGENT_URI), for scale-in protection; undefined outside ECS */
+  ecsAgentUri: string | undefined;
 }
 
 export interface RunnerAdapters {
   store: ObjectStore;
   jobs: JobQueue;
   jobsDeadLetter: JobQueue | null;
+  /** the webhook outbox the worker loop writes to */
   webhooks: JobQueue;
-  webhookSecret: string;
+  /** signs deliveries of the in-process dispatcher; null: another consumer delivers (AWS: the webhook Lambda) */
+  webhookSecret: string | null;
+  /** where models come from before warm-up (AWS: the bucket); null: they are on disk already */
+  modelSource: ModelSource | null;
   close(): Promise<void>;
 }
 
@@ -67,7 +100,10 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
   const provider = (env.ORT_PROVIDER ?? 'cpu') as RunnerConfig['provider'];
   if (!['auto', 'cpu', 'cuda'].includes(provider)) throw new Error(`ORT_PROVIDER must be auto, cpu or cuda (got ${JSON.stringify(env.ORT_PROVIDER)})`);
   const threads = env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 1, 1, 256) : undefined;
+  const mode = (env.AMDM_MODE || 'single-node') as RunnerMode;
+  if (mode !== 'single-node' && mode !== 'aws') throw new Error(`AMDM_MODE must be single-node or aws (got ${JSON.stringify(env.AMDM_MODE)})`);
   return {
+    mode,
     dataDir: env.DATA_DIR || './data',
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://127.0.0.1:${port}`).replace(/\/+$/, ''),
     modelsDirs: [env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR],
@@ -82,6 +118,8 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
     warmUp: env.RUNNER_WARM_UP !== '0',
     ...(env.AMDM_ENGINE_MODULE ? { engine: { module: env.AMDM_ENGINE_MODULE, options: parseJsonEnv(env, 'AMDM_ENGINE_OPTIONS') } } : {}),
+    livenessFile: env.AMDM_LIVENESS_FILE || null,
+    ecsAgentUri: env.ECS_AGENT_URI || undefined,
   };
 }
 
@@ -95,20 +133,67 @@ function parseJsonEnv(env: NodeJS.ProcessEnv, name: string): unknown {
   }
 }
 
+/** What the AWS mode is built from; every field defaults to the production source. */
+export interface AwsRunnerOptions {
+  /** the SST links; default `Resource` from the sst SDK (SST_RESOURCE_* in the task's environment) */
+  links?: Links;
+  /** default: clients on the default credential chain (the task role), destroyed on close */
+  s3?: S3Client;
+  sqs?: SQSClient;
+  /** how the ECS agent is called; default the global fetch */
+  fetch?: typeof globalThis.fetch;
+  logger?: Logger;
+}
+
 /**
- * The one place that decides which store and queues the runner uses. Single node today
- * (filesystem + SQLite under DATA_DIR); the AWS adapters (S3 + SQS) slot in here.
+ * The one place that decides which store and queues the runner uses: the filesystem and
+ * SQLite under DATA_DIR on a single node; S3 and SQS from the stack's links on AWS.
  */
-export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = process.env): RunnerAdapters {
+export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = process.env, aws: AwsRunnerOptions = {}): RunnerAdapters {
+  if (config.mode === 'aws') return awsAdapters(config, aws);
   const layout = dataLayout(config.dataDir);
   const secrets = loadSecrets(layout, env);
   const embedded = openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: config.publicBaseUrl, maxReceives: config.maxReceives });
-  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret };
+  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null };
+}
+
+function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapters {
+  const links = aws.links ?? Resource;
+  const logger = aws.logger ?? jsonLogger('runner');
+  // clients are built once, here, and only when the caller brought none
+  const s3 = aws.s3 ?? new S3Client({});
+  const sqs = aws.sqs ?? new SQSClient({});
+  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs])];
+  const store = linkedStore(links, s3);
+  const jobs = linkedQueue(links, 'jobs', sqs);
+  const jobsDeadLetter = linkedQueue(links, 'jobsDeadLetter', sqs);
+  // send only: the webhook Lambda consumes this queue (the task role may not receive from it)
+  const webhooks = linkedQueue(links, 'webhooks', sqs);
+  const guard = new ScaleInGuard({
+    protection: new TaskProtection({ agentUri: config.ecsAgentUri, fetch: aws.fetch ?? globalThis.fetch, log: (line) => logger.info(line) }),
+    log: (level, msg, fields) => logger[level](msg, fields),
+  });
+  return {
+    store,
+    jobs: guard.wrap(jobs),
+    jobsDeadLetter,
+    webhooks,
+    webhookSecret: null,
+    modelSource: s3ModelSource(s3, linkedString(links, 'store'), MODELS_PREFIX),
+    async close() {
+      // protection is cleared last among the AWS calls: the drain has settled every lease by now
+      const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
+      for (const client of owned) client.destroy();
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the AWS adapters failed');
+    },
+  };
 }
 
 export interface RunnerHandle {
   loop: WorkerLoop;
-  dispatcher: WebhookDispatcher;
+  /** null when another consumer delivers webhooks (AWS) */
+  dispatcher: WebhookDispatcher | null;
   engine: SamplerPool;
   /** drain: stop taking jobs, let running ones finish within the grace period, then clean up */
   close(): Promise<void>;
@@ -118,6 +203,20 @@ export interface RunnerHandle {
 
 export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters, opts: { logger?: Logger; ownsAdapters?: boolean } = {}): Promise<RunnerHandle> {
   const logger = opts.logger ?? jsonLogger('runner');
+  // first, so the health check sees a live process through model sync and warm-up
+  const liveness = config.livenessFile ? new LivenessFile({ path: config.livenessFile, log: (line) => logger.warn(line) }) : null;
+  await liveness?.start();
+  if (adapters.modelSource) {
+    const t0 = Date.now();
+    try {
+      // before warm-up: the engine reads the packages from this folder
+      const report = await syncModels({ source: adapters.modelSource, cacheDir: config.modelsDirs[0]!, log: (line) => logger.info(line) });
+      logger.info('models synced', { ms: Date.now() - t0, downloaded: report.downloaded.length, kept: report.kept.length });
+    } catch (err) {
+      await liveness?.stop();
+      throw err;
+    }
+  }
   const engine = new SamplerPool({
     threads: config.concurrency,
     engine: config.engine ?? {
@@ -128,7 +227,12 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
   });
   if (config.warmUp) {
     const t0 = Date.now();
-    await engine.warmUp();
+    try {
+      await engine.warmUp();
+    } catch (err) {
+      await Promise.allSettled([engine.dispose(), liveness?.stop()]);
+      throw err;
+    }
     logger.info('models loaded', { ms: Date.now() - t0, models: (await engine.catalog()).map((m) => m.id) });
   }
   const loop = new WorkerLoop({
@@ -144,24 +248,41 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     jobTimeoutSeconds: config.jobTimeoutSeconds,
     logger,
   });
-  const dispatcher = new WebhookDispatcher({
-    queue: adapters.webhooks,
-    store: adapters.store,
-    secret: adapters.webhookSecret,
-    signUrl: (key, ttl) => adapters.store.signedGetUrl(key, ttl),
-    publicBaseUrl: config.publicBaseUrl,
-    allowPrivate: config.allowPrivateWebhooks,
-    retrySchedule: config.webhookRetrySchedule,
-    logger: jsonLogger('webhooks'),
-  });
+  const dispatcher =
+    adapters.webhookSecret === null
+      ? null
+      : new WebhookDispatcher({
+          queue: adapters.webhooks,
+          store: adapters.store,
+          secret: adapters.webhookSecret,
+          signUrl: (key, ttl) => adapters.store.signedGetUrl(key, ttl),
+          publicBaseUrl: config.publicBaseUrl,
+          allowPrivate: config.allowPrivateWebhooks,
+          retrySchedule: config.webhookRetrySchedule,
+          logger: jsonLogger('webhooks'),
+        });
   loop.start();
-  dispatcher.start();
-  logger.info('runner started', { concurrency: config.concurrency, visibility_seconds: config.visibilitySeconds, max_receives: config.maxReceives });
+  dispatcher?.start();
+  logger.info('runner started', {
+    mode: config.mode,
+    concurrency: config.concurrency,
+    visibility_seconds: config.visibilitySeconds,
+    max_receives: config.maxReceives,
+    webhooks: dispatcher ? 'delivered here' : 'enqueued for another consumer',
+  });
 
   // every cleanup runs, whatever fails before it
   const cleanup = async (first: () => Promise<void>) => {
     const errors: unknown[] = [];
-    for (const step of [first, () => dispatcher.close(), () => engine.dispose(), ...(opts.ownsAdapters !== false ? [() => adapters.close()] : [])]) {
+    const steps = [
+      first,
+      ...(dispatcher ? [() => dispatcher.close()] : []),
+      () => engine.dispose(),
+      ...(opts.ownsAdapters !== false ? [() => adapters.close()] : []),
+      // last: until here the process is alive and working
+      ...(liveness ? [() => liveness.stop()] : []),
+    ];
+    for (const step of steps) {
       try {
         await step();
       } catch (err) {
