@@ -23,9 +23,11 @@ import { problemNotFound, problemOnError, validationProblem } from './middleware
 import { rateLimit } from './middleware/rate-limit/index.ts';
 import { registerBlobRoutes } from './routes/blobs.ts';
 import type { EdgeApp, EdgeEnv, RouteContext } from './routes/common.ts';
+import { registerDocsRoutes } from './routes/docs.ts';
 import { registerEventRoutes } from './routes/events.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerModelRoutes, registerSystemRoutes, registerUploadRoutes, registerUsageRoutes } from './routes/misc.ts';
+import { registerPlaygroundRoutes } from './routes/playground.ts';
 
 export type { AppDeps } from './deps.ts';
 
@@ -81,6 +83,8 @@ export function createApp(input: AppDeps): EdgeApp {
   registerUsageRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
   registerSystemRoutes(app);
+  registerPlaygroundRoutes(app, ctx);
+  registerDocsRoutes(app, ctx);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

@@ -102,10 +102,16 @@ export interface AppDeps {
    */
   queueInfo?: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>;
   logger?: Logger;
+  /**
+   * Single node on loopback only: the local API key, which the playground offers to fill in
+   * (GET /playground/local-key). Never set it on a deployment that faces a network.
+   */
+  localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey'>> {
   localBlobs: LocalBlobs | null;
+  localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
 }
@@ -163,6 +169,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
+  if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
   if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
 
   const limits: EdgeLimits = { ...DEFAULT_LIMITS };
@@ -193,5 +200,6 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
     queueInfo: deps.queueInfo ?? null,
     logger: deps.logger ?? consoleLogger,
+    localApiKey: deps.localApiKey ?? null,
   };
 }

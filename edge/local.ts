@@ -7,6 +7,7 @@
  * edge/local.ts`), it opens its own adapters and reads the catalog from an engine in a
  * sampler thread, so onnxruntime never loads on the edge's event loop.
  */
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
@@ -80,6 +81,8 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     localBlobs: { secret: secrets.blobSecret },
     queueInfo: position.info,
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
+    // the playground may offer the local key only when nothing but this machine can reach us
+    ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
     ...(o.rateLimiter ? { rateLimiter: o.rateLimiter } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
@@ -110,6 +113,19 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
         if (own) await own.close();
       })()),
   };
+}
+
+function isLoopback(hostname: string): boolean {
+  return /^(?:127(?:\.\d{1,3}){3}|localhost|::1|\[::1\])$/i.test(hostname);
+}
+
+/** The key `npm start` wrote (DATA_DIR/local-api-key), read on each offer so a new key shows at once. */
+async function readLocalKey(file: string): Promise<string | null> {
+  try {
+    return (await readFile(file, 'utf8')).trim() || null;
+  } catch {
+    return null;
+  }
 }
 
 async function main(): Promise<void> {

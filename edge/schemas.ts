@@ -22,7 +22,7 @@ export const ListJobsQuery = z.object({
     .string()
     .max(4096)
     .optional()
-    .meta({ param: { name: 'cursor', in: 'query' }, description: 'next_cursor from the previous page' }),
+    .meta({ param: { name: 'cursor', in: 'query' }, example: 'c1.dGVuYW50cy9hY21lL2luZGV4LzAwMD', description: 'next_cursor from the previous page' }),
 });
 
 const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD (UTC)').refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), 'must be a real calendar date');

@@ -15,8 +15,8 @@
  *
  * The stream polls the store: the runner writes status.json (throttled) and nothing
  * pushes. Quiet stretches get a comment line so proxies (CloudFront reads time out after
- * 60 s) keep the connection, and a stream ends by itself after `maxStreamMs`, before the
- * output URLs it would hand out go stale; clients reconnect.
+ * 60 s) keep the connection, and a stream ends by itself after `maxStreamMs`; clients
+ * reconnect.
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
@@ -31,13 +31,17 @@ export interface EventStreamOptions {
   pollMs: number;
   /** a comment line after this long without an event (below every proxy's idle timeout) */
   keepAliveMs: number;
-  /** a stream closes after this long even if the job is still running; the client reconnects */
+  /**
+   * a stream closes after this long even if the job is still running, and the client
+   * reconnects: below the edge Lambda's 5-minute timeout (infra/edge.ts), so a stream ends
+   * cleanly instead of being cut, and well before output URLs (15 minutes) go stale
+   */
   maxStreamMs: number;
   /** the reconnection delay suggested to EventSource-style clients (the `retry:` field) */
   retryMs: number;
 }
 
-export const EVENT_STREAM_DEFAULTS: EventStreamOptions = { pollMs: 500, keepAliveMs: 15_000, maxStreamMs: 15 * 60_000, retryMs: 2000 };
+export const EVENT_STREAM_DEFAULTS: EventStreamOptions = { pollMs: 500, keepAliveMs: 15_000, maxStreamMs: 4 * 60_000, retryMs: 2000 };
 
 /**
  * What identifies a state: the record without its freshly signed output URLs (they differ
@@ -68,7 +72,7 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
     description:
       'Sends `event: job` with the whole job (as GET /v1/jobs/{id}) first at once, then whenever its status, progress or queue position ' +
       `changes (coalesced, at most every ${options.pollMs} ms), and closes after the event whose job is finished. Quiet gaps get a ` +
-      '`: keep-alive` comment. A stream also closes after 15 minutes; reconnect, and the first event is the current state. ' +
+      `\`: keep-alive\` comment. A stream also closes after ${Math.round(options.maxStreamMs / 60_000)} minutes; reconnect, and the first event is the current state (events carry whole states, so no Last-Event-ID is needed). ` +
       'Send the API key in the Authorization header: the browser EventSource cannot, so read the stream with fetch() (see docs/api.md); ' +
       'keys are never accepted in URLs. Polling GET /v1/jobs/{id} is the fallback.',
     security: BEARER,

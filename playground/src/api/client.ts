@@ -212,18 +212,31 @@ export class ApiClient {
         }
         let progressed = false;
         let errored = false;
-        for await (const item of readEventStream(res.body)) {
+        let finished: JobRecord | null = null;
+        const stop = new AbortController();
+        const events = readEventStream(res.body, stop.signal);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        for (;;) {
+          // after the finished job the server closes the stream; wait briefly for that rather
+          // than cutting it (which browsers log as a failed request), but never forever
+          if (finished && timer === undefined) timer = setTimeout(() => stop.abort(), 2000);
+          const next = await events.next();
+          if (next.done) break;
+          const item = next.value;
           if (isComment(item)) continue;
           if (item.event === 'error') {
             errored = true;
             break;
           }
-          if (item.event !== 'job') continue;
+          if (item.event !== 'job' || finished) continue;
           const job = JSON.parse(item.data) as JobRecord;
           progressed = true;
           o.onUpdate?.(job, 'stream');
-          if (isTerminalStatus(job.status)) return job;
+          if (isTerminalStatus(job.status)) finished = job;
         }
+        clearTimeout(timer);
+        await events.return(undefined);
+        if (finished) return finished;
         // ended before the job did (the server's stream lifetime, a proxy): reconnect at once if it said anything
         failures = progressed && !errored ? 0 : failures + 1;
       } catch (err) {

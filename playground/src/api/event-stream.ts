@@ -87,22 +87,35 @@ export class EventStreamParser {
 
 export const isComment = (x: ServerSentEvent | EventStreamComment): x is EventStreamComment => 'comment' in x;
 
-/** Events and comments of a response body, in order, until the server closes it. */
-export async function* readEventStream(body: ReadableStream<Uint8Array>): AsyncGenerator<ServerSentEvent | EventStreamComment> {
+/**
+ * Events and comments of a response body, in order, until the server closes it or `stop`
+ * is aborted (which cancels the body even while a read is pending).
+ */
+export async function* readEventStream(body: ReadableStream<Uint8Array>, stop?: AbortSignal): AsyncGenerator<ServerSentEvent | EventStreamComment> {
   const parser = new EventStreamParser();
   const decoder = new TextDecoder();
   const reader = body.getReader();
+  const onStop = () => void reader.cancel().catch(() => {});
+  if (stop?.aborted) onStop();
+  stop?.addEventListener('abort', onStop, { once: true });
+  let ended = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) break;
+      if (done) {
+        ended = true;
+        break;
+      }
       yield* parser.push(decoder.decode(value, { stream: true }));
     }
     // the standard discards an event that the stream ended in the middle of
     yield* parser.push(decoder.decode());
     yield* parser.end();
   } finally {
-    // the consumer stopped early (break, throw): stop the download too
-    await reader.cancel().catch(() => {});
+    stop?.removeEventListener('abort', onStop);
+    // the consumer stopped early (break, throw): stop the download too. Not after the end:
+    // browsers would report the finished request as aborted.
+    if (!ended) await reader.cancel().catch(() => {});
+    reader.releaseLock();
   }
 }

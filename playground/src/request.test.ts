@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { JobRequest } from '../../shared/contract/index.ts';
+import { type FormState, buildRequest, parseSeed } from './request.ts';
+
+const form = (over: Partial<FormState> = {}): FormState => ({
+  models: [
+    { id: 'shapes-base', role: 'base', prompt: 'a red circle', negativePrompt: '', guidance: '', p: '', weight: '', grounding: null, reference: null },
+    { id: 'shapes-layout', role: 'auxiliary', prompt: 'a circle', negativePrompt: 'blur', guidance: '5', p: '40', weight: '', grounding: [{ phrase: 'circle', box: [0.123456, 0.2, 0.5, 0.6] }], reference: null },
+  ],
+  weightMode: 'omega',
+  omega: '',
+  omega2: '',
+  windowStart: '',
+  windowEnd: '',
+  clamp: false,
+  steps: '',
+  seed: '',
+  width: '',
+  height: '',
+  scheduler: 'ddim',
+  images: '',
+  perModel: true,
+  ...over,
+});
+
+describe('the seed field', () => {
+  it('takes digits for a uint32, blank for random, and refuses everything else without evaluating it', () => {
+    expect(parseSeed('')).toEqual({ ok: true, value: undefined });
+    expect(parseSeed(' 42 ')).toEqual({ ok: true, value: 42 });
+    expect(parseSeed('4294967295')).toEqual({ ok: true, value: 4294967295 });
+    for (const bad of ['4294967296', '-1', '1.5', '1e3', '0x10', '2**8', 'alert(1)', '99999999999']) {
+      expect(parseSeed(bad).ok, bad).toBe(false);
+    }
+  });
+});
+
+describe('buildRequest', () => {
+  it('leaves blank fields to the server defaults and produces a body the contract accepts', () => {
+    const { request, errors } = buildRequest(form());
+    expect(errors).toEqual([]);
+    expect(request).toEqual({
+      models: [
+        { id: 'shapes-base', role: 'base', prompt: 'a red circle' },
+        { id: 'shapes-layout', role: 'auxiliary', prompt: 'a circle', negative_prompt: 'blur', guidance_scale: 5, p: 40, grounding: [{ phrase: 'circle', box: [0.1235, 0.2, 0.5, 0.6] }] },
+      ],
+      aggregation: {},
+      sampler: { scheduler: 'ddim' },
+      outputs: { per_model: true },
+    });
+    expect(JobRequest.safeParse(request).success).toBe(true);
+  });
+
+  it('sends omega, the window, the seed and the sizes when given; weights replace omega in weight mode', () => {
+    const a = buildRequest(form({ omega: '0.6', windowStart: '1', windowEnd: '4', steps: '10', seed: '7', width: '48', height: '48', images: '2', clamp: true })).request;
+    expect(a.aggregation).toEqual({ omega: 0.6, window: [1, 4], clamp: true });
+    expect(a.sampler).toEqual({ steps: 10, seed: 7, width: 48, height: 48, scheduler: 'ddim' });
+    expect(a.outputs).toEqual({ images: 2, per_model: true });
+    const f = form({ weightMode: 'weights', omega: '0.6' });
+    f.models[0]!.weight = '2';
+    f.models[1]!.weight = '1';
+    const b = buildRequest(f).request;
+    expect(b.aggregation).toEqual({});
+    expect(b.models.map((m) => m.weight)).toEqual([2, 1]);
+  });
+
+  it('names the field of each input that does not hold what it must', () => {
+    const f = form({ seed: '2**32', steps: '2.5', windowStart: '1', omega: 'NaN' });
+    f.models[1]!.reference = { uploadId: null, scale: '' };
+    f.models[0]!.guidance = 'abc';
+    const { errors } = buildRequest(f);
+    expect(errors.map((e) => e.field).sort()).toEqual(['aggregation.omega', 'aggregation.window', 'models[0].guidance_scale', 'models[1].reference_image', 'sampler.seed', 'sampler.steps'].sort());
+  });
+});
