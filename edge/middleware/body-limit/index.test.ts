@@ -36,6 +36,26 @@ describe('body limit middleware', () => {
     expect(res.status).toBe(413);
   });
 
+  it('decides on a declared Content-Length alone, without reading the body', async () => {
+    let pulled = false;
+    const untouchable = () =>
+      new ReadableStream(
+        {
+          pull(ctl) {
+            pulled = true;
+            ctl.enqueue(new TextEncoder().encode('0123456789x'));
+            ctl.close();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+    const refused = await app(10).request('/', { method: 'POST', headers: { 'content-length': '11' }, body: untouchable(), duplex: 'half' } as RequestInit);
+    expect(refused.status).toBe(413);
+    expect(pulled).toBe(false);
+    const accepted = await app(10).request('/', { method: 'POST', headers: { 'content-length': '10' }, body: '0123456789' });
+    expect(await accepted.json()).toEqual({ got: 10 });
+  });
+
   it('400 for a Content-Length that is not a number', async () => {
     const res = await app(10).request('/', { method: 'POST', headers: { 'content-length': '-1' }, body: 'x' });
     expect(res.status).toBe(400);
