@@ -28,6 +28,11 @@ const freshDir = (): string => join(root, `db-${++dirs}`);
 
 /** Runs the child script; resolves with its stdout lines and the time it exited. */
 function child(dir: string, ...args: string[]): Promise<{ lines: string[]; exitedAt: number; signal: string | null }> {
+  return runChild(dir, args, Infinity);
+}
+
+/** As `child`, and SIGKILLs the child once it printed `killAfterLines` lines. */
+function runChild(dir: string, args: string[], killAfterLines: number): Promise<{ lines: string[]; exitedAt: number; signal: string | null }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, ...args], {
       cwd: REPO,
@@ -35,12 +40,16 @@ function child(dir: string, ...args: string[]): Promise<{ lines: string[]; exite
     });
     let out = '';
     let err = '';
-    proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    proc.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.split('\n').length > killAfterLines) proc.kill('SIGKILL');
+    });
     proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
     proc.on('error', reject);
     proc.on('exit', (code, signal) => {
       if (code !== 0 && signal !== 'SIGKILL') reject(new Error(`child ${args.join(' ')} exited ${code}: ${err}`));
-      else resolve({ lines: out.split('\n').filter(Boolean), exitedAt: Date.now(), signal });
+      // a line cut short by a kill is not a whole line
+      else resolve({ lines: out.split('\n').slice(0, out.endsWith('\n') ? undefined : -1).filter(Boolean), exitedAt: Date.now(), signal });
     });
   });
 }
@@ -142,6 +151,64 @@ describe.concurrent('SqliteQueue beyond the shared suite', () => {
       expect(await webhooks.stats()).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
     } finally {
       await Promise.all([jobs.close(), webhooks.close(), jobsDlq.close()]);
+    }
+  });
+
+  it('group commit: sends made together share one transaction, and each resolves with its own id', async () => {
+    const dir = freshDir();
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => queue.send(`burst ${i}`)));
+      expect(new Set(ids).size).toBe(50);
+      // all 50 were sent in one turn of the event loop
+      expect(queue.sendStats).toEqual({ commits: 1, messages: 50 });
+      await queue.send('alone');
+      expect(queue.sendStats).toEqual({ commits: 2, messages: 51 });
+      const bodies = new Map<string, string>();
+      while (bodies.size < 51) {
+        for (const l of await queue.receive({ visibilitySeconds: 60, max: 10 })) bodies.set(l.messageId, l.body);
+      }
+      expect(ids.map((id) => bodies.get(id))).toEqual(Array.from({ length: 50 }, (_, i) => `burst ${i}`));
+      await queue.close();
+      await expect(queue.send('late')).rejects.toThrow(/closed/);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('sends pending when the queue closes are committed, not dropped', async () => {
+    const dir = freshDir();
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    const pending = queue.send('just in time');
+    await queue.close();
+    const id = await pending;
+    const reopened = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const [lease] = await reopened.receive({ visibilitySeconds: 30 });
+      expect(lease).toMatchObject({ messageId: id, body: 'just in time' });
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('after kill -9 mid-burst, every acknowledged send is in the queue', async () => {
+    const dir = freshDir();
+    // creates the file first, so the child never races the schema migration
+    await new SqliteQueue({ dir, queue: 'jobs' }).close();
+    const { lines, signal } = await runChild(dir, ['send-until-killed'], 200);
+    expect(signal).toBe('SIGKILL');
+    expect(lines.length).toBeGreaterThanOrEqual(200);
+    const queue = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      const found = new Set<string>();
+      for (;;) {
+        const leases = await queue.receive({ visibilitySeconds: 60, max: 10 });
+        if (leases.length === 0) break;
+        for (const l of leases) found.add(l.messageId);
+      }
+      expect(lines.filter((id) => !found.has(id))).toEqual([]);
+    } finally {
+      await queue.close();
     }
   });
 
