@@ -18,7 +18,8 @@
  * Environment: AMDM_MODE (single-node | aws), DATA_DIR, PUBLIC_BASE_URL (or PORT),
  * AMDM_MODELS_DIR (instead of the built-in models/), AMDM_LIVENESS_FILE (rewritten every 10 s
  * for the container health check), RUNNER_CONCURRENCY, RUNNER_VISIBILITY_SECONDS,
- * RUNNER_GRACE_SECONDS, RUNNER_JOB_TIMEOUT_SECONDS,
+ * RUNNER_GRACE_SECONDS, RUNNER_JOB_TIMEOUT_SECONDS, RUNNER_RETRY_BASE_SECONDS and
+ * RUNNER_RETRY_MAX_SECONDS (backoff of a failed attempt; 10 and 600),
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
@@ -57,6 +58,8 @@ export interface RunnerConfig {
   gracePeriodSeconds: number;
   /** a job running longer is aborted and retried (a stuck engine must not hold the queue) */
   jobTimeoutSeconds: number;
+  /** a failed attempt goes back to the queue for min(max, base * 2^(attempt-1)) s, with jitter */
+  retryBackoff: { baseSeconds: number; maxSeconds: number };
   maxReceives: number;
   allowPrivateWebhooks: boolean;
   webhookRetrySchedule: readonly number[];
@@ -111,6 +114,7 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     visibilitySeconds: int(env, 'RUNNER_VISIBILITY_SECONDS', 30, 2, 43_200),
     gracePeriodSeconds: int(env, 'RUNNER_GRACE_SECONDS', 30, 0, 3600),
     jobTimeoutSeconds: int(env, 'RUNNER_JOB_TIMEOUT_SECONDS', 3600, 1, 86_400),
+    retryBackoff: retryBackoffFromEnv(env),
     maxReceives: int(env, 'AMDM_MAX_RECEIVES', DEFAULT_MAX_RECEIVES, 1, 1000),
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
     webhookRetrySchedule: schedule,
@@ -121,6 +125,13 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     livenessFile: env.AMDM_LIVENESS_FILE || null,
     ecsAgentUri: env.ECS_AGENT_URI || undefined,
   };
+}
+
+function retryBackoffFromEnv(env: NodeJS.ProcessEnv): RunnerConfig['retryBackoff'] {
+  const baseSeconds = int(env, 'RUNNER_RETRY_BASE_SECONDS', 10, 0, 43_200);
+  const maxSeconds = int(env, 'RUNNER_RETRY_MAX_SECONDS', Math.max(600, baseSeconds), 0, 43_200);
+  if (maxSeconds < baseSeconds) throw new Error(`RUNNER_RETRY_MAX_SECONDS (${maxSeconds}) must be at least RUNNER_RETRY_BASE_SECONDS (${baseSeconds})`);
+  return { baseSeconds, maxSeconds };
 }
 
 function parseJsonEnv(env: NodeJS.ProcessEnv, name: string): unknown {
@@ -246,6 +257,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     visibilitySeconds: config.visibilitySeconds,
     gracePeriodSeconds: config.gracePeriodSeconds,
     jobTimeoutSeconds: config.jobTimeoutSeconds,
+    retryBackoff: config.retryBackoff,
     logger,
   });
   const dispatcher =

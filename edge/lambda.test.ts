@@ -1,0 +1,160 @@
+/**
+ * The edge Lambda's real module (edge/lambda.ts) behind a local Function URL with response
+ * streaming (test/e2e/lambda-url.ts), over S3 and SQS on fauxqs. Its links come from
+ * SST_RESOURCE_* and its clients from AWS_ENDPOINT_URL, exactly as on Lambda.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { interceptLocalhostDns } from 'fauxqs';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { S3Store } from '../adapters/aws/s3-store.ts';
+import { SqsQueue } from '../adapters/aws/sqs-queue.ts';
+import { createApiKey } from '../shared/api-keys.ts';
+import type { JobRecord, ModelInfo } from '../shared/contract/index.ts';
+import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
+import { startFauxqs, type Fauxqs } from '../test/conformance/fauxqs-server.ts';
+import { installLambdaRuntimeGlobal, isStreamingHandler, startFunctionUrl, type FunctionUrl } from '../test/e2e/lambda-url.ts';
+import { formatModelCatalog } from '../tools/model-catalog.ts';
+
+const PEPPER = 'edge-lambda-test-pepper';
+const model: ModelInfo = {
+  id: 'shapes-base',
+  description: 'bundled',
+  ecosystem: 'shapes-v1',
+  latent: { channels: 4, vae_scale_factor: 4 },
+  sizes: { default: [32, 32], min: 32, max: 64, multiple: 8 },
+  conditions: { prompt: { max_tokens: 75 }, grounding: null, reference_image: null },
+  schedulers: ['ddim', 'euler'],
+};
+
+let fauxqs: Fauxqs;
+let restoreDns: () => void;
+let fnUrl: FunctionUrl;
+let store: S3Store;
+let jobs: SqsQueue;
+let key: string;
+let dir: string;
+let lambda: typeof import('./lambda.ts');
+const saved = { ...process.env };
+
+beforeAll(async () => {
+  fauxqs = await startFauxqs();
+  restoreDns = interceptLocalhostDns();
+  const bucket = await fauxqs.createBucket();
+  const queueUrl = await fauxqs.createQueue();
+  dir = mkdtempSync(join(tmpdir(), 'amdm-edge-lambda-'));
+  writeFileSync(join(dir, 'model-catalog.json'), formatModelCatalog({ models: [model], modelsChecksumsSha256: null }));
+  Object.assign(process.env, {
+    SST_RESOURCE_App: JSON.stringify({ name: 'amdm', stage: 'test' }),
+    SST_RESOURCE_Store: JSON.stringify({ name: bucket }),
+    SST_RESOURCE_JobQueue: JSON.stringify({ url: queueUrl }),
+    SST_RESOURCE_KeyPepper: JSON.stringify({ value: PEPPER }),
+    AWS_ENDPOINT_URL: fauxqs.endpoint,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    PUBLIC_BASE_URL: 'https://d1234abcd.cloudfront.net',
+    // the bundle's root on Lambda; the catalog sits there under its bundled name
+    LAMBDA_TASK_ROOT: dir,
+  });
+  delete process.env.AMDM_MODEL_CATALOG;
+  installLambdaRuntimeGlobal();
+  lambda = await import('./lambda.ts');
+  fnUrl = await startFunctionUrl(lambda.handler);
+  store = new S3Store({ client: fauxqs.s3, bucket });
+  jobs = new SqsQueue({ client: fauxqs.sqs, queueUrl });
+  key = (await createApiKey(store, { tenant: 'acme', pepper: PEPPER })).key;
+});
+
+afterAll(async () => {
+  await fnUrl?.close();
+  await jobs?.close();
+  restoreDns?.();
+  await fauxqs?.stop();
+  process.env = saved;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const call = (path: string, init: { method?: string; body?: unknown; key?: string | null } = {}) =>
+  fetch(`${fnUrl.url}${path}`, {
+    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
+    headers: { ...(init.key === null ? {} : { authorization: `Bearer ${init.key ?? key}` }), ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+  });
+
+describe('edge/lambda.ts', () => {
+  it('exports a streaming handler, which infra deploys as edge/lambda.handler with streaming on', () => {
+    expect(isStreamingHandler(lambda.handler)).toBe(true);
+  });
+
+  it('serves the bundled catalog, authenticates against the linked bucket and pepper, and enqueues on the linked queue', async () => {
+    const models = (await (await call('/v1/models')).json()) as { data: ModelInfo[] };
+    expect(models.data.map((m) => m.id)).toEqual(['shapes-base']);
+
+    const res = await call('/v1/jobs', { body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'through lambda' }], sampler: { steps: 3, seed: 1 } } });
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as JobRecord;
+    // links point at the public URL, not at the function URL the request came through
+    expect(res.headers.get('location')).toBe(`https://d1234abcd.cloudfront.net/v1/jobs/${job.id}`);
+    expect(await new JobRepository(store).getRequest('acme', job.id)).toMatchObject({ id: job.id, tenant: 'acme' });
+    const [lease] = await jobs.receive({ visibilitySeconds: 30, waitSeconds: 1 });
+    expect(JSON.parse(lease!.body)).toMatchObject({ job_id: job.id, tenant: 'acme' });
+    await jobs.ack(lease!);
+
+    // an unknown key is 401 (S3 answers the missing key object with NoSuchKey), not a 500
+    const unknown = await call('/v1/models', { key: `amdm_aaaaaaaaaaaa_${'A'.repeat(40)}` });
+    expect(unknown.status).toBe(401);
+    expect(unknown.headers.get('content-type')).toBe('application/problem+json');
+    expect((await call('/v1/models', { key: null })).status).toBe(401);
+  });
+
+  it('streams GET /v1/jobs/{id}/events as the job changes, and ends after the finished job', async () => {
+    const created = (await (await call('/v1/jobs', { body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'sse' }], sampler: { steps: 2, seed: 2 } } })).json()) as JobRecord;
+    const res = await call(`/v1/jobs/${created.id}/events`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const nextEvent = async () => {
+      for (;;) {
+        const end = text.indexOf('\n\n');
+        if (end >= 0 && /^(event|retry|data):/m.test(text.slice(0, end)) && text.slice(0, end).includes('event: job')) {
+          const block = text.slice(0, end);
+          text = text.slice(end + 2);
+          return JSON.parse(block.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as JobRecord;
+        }
+        if (end >= 0) {
+          text = text.slice(end + 2);
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) return null;
+        text += decoder.decode(value, { stream: true });
+      }
+    };
+    // the first event arrives while the job is still queued: the stream is not buffered
+    expect((await nextEvent())?.status).toBe('queued');
+    const now = new Date().toISOString();
+    const finished: StoredStatus = {
+      v: 1, status: 'failed', message_id: 'm', attempt: 1, started_at: now, finished_at: now, updated_at: now, progress: null, usage: null,
+      timings: { queued_ms: 1, run_ms: 1, onnx_ms: null, outside_onnx_ms: null },
+      error: { type: 'urn:amdm:problem:job-failed', title: 'The job failed', status: 500, detail: 'test' }, outputs: [], webhook_enqueued: false, retry: null,
+    };
+    await new JobRepository(store).putStatus('acme', created.id, finished);
+    let last: JobRecord | null = null;
+    for (let e = await nextEvent(); e; e = await nextEvent()) last = e;
+    expect(last?.status).toBe('failed');
+  });
+
+  it('fails the cold start with a message naming a missing catalog', async () => {
+    vi.resetModules();
+    process.env.AMDM_MODEL_CATALOG = join(dir, 'nowhere.json');
+    try {
+      await expect(import('./lambda.ts')).rejects.toThrow(/no model catalog at .*nowhere\.json/);
+    } finally {
+      delete process.env.AMDM_MODEL_CATALOG;
+    }
+  });
+});

@@ -1,0 +1,48 @@
+/**
+ * The edge's Lambda root: builds createApp's deps from the stack's links and serves the app
+ * through a Function URL with response streaming, behind the Router (infra/edge.ts deploys
+ * `edge/lambda.handler` with `streaming: true`).
+ *
+ * Why every route goes through `streamHandle`: a Function URL has one invoke mode for all
+ * paths. The SSE route (GET /v1/jobs/{id}/events) needs RESPONSE_STREAM, and under that mode
+ * the runtime calls a handler the streaming way only when it is wrapped in
+ * `awslambda.streamifyResponse`; a buffered `handle(app)` result would be sent to the client
+ * as the body itself. `streamHandle` writes the status and headers first and then the body,
+ * which is what the ordinary JSON routes need too, so one handler serves both.
+ *
+ * Built once per container, at cold start: the S3 and SQS clients (credentials from the
+ * function's role), the store and the jobs queue from `Resource.Store.name` and
+ * `Resource.JobQueue.url`, the API-key pepper from `Resource.KeyPepper.value`, and the model
+ * catalog, read from the file `sst deploy` bundles (tools/model-catalog.ts); there are no
+ * model files here. Output URLs are S3 presigned URLs, signed with the role's credentials.
+ *
+ * Environment: PUBLIC_BASE_URL (the Router's URL; infra sets it), AMDM_MODEL_CATALOG (the
+ * catalog file; default LAMBDA_TASK_ROOT/model-catalog.json), the AWS SDK's own variables.
+ */
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { streamHandle } from 'hono/aws-lambda';
+import { Resource } from 'sst/resource';
+import { linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
+import { BUNDLED_CATALOG_FILE, readModelCatalog } from '../tools/model-catalog.ts';
+import { createApp } from './app.ts';
+
+const env = process.env;
+const publicBaseUrl = (env.PUBLIC_BASE_URL ?? '').replace(/\/+$/, '');
+if (!publicBaseUrl) throw new Error("PUBLIC_BASE_URL must be the API's public URL (the Router's; infra/edge.ts sets it)");
+// a missing or malformed catalog fails the cold start loudly, naming the file
+const { models } = readModelCatalog(env.AMDM_MODEL_CATALOG || join(env.LAMBDA_TASK_ROOT ?? process.cwd(), BUNDLED_CATALOG_FILE));
+
+const s3 = new S3Client({});
+const sqs = new SQSClient({});
+
+export const app = createApp({
+  store: linkedStore(Resource, s3),
+  queue: linkedQueue(Resource, 'jobs', sqs),
+  catalog: async () => models,
+  pepper: linkedString(Resource, 'keyPepper'),
+  publicBaseUrl,
+});
+
+export const handler = streamHandle(app);
