@@ -9,6 +9,12 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   generate: () => import('./commands/generate.ts'),
   tokenize: () => import('./commands/tokenize.ts'),
   keys: () => import('./commands/keys.ts'),
+  // client commands: talk to a server (AMDM_URL, AMDM_API_KEY)
+  submit: () => import('./commands/submit.ts'),
+  status: () => import('./commands/status.ts'),
+  cancel: () => import('./commands/cancel.ts'),
+  list: () => import('./commands/list.ts'),
+  usage: () => import('./commands/usage.ts'),
 };
 
 export async function main(argv: string[]): Promise<number> {
