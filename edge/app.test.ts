@@ -86,6 +86,22 @@ function runningStatus(over: Partial<StoredStatus> = {}): StoredStatus {
 }
 
 describe('POST /v1/jobs', () => {
+  it('answers a create without looking up the queue position; reads of the job report it', async () => {
+    const asked: string[] = [];
+    const { call } = await setup({
+      queueInfo: async (req) => {
+        asked.push(req.id);
+        return { position: 3, reason: '3 job(s) ahead' };
+      },
+    });
+    const created = await (await call('/v1/jobs', { body: single() })).json();
+    expect(created.queue).toEqual({ position: null, reason: expect.stringMatching(/waiting for a runner/) });
+    expect(asked).toEqual([]);
+    const read = await (await call(`/v1/jobs/${created.id}`)).json();
+    expect(read.queue).toEqual({ position: 3, reason: '3 job(s) ahead' });
+    expect(asked).toEqual([created.id]);
+  });
+
   it('202 with the queued job, its Location, the stored spec and one queue message', async () => {
     const { call, queue, store } = await setup();
     const res = await call('/v1/jobs', { body: single() });

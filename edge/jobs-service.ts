@@ -10,8 +10,10 @@
  */
 import {
   JOB_ID_RE,
+  cryptoRandomBytes,
   newJobId,
   newUploadId,
+  type RandomBytes,
 } from '../shared/ids.ts';
 import {
   type JobRecord,
@@ -42,6 +44,8 @@ export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
 export const CLAIM_ABANDONED_MS = 30_000;
 /** How long a same-key retry waits for the first request to finish accepting its job. */
 const REPLAY_WAIT_MS = 10_000;
+/** Where a job stands in the answer to its own create. */
+const JUST_QUEUED: QueueInfoValue = { position: null, reason: 'waiting for a runner; read the job for its place in the queue' };
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const JPEG_MAGIC = [0xff, 0xd8, 0xff];
@@ -71,11 +75,16 @@ export class JobsService {
   private readonly messageIds = new Map<string, string>();
   private statsMemo: { at: number; value: Promise<QueueInfoValue> } | null = null;
 
+  /** ids and seeds: the root's source, pooled when it is the default one */
+  private readonly random: RandomBytes;
+
   constructor(
     private readonly d: ResolvedDeps,
     private readonly repo: JobRepository,
     private readonly active: ActiveJobTracker,
-  ) {}
+  ) {
+    this.random = d.random === cryptoRandomBytes ? pooledCryptoRandom() : d.random;
+  }
 
   assembleOptions(): AssembleOptions {
     return {
@@ -89,6 +98,19 @@ export class JobsService {
 
   assemble(parts: JobParts): Promise<JobRecord> {
     return this.repo.assemble(parts, this.assembleOptions());
+  }
+
+  /**
+   * The record of a job this request has just queued. It asks nobody where the job stands:
+   * it is at the back of the queue, and finding its exact place cost three SQLite reads on
+   * the event loop per create, more than the queue insert itself (bench/edge.ts profile).
+   * Every later read (GET, list, events, Prefer: wait) reports the position.
+   */
+  private assembleCreated(stored: StoredRequest): Promise<JobRecord> {
+    return this.repo.assemble(
+      { request: stored, status: null, cancel: null, webhookAttempts: [] },
+      { ...this.assembleOptions(), queueInfo: async () => JUST_QUEUED },
+    );
   }
 
   /** Where a queued job stands: the root's answer if it has one, else the queue's counts. */
@@ -131,12 +153,12 @@ export class JobsService {
     if (problems.length > 0) throw validationProblem(422, problems);
 
     const now = this.d.clock.now();
-    const jobId = newJobId(now, this.d.random);
+    const jobId = newJobId(now, this.random);
     const createdAt = new Date(now).toISOString();
 
     if (input.idempotencyKey !== null) {
-      const keyHash = await sha256Hex(input.idempotencyKey);
-      const bodyHash = await sha256Hex(canonicalJson(request));
+      // both digests at once, not one crypto round trip after the other
+      const [keyHash, bodyHash] = await Promise.all([sha256Hex(input.idempotencyKey), sha256Hex(canonicalJson(request))]);
       const mine: IdempotencyClaim = { job_id: jobId, body_hash: bodyHash, created_at: createdAt };
       // Same-key requests in this process take turns, so here the scheme is exact. Across
       // edge instances, waiting `idempotencySettleMs` after the write lets every claim that
@@ -149,7 +171,7 @@ export class JobsService {
         winner = await this.winningClaim(tenant, keyHash, now);
         if (winner?.job_id === jobId) {
           const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-          return { record: await this.assemble({ request: stored, status: null, cancel: null, webhookAttempts: [] }), replayed: false };
+          return { record: await this.assembleCreated(stored), replayed: false };
         }
       } finally {
         release();
@@ -158,7 +180,7 @@ export class JobsService {
     }
 
     const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-    return { record: await this.assemble({ request: stored, status: null, cancel: null, webhookAttempts: [] }), replayed: false };
+    return { record: await this.assembleCreated(stored), replayed: false };
   }
 
   /** Store the job, queue it, then mark it accepted (the index entry). */
@@ -309,7 +331,7 @@ export class JobsService {
           problems.push({ field, message: 'must be a PNG or JPEG image (base64 of the file bytes)' });
           continue;
         }
-        const uploadId = newUploadId(this.d.random);
+        const uploadId = newUploadId(this.random);
         const key = this.repo.uploadKey(tenant, uploadId);
         uploads.push({ key, uploadId, bytes, contentType: type });
         target.reference_image = { key, scale: ref.scale };
@@ -319,7 +341,7 @@ export class JobsService {
   }
 
   private randomUint32(): number {
-    const b = this.d.random(4);
+    const b = this.random(4);
     return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   }
 
@@ -415,6 +437,25 @@ export function encodeCursor(storeCursor: string): string {
   let bin = '';
   for (const b of bytes) bin += String.fromCharCode(b);
   return `c1.${btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+}
+
+/**
+ * Cryptographic random bytes served from a 4 KiB buffer refilled by one getRandomValues call:
+ * a call for a few bytes cost about 8 us here (a job id takes one), a copy out of the pool
+ * well under one. Each caller gets its own copy, and no byte is handed out twice.
+ */
+function pooledCryptoRandom(): RandomBytes {
+  let pool = new Uint8Array(0);
+  let at = 0;
+  return (n) => {
+    if (n > 256) return cryptoRandomBytes(n);
+    if (at + n > pool.length) {
+      pool = crypto.getRandomValues(new Uint8Array(4096));
+      at = 0;
+    }
+    at += n;
+    return pool.slice(at - n, at);
+  };
 }
 
 function decodeBase64(data: string): Uint8Array | null {
