@@ -64,7 +64,8 @@ export class ErrorDisplay {
       }
       const described = el.getAttribute('aria-describedby');
       el.setAttribute('aria-describedby', described ? `${message.id} ${described}` : message.id);
-      const invalid = el.matches(INPUTS) ? [el] : [...el.querySelectorAll<HTMLElement>(INPUTS)].filter((i) => i.closest('[data-field]') === el);
+      // a group's own inputs are invalid with it, not those of a nested group with its own path
+      const invalid = el.matches(INPUTS) ? [el] : [...el.querySelectorAll<HTMLElement>(INPUTS)].filter((i) => i.parentElement?.closest('[data-field]') === el);
       for (const i of invalid) i.setAttribute('aria-invalid', 'true');
       el.classList.add('has-error');
       this.shown.push({ el, message, described, invalid });
