@@ -21,6 +21,7 @@ export default $config({
     const { createQueues } = await import('./infra/queues.ts');
     const { createSecrets } = await import('./infra/secrets.ts');
     const { createRouter, createEdge } = await import('./infra/edge.ts');
+    const { createWebhookDelivery } = await import('./infra/webhooks.ts');
     const { createGpuFleet, lookupPlacement } = await import('./infra/gpu.ts');
     const { createRunnerScaling } = await import('./infra/autoscaling.ts');
 
@@ -35,11 +36,23 @@ export default $config({
     const queues = createQueues();
     const secrets = createSecrets();
 
-    createEdge({
+    const edge = createEdge({
       router,
       bucketArn: bucket.arn,
       jobQueueArn: queues.jobs.arn,
-      link: [bucket, queues.jobs, secrets.keyPepper, secrets.webhookSigningSecret],
+      // the pepper verifies API keys; the webhook secret is not the edge's to hold
+      link: [bucket, queues.jobs, secrets.keyPepper],
+      publicBaseUrl: router.url,
+      modelCatalog: params.modelCatalog,
+      projectRoot: $cli.paths.root,
+    });
+
+    // The only consumer of WebhookQueue and the only holder of the signing secret: delivers
+    // webhooks (and their retries) whenever due, also while the GPU fleet is at zero.
+    createWebhookDelivery(queues.webhooks, {
+      bucketArn: bucket.arn,
+      publicBaseUrl: router.url,
+      link: [bucket, queues.webhooks, secrets.webhookSigningSecret],
     });
 
     const fleet = createGpuFleet({
@@ -49,14 +62,10 @@ export default $config({
       maxTasks: params.maxTasks,
       runnerImageTag: params.runnerImageTag,
       // The same SST_RESOURCE_* variables a linked Lambda gets, so the runner reads
-      // `Resource.Store.name` like the edge does. The webhook secret, which the runner's
-      // dispatcher signs with, travels as an ECS secret instead (see infra/secrets.ts).
+      // `Resource.Store.name` like the edge does. No secret: the runner only enqueues
+      // webhooks; signing them is the webhook Lambda's.
       environment: sst.Linkable.env([bucket, queues.jobs, queues.jobDeadLetters, queues.webhooks]),
-      secrets: {
-        SST_RESOURCE_WebhookSigningSecret: sst.Linkable.env([secrets.webhookSigningSecret]).apply(
-          (env) => env.SST_RESOURCE_WebhookSigningSecret!,
-        ),
-      },
+      secrets: {},
       publicBaseUrl: router.url,
       bucketArn: bucket.arn,
       jobQueueArn: queues.jobs.arn,
@@ -76,6 +85,8 @@ export default $config({
     return {
       api: router.url,
       bucket: bucket.name,
+      // the model ids the edge serves (from the bundled catalog): runners need the same packages in models/
+      models: edge.models.join(','),
       runnerImages: fleet.repository.repositoryUrl,
       cluster: fleet.cluster.name,
     };

@@ -3,9 +3,17 @@
  * (CloudFront) that gives it one stable origin for the API, the playground and SSE.
  *
  * Streaming is on because the SSE progress route writes events as they happen; with a
- * buffered response CloudFront would see nothing until the Lambda returned.
+ * buffered response CloudFront would see nothing until the Lambda returned. The handler is
+ * `streamHandle(app)` for that reason, for every route (see edge/lambda.ts).
+ *
+ * The model catalog travels in the bundle: the Lambda has no model files, so the deploy copies
+ * the catalog generated from the model packages (`npm run models:catalog`) next to the
+ * handler, and refuses to deploy one that is missing, malformed, or older than the packages'
+ * checksums.json beside it.
  */
+import { join } from 'node:path';
 import { all, type Input } from '@pulumi/pulumi';
+import { BUNDLED_CATALOG_FILE, readDeployableCatalog } from '../tools/model-catalog.ts';
 import { edgePolicy, toSstPermissions } from './iam.ts';
 
 export const EDGE_HANDLER = 'edge/lambda.handler';
@@ -16,6 +24,15 @@ export interface EdgeArgs {
   jobQueueArn: Input<string>;
   /** Everything the edge reaches at runtime through `Resource.<Name>`. */
   link: Input<unknown>[];
+  /** The API's public URL (the Router's): links in responses point at it. */
+  publicBaseUrl: Input<string>;
+  /** The model catalog file to bundle, relative to the project root (stage parameter). */
+  modelCatalog: string;
+  /**
+   * The project root, where SST resolves `copyFiles` (`$cli.paths.root`): the file checked
+   * here is then the file that is copied.
+   */
+  projectRoot: string;
 }
 
 /** SST Function arguments, separate from the constructor call so tests can read them. */
@@ -26,11 +43,18 @@ export function edgeFunctionArgs(args: EdgeArgs) {
     // No native modules in the edge (web-standard APIs only), so the cheaper Graviton works.
     architecture: 'arm64' as const,
     memory: '512 MB' as const,
-    // SSE clients reconnect with Last-Event-ID, so a stream never has to outlive this; the
-    // edge's ordinary requests finish in well under a second.
+    // The event stream closes itself after 4 minutes (edge/routes/events.ts) and clients
+    // reconnect to the current state, so a stream never has to outlive this; the edge's
+    // ordinary requests finish in well under a second.
     timeout: '5 minutes' as const,
     streaming: true,
     link: args.link,
+    environment: {
+      // Location headers, the OpenAPI server and job links name the Router, not the function URL
+      PUBLIC_BASE_URL: args.publicBaseUrl,
+    },
+    // at the root of the function package, where edge/lambda.ts looks for it (LAMBDA_TASK_ROOT)
+    copyFiles: [{ from: args.modelCatalog, to: BUNDLED_CATALOG_FILE }],
     permissions: all([args.bucketArn, args.jobQueueArn]).apply(([bucketArn, jobQueueArn]) =>
       toSstPermissions(edgePolicy({ bucketArn, jobQueueArn })),
     ),
@@ -49,5 +73,8 @@ export function createRouter() {
 }
 
 export function createEdge(args: EdgeArgs) {
-  return new sst.aws.Function('Edge', edgeFunctionArgs(args));
+  // fails the deploy before anything is planned, naming the file and what to run
+  const catalog = readDeployableCatalog(join(args.projectRoot, args.modelCatalog));
+  const fn = new sst.aws.Function('Edge', edgeFunctionArgs(args));
+  return { fn, models: catalog.models.map((m) => m.id) };
 }

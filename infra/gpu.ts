@@ -30,6 +30,21 @@ import { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queues.
 export const GPU_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id';
 
 export const RUNNER_CONTAINER = 'runner';
+/** Rewritten every 10 s by the runner (gpu-runner/aws/liveness.ts), read by the health check. */
+export const RUNNER_LIVENESS_FILE = '/tmp/amdm-runner.alive';
+/**
+ * The container health check: healthy while the liveness file is fresh (gpu-runner/aws/
+ * healthcheck.mjs, 60 s by default). An unhealthy essential container makes ECS replace the
+ * task; the start period (ECS's maximum, 300 s) covers the model sync and warm-up, during
+ * which the runner already beats (it starts the liveness file first).
+ */
+export const RUNNER_HEALTH_CHECK = {
+  command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'],
+  interval: 30,
+  timeout: 5,
+  retries: 3,
+  startPeriod: 300,
+} as const;
 /** The runner's model cache inside the container (filled from s3://BUCKET/models/ at start). */
 export const RUNNER_MODELS_DIR = '/var/cache/amdm/models';
 /**
@@ -319,6 +334,9 @@ export function runnerContainerDefinition(args: {
   region: string;
 }) {
   const environment: Record<string, string> = {
+    // S3 and SQS from the SST links, model sync, task protection (gpu-runner/main.ts)
+    AMDM_MODE: 'aws',
+    AMDM_LIVENESS_FILE: RUNNER_LIVENESS_FILE,
     AWS_REGION: args.region,
     ORT_PROVIDER: 'cuda',
     AMDM_MODELS_DIR: RUNNER_MODELS_DIR,
@@ -345,9 +363,9 @@ export function runnerContainerDefinition(args: {
     stopTimeout: RUNNER_STOP_TIMEOUT_SECONDS,
     // An init process forwards SIGTERM to node and reaps the sampler's children.
     linuxParameters: { initProcessEnabled: true },
-    // No ECS health check yet: ECS would stop a task whose check fails, and the runner does
-    // not write the liveness file the image's HEALTHCHECK reads until main.ts wires
-    // gpu-runner/aws/liveness.ts. Until then a hung runner loses its leases to others.
+    // A wedged runner (its event loop stuck) stops rewriting the liveness file; ECS then
+    // replaces the task, and its leases come back to the queue when they expire.
+    healthCheck: { ...RUNNER_HEALTH_CHECK, command: [...RUNNER_HEALTH_CHECK.command] },
     logConfiguration: {
       logDriver: 'awslogs',
       options: {

@@ -8,9 +8,17 @@
  * The split of roles follows the store's one-writer-per-key rule:
  * - the edge creates jobs (request.json, cancel.json, index, idempotency, uploads) and reads
  *   API keys and job records; it may enqueue jobs but never consume them;
- * - the runner consumes jobs, writes status/outputs/usage, reads models, and queues and
- *   delivers webhooks (the dispatcher runs in the runner process).
+ * - the runner consumes jobs, writes status/outputs/usage, reads models, and enqueues
+ *   webhooks (send only);
+ * - the webhook Lambda consumes the webhook queue (SST's subscription grants exactly that),
+ *   reads job records and writes only the webhook attempt records.
  * Admin keys (apikeys/ writes, apikey-ids/) belong to the operator's own credentials.
+ *
+ * ListBucket matters beyond listing: for a GetObject of a key that does not exist, S3 answers
+ * 404 NoSuchKey only when the caller may list that key's prefix (it evaluates s3:ListBucket
+ * with the key as s3:prefix), and 403 AccessDenied otherwise. The stores read missing keys
+ * all the time (no cancel.json yet, an unknown API key), and a 403 would be an error, not
+ * "absent". So every role may list exactly the prefixes it reads.
  */
 
 export interface PolicyStatement {
@@ -70,12 +78,15 @@ export function edgePolicy(arns: EdgeArns): PolicyDocument {
         Resource: [`${bucketArn}/tenants/*`],
       },
       {
-        Sid: 'ListTenantPrefixes',
+        Sid: 'ListReadPrefixes',
         Effect: 'Allow',
-        // Job listing and idempotency claims list under tenants/ only; apikeys/ is never listed.
+        // Job listing and idempotency claims list under tenants/. apikeys/ is here only so
+        // that an unknown API key reads as NoSuchKey (401) rather than AccessDenied (500): the
+        // edge never lists it, and the object names are peppered hashes, useless without the
+        // pepper.
         Action: ['s3:ListBucket'],
         Resource: [bucketArn],
-        Condition: { StringLike: { 's3:prefix': ['tenants/*'] } },
+        Condition: { StringLike: { 's3:prefix': ['tenants/*', 'apikeys/*'] } },
       },
     ],
   };
@@ -101,18 +112,11 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         Resource: [jobQueueArn, jobDeadLetterQueueArn],
       },
       {
-        Sid: 'DeliverWebhooks',
+        Sid: 'EnqueueWebhooks',
         Effect: 'Allow',
-        // The worker loop queues webhook messages; the webhook dispatcher, which runs in the
-        // same process (gpu-runner/main.ts), leases them and releases failed attempts with a
-        // delay until the retry schedule is spent.
-        Action: [
-          'sqs:SendMessage',
-          'sqs:ReceiveMessage',
-          'sqs:DeleteMessage',
-          'sqs:ChangeMessageVisibility',
-          'sqs:GetQueueAttributes',
-        ],
+        // The worker loop puts a webhook message in the outbox when a job ends; the webhook
+        // Lambda delivers it (infra/webhooks.ts). The runner never reads the queue.
+        Action: ['sqs:SendMessage'],
         Resource: [webhookQueueArn],
       },
       {
@@ -124,8 +128,7 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
       {
         Sid: 'WriteJobResults',
         Effect: 'Allow',
-        // status.json, out/*.png (tagged for lifecycle expiry), usage records and webhook
-        // attempt records.
+        // status.json, out/*.png (tagged for lifecycle expiry) and usage records.
         Action: ['s3:PutObject', 's3:PutObjectTagging'],
         Resource: [`${bucketArn}/tenants/*`],
       },
@@ -143,6 +146,46 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         // pattern keeps a runner from protecting (or unprotecting) tasks of any other cluster.
         Action: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection'],
         Resource: [clusterTasksArn],
+      },
+    ],
+  };
+}
+
+export interface WebhookDeliveryArns {
+  bucketArn: string;
+}
+
+/**
+ * The webhook Lambda, beyond what subscribing it to the webhook queue grants (receive,
+ * delete, change visibility and read attributes on that queue only).
+ */
+export function webhookDeliveryPolicy(arns: WebhookDeliveryArns): PolicyDocument {
+  const { bucketArn } = arns;
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'ReadJobRecords',
+        Effect: 'Allow',
+        // request.json (the webhook URL), status.json, cancel.json and earlier attempts, to
+        // assemble the payload; and the signing of the payload's presigned output URLs.
+        Action: ['s3:GetObject'],
+        Resource: [`${bucketArn}/tenants/*`],
+      },
+      {
+        Sid: 'WriteWebhookAttempts',
+        Effect: 'Allow',
+        // One record per delivery attempt, and nothing else: not the status, not the usage.
+        Action: ['s3:PutObject'],
+        Resource: [`${bucketArn}/tenants/*/jobs/*/webhook/*`],
+      },
+      {
+        Sid: 'ListJobRecords',
+        Effect: 'Allow',
+        // the attempts of a job are listed; and missing keys must read as 404 (see above)
+        Action: ['s3:ListBucket'],
+        Resource: [bucketArn],
+        Condition: { StringLike: { 's3:prefix': ['tenants/*'] } },
       },
     ],
   };

@@ -25,6 +25,8 @@ export interface StageParams {
   readonly runnerImageTag: string;
   /** Origins besides the Router's own URL allowed to GET/PUT the bucket from a browser. */
   readonly extraCorsOrigins: readonly string[];
+  /** The model catalog bundled into the edge Lambda (tools/model-catalog.ts), relative to the project root. */
+  readonly modelCatalog: string;
 }
 
 /** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
@@ -36,6 +38,7 @@ export const PARAM_ENV = {
   targetBacklogPerTask: 'AMDM_TARGET_BACKLOG_PER_TASK',
   runnerImageTag: 'AMDM_RUNNER_IMAGE_TAG',
   extraCorsOrigins: 'AMDM_CORS_ORIGINS',
+  modelCatalog: 'AMDM_MODEL_CATALOG',
 } as const satisfies Record<keyof StageParams, string>;
 
 export const DEFAULT_PARAMS: StageParams = {
@@ -51,6 +54,8 @@ export const DEFAULT_PARAMS: StageParams = {
   // nothing but a job that would fail to start.
   runnerImageTag: 'bootstrap',
   extraCorsOrigins: [],
+  // written by `npm run models:catalog` beside the packages' checksums.json
+  modelCatalog: 'models/catalog.json',
 };
 
 /**
@@ -89,7 +94,20 @@ export function readStageParams(env: Readonly<Record<string, string | undefined>
     targetBacklogPerTask: parseInteger('targetBacklogPerTask', value('targetBacklogPerTask'), 1, 1000),
     runnerImageTag: parseImageTag(value('runnerImageTag')),
     extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
+    modelCatalog: parseCatalogPath(value('modelCatalog')),
   };
+}
+
+function parseCatalogPath(raw: string | undefined): string {
+  if (raw === undefined) return DEFAULT_PARAMS.modelCatalog;
+  if (raw.startsWith('/')) {
+    // SST copies it into the bundle from the project root (copyFiles), which takes relative paths only
+    throw new StageParamError(`${PARAM_ENV.modelCatalog}="${raw}" is absolute; allowed: a path relative to the project root, e.g. models/catalog.json`);
+  }
+  if (!raw.endsWith('.json') || /[\0\n]/.test(raw)) {
+    throw new StageParamError(`${PARAM_ENV.modelCatalog}="${raw}" is not a path to a .json file; allowed: a file written by \`npm run models:catalog\``);
+  }
+  return raw;
 }
 
 function parseInteger(key: keyof StageParams, raw: string | undefined, min: number, max: number): number {

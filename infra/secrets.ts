@@ -6,11 +6,10 @@
  * every issued key.
  * WebhookSigningSecret: the Standard Webhooks secret ("whsec_" + base64) that signs deliveries.
  *
- * The edge links both. The runner needs only the signing secret (its webhook dispatcher
- * signs deliveries); it gets it as an ECS secret from an SSM SecureString (infra/gpu.ts),
- * never in the task definition's plain environment, which anyone with
- * ecs:DescribeTaskDefinition can read. It arrives as SST_RESOURCE_WebhookSigningSecret, so
- * `Resource.WebhookSigningSecret.value` reads it as on Lambda.
+ * Each is linked to the one function that uses it: the pepper to the edge (it verifies keys),
+ * the signing secret to the webhook Lambda (it signs deliveries). The GPU runner holds
+ * neither: it enqueues webhooks and never delivers them. Operators read the pepper with their
+ * own credentials under `npx sst shell` (`amdm keys`).
  */
 export function createSecrets() {
   return {

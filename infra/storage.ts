@@ -9,13 +9,15 @@
  */
 import type { Input } from '@pulumi/pulumi';
 import { s3 } from '@pulumi/aws';
+import { EXPIRING_OBJECT_TAG } from '../adapters/aws/retention.ts';
 
 /**
- * The tag that makes an object expire after the stage's retention. The runner puts it on
- * out/*.png; the edge may put it on uploads. Written as `Tagging: "amdm-expire=job-output"`
- * on PutObject (needs s3:PutObjectTagging, granted in infra/iam.ts).
+ * The tag that makes an object expire after the stage's retention: the S3 store of every AWS
+ * root writes it with each job output (tenants/{t}/jobs/{id}/out/*) in the PutObject itself
+ * (x-amz-tagging, which needs s3:PutObjectTagging, granted in infra/iam.ts). One constant,
+ * in adapters/aws/retention.ts, for the writer and this rule.
  */
-export const EXPIRING_OBJECT_TAG = { key: 'amdm-expire', value: 'job-output' } as const;
+export { EXPIRING_OBJECT_TAG };
 
 /** Browser methods the playground needs on signed URLs: GET outputs, PUT uploads. */
 export const BUCKET_CORS_METHODS = ['GET', 'PUT'] as const;

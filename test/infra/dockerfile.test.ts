@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -119,6 +120,36 @@ describe('gpu-runner/Dockerfile', () => {
     expect(cmds).toHaveLength(1);
     expect(JSON.parse(cmds[0]!.args)).toEqual(['node', '--import', 'tsx', 'gpu-runner/main.ts']);
     expect(existsSync(`${root}gpu-runner/main.ts`)).toBe(true);
+  });
+
+  it('copies every file gpu-runner/main.ts imports, and lists every package it imports as a production dependency', async () => {
+    const copied = final
+      .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1));
+    // the runner's import graph, as node resolves it at run time (tsx transpiles, nothing is bundled)
+    const result = await build({
+      entryPoints: [`${root}gpu-runner/main.ts`],
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      logLevel: 'silent',
+    });
+    const files = Object.keys(result.metafile.inputs);
+    expect(files).toContain('gpu-runner/aws/scale-in-guard.ts');
+    const missing = files.filter((f) => !copied.some((c) => f === c || f.startsWith(`${c.replace(/\/$/, '')}/`)));
+    expect(missing, 'imported by the runner but not copied into the image').toEqual([]);
+    const packages = new Set(
+      Object.values(result.metafile.inputs)
+        .flatMap((input) => input.imports)
+        .filter((imp) => imp.external && !imp.path.startsWith('node:'))
+        .map((imp) => (imp.path.startsWith('@') ? imp.path.split('/').slice(0, 2).join('/') : imp.path.split('/')[0]!)),
+    );
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
+    expect([...packages].filter((p) => !(p in pkg.dependencies)), 'imported by the runner but not a production dependency').toEqual([]);
+    expect(packages).toContain('sst');
   });
 
   it('says why for every instruction', () => {

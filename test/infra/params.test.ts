@@ -21,6 +21,7 @@ describe('stage parameters', () => {
         AMDM_TARGET_BACKLOG_PER_TASK: '5',
         AMDM_RUNNER_IMAGE_TAG: 'git-3f2a9c1',
         AMDM_CORS_ORIGINS: 'https://playground.example.com, http://localhost:5173',
+        AMDM_MODEL_CATALOG: 'build/catalog.json',
       }),
     ).toEqual({
       gpuInstanceTypes: ['g6e.xlarge', 'g5.2xlarge'],
@@ -30,6 +31,7 @@ describe('stage parameters', () => {
       targetBacklogPerTask: 5,
       runnerImageTag: 'git-3f2a9c1',
       extraCorsOrigins: ['https://playground.example.com', 'http://localhost:5173'],
+      modelCatalog: 'build/catalog.json',
     });
   });
 
@@ -48,6 +50,8 @@ describe('stage parameters', () => {
     [{ AMDM_CORS_ORIGINS: 'https://x.example.com/' }, /AMDM_CORS_ORIGINS contains "https:\/\/x\.example\.com\/"/],
     [{ AMDM_CORS_ORIGINS: 'http://x.example.com' }, /allowed: https:\/\/host/],
     [{ AMDM_CORS_ORIGINS: 'not a url' }, /which is not a URL/],
+    [{ AMDM_MODEL_CATALOG: 'models/' }, /AMDM_MODEL_CATALOG="models\/" is not a path to a \.json file/],
+    [{ AMDM_MODEL_CATALOG: '/abs/catalog.json' }, /AMDM_MODEL_CATALOG="\/abs\/catalog\.json" is absolute/],
   ])('refuses %o, naming the variable', (env, message) => {
     expect(() => readStageParams(env)).toThrow(StageParamError);
     expect(() => readStageParams(env)).toThrow(message);

@@ -55,6 +55,16 @@ class Queue extends Shim {
   getSSTLink() {
     return { properties: { url: this.url }, include: [{ type: 'aws.permission', actions: ['sqs:*'], resources: [this.arn] }] };
   }
+  /** Records the subscription; what SST builds from it is its QueueLambdaSubscriber's business. */
+  subscribe(subscriber: unknown, args: any = {}) {
+    return new QueueSubscriber(`${this.logicalName}Subscriber`, { queue: this, subscriber, ...args });
+  }
+}
+
+class QueueSubscriber extends Shim {
+  constructor(name: string, args: any) {
+    super('sst:aws:QueueLambdaSubscriber', name, args);
+  }
 }
 
 class Router extends Shim {
@@ -104,6 +114,9 @@ class Linkable {
   }
 }
 
+/** The project root SST resolves paths against ($cli.paths.root): this checkout. */
+export const SHIM_ROOT = new URL('../../', import.meta.url).pathname.replace(/\/$/, '');
+
 export function installSstShim(stage = 'test') {
   components.length = 0;
   linkEnvCalls.length = 0;
@@ -112,6 +125,7 @@ export function installSstShim(stage = 'test') {
     aws: awsProvider,
     $app: { name: 'amdm', stage, removal: 'remove', protect: false, providers: {} },
     $dev: false,
+    $cli: { command: 'deploy', paths: { root: SHIM_ROOT } },
     $config: (config: unknown) => config,
   });
 }

@@ -9,13 +9,39 @@
  * the mocked engine exactly as AWS would receive them. sst-components.test.ts then runs the
  * real SST Bucket, Queue and Linkable with the same arguments, to check what SST makes of them.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatModelCatalog } from '../../tools/model-catalog.ts';
 import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES } from './pulumi-mocks.ts';
 import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
 import { actionsAllowed, parsePolicy } from './policy.ts';
 
 const mocks = new MockStack();
 installSstShim('prod');
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+/** The catalog this deploy bundles: written as `npm run models:catalog` writes one. */
+const catalogDir = mkdtempSync(join(tmpdir(), 'amdm-stack-catalog-'));
+const catalogFile = join(catalogDir, 'catalog.json');
+writeFileSync(
+  catalogFile,
+  formatModelCatalog({
+    models: ['shapes-base', 'shapes-style'].map((id) => ({
+      id,
+      description: '',
+      ecosystem: 'shapes-v1',
+      latent: { channels: 4, vae_scale_factor: 4 },
+      sizes: { default: [32, 32] as [number, number], min: 32, max: 64, multiple: 8 },
+      conditions: { prompt: { max_tokens: 75 }, grounding: null, reference_image: null },
+      schedulers: ['ddim', 'euler'] as ('ddim' | 'euler')[],
+    })),
+    modelsChecksumsSha256: null,
+  }),
+);
+afterAll(() => rmSync(catalogDir, { recursive: true, force: true }));
 
 const env = {
   AMDM_GPU_INSTANCE_TYPES: 'g6.xlarge,g5.xlarge',
@@ -25,6 +51,8 @@ const env = {
   AMDM_TARGET_BACKLOG_PER_TASK: '2',
   AMDM_RUNNER_IMAGE_TAG: 'abc1234',
   AMDM_CORS_ORIGINS: 'http://localhost:5173',
+  // relative to the project root, as SST's copyFiles requires
+  AMDM_MODEL_CATALOG: relative(root, catalogFile),
 };
 
 let outputs: Record<string, unknown>;
@@ -97,11 +125,32 @@ describe('edge', () => {
     expect(edge().url.router.readTimeout).toBe('60 seconds');
   });
 
-  it('links the bucket, the job queue and both secrets, and nothing else', () => {
+  it('names a handler file that exports `handler`', () => {
+    const [file, exported] = (edge().handler as string).split('.');
+    const source = readFileSync(join(root, `${file}.ts`), 'utf8');
+    expect(source).toMatch(new RegExp(`export const ${exported} = streamHandle\\(`));
+  });
+
+  it('links the bucket, the job queue and the key pepper, and nothing else (not the webhook secret)', () => {
     const linked = edge().link as any[];
-    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret', 'Secret']);
+    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret']);
     const queue = linked.find((l) => l instanceof ShimQueue)!;
     expect(queue.args).toBe(component('sst:aws:Queue', 'JobQueue').args);
+    expect(linked.find((l) => l.constructor.name === 'Secret').logicalName).toBe('KeyPepper');
+  });
+
+  it('bundles the model catalog at the root of the function package, and knows the public URL', async () => {
+    expect(edge().copyFiles).toEqual([{ from: relative(root, catalogFile), to: 'model-catalog.json' }]);
+    expect(join(root, edge().copyFiles[0].from)).toBe(catalogFile);
+    expect(await resolve(edge().environment.PUBLIC_BASE_URL)).toBe('https://d1234abcd.cloudfront.net');
+    expect(await resolve(outputs.models as any)).toBe('shapes-base,shapes-style');
+  });
+
+  it('refuses to deploy without a catalog, naming the file and the command that writes it', async () => {
+    const { createEdge } = await import('../../infra/edge.ts');
+    expect(() =>
+      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
+    ).toThrow(/no model catalog at .*no\/such\/catalog\.json.*npm run models:catalog/);
   });
 
   it('gets no implicit permissions from its links (they would grant sqs:* and s3:*)', () => {
@@ -136,7 +185,8 @@ describe('edge', () => {
       'arn:aws:s3:::amdm-test-store/tenants/*',
     ]);
     const list = s3.find((p) => p.actions.includes('s3:ListBucket'));
-    expect(list.conditions).toEqual([{ test: 'StringLike', variable: 's3:prefix', values: ['tenants/*'] }]);
+    // apikeys/ only so that an unknown key's object reads as NoSuchKey, not AccessDenied
+    expect(list.conditions).toEqual([{ test: 'StringLike', variable: 's3:prefix', values: ['tenants/*', 'apikeys/*'] }]);
     const writes = s3.filter((p) => p.actions.includes('s3:PutObject')).flatMap((p) => p.resources);
     expect(writes).toEqual(['arn:aws:s3:::amdm-test-store/tenants/*']);
   });
@@ -211,9 +261,10 @@ describe('GPU fleet', () => {
     expect(JSON.parse(env.SST_RESOURCE_Store)).toEqual({ name: 'amdm-test-store' });
   });
 
-  it('configures the runner to agree with the stack: CUDA, lease, receive limit, drain, public URL', () => {
+  it('configures the runner to agree with the stack: AWS mode, CUDA, lease, receive limit, drain, public URL', () => {
     const { env } = container();
     expect(env).toMatchObject({
+      AMDM_MODE: 'aws',
       ORT_PROVIDER: 'cuda',
       RUNNER_VISIBILITY_SECONDS: '120',
       AMDM_MAX_RECEIVES: '3',
@@ -224,24 +275,24 @@ describe('GPU fleet', () => {
     expect(env.AMDM_MODELS_DIR).toMatch(/^\//);
   });
 
-  it('passes the webhook signing secret through SSM, never in the task definition', () => {
+  it('gives the runner no secret at all: it enqueues webhooks and never signs them', () => {
     const { td, container: c, env } = container();
-    const parameter = raw('aws:ssm/parameter:Parameter');
-    expect(parameter.inputs).toMatchObject({ type: 'SecureString', name: '/amdm/prod/runner/SST_RESOURCE_WebhookSigningSecret' });
-    // Pulumi hands mocks a secret as {<secret signature>: ..., value}: the value stays
-    // encrypted in the stack state.
-    const { value: secretValue, ...signature } = parameter.inputs.value;
-    expect(Object.values(signature)).toEqual(['1b47061264138c4ac30d75fd1eb44270']);
-    expect(JSON.parse(secretValue)).toEqual({ value: 'WebhookSigningSecret-value' });
-    expect(c.secrets).toHaveLength(1);
-    expect(c.secrets[0].name).toBe('SST_RESOURCE_WebhookSigningSecret');
-    expect(c.secrets[0].valueFrom).toMatch(/^arn:aws:ssm:.*:parameter\/+amdm\/prod\/runner\/SST_RESOURCE_WebhookSigningSecret$/);
-    expect(JSON.stringify(td.containerDefinitions)).not.toContain('WebhookSigningSecret-value');
-    expect(env).not.toHaveProperty('SST_RESOURCE_KeyPepper');
-    expect(JSON.stringify(td.containerDefinitions)).not.toContain('KeyPepper');
-    const readSecrets = parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerExecutionSecrets').inputs.policy);
-    expect(readSecrets.Statement.flatMap((st) => st.Action)).toEqual(['ssm:GetParameters']);
-    expect(readSecrets.Statement.flatMap((st) => st.Resource)).toEqual([c.secrets[0].valueFrom]);
+    expect(c.secrets).toEqual([]);
+    expect(mocks.ofType('aws:ssm/parameter:Parameter')).toEqual([]);
+    expect(mocks.ofType('aws:iam/rolePolicy:RolePolicy').map((p) => p.name)).not.toContain('RunnerExecutionSecrets');
+    expect(Object.keys(env).filter((k) => /Secret|Pepper/.test(k))).toEqual([]);
+    expect(JSON.stringify(td.containerDefinitions)).not.toMatch(/WebhookSigningSecret|KeyPepper/);
+  });
+
+  it('checks the runner\'s health with the liveness file the runner writes', () => {
+    const { container: c, env } = container();
+    expect(c.healthCheck).toEqual({ command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'], interval: 30, timeout: 5, retries: 3, startPeriod: 300 });
+    // the script exists where the image puts the code (WORKDIR /app, COPY gpu-runner)
+    expect(existsSync(join(root, 'gpu-runner/aws/healthcheck.mjs'))).toBe(true);
+    // both sides agree on the file: the runner writes AMDM_LIVENESS_FILE, the check reads it
+    expect(env.AMDM_LIVENESS_FILE).toBe('/tmp/amdm-runner.alive');
+    // failing for interval x retries after the start period: well past the check's 60 s age limit
+    expect(c.healthCheck.interval * c.healthCheck.retries).toBeGreaterThan(60);
   });
 
   it('runs the service on the capacity provider, with the desired count owned by autoscaling', () => {
@@ -325,6 +376,54 @@ describe('scaling', () => {
   });
 });
 
+describe('webhook delivery', () => {
+  const subscription = () => component('sst:aws:QueueLambdaSubscriber', 'WebhookQueueSubscriber').args;
+  const fn = () => subscription().subscriber;
+  const store = 'arn:aws:s3:::amdm-test-store';
+
+  it('subscribes one function to the webhook queue, with partial batch responses', () => {
+    expect(subscription().queue).toBeInstanceOf(ShimQueue);
+    expect(subscription().queue.logicalName).toBe('WebhookQueue');
+    expect(subscription().batch).toEqual({ size: 10, partialResponses: true });
+    expect(subscription().transform.eventSourceMapping).toEqual({ scalingConfig: { maximumConcurrency: 2 } });
+    // nothing else consumes it: the runner may only send (see IAM)
+    expect(() => component('sst:aws:QueueLambdaSubscriber', 'JobQueueSubscriber')).toThrow(/found 0/);
+  });
+
+  it('runs gpu-runner/webhook-lambda.handler, which exists and is exported', () => {
+    expect(fn().handler).toBe('gpu-runner/webhook-lambda.handler');
+    expect(readFileSync(join(root, 'gpu-runner/webhook-lambda.ts'), 'utf8')).toMatch(/export async function handler\(/);
+  });
+
+  it('times out before the queue would hand a record to another invocation', async () => {
+    const { WEBHOOK_VISIBILITY_TIMEOUT_SECONDS } = await import('../../infra/queues.ts');
+    const seconds = Number(/^(\d+) seconds$/.exec(fn().timeout)![1]);
+    expect(seconds).toBeLessThan(WEBHOOK_VISIBILITY_TIMEOUT_SECONDS);
+    expect(component('sst:aws:Queue', 'WebhookQueue').args.visibilityTimeout).toBe(`${WEBHOOK_VISIBILITY_TIMEOUT_SECONDS} seconds`);
+  });
+
+  it('links the bucket, the webhook queue and the signing secret, and knows the public URL', async () => {
+    const linked = fn().link as any[];
+    expect(linked.map((l) => l.logicalName).sort()).toEqual(['Store', 'WebhookQueue', 'WebhookSigningSecret']);
+    expect(await resolve(fn().environment.PUBLIC_BASE_URL)).toBe('https://d1234abcd.cloudfront.net');
+  });
+
+  it('may read job records, write only webhook attempt records, and nothing in apikeys/ or models/', async () => {
+    const permissions = await resolve<any[]>(fn().permissions);
+    const doc = parsePolicy({
+      Version: '2012-10-17',
+      Statement: permissions.map((p) => ({ Effect: p.effect === 'deny' ? 'Deny' : 'Allow', Action: p.actions, Resource: p.resources })),
+    });
+    expect(actionsAllowed(doc, `${store}/tenants/t1/jobs/j1/webhook/0001.json`).sort()).toEqual(['s3:GetObject', 's3:PutObject']);
+    expect(actionsAllowed(doc, `${store}/tenants/t1/jobs/j1/status.json`)).toEqual(['s3:GetObject']);
+    expect(actionsAllowed(doc, `${store}/tenants/t1/usage/2026-01-01/j1.json`)).toEqual(['s3:GetObject']);
+    expect(actionsAllowed(doc, `${store}/apikeys/abc.json`)).toEqual([]);
+    expect(actionsAllowed(doc, `${store}/models/checksums.json`)).toEqual([]);
+    // its queue rights come from the subscription (SST grants receive/delete/visibility on that queue only)
+    expect(permissions.flatMap((p) => p.actions).filter((a: string) => a.startsWith('sqs:'))).toEqual([]);
+  });
+});
+
 describe('IAM', () => {
   const taskPolicy = () => parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerTaskPolicy').inputs.policy);
   const store = 'arn:aws:s3:::amdm-test-store';
@@ -332,11 +431,11 @@ describe('IAM', () => {
   const jobDlq = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-jobdeadletters`;
   const webhookQueue = `arn:aws:sqs:${REGION}:${ACCOUNT_ID}:amdm-test-webhookqueue`;
 
-  it('lets the runner lease jobs on the job queue and its DLQ, and queue and deliver webhooks', () => {
+  it('lets the runner lease jobs on the job queue and its DLQ, and only enqueue webhooks', () => {
     const lease = ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'];
     expect(actionsAllowed(taskPolicy(), jobQueue).sort()).toEqual(lease);
     expect(actionsAllowed(taskPolicy(), jobDlq).sort()).toEqual(lease);
-    expect(actionsAllowed(taskPolicy(), webhookQueue).sort()).toEqual([...lease, 'sqs:SendMessage'].sort());
+    expect(actionsAllowed(taskPolicy(), webhookQueue)).toEqual(['sqs:SendMessage']);
     expect(actionsAllowed(taskPolicy(), jobQueue)).not.toContain('sqs:SendMessage');
   });
 
