@@ -53,7 +53,7 @@ function fingerprint(record: JobRecord): string {
 
 const running = { ...EXAMPLE_JOB, status: 'running', finished_at: null, outputs: [], usage: null, progress: { step: 7, total: 20, phase: 'base_only', image: 1, images: 1 } };
 const EXAMPLE_STREAM =
-  `retry: 2000\nevent: job\ndata: ${JSON.stringify({ ...running, progress: { ...running.progress, step: 2, phase: 'aggregating' } })}\n\n` +
+  `event: job\ndata: ${JSON.stringify({ ...running, progress: { ...running.progress, step: 2, phase: 'aggregating' } })}\nretry: 2000\n\n` +
   `event: job\ndata: ${JSON.stringify(running)}\n\n` +
   ': keep-alive\n\n' +
   `event: job\ndata: ${JSON.stringify(EXAMPLE_JOB)}\n\n`;
