@@ -1,8 +1,8 @@
 /**
  * The playground in a real browser (Debian's Chromium driven by playwright-core) against
- * the local stack: the page offers the local key, two models are picked (a base and a
- * grounding model), a box is drawn with the mouse and nudged with the keyboard, its
- * phrase typed; a bad seed and an API error (a window past the last step) show next to
+ * the local stack: the page offers the local key, models are picked (a base, a grounding
+ * model, and a style model whose reference image is uploaded), a box is drawn with the
+ * mouse and nudged with the keyboard, its phrase typed; a bad seed and an API error (a window past the last step) show next to
  * their fields; the job runs to the image with progress n of n; a long job is canceled
  * from the page; and /docs renders the reference from this server alone.
  *
@@ -13,7 +13,7 @@
  *
  * Two page loads in all: browser tests are the slowest kind on a shared 2-core machine.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +106,16 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     await page.keyboard.press('ArrowRight');
     expect(Number(await x0.inputValue())).toBeCloseTo(before + 0.01, 5);
 
+    // a third model that needs a reference image: uploaded through POST /v1/uploads and the signed PUT
+    await page.getByRole('checkbox', { name: 'shapes-style' }).check();
+    const example = JSON.parse(readFileSync(fileURLToPath(new URL('../../examples/base-layout-style.json', import.meta.url)), 'utf8')) as { models: { reference_image?: { data: string } }[] };
+    const png = Buffer.from(example.models.find((m) => m.reference_image)!.reference_image!.data, 'base64');
+    await page.getByLabel(/^Image \(PNG or JPEG/).setInputFiles({ name: 'style.png', mimeType: 'image/png', buffer: png });
+    await page.getByRole('status').filter({ hasText: 'Uploaded style.png.' }).waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('img', { name: 'reference image style.png' }).isVisible()).toBe(true);
+    // the box drawn for shapes-layout survived the re-render of the model cards
+    expect(await page.getByRole('group', { name: 'Box 1' }).getByLabel('Phrase').inputValue()).toBe('a red circle');
+
     // a seed that is not a uint32 is refused at its field, before anything is sent
     await page.getByLabel('Seed').fill('4294967296');
     await page.getByRole('button', { name: 'Generate' }).click();
@@ -131,8 +141,9 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await windowGroup.locator('.field-error').count()).toBe(0);
 
     // what was sent: the two models in page order, the box normalized xyxy with its phrase
-    const sent = posted.at(-1) as { models: { id: string; grounding?: { phrase: string; box: number[] }[] }[]; sampler: { steps: number; seed: number } };
-    expect(sent.models.map((m) => m.id)).toEqual(['shapes-base', 'shapes-layout']);
+    const sent = posted.at(-1) as { models: { id: string; grounding?: { phrase: string; box: number[] }[]; reference_image?: { upload_id: string } }[]; sampler: { steps: number; seed: number } };
+    expect(sent.models.map((m) => m.id)).toEqual(['shapes-base', 'shapes-layout', 'shapes-style']);
+    expect(sent.models[2]!.reference_image!.upload_id).toMatch(/^upl_/);
     const g = sent.models[1]!.grounding![0]!;
     expect(g.phrase).toBe('a red circle');
     expect(g.box.every((v) => v >= 0 && v <= 1) && g.box[0]! < g.box[2]! && g.box[1]! < g.box[3]!).toBe(true);
@@ -143,7 +154,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     await expect
       .poll(() => images.evaluateAll((els) => els.length > 0 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 30_000 })
       .toBe(true);
-    expect(await images.count()).toBe(MODELS_PRESENT ? 2 : 1); // the aggregated image, and shapes-layout's own with the real engine
+    // the aggregated image, and with the real engine each auxiliary model's own (the double makes only the first)
+    expect(await images.count()).toBe(MODELS_PRESENT ? 3 : 1);
     expect(await page.locator('#progress-text').textContent()).toMatch(/^Succeeded: Step 12 of 12/);
     expect(await page.locator('#progress').evaluate((p) => [(p as HTMLProgressElement).value, (p as HTMLProgressElement).max])).toEqual([12, 12]);
     expect(await page.locator('#images .overlay-box').first().textContent()).toBe('a red circle');
@@ -154,7 +166,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     // the finished page, for docs/playground.png (tall enough to hold the whole page unscrolled)
     await page.evaluate(() => window.scrollTo(0, 0));
     const height = await page.evaluate(() => document.documentElement.scrollHeight);
-    await page.setViewportSize({ width: 1280, height: Math.min(height, 4000) });
+    await page.setViewportSize({ width: 1280, height: Math.min(height, 5000) });
     const shot = await page.screenshot({ path: process.env.AMDM_UPDATE_SCREENSHOT === '1' ? SCREENSHOT : join(userDataDir, 'playground.png') });
     expect(shot.subarray(1, 4).toString()).toBe('PNG');
     await page.setViewportSize({ width: 1280, height: 1000 });
