@@ -1,19 +1,87 @@
 /**
- * `amdm keys create --tenant NAME | revoke KEY_ID_OR_KEY | list`: API keys of a
- * single-node deployment, in the store under DATA_DIR (default ./data), with the pepper from
- * AMDM_KEY_PEPPER or DATA_DIR/secrets/pepper (created on first use).
+ * `amdm keys create --tenant NAME | revoke KEY_ID_OR_KEY | list`: API keys, in the store of
+ * a single node or of an AWS stage.
  *
- * Safe while `npm start` runs: the filesystem store writes atomically and every key object
- * has one writer (this command). A revoked key stops working within the edge's key cache
- * time (10 s).
+ * Where the keys go, first match wins:
+ * - `--store s3://BUCKET[/PREFIX]`: that bucket, with the operator's AWS credentials;
+ * - `--data-dir DIR`: a single node's store under DIR;
+ * - under `npx sst shell --stage STAGE` (SST_RESOURCE_Store in the environment): the stage's
+ *   bucket, `Resource.Store.name`;
+ * - otherwise DATA_DIR (default ./data).
+ *
+ * The pepper: AMDM_KEY_PEPPER when set. Otherwise, for S3, the stage's KeyPepper secret
+ * (`Resource.KeyPepper.value`, present under `sst shell`); a missing pepper is an error there,
+ * never a new one, since a key hashed with another pepper than the edge's would never verify.
+ * For a single node, DATA_DIR/secrets/pepper (created on first use).
+ *
+ * Safe while the API runs: every key object has one writer (this command), the filesystem
+ * store writes atomically and S3 writes are atomic. A revoked key stops working within the
+ * edge's key cache time (10 s).
  */
 import { parseArgs } from 'node:util';
-import { createApiKey, listApiKeys, revokeApiKey, TENANT_RE } from '../../shared/api-keys.ts';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Resource } from 'sst/resource';
+import { hasLink, linkedString, type Links } from '../../adapters/aws/links.ts';
+import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { FsStore } from '../../adapters/embedded/fs-store.ts';
+import { createApiKey, listApiKeys, revokeApiKey, TENANT_RE } from '../../shared/api-keys.ts';
+import type { ObjectStore } from '../../shared/ports/store.ts';
 import { dataLayout, loadSecrets } from '../../tools/single-node.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 
-const USAGE = 'keys create --tenant NAME | keys revoke KEY_ID_OR_KEY | keys list  [--data-dir DIR]   manage API keys (single node)';
+const USAGE =
+  'keys create --tenant NAME | keys revoke KEY_ID_OR_KEY | keys list  [--data-dir DIR | --store s3://BUCKET[/PREFIX] [--region R]]   manage API keys (single node, or an AWS stage under `sst shell`)';
+
+interface Target {
+  store: ObjectStore;
+  pepper: string;
+  where: string;
+  close(): Promise<void>;
+}
+
+/** s3://bucket or s3://bucket/prefix/ -> the bucket and the store prefix ('' or ending in '/'). */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new UsageError(`--store must be s3://BUCKET or s3://BUCKET/PREFIX (got ${JSON.stringify(url)})`);
+  const path = (m[2] ?? '').replace(/\/+$/, '');
+  return { bucket: m[1]!, prefix: path ? `${path}/` : '' };
+}
+
+function s3Target(bucket: string, prefix: string, pepper: string, region: string | undefined): Target {
+  // the operator's credentials and region, from the environment or ~/.aws, as the AWS CLI
+  const client = new S3Client(region ? { region } : {});
+  const store = new S3Store({ client, bucket, prefix });
+  return {
+    store,
+    pepper,
+    where: `s3://${bucket}/${prefix}`,
+    async close() {
+      await store.close();
+      client.destroy();
+    },
+  };
+}
+
+function openTarget(values: { 'data-dir'?: string; store?: string; region?: string }, env: NodeJS.ProcessEnv, links: Links): Target {
+  if (values.store !== undefined && values['data-dir'] !== undefined) throw new UsageError('give --store or --data-dir, not both');
+  const sstStage = hasLink(links, 'store');
+  if (values.store !== undefined || (values['data-dir'] === undefined && sstStage)) {
+    const { bucket, prefix } = values.store !== undefined ? parseS3Url(values.store) : { bucket: linkedString(links, 'store'), prefix: '' };
+    const pepper = env.AMDM_KEY_PEPPER || (hasLink(links, 'keyPepper') ? linkedString(links, 'keyPepper') : '');
+    if (!pepper) {
+      throw new UsageError(
+        `no pepper for s3://${bucket}: run under \`npx sst shell --stage STAGE -- ...\` (it reads the stage's KeyPepper secret) ` +
+          'or set AMDM_KEY_PEPPER to the value of that secret',
+      );
+    }
+    return s3Target(bucket, prefix, pepper, values.region);
+  }
+  const layout = dataLayout(values['data-dir'] ?? env.DATA_DIR ?? './data');
+  const secrets = loadSecrets(layout, env);
+  // the CLI never hands out blob URLs, but the store always signs with the deployment's key
+  const store = new FsStore({ root: layout.storeDir, signing: { secret: secrets.blobSecret, baseUrl: env.PUBLIC_BASE_URL ?? 'http://127.0.0.1:8787' } });
+  return { store, pepper: secrets.pepper, where: layout.storeDir, close: () => store.close() };
+}
 
 export const command: CliCommand = {
   usage: USAGE,
@@ -21,31 +89,30 @@ export const command: CliCommand = {
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { tenant: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } },
+      options: { tenant: { type: 'string' }, 'data-dir': { type: 'string' }, store: { type: 'string' }, region: { type: 'string' }, json: { type: 'boolean' } },
     });
     const [sub, ...rest] = positionals;
     if (!sub || !['create', 'revoke', 'list'].includes(sub)) throw new UsageError(`give a subcommand: create, revoke or list (usage: amdm ${USAGE})`);
-    const layout = dataLayout(values['data-dir'] ?? process.env.DATA_DIR ?? './data');
-    const secrets = loadSecrets(layout);
-    // the CLI never hands out blob URLs, but the store always signs with the deployment's key
-    const store = new FsStore({ root: layout.storeDir, signing: { secret: secrets.blobSecret, baseUrl: process.env.PUBLIC_BASE_URL ?? 'http://127.0.0.1:8787' } });
+    if (sub === 'create') {
+      if (rest.length > 0) throw new UsageError(`keys create takes no positional arguments (got ${rest.join(' ')})`);
+      if (!values.tenant) throw new UsageError('keys create needs --tenant NAME');
+      if (!TENANT_RE.test(values.tenant)) throw new UsageError(`--tenant must be lowercase letters, digits, '-' or '_' (at most 63, starting with a letter or digit); got "${values.tenant}"`);
+    }
+    if (sub === 'revoke' && rest.length !== 1) throw new UsageError('keys revoke takes one KEY_ID or the full key');
+    const target = openTarget(values, process.env, Resource);
+    const { store, pepper } = target;
     try {
       if (sub === 'create') {
-        if (rest.length > 0) throw new UsageError(`keys create takes no positional arguments (got ${rest.join(' ')})`);
-        const tenant = values.tenant;
-        if (!tenant) throw new UsageError('keys create needs --tenant NAME');
-        if (!TENANT_RE.test(tenant)) throw new UsageError(`--tenant must be lowercase letters, digits, '-' or '_' (at most 63, starting with a letter or digit); got "${tenant}"`);
-        const created = await createApiKey(store, { tenant, pepper: secrets.pepper });
+        const created = await createApiKey(store, { tenant: values.tenant!, pepper });
         // the key alone on stdout, so `KEY=$(amdm keys create --tenant x)` works
         process.stdout.write(`${created.key}\n`);
-        process.stderr.write(`created key ${created.keyId} for tenant "${tenant}"; it is shown only now\n`);
+        process.stderr.write(`created key ${created.keyId} for tenant "${values.tenant}" in ${target.where}; it is shown only now\n`);
         return 0;
       }
       if (sub === 'revoke') {
-        if (rest.length !== 1) throw new UsageError('keys revoke takes one KEY_ID or the full key');
-        const r = await revokeApiKey(store, { keyIdOrKey: rest[0]!, pepper: secrets.pepper });
+        const r = await revokeApiKey(store, { keyIdOrKey: rest[0]!, pepper });
         if (!r) {
-          process.stderr.write(`no key ${JSON.stringify(rest[0]!.slice(0, 20))}; see: amdm keys list\n`);
+          process.stderr.write(`no key ${JSON.stringify(rest[0]!.slice(0, 20))} in ${target.where}; see: amdm keys list\n`);
           return 1;
         }
         process.stderr.write(r.alreadyRevoked ? `key ${r.keyId} was already revoked\n` : `revoked key ${r.keyId} of tenant "${r.tenant}"\n`);
@@ -61,7 +128,7 @@ export const command: CliCommand = {
       }
       return 0;
     } finally {
-      await store.close();
+      await target.close();
     }
   },
 };
