@@ -2,10 +2,12 @@
  * The people-facing routes in process: the playground and the reference page with their
  * security headers and caching, the local key offer and who gets it, a server whose pages
  * were never built, and an OpenAPI document whose every operation shows a request and a
- * response example.
+ * response example; and the Lambda bundle carrying the pages.
  */
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { fileURLToPath } from 'node:url';
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { MemoryQueue } from '../../adapters/memory/memory-queue.ts';
 import { MemoryStore } from '../../adapters/memory/memory-store.ts';
@@ -94,6 +96,26 @@ describe('the playground and the reference page', () => {
       expect(res.headers.get('content-type')).toBe('application/problem+json');
       expect((await res.json()).detail).toMatch(/npm run build:ui/);
     }
+  });
+});
+
+describe('the Lambda bundle', () => {
+  it('an esbuild bundle of edge/lambda.ts carries the pages (the generated module is a static import target)', async () => {
+    const out = await build({
+      entryPoints: [fileURLToPath(new URL('../lambda.ts', import.meta.url))],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node22',
+      write: false,
+      logLevel: 'silent',
+      // what the Lambda runtime provides, and native code the edge never loads
+      external: ['@aws-sdk/*', 'better-sqlite3', 'onnxruntime-node'],
+    });
+    const text = out.outputFiles.map((f) => f.text).join('\n');
+    expect(text).toContain('<title>AMDM playground</title>');
+    expect(text).toContain('<title>AMDM API reference</title>');
+    expect(text).toContain('SwaggerUIBundle');
   });
 });
 
