@@ -586,8 +586,9 @@ function renderProgress(job: JobRecord): void {
   els.progress.dataset.status = job.status;
   if (job.status === 'queued') {
     els.progress.removeAttribute('value'); // indeterminate
-    els.progressText.textContent = 'Queued.';
-    els.queueText.textContent = job.queue ? `${job.queue.position !== null ? `Position ${job.queue.position}: ` : ''}${job.queue.reason}` : '';
+    // the reason already says how many jobs are ahead ("next in line", "2 job(s) ahead; 1 running")
+    els.progressText.textContent = job.queue ? `Queued: ${job.queue.reason}` : 'Queued.';
+    els.queueText.textContent = job.queue?.position != null ? `${job.queue.position} job${job.queue.position === 1 ? '' : 's'} ahead of this one.` : '';
   } else {
     els.queueText.textContent = '';
     if (p) {
