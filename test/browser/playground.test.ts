@@ -67,7 +67,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
-  it('composes a two-model job with a drawn box, shows errors at their fields, runs it to the image, and cancels another', async () => {
+  it('composes a job of a base, a grounding and a style model, shows errors at their fields, runs it to the images, and cancels another', async () => {
     const page = await ctx.newPage();
     watch(page);
     const posted: unknown[] = [];
@@ -115,6 +115,15 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await page.getByRole('img', { name: 'reference image style.png' }).isVisible()).toBe(true);
     // the box drawn for shapes-layout survived the re-render of the model cards
     expect(await page.getByRole('group', { name: 'Box 1' }).getByLabel('Phrase').inputValue()).toBe('a red circle');
+
+    // every control a screen reader reaches has a name: a <label>, aria-label or aria-labelledby
+    const unnamed = await page.evaluate(() =>
+      [...document.querySelectorAll<HTMLElement>('input, select, textarea, button, canvas[tabindex]')]
+        .filter((el) => !el.closest('[hidden]'))
+        .filter((el) => !((el as HTMLInputElement).labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || (el.tagName === 'BUTTON' && el.textContent!.trim())))
+        .map((el) => el.outerHTML.slice(0, 120)),
+    );
+    expect(unnamed).toEqual([]);
 
     // a seed that is not a uint32 is refused at its field, before anything is sent
     await page.getByLabel('Seed').fill('4294967296');
