@@ -192,7 +192,8 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
     webhookSecret: null,
     modelSource: s3ModelSource(s3, linkedString(links, 'store'), MODELS_PREFIX),
     async close() {
-      // protection is cleared last among the AWS calls: the drain has settled every lease by now
+      // called after the drain (startRunner's cleanup): every lease is settled, so the guard
+      // clears protection and ECS may stop this task
       const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
       for (const client of owned) client.destroy();
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
