@@ -76,10 +76,11 @@ async function main(): Promise<void> {
   const lines = [
     '',
     'AMDM API is running (single node)',
+    `  playground    ${edge.url}/   (fills in the local key)`,
     `  base URL      ${edge.url}`,
     `  API key       ${key}`,
     `  data          ${layout.dataDir}`,
-    `  OpenAPI       ${edge.url}/openapi.json`,
+    `  API docs      ${edge.url}/docs   (OpenAPI: ${edge.url}/openapi.json)`,
     `  webhooks      signed with the secret in ${shortPath(join(layout.secretsDir, 'webhook-secret'))}${config.allowPrivateWebhooks ? ' (private addresses allowed)' : ' (set AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to reach localhost)'}`,
     '',
     'Submit an example and wait for the result:',
