@@ -29,7 +29,7 @@
  * durable (a fresh job directory is new in its parent). These steps run as a group commit:
  * puts whose bytes are written while a commit round is in flight wait for the next round,
  * which syncs all their files in parallel and each touched directory once, then resolves
- * them together. Under load one round serves tens of puts; alone, a put costs what it did.
+ * them together. Under load one round serves tens of puts; alone, a put is a round of its own.
  *
  * Listing walks the directories in UTF-8 byte order of the keys, so its cost grows with the
  * size of the listed directories; fine for a local deployment, which is what this store is for.
