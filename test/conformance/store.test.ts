@@ -1,6 +1,7 @@
 /**
- * The ObjectStore conformance suite against every adapter: memory and filesystem (their
- * signed URLs served by a blob route using the shared verifier), and S3 on fauxqs.
+ * The ObjectStore conformance suite against every adapter: memory, filesystem, SQLite and the
+ * single node's split store (their signed URLs served by a blob route using the shared
+ * verifier), and S3 on fauxqs.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { FsStore } from '../../adapters/embedded/fs-store.ts';
+import { SplitStore } from '../../adapters/embedded/split-store.ts';
+import { SqliteStore } from '../../adapters/embedded/sqlite-store.ts';
 import { MemoryStore } from '../../adapters/memory/memory-store.ts';
 import { startBlobServer, type BlobServer } from './blob-server.ts';
 import { startFauxqs, type Fauxqs } from './fauxqs-server.ts';
@@ -45,6 +48,31 @@ describeStoreConformance('filesystem', {
   async create() {
     const mount = blobs.mount(SECRET);
     const store = new FsStore({ root: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl } });
+    mount.serve(store);
+    return store;
+  },
+});
+
+describeStoreConformance('sqlite', {
+  capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
+  async create() {
+    const mount = blobs.mount(SECRET);
+    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl } });
+    mount.serve(store);
+    return store;
+  },
+});
+
+describeStoreConformance('split (sqlite records + filesystem blobs)', {
+  capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
+  async create() {
+    const mount = blobs.mount(SECRET);
+    const signing = { secret: SECRET, baseUrl: mount.baseUrl };
+    const root = join(dataRoot, `store-${++roots}`);
+    const store = new SplitStore({
+      records: new SqliteStore({ dir: root, signing }),
+      blobs: new FsStore({ root: join(root, 'blobs'), signing }),
+    });
     mount.serve(store);
     return store;
   },
