@@ -1,23 +1,29 @@
 /**
  * The single-node deployment, shared by its roots (tools/start.ts, edge/local.ts,
  * gpu-runner/main.ts, `amdm keys`): where things live under DATA_DIR, the secrets created
- * once at first start, and the embedded adapters (filesystem store + SQLite queues).
+ * once at first start, and the embedded adapters (SQLite queues, and a store that keeps its
+ * records in SQLite and its images on the filesystem).
  *
- *   DATA_DIR/store/          the object store (docs/architecture.md layout)
- *   DATA_DIR/queue/          queues.sqlite: 'jobs', 'jobs-dlq', 'webhooks'
+ *   DATA_DIR/queue/          queues.sqlite: the queues 'jobs', 'jobs-dlq', 'webhooks', and the
+ *                            store's records (every key of docs/architecture.md that is not an
+ *                            output image or an upload), one database so that a turn of the
+ *                            event loop commits requests, index entries and messages at once
+ *   DATA_DIR/store/          the store's blobs: tenants/{t}/jobs/{j}/out/*, tenants/{t}/uploads/*
  *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
  *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
  *
  * Every process opens its own handles; the fs store writes atomically and the SQLite
- * queue uses WAL with short transactions, so the server, a runner and the CLI can share
- * one DATA_DIR at the same time.
+ * database uses WAL with short transactions and a busy timeout, so the server, a runner and
+ * the CLI can share one DATA_DIR at the same time.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsStore } from '../adapters/embedded/fs-store.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
+import { SplitStore } from '../adapters/embedded/split-store.ts';
+import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
@@ -93,8 +99,41 @@ export interface EmbeddedAdapters {
   close(): Promise<void>;
 }
 
+/**
+ * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
+ * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
+ */
+export function openEmbeddedStore(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string }): SplitStore {
+  const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
+  const store = new SplitStore({
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing }),
+    blobs: new FsStore({ root: layout.storeDir, signing }),
+  });
+  if (holdsLegacyRecords(layout.storeDir)) {
+    // a DATA_DIR from before the records moved to SQLite: its keys and jobs must not vanish
+    store.adoptRecordsFromBlobs().then(
+      ({ moved }) => console.error(JSON.stringify({ level: 'info', msg: 'moved records from the filesystem store into SQLite', moved, store: layout.storeDir })),
+      (err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'moving records from the filesystem store into SQLite failed', err: String(err), store: layout.storeDir })),
+    );
+  }
+  return store;
+}
+
+/**
+ * Whether DATA_DIR/store holds records as files (the layout before they moved to SQLite): a
+ * single node that ever ran has an API key, and every accepted job an index entry. Two
+ * directory probes per tenant; the move deletes what it moved, so this turns false after it.
+ */
+function holdsLegacyRecords(storeDir: string): boolean {
+  // the filesystem store's names: a directory is its key segment plus '@'
+  if (existsSync(join(storeDir, 'apikeys@')) || existsSync(join(storeDir, 'apikey-ids@'))) return true;
+  const tenants = join(storeDir, 'tenants@');
+  if (!existsSync(tenants)) return false;
+  return readdirSync(tenants).some((t) => existsSync(join(tenants, t, 'index@')) || existsSync(join(tenants, t, 'usage@')));
+}
+
 export function openEmbedded(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number }): EmbeddedAdapters {
-  const store = new FsStore({ root: layout.storeDir, signing: { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl } });
+  const store = openEmbeddedStore(layout, opts);
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
   const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES } });

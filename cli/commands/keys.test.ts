@@ -2,9 +2,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FsStore } from '../../adapters/embedded/fs-store.ts';
 import { verifyApiKey } from '../../shared/api-keys.ts';
-import { dataLayout, loadSecrets } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
 import { UsageError } from '../command.ts';
 import { command } from './keys.ts';
 
@@ -39,7 +38,7 @@ describe('amdm keys', () => {
 
     const layout = dataLayout(dir);
     const secrets = loadSecrets(layout, {});
-    const store = new FsStore({ root: layout.storeDir, signing: { secret: secrets.blobSecret, baseUrl: 'http://127.0.0.1:1' } });
+    const store = openEmbeddedStore(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: 'http://127.0.0.1:1' });
     expect(await verifyApiKey(store, secrets.pepper, key)).toMatchObject({ tenant: 'acme' });
 
     const keyId = key.split('_')[1]!;
@@ -48,6 +47,7 @@ describe('amdm keys', () => {
     const list = await run(['list', '--json', '--data-dir', dir]);
     expect(JSON.parse(list.out)).toEqual([expect.objectContaining({ keyId, tenant: 'acme', revoked_at: expect.any(String) })]);
     expect((await run(['revoke', 'zzzzzzzzzzzz', '--data-dir', dir])).code).toBe(1);
+    await store.close();
   });
 
   it('refuses bad usage with UsageError (exit code 2)', async () => {

@@ -14,8 +14,8 @@
  * never a new one, since a key hashed with another pepper than the edge's would never verify.
  * For a single node, DATA_DIR/secrets/pepper (created on first use).
  *
- * Safe while the API runs: every key object has one writer (this command), the filesystem
- * store writes atomically and S3 writes are atomic. A revoked key stops working within the
+ * Safe while the API runs: every key object has one writer (this command), the single node's
+ * store commits each key in a SQLite transaction and S3 writes are atomic. A revoked key stops working within the
  * edge's key cache time (10 s).
  */
 import { parseArgs } from 'node:util';
@@ -23,10 +23,9 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Resource } from 'sst/resource';
 import { hasLink, linkedString, type Links } from '../../adapters/aws/links.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
-import { FsStore } from '../../adapters/embedded/fs-store.ts';
 import { createApiKey, listApiKeys, revokeApiKey, TENANT_RE } from '../../shared/api-keys.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { dataLayout, loadSecrets } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 
 const USAGE =
@@ -79,8 +78,8 @@ function openTarget(values: { 'data-dir'?: string; store?: string; region?: stri
   const layout = dataLayout(values['data-dir'] ?? env.DATA_DIR ?? './data');
   const secrets = loadSecrets(layout, env);
   // the CLI never hands out blob URLs, but the store always signs with the deployment's key
-  const store = new FsStore({ root: layout.storeDir, signing: { secret: secrets.blobSecret, baseUrl: env.PUBLIC_BASE_URL ?? 'http://127.0.0.1:8787' } });
-  return { store, pepper: secrets.pepper, where: layout.storeDir, close: () => store.close() };
+  const store = openEmbeddedStore(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: env.PUBLIC_BASE_URL ?? 'http://127.0.0.1:8787' });
+  return { store, pepper: secrets.pepper, where: layout.dataDir, close: () => store.close() };
 }
 
 export const command: CliCommand = {
