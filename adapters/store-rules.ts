@@ -34,8 +34,11 @@ export function checkKey(key: string): string {
     throw new TypeError(`invalid object key: expected a string, got ${typeof key}`);
   }
   if (key === '') invalid(key, 'a key must not be empty');
-  const bytes = utf8ByteLength(key);
-  if (bytes > MAX_KEY_BYTES) invalid(key, `a key is at most ${MAX_KEY_BYTES} bytes of UTF-8; this one is ${bytes}`);
+  // a UTF-16 code unit takes at most 3 bytes of UTF-8: short keys need no encoding to count
+  if (key.length * 3 > MAX_KEY_BYTES) {
+    const bytes = utf8ByteLength(key);
+    if (bytes > MAX_KEY_BYTES) invalid(key, `a key is at most ${MAX_KEY_BYTES} bytes of UTF-8; this one is ${bytes}`);
+  }
   if (key.includes('\0')) invalid(key, 'NUL characters are not allowed');
   // S3 lists keys in XML, which cannot carry most control characters
   if (/[\x01-\x1F\x7F]/.test(key)) invalid(key, 'control characters (U+0001-U+001F, U+007F) are not allowed');

@@ -77,6 +77,13 @@ export class JobsService {
 
   /** ids and seeds: the root's source, pooled when it is the default one */
   private readonly random: RandomBytes;
+  /**
+   * Functions handed out on every create or read, made once: a closure made per call costs
+   * an allocation, and under tsx (keepNames) a defineProperty for its name as well.
+   */
+  private readonly sign: AssembleOptions['sign'];
+  private readonly queueInfoOf: NonNullable<AssembleOptions['queueInfo']>;
+  private readonly shapeOptions: { randomSeed: () => number };
 
   constructor(
     private readonly d: ResolvedDeps,
@@ -84,15 +91,18 @@ export class JobsService {
     private readonly active: ActiveJobTracker,
   ) {
     this.random = d.random === cryptoRandomBytes ? pooledCryptoRandom() : d.random;
+    this.sign = (key, ttl) => this.d.signer.signGet(key, ttl);
+    this.queueInfoOf = (req) => this.queueInfo(req);
+    this.shapeOptions = { randomSeed: () => this.randomUint32() };
   }
 
   assembleOptions(): AssembleOptions {
     return {
-      sign: (key, ttl) => this.d.signer.signGet(key, ttl),
+      sign: this.sign,
       urlTtlSeconds: this.d.limits.outputUrlTtlSeconds,
       now: this.d.clock.now(),
       baseUrl: this.d.publicBaseUrl,
-      queueInfo: (req) => this.queueInfo(req),
+      queueInfo: this.queueInfoOf,
     };
   }
 
@@ -106,11 +116,8 @@ export class JobsService {
    * the event loop per create, more than the queue insert itself (bench/edge.ts profile).
    * Every later read (GET, list, events, Prefer: wait) reports the position.
    */
-  private assembleCreated(stored: StoredRequest): Promise<JobRecord> {
-    return this.repo.assemble(
-      { request: stored, status: null, cancel: null, webhookAttempts: [] },
-      { ...this.assembleOptions(), queueInfo: async () => JUST_QUEUED },
-    );
+  private assembleCreated(stored: StoredRequest): JobRecord {
+    return this.repo.assembleCreated(stored, JUST_QUEUED, this.d.publicBaseUrl);
   }
 
   /** Where a queued job stands: the root's answer if it has one, else the queue's counts. */
@@ -139,7 +146,7 @@ export class JobsService {
   async create(input: CreateInput): Promise<{ record: JobRecord; replayed: boolean }> {
     const { tenant, request } = input;
     const catalog = await this.d.catalog();
-    const shaped = shapeJobRequest(request, catalog, { randomSeed: () => this.randomUint32() });
+    const shaped = shapeJobRequest(request, catalog, this.shapeOptions);
     if (!shaped.ok) throw validationProblem(422, shaped.errors, 'the request does not fit the installed models');
     // shaping built a fresh object: it is ours to rewrite (reference images below)
     const spec: JobSpec = shaped.spec;
@@ -171,7 +178,7 @@ export class JobsService {
         winner = await this.winningClaim(tenant, keyHash, now);
         if (winner?.job_id === jobId) {
           const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-          return { record: await this.assembleCreated(stored), replayed: false };
+          return { record: this.assembleCreated(stored), replayed: false };
         }
       } finally {
         release();
@@ -180,7 +187,7 @@ export class JobsService {
     }
 
     const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-    return { record: await this.assembleCreated(stored), replayed: false };
+    return { record: this.assembleCreated(stored), replayed: false };
   }
 
   /** Store the job, queue it, then mark it accepted (the index entry). */

@@ -132,7 +132,6 @@ export interface JobParts {
 }
 
 const JSON_TYPE = 'application/json';
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** The day a timestamp belongs to, for usage keys (UTC). */
@@ -332,23 +331,22 @@ export class JobRepository {
   async assemble(parts: JobParts, opts: AssembleOptions): Promise<JobRecord> {
     const { request: req, status: st, cancel } = parts;
     const status = derivedStatus(st, cancel);
-    const base = `${opts.baseUrl}/v1/jobs/${req.id}`;
-    const expiresAt = new Date(opts.now + opts.urlTtlSeconds * 1000).toISOString();
-    const outputs: Output[] =
-      st && status === 'succeeded'
-        ? await Promise.all(
-            st.outputs.map(async (o) => ({
-              source: o.source,
-              index: o.index,
-              kind: o.kind,
-              content_type: o.content_type,
-              url: await opts.sign(o.key, opts.urlTtlSeconds),
-              expires_at: expiresAt,
-              ...(o.width !== undefined ? { width: o.width } : {}),
-              ...(o.height !== undefined ? { height: o.height } : {}),
-            })),
-          )
-        : [];
+    let outputs: Output[] = [];
+    if (st && status === 'succeeded') {
+      const expiresAt = new Date(opts.now + opts.urlTtlSeconds * 1000).toISOString();
+      outputs = await Promise.all(
+        st.outputs.map(async (o) => ({
+          source: o.source,
+          index: o.index,
+          kind: o.kind,
+          content_type: o.content_type,
+          url: await opts.sign(o.key, opts.urlTtlSeconds),
+          expires_at: expiresAt,
+          ...(o.width !== undefined ? { width: o.width } : {}),
+          ...(o.height !== undefined ? { height: o.height } : {}),
+        })),
+      );
+    }
     const retry = status === 'queued' ? st?.retry : null;
     const queue =
       status !== 'queued'
@@ -359,6 +357,20 @@ export class JobRepository {
               reason: `attempt ${retry.failed_attempt} of ${retry.max_attempts} failed (${retry.error}); retrying at ${retry.next_attempt_at}`,
             }
           : ((await opts.queueInfo?.(req)) ?? { position: null, reason: 'waiting for a runner' });
+    return this.recordOf(parts, status, outputs, queue, opts.baseUrl);
+  }
+
+  /**
+   * The record of a job its create has just stored: queued, nothing run, `queue` given. No
+   * promise: the 202 of every create is built here.
+   */
+  assembleCreated(req: StoredRequest, queue: QueueInfoValue, baseUrl: string): JobRecord {
+    return this.recordOf({ request: req, status: null, cancel: null, webhookAttempts: [] }, 'queued', [], queue, baseUrl);
+  }
+
+  private recordOf(parts: JobParts, status: JobStatus, outputs: Output[], queue: QueueInfoValue | null, baseUrl: string): JobRecord {
+    const { request: req, status: st, cancel } = parts;
+    const base = `${baseUrl}/v1/jobs/${req.id}`;
     const finishedAt = st?.finished_at ?? (status === 'canceled' && cancel ? cancel.requested_at : null);
     return {
       id: req.id,
@@ -400,6 +412,7 @@ export class JobRepository {
   }
 
   async putJson(key: string, value: unknown): Promise<void> {
-    await this.store.put(key, enc.encode(JSON.stringify(value)), JSON_TYPE);
+    // as text: every store encodes it once, where it needs the bytes
+    await this.store.put(key, JSON.stringify(value), JSON_TYPE);
   }
 }

@@ -14,7 +14,7 @@
  * contract as S3 (test/conformance/store.case.ts).
  */
 import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
-import { checkKey, checkListOptions, compareUtf8 } from '../store-rules.ts';
+import { checkListOptions, compareUtf8 } from '../store-rules.ts';
 
 /**
  * Output images and uploads: `tenants/{t}/jobs/{jobId}/out/...` and `tenants/{t}/uploads/...`.
@@ -187,11 +187,14 @@ export class SplitStore implements ObjectStore {
     if (failed.length > 0) throw new AggregateError(failed.map((f) => f.reason), 'SplitStore: closing a store failed');
   }
 
-  /** The store a key lives in; checks the key first, so a bad key is refused the same way wherever it would go. */
+  /**
+   * The store a key lives in. Both check the key first thing with the same rules
+   * (store-rules.ts), so a bad key is refused alike wherever it goes; a key that is not a
+   * string goes to the records store to be refused there.
+   */
   private route(key: string): ObjectStore {
     this.checkOpen();
-    checkKey(key);
-    return isBlobKey(key) ? this.blobs : this.records;
+    return typeof key === 'string' && isBlobKey(key) ? this.blobs : this.records;
   }
 
   private checkOpen(): void {
