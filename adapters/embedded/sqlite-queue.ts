@@ -33,7 +33,7 @@ import {
   checkReleaseDelay,
   checkSendDelay,
 } from '../queue-rules.ts';
-import { SharedDatabase } from './sqlite-database.ts';
+import { SharedDatabase, type SqliteWriter } from './sqlite-database.ts';
 
 export const SQLITE_QUEUE_FILE = 'queues.sqlite';
 const SCHEMA_VERSION = 1;
@@ -52,6 +52,8 @@ export interface SqliteQueueOptions {
   pollIntervalMs?: number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
+  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  writer?: SqliteWriter;
 }
 
 const INSERT_SQL = 'INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)';
@@ -134,7 +136,7 @@ export class SqliteQueue implements JobQueue {
     }
 
     // every queue and store on this file in this process shares one connection and one group commit
-    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, { busyTimeoutMs });
+    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, { busyTimeoutMs, ...(opts.writer ? { writer: opts.writer } : {}) });
     const file = this.shared.file;
     this.db = this.shared.db;
     this.channel = `${file}\0${this.name}`;
@@ -142,7 +144,7 @@ export class SqliteQueue implements JobQueue {
     try {
       this.migrate(file);
     } catch (err) {
-      this.shared.release();
+      void this.shared.release();
       throw err;
     }
 
@@ -313,7 +315,7 @@ export class SqliteQueue implements JobQueue {
     this.closed = true;
     for (const done of [...this.waiters]) done();
     // sends already accepted are committed, not dropped
-    this.shared.release();
+    await this.shared.release();
   }
 
   private dataVersion(): number {

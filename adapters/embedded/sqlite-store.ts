@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
 import { BlobUrlSigner, type BlobSigningOptions } from '../blob-url-signer.ts';
 import { checkBodyType, checkContentType, checkKey, checkListOptions, compareUtf8 } from '../store-rules.ts';
-import { SharedDatabase, type GroupCommitStats } from './sqlite-database.ts';
+import { SharedDatabase, type GroupCommitStats, type SqliteWriter } from './sqlite-database.ts';
 
 export const SQLITE_STORE_FILE = 'store.sqlite';
 /** Version of the `objects` table, kept in `store_meta` (the file's user_version belongs to the queues). */
@@ -36,6 +36,8 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
+  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  writer?: SqliteWriter;
 }
 
 const PUT_SQL =
@@ -66,7 +68,10 @@ export class SqliteStore implements ObjectStore {
     }
     this.signer = new BlobUrlSigner('SqliteStore', opts.signing);
     this.now = opts.now ?? Date.now;
-    this.shared = SharedDatabase.acquire(opts.dir, file, opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs });
+    this.shared = SharedDatabase.acquire(opts.dir, file, {
+      ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
+      ...(opts.writer !== undefined ? { writer: opts.writer } : {}),
+    });
     const db = this.shared.db;
     try {
       migrate(db, this.shared.file);
@@ -79,7 +84,7 @@ export class SqliteStore implements ObjectStore {
         from: { bounded: page('key >= ?', ' AND key < CAST(? AS TEXT)'), open: page('key >= ?', ' AND ? IS NULL') },
       };
     } catch (err) {
-      this.shared.release();
+      void this.shared.release();
       throw err;
     }
   }
@@ -92,10 +97,11 @@ export class SqliteStore implements ObjectStore {
   async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
     this.checkOpen();
     checkKey(key);
-    const bytes = checkBodyType(body);
     const type = checkContentType(contentType);
-    // a copy: the row is written after this turn, and the caller may reuse its buffer meanwhile
-    await this.shared.write([{ sql: PUT_SQL, params: [key, type, Buffer.from(bytes)] }]);
+    // text is encoded once; bytes are copied, since the row is written after this turn and
+    // the caller may reuse its buffer meanwhile
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(checkBodyType(body));
+    await this.shared.write([{ sql: PUT_SQL, params: [key, type, bytes] }]);
   }
 
   async get(key: string): Promise<StoredObject | null> {
@@ -145,7 +151,7 @@ export class SqliteStore implements ObjectStore {
     if (this.closed) return;
     this.closed = true;
     // puts already accepted are committed, not dropped
-    this.shared.release();
+    await this.shared.release();
   }
 
   private checkOpen(): void {

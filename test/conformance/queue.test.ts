@@ -43,6 +43,18 @@ describeQueueConformance('sqlite', {
   },
 });
 
+describeQueueConformance('sqlite (writer thread)', {
+  capabilities: { detectsStaleAck: true, acceptsCharactersBeyondBmp: true },
+  async create(opts) {
+    const dir = join(dataRoot, `db-${++sqliteDirs}`);
+    if (!opts?.deadLetter) return { queue: new SqliteQueue({ dir, queue: 'jobs', writer: 'thread' }) };
+    return {
+      queue: new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: opts.deadLetter.maxReceives }, writer: 'thread' }),
+      deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq', writer: 'thread' }),
+    };
+  },
+});
+
 let fauxqs: Fauxqs;
 beforeAll(async () => {
   fauxqs = await startFauxqs();

@@ -96,9 +96,9 @@ describe.concurrent('SqliteStore beyond the shared suite', () => {
     }
   });
 
-  it('group commit: puts made together share one transaction, and the queue sends of that turn join it', async () => {
+  it.each(['inline', 'thread'] as const)('group commit (%s writer): puts made together share one transaction, and the queue sends of that turn join it', async (writer) => {
     const dir = freshDir();
-    const store = new SqliteStore({ dir, file: SQLITE_QUEUE_FILE, signing });
+    const store = new SqliteStore({ dir, file: SQLITE_QUEUE_FILE, signing, writer });
     const queue = new SqliteQueue({ dir, queue: 'jobs' });
     try {
       const before = store.commitStats;

@@ -63,6 +63,16 @@ describeStoreConformance('sqlite', {
   },
 });
 
+describeStoreConformance('sqlite (writer thread)', {
+  capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
+  async create() {
+    const mount = blobs.mount(SECRET);
+    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl }, writer: 'thread' });
+    mount.serve(store);
+    return store;
+  },
+});
+
 describeStoreConformance('split (sqlite records + filesystem blobs)', {
   capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
   async create() {
