@@ -113,8 +113,9 @@ describe('WorkerLoop', () => {
     const id = await w.submit('ok', { webhook: true, steps: 6 });
     const seen = new Set<string>();
     w.store.put = new Proxy(w.store.put, {
-      apply: (target, self, args: [string, Uint8Array]) => {
-        if (String(args[0]).endsWith('status.json')) seen.add(JSON.parse(new TextDecoder().decode(args[1] as Uint8Array)).progress?.phase ?? 'none');
+      apply: (target, self, args: [string, Uint8Array | string]) => {
+        const body = typeof args[1] === 'string' ? args[1] : new TextDecoder().decode(args[1]);
+        if (String(args[0]).endsWith('status.json')) seen.add(JSON.parse(body).progress?.phase ?? 'none');
         return Reflect.apply(target, self, args);
       },
     });

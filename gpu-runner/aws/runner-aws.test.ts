@@ -154,7 +154,8 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     }, 'the job to finish', 60_000);
     expect(done.status, runner.output()).toBe('succeeded');
     expect(done.usage).toMatchObject({ images: 1, unet_evals: 20 });
-    expect((await w.store.list('tenants/acme/usage/')).keys).toHaveLength(1);
+    // the usage record is written right after the terminal status (gpu-runner/worker-loop.ts)
+    await until(async () => (await w.store.list('tenants/acme/usage/')).keys.length === 1, 'the usage record', 10_000);
     expect(new URL(done.outputs[0]!.url).pathname).toBe(`/${w.bucket}/tenants/acme/jobs/${submitted.id}/out/aggregated-0.png`);
     await until(async () => agentCalls.at(-1)?.enabled === false, 'protection to be cleared once idle', 30_000);
 
