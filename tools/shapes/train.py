@@ -30,7 +30,7 @@ MAX_LENGTH = 16          # text tokens, BOS and EOS included
 CTX_DIM = 64             # text hidden size = cross-attention dim
 IMAGE_TOKENS = 4
 SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4}
-DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 2000, "style": 2000}
+DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1200, "style": 1200}
 
 
 def tokenizer():
