@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -9,7 +9,6 @@ import { formatModelCatalog, parseModelCatalog, readDeployableCatalog, readModel
 import { main, modelCatalogText } from './write-model-catalog.ts';
 
 const MODELS_DIR = process.env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR;
-const MODELS_PRESENT = existsSync(MODELS_DIR) && readdirSync(MODELS_DIR).length > 0;
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -62,7 +61,7 @@ describe('the model catalog file', () => {
   });
 });
 
-describe.skipIf(!MODELS_PRESENT)('generated from model packages', () => {
+describe('generated from model packages', () => {
   it('lists what the engine lists for the same folder, bound to its checksums.json, reproducibly', async () => {
     const text = await modelCatalogText(MODELS_DIR);
     expect(await modelCatalogText(MODELS_DIR)).toBe(text);

@@ -20,8 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../shared/contract/index.ts';
-import { MODELS_PRESENT, startStack, until, type Stack } from '../e2e/harness.ts';
-import { SLOW_ENGINE } from '../faults/runner-process.ts';
+import { startStack, until, type Stack } from '../e2e/harness.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -56,7 +55,7 @@ function watch(page: Page): void {
 
 describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
   beforeAll(async () => {
-    stack = await startStack(MODELS_PRESENT ? { config: { intraOpNumThreads: 1 } } : { engine: { module: SLOW_ENGINE, options: { stepMs: 10 } } });
+    stack = await startStack({ config: { intraOpNumThreads: 1 } });
     // what `npm start` leaves in DATA_DIR; the page is offered it because it loads over loopback
     writeFileSync(join(stack.dataDir, 'local-api-key'), stack.key, { mode: 0o600 });
     ctx = await launch();
@@ -163,8 +162,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     await expect
       .poll(() => images.evaluateAll((els) => els.length > 0 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 30_000 })
       .toBe(true);
-    // the aggregated image, and with the real engine each auxiliary model's own (the double makes only the first)
-    expect(await images.count()).toBe(MODELS_PRESENT ? 3 : 1);
+    // the aggregated image and each auxiliary model's own
+    expect(await images.count()).toBe(3);
     expect(await page.locator('#progress-text').textContent()).toMatch(/^Succeeded: Step 12 of 12/);
     expect(await page.locator('#progress').evaluate((p) => [(p as HTMLProgressElement).value, (p as HTMLProgressElement).max])).toEqual([12, 12]);
     expect(await page.locator('#images .overlay-box').first().textContent()).toBe('a red circle');

@@ -11,7 +11,7 @@ import { decode, encode } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord, ModelInfo, QueueMessage } from '../../shared/contract/index.ts';
 import type { JobQueue, Lease } from '../../shared/ports/queue.ts';
-import { ADAPTER_SETS, MODELS_PRESENT, startStack, until, type AdapterSet, type Stack } from './harness.ts';
+import { ADAPTER_SETS, startStack, until, type AdapterSet, type Stack } from './harness.ts';
 
 /** What the fault-injecting jobs queue saw: the message whose ack it lost, and every delivery. */
 interface AckFaults {
@@ -54,7 +54,6 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
   const ackFaults: AckFaults = { lost: null, deliveries: new Map() };
 
   beforeAll(async () => {
-    if (!MODELS_PRESENT) return;
     // a short retry backoff: the redelivery after the lost ack comes within a second or two
   stack = await startStack({ adapters: adapterSet, wrapJobs: losingFirstAck('metered', ackFaults), config: { retryBackoff: { baseSeconds: 1, maxSeconds: 2 } } });
     const models = (await (await stack.api('/v1/models')).json()) as { data: ModelInfo[] };
@@ -79,7 +78,7 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
   /** hundreds of UNet calls: still running when the test acts on it */
   const long = () => single({ sampler: { steps: 100, seed: 3 }, outputs: { images: 4 } });
 
-  describe.skipIf(!MODELS_PRESENT)('flows', () => {
+  describe('flows', () => {
     it('submit -> progress -> succeeded -> the PNG downloads through its signed URL at the requested size', async () => {
       const width = base.sizes.min;
       const height = Math.min(base.sizes.max, base.sizes.min + base.sizes.multiple);
@@ -270,6 +269,3 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
   });
 });
 
-describe.runIf(!MODELS_PRESENT)('the API end to end (real engine)', () => {
-  it.skip('is pending: models/ (the built-in ONNX model packages) is not in this checkout yet', () => {});
-});

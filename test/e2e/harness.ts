@@ -38,7 +38,6 @@ import { installLambdaRuntimeGlobal, startFunctionUrl } from './lambda-url.ts';
 
 /** The real engine needs model packages: the built-in models/, or AMDM_MODELS_DIR as everywhere else. */
 export const MODELS_DIR = process.env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR;
-export const MODELS_PRESENT = existsSync(MODELS_DIR) && readdirSync(MODELS_DIR).length > 0;
 
 export type AdapterSet = 'embedded' | 'aws';
 /** Every adapter set the end-to-end tests run against. */
