@@ -4,7 +4,6 @@
  * group commit, and acknowledged writes surviving kill -9. (Power loss cannot be staged in a
  * test; that half of the promise rests on the fdatasync/fsync order in fs-store.ts.)
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -12,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore, MAX_ESCAPED_SEGMENT_BYTES } from '../../adapters/embedded/fs-store.ts';
 import { crashBody } from './fixtures/fs-store-child.ts';
+import { runChild } from './run-child.ts';
 
 const signing = { secret: 'fs-store-test-secret-at-least-32-bytes', baseUrl: 'http://127.0.0.1:9/' };
 
@@ -32,23 +32,10 @@ const CHILD = join(here, 'fixtures', 'fs-store-child.ts');
  * Runs a child that puts objects 16 at a time and prints each index once its put resolved;
  * SIGKILLs it once `acks` were printed. Resolves with the acknowledged indexes.
  */
-function writeUntilKilled(root: string, acks: number): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, root], { cwd: join(here, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.split('\n').length > acks) proc.kill('SIGKILL');
-    });
-    proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`child exited ${code} before it was killed: ${err}`));
-      // a line cut by the kill is not an acknowledgement
-      else resolve(out.split('\n').filter((l) => /^\d+$/.test(l)).map(Number));
-    });
-  });
+async function writeUntilKilled(root: string, acks: number): Promise<number[]> {
+  const { lines, signal } = await runChild(CHILD, root, [], acks);
+  if (signal !== 'SIGKILL') throw new Error('the child exited before it was killed');
+  return lines.filter((l) => /^\d+$/.test(l)).map(Number);
 }
 
 async function filesUnder(dir: string): Promise<string[]> {

@@ -2,7 +2,6 @@
  * What only the SQLite queue promises beyond the shared suite: durability across restarts and
  * crashes, several processes on one file, several named queues in one file.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,10 +10,10 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../../adapters/embedded/sqlite-queue.ts';
 import type { Lease } from '../../shared/ports/queue.ts';
+import { runChild } from './run-child.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CHILD = join(here, 'fixtures', 'sqlite-queue-child.ts');
-const REPO = join(here, '..', '..');
 
 let root: string;
 let dirs = 0;
@@ -26,33 +25,8 @@ afterAll(async () => {
 });
 const freshDir = (): string => join(root, `db-${++dirs}`);
 
-/** Runs the child script; resolves with its stdout lines and the time it exited. */
-function child(dir: string, ...args: string[]): Promise<{ lines: string[]; exitedAt: number; signal: string | null }> {
-  return runChild(dir, args, Infinity);
-}
-
-/** As `child`, and SIGKILLs the child once it printed `killAfterLines` lines. */
-function runChild(dir: string, args: string[], killAfterLines: number): Promise<{ lines: string[]; exitedAt: number; signal: string | null }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, ...args], {
-      cwd: REPO,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.split('\n').length > killAfterLines) proc.kill('SIGKILL');
-    });
-    proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('exit', (code, signal) => {
-      if (code !== 0 && signal !== 'SIGKILL') reject(new Error(`child ${args.join(' ')} exited ${code}: ${err}`));
-      // a line cut short by a kill is not a whole line
-      else resolve({ lines: out.split('\n').slice(0, out.endsWith('\n') ? undefined : -1).filter(Boolean), exitedAt: Date.now(), signal });
-    });
-  });
-}
+/** Runs the queue's child script; resolves with its stdout lines and the time it exited. */
+const child = (dir: string, ...args: string[]) => runChild(CHILD, dir, args);
 
 describe.concurrent('SqliteQueue beyond the shared suite', () => {
   it('keeps messages across close and reopen', async () => {
@@ -195,7 +169,7 @@ describe.concurrent('SqliteQueue beyond the shared suite', () => {
     const dir = freshDir();
     // creates the file first, so the child never races the schema migration
     await new SqliteQueue({ dir, queue: 'jobs' }).close();
-    const { lines, signal } = await runChild(dir, ['send-until-killed'], 200);
+    const { lines, signal } = await runChild(CHILD, dir, ['send-until-killed'], 200);
     expect(signal).toBe('SIGKILL');
     expect(lines.length).toBeGreaterThanOrEqual(200);
     const queue = new SqliteQueue({ dir, queue: 'jobs' });

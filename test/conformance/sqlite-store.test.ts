@@ -4,7 +4,6 @@
  * share the file), and a schema it does not know refused. (Power loss cannot be staged in a
  * test; that half rests on synchronous=FULL in sqlite-database.ts.)
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../../adapters/embedded/sqlite-queue.ts';
 import { SQLITE_STORE_FILE, SqliteStore } from '../../adapters/embedded/sqlite-store.ts';
 import { CHILD_SIGNING as signing, crashBody } from './fixtures/sqlite-store-child.ts';
+import { runChild } from './run-child.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CHILD = join(here, 'fixtures', 'sqlite-store-child.ts');
-const REPO = join(here, '..', '..');
 const decoder = new TextDecoder();
 
 let base: string;
@@ -30,27 +29,8 @@ afterAll(async () => {
 });
 const freshDir = (): string => join(base, `db-${++dirs}`);
 
-/**
- * Runs the child; with `killAfterLines`, SIGKILLs it once it printed that many lines. Resolves
- * with the whole lines it printed (a line cut by the kill is not an acknowledgement).
- */
-function child(dir: string, args: string[], killAfterLines = Infinity): Promise<{ lines: string[]; signal: string | null }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.split('\n').length > killAfterLines) proc.kill('SIGKILL');
-    });
-    proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('exit', (code, signal) => {
-      if (code !== 0 && signal !== 'SIGKILL') reject(new Error(`child ${args.join(' ')} exited ${code}: ${err}`));
-      else resolve({ lines: out.split('\n').slice(0, out.endsWith('\n') ? undefined : -1).filter(Boolean), signal });
-    });
-  });
-}
+/** Runs the store's child script (run-child.ts); with `killAfterLines`, SIGKILLs it after that many lines. */
+const child = (dir: string, args: string[], killAfterLines?: number) => runChild(CHILD, dir, args, killAfterLines);
 
 describe.concurrent('SqliteStore beyond the shared suite', () => {
   it('a new instance on the same file sees what an earlier one wrote', async () => {
