@@ -7,27 +7,37 @@
 #
 # One torch thread per process: torch's OpenMP regions on these tiny tensors cost more
 # in barriers than they gain, and a spinning OpenMP pool collapses when the machine has
-# any other load. The two fine-tunes (layout, style) run side by side on the two cores.
+# any other load. Instead the two cores run independent work side by side: the style
+# image encoder beside the VAE, each UNet stage's data (rendering, VAE encoding) in a
+# prefetch process beside its training step, and the two fine-tunes (layout, style)
+# together.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
-LOG=tools/shapes/.ckpt/retrain.log
-mkdir -p tools/shapes/.ckpt
+CK=tools/shapes/.ckpt
+LOG=$CK/retrain.log
+mkdir -p $CK
 : > "$LOG"
 t0=$(date +%s)
 stage() { local s=$(date +%s); "$@" 2>&1 | tee -a "$LOG"; echo "== $* : $(( $(date +%s) - s )) s" | tee -a "$LOG"; }
-stage $PY tools/shapes/train.py vae --threads 1
+# side by side: train.py stage A and stage B, each logging to its own file
+pair() {
+  local s=$(date +%s)
+  $PY tools/shapes/train.py "$1" --threads 1 > $CK/"$1".log 2>&1 &
+  local p1=$!
+  $PY tools/shapes/train.py "$2" --threads 1 > $CK/"$2".log 2>&1 &
+  local p2=$!
+  local rc=0
+  wait $p1 || rc=$?
+  wait $p2 || rc=$?
+  cat $CK/"$1".log $CK/"$2".log >> "$LOG"
+  echo "== $1 + $2 side by side : $(( $(date +%s) - s )) s" | tee -a "$LOG"
+  return $rc
+}
+pair vae image_encoder
 stage $PY tools/shapes/train.py base --threads 1
-s=$(date +%s)
-$PY tools/shapes/train.py layout --threads 1 > tools/shapes/.ckpt/layout.log 2>&1 &
-p1=$!
-$PY tools/shapes/train.py style --threads 1 > tools/shapes/.ckpt/style.log 2>&1 &
-p2=$!
-wait $p1
-wait $p2
-cat tools/shapes/.ckpt/layout.log tools/shapes/.ckpt/style.log >> "$LOG"
-echo "== layout + style in parallel : $(( $(date +%s) - s )) s" | tee -a "$LOG"
+pair layout style
 stage $PY tools/shapes/export.py
 stage $PY tools/shapes/fixtures.py
 echo "== total: $(( $(date +%s) - t0 )) s" | tee -a "$LOG"

@@ -1,9 +1,10 @@
-"""Train the shapes family from fixed seeds: VAE, then text encoder + shapes-base, then
-shapes-layout and shapes-style (both fine-tuned from shapes-base, as SD1.5 add-ons are).
+"""Train the shapes family from fixed seeds: VAE (and, independently, the style model's image
+encoder), then text encoder + shapes-base, then shapes-layout and shapes-style (both
+fine-tuned from shapes-base, as SD1.5 add-ons are).
 
-    /usr/bin/python3 tools/shapes/train.py STAGE [--steps N] [--threads T]
+    /usr/bin/python3 tools/shapes/train.py STAGE [--steps N] [--threads T] [--no-prefetch]
 
-STAGE is vae, base, layout or style; checkpoints go to tools/shapes/.ckpt/ (not
+STAGE is vae, image_encoder, base, layout or style; checkpoints go to tools/shapes/.ckpt/ (not
 committed; export.py turns them into the ONNX models under models/). retrain.sh runs the
 whole chain and prints the wall time of each stage.
 """
@@ -29,8 +30,8 @@ CKPT = os.environ.get("AMDM_SHAPES_CKPT", os.path.join(HERE, ".ckpt"))
 MAX_LENGTH = 16          # text tokens, BOS and EOS included
 CTX_DIM = 64             # text hidden size = cross-attention dim
 IMAGE_TOKENS = 4
-SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4}
-DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1200, "style": 1200}
+SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4, "image_encoder": 5}
+DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1200, "style": 1200, "image_encoder": 300}
 
 
 def tokenizer():
@@ -48,15 +49,23 @@ def lr_at(step, total, peak, warmup=200):
 
 
 class Ema:
+    """Exponential moving average of the weights with warm-up (diffusers' use_ema_warmup):
+    the decay grows as (1 + n) / (10 + n) towards its cap, so the average follows the recent
+    weights instead of keeping a share of the initialization: with a flat 0.999, 30% of the
+    average after a 1200-step fine-tune is still the initial weights (0.999^1200), which for
+    the fine-tunes' freshly initialized modules is noise."""
+
     def __init__(self, module, decay=0.999):
-        self.decay = decay
+        self.decay, self.n = decay, 0
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
     @torch.no_grad()
     def update(self, module):
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
         for k, v in module.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 self.shadow[k].copy_(v)
 
@@ -139,9 +148,117 @@ def diffusion_loss(unet, sched, z0, ehs, **extra):
     return F.mse_loss(unet(zt, t, ehs, **extra), noise)
 
 
-def train_unet(stage, steps, rng, kind, init=None):
-    torch.manual_seed(SEEDS[stage])
+def batches(kind, seed, steps, B=128):
+    """The training stream of one UNet stage: scenes rendered and encoded to latents, the
+    prompts (with classifier-free-guidance drops), the grounding and the style references.
+    Everything random about the data is drawn here from `seed`, so the stream is the same
+    whether it runs inline or in the prefetch process."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     enc, _, scaling = vae_modules()
+    for _ in range(steps):
+        scenes = [world.sample_scene(rng) for _ in range(B)]
+        b = {"z0": encode_latents(enc, scaling, world.to_model(world.render(scenes)))}
+        drop = rng.random(B)
+        if kind == "base":
+            b["texts"] = ["" if drop[i] < 0.1 else world.caption(s, True, rng) for i, s in enumerate(scenes)]
+        elif kind == "layout":
+            # drop both (10%), caption only (5%), grounding only (5%)
+            b["texts"] = ["" if drop[i] < 0.15 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+            K = world.MAX_OBJECTS
+            b["boxes"], b["mask"] = torch.zeros(B, K, 4), torch.zeros(B, K)
+            b["phrases"] = [[""] * K for _ in range(B)]
+            for i, s in enumerate(scenes):
+                keep = not (drop[i] < 0.1 or 0.15 <= drop[i] < 0.2)
+                for j, oi in enumerate(rng.permutation(len(s["objects"]))):
+                    o = s["objects"][oi]
+                    b["boxes"][i, j] = torch.tensor(o["box"])
+                    b["phrases"][i][j] = o["shape"]
+                    b["mask"][i, j] = 1.0 if keep else 0.0
+        else:  # style
+            b["texts"] = ["" if drop[i] < 0.1 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+            # the reference shares only the background (same style and parameters)
+            refs = [{"objects": world.sample_scene(rng)["objects"], "background": s["background"]}
+                    for s in scenes]
+            b["reference"] = world.to_model(world.render(refs))
+            b["image_drop"] = torch.tensor((drop >= 0.05) & (drop < 0.15), dtype=torch.bool)[:, None]
+        yield b
+
+
+def _prefetch_worker(q, done, kind, seed, steps):
+    torch.set_num_threads(1)
+    for b in batches(kind, seed, steps):
+        q.put(b)
+    done.wait()  # tensors travel as shared-memory handles the sender must outlive
+
+
+def prefetched(kind, seed, steps):
+    """batches() in a child process, a few batches ahead: rendering and VAE-encoding the
+    data is a third of a base step, and on two cores it can run beside the UNet's step.
+    (A DataLoader would need a Dataset around an infinite seeded stream; this is the same
+    thing in a dozen lines.)"""
+    ctx = torch.multiprocessing.get_context("spawn")
+    q, done = ctx.Queue(maxsize=4), ctx.Event()
+    proc = ctx.Process(target=_prefetch_worker, args=(q, done, kind, seed, steps), daemon=True)
+    proc.start()
+    try:
+        for _ in range(steps):
+            yield q.get()
+    finally:
+        done.set()
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+
+
+def train_image_encoder(steps, B=128):
+    """The style model's image encoder, trained first and then frozen, as IP-Adapter uses a
+    pretrained CLIP image encoder. Trained end to end through the UNet from scratch, it did
+    learn the style (a linear probe read it 87% of the time) but its embeddings shared one
+    large common component, so after the projection's LayerNorm the image tokens barely
+    varied between references (std 0.1 across images) and the UNet learned to ignore them.
+    Here it learns to tell the background's style and its two gray levels from a scene with
+    random objects on it; then the head is rescaled so every embedding feature has zero mean
+    and unit variance over the data, and a reference moves its tokens as much as the
+    projection allows."""
+    rng = np.random.default_rng(SEEDS["image_encoder"])
+    enc = ImageEncoder(CTX_DIM)
+    cls, reg = torch.nn.Linear(CTX_DIM, len(world.STYLES)), torch.nn.Linear(CTX_DIM, 2)
+    params = [p_ for m in (enc, cls, reg) for p_ in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+
+    def batch(n):
+        scenes = [world.sample_scene(rng) for _ in range(n)]
+        y = torch.tensor([world.STYLES.index(s["background"]["style"]) for s in scenes])
+        ab = torch.tensor([[s["background"]["a"], s["background"].get("b", s["background"]["a"])] for s in scenes],
+                          dtype=torch.float32)
+        return world.to_model(world.render(scenes)), y, ab
+
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, 2e-3, warmup=50)
+        x, y, ab = batch(B)
+        e = enc(x)
+        loss = F.cross_entropy(cls(e), y) + 10.0 * F.mse_loss(reg(e), ab)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log("image_encoder", f"step {step} loss {loss.item():.4f}")
+    enc.eval()
+    with torch.no_grad():
+        x, y, ab = batch(1024)
+        e = enc(x)
+        acc = float((cls(e).argmax(1) == y).float().mean())
+        mu, sd = e.mean(0), e.std(0) + 1e-4
+        enc.head.weight.div_(sd[:, None])
+        enc.head.bias.sub_(mu).div_(sd)
+    log("image_encoder", f"style accuracy {acc:.3f} on 1024 fresh scenes; embeddings standardized")
+    save("image_encoder", {"image_encoder": enc.state_dict(), "style_accuracy": acc})
+
+
+def train_unet(stage, steps, kind, init=None, prefetch=True):
+    torch.manual_seed(SEEDS[stage])
     tok = tokenizer()
     sched = DDIMSchedule()
     unet = UNet(ctx_dim=CTX_DIM, kind=kind, phrase_dim=CTX_DIM)
@@ -167,13 +284,16 @@ def train_unet(stage, steps, rng, kind, init=None):
                 torch.nn.init.zeros_(blk.attn2.v_ip.weight)
     if kind == "style":
         img_enc, img_proj = ImageEncoder(CTX_DIM), ImageProjection(CTX_DIM, CTX_DIM, IMAGE_TOKENS)
-        extra_modules += [img_enc, img_proj]
+        img_enc.load_state_dict(load("image_encoder")["image_encoder"])
+        img_enc.eval()
+        for p_ in img_enc.parameters():
+            p_.requires_grad_(False)
+        extra_modules.append(img_proj)
     params = [p_ for m in [unet] + extra_modules for p_ in m.parameters() if p_.requires_grad]
     peak = 1e-3 if init is None else 5e-4
     if kind == "style":
-        # The image branch starts from zero values (v_ip) and a fresh image encoder; at the
-        # UNet's rate it had barely moved after 1200 steps (the loss with the true reference
-        # was 2.5% below the loss with none, and images were at chance on style), so the new
+        # The image branch (projection, image keys and values) starts from zero values
+        # (v_ip); at the UNet's rate it had barely moved after 1200 steps, so the new
         # parameters learn 10x faster than the ones copied from shapes-base.
         fresh = set(missing) if init is not None else set()
         new_ids = {id(p_) for n_, p_ in unet.named_parameters() if n_ in fresh}
@@ -185,49 +305,28 @@ def train_unet(stage, steps, rng, kind, init=None):
     opt = torch.optim.AdamW(groups, lr=peak, weight_decay=0.01)
     ema = Ema(unet)
     ema_extra = [Ema(m) for m in extra_modules]
-    B, t0, run = 128, time.time(), 0.0
+    t0, run = time.time(), 0.0
     phrase_cache = {}
-    for step in range(steps):
+    stream = (prefetched if prefetch else batches)(kind, SEEDS[stage] + 100, steps)
+    for step, b in enumerate(stream):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, peak) * g["mult"]
-        scenes = [world.sample_scene(rng) for _ in range(B)]
-        z0 = encode_latents(enc, scaling, world.to_model(world.render(scenes)))
-        drop = rng.random(B)
-        extra = {}
+        z0, extra = b["z0"], {}
         if kind == "base":
-            texts = ["" if drop[i] < 0.1 else world.caption(s, True, rng) for i, s in enumerate(scenes)]
-            ehs, _ = te(ids_tensor(tok, texts))
-        elif kind == "layout":
-            # drop both (10%), caption only (5%), grounding only (5%)
-            texts = ["" if drop[i] < 0.15 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+            ehs, _ = te(ids_tensor(tok, b["texts"]))
+        else:
             with torch.no_grad():
-                ehs, _ = te(ids_tensor(tok, texts))
-            K = world.MAX_OBJECTS
-            boxes = torch.zeros(B, K, 4)
-            phr = torch.zeros(B, K, CTX_DIM)
-            mask = torch.zeros(B, K)
-            for i, s in enumerate(scenes):
-                keep = not (drop[i] < 0.1 or 0.15 <= drop[i] < 0.2)
-                order = rng.permutation(len(s["objects"]))
-                for j, oi in enumerate(order):
-                    o = s["objects"][oi]
-                    if o["shape"] not in phrase_cache:
-                        with torch.no_grad():
-                            phrase_cache[o["shape"]] = te(ids_tensor(tok, [o["shape"]]))[1][0]
-                    boxes[i, j] = torch.tensor(o["box"])
-                    phr[i, j] = phrase_cache[o["shape"]]
-                    mask[i, j] = 1.0 if keep else 0.0
-            extra = {"boxes": boxes, "phrase_embeds": phr, "mask": mask}
-        else:  # style
-            texts = ["" if drop[i] < 0.1 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+                ehs, _ = te(ids_tensor(tok, b["texts"]))
+        if kind == "layout":
+            for ph in {p for row in b["phrases"] for p in row} - set(phrase_cache):
+                with torch.no_grad():
+                    phrase_cache[ph] = te(ids_tensor(tok, [ph]))[1][0] if ph else torch.zeros(CTX_DIM)
+            phr = torch.stack([torch.stack([phrase_cache[p] for p in row]) for row in b["phrases"]])
+            extra = {"boxes": b["boxes"], "phrase_embeds": phr, "mask": b["mask"]}
+        elif kind == "style":
             with torch.no_grad():
-                ehs, _ = te(ids_tensor(tok, texts))
-            # the reference shares only the background (same style and parameters)
-            refs = [{"objects": world.sample_scene(rng)["objects"], "background": s["background"]}
-                    for s in scenes]
-            emb = img_enc(world.to_model(world.render(refs)))
-            img_drop = torch.tensor((drop >= 0.05) & (drop < 0.15), dtype=torch.bool)[:, None]
-            emb = torch.where(img_drop, torch.zeros_like(emb), emb)
+                emb = img_enc(b["reference"])
+            emb = torch.where(b["image_drop"], torch.zeros_like(emb), emb)
             ehs = torch.cat([ehs, img_proj(emb)], dim=1)
             extra = {"ip_scale": torch.ones(1)}
         loss = diffusion_loss(unet, sched, z0, ehs, **extra)
@@ -245,16 +344,17 @@ def train_unet(stage, steps, rng, kind, init=None):
     if stage == "base":
         out["text_encoder"] = ema_extra[0].shadow
     if kind == "style":
-        out["image_encoder"] = ema_extra[0].shadow
-        out["image_proj"] = ema_extra[1].shadow
+        out["image_encoder"] = img_enc.state_dict()
+        out["image_proj"] = ema_extra[0].shadow
     save(stage, out)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["vae", "base", "layout", "style"])
+    ap.add_argument("stage", choices=["vae", "image_encoder", "base", "layout", "style"])
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-prefetch", action="store_true", help="render and encode the data inline")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(SEEDS[a.stage])
@@ -263,10 +363,12 @@ def main():
     t0 = time.time()
     if a.stage == "vae":
         train_vae(steps, rng)
+    elif a.stage == "image_encoder":
+        train_image_encoder(steps)
     elif a.stage == "base":
-        train_unet("base", steps, rng, "base")
+        train_unet("base", steps, "base", prefetch=not a.no_prefetch)
     else:
-        train_unet(a.stage, steps, rng, a.stage, init=load("base")["unet"])
+        train_unet(a.stage, steps, a.stage, init=load("base")["unet"], prefetch=not a.no_prefetch)
     log(a.stage, f"done in {time.time() - t0:.0f}s")
     with open(os.path.join(CKPT, a.stage + ".time.json"), "w") as f:
         json.dump({"stage": a.stage, "steps": steps, "seconds": round(time.time() - t0, 1),
