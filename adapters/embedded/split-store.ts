@@ -13,7 +13,7 @@
  * the store the rule does not route it to (left by a crash, or by hand) is not listed. Same
  * contract as S3 (test/conformance/store.case.ts).
  */
-import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import type { CommitLog, ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
 import { checkListOptions, compareUtf8 } from '../store-rules.ts';
 
 /**
@@ -89,6 +89,11 @@ export class SplitStore implements ObjectStore {
       if (stats) for (const [k, v] of Object.entries(stats)) flat[`${name}.${k}`] = v;
     }
     return flat;
+  }
+
+  /** The records' log for a record key; none while legacy records are being adopted (a put waits for that). */
+  commitLog(key: string): CommitLog | undefined {
+    return this.adopting ? undefined : this.route(key).commitLog?.(key);
   }
 
   async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {

@@ -23,6 +23,7 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { LeaseLostError, type JobQueue, type Lease, type QueueStats, type ReceiveOptions } from '../../shared/ports/queue.ts';
+import type { CommitLog } from '../../shared/ports/store.ts';
 import {
   checkBody,
   checkExtendSeconds,
@@ -229,6 +230,11 @@ export class SqliteQueue implements JobQueue {
         this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
       })
       .immediate();
+  }
+
+  /** Sends join the group commit of the database file, shared with the SQLite store in it. */
+  commitLog(): CommitLog {
+    return this.shared;
   }
 
   async send(body: string, opts?: { delaySeconds?: number }): Promise<string> {

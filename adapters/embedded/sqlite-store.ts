@@ -17,7 +17,7 @@
  * Signed URLs are the embedded HMAC URLs (shared/signed-url.ts), served by the local edge.
  */
 import Database from 'better-sqlite3';
-import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import type { CommitLog, ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
 import { BlobUrlSigner, type BlobSigningOptions } from '../blob-url-signer.ts';
 import { checkBodyType, checkContentType, checkKey, checkListOptions, compareUtf8 } from '../store-rules.ts';
 import { SharedDatabase, type GroupCommitStats, type SqliteWriter } from './sqlite-database.ts';
@@ -92,6 +92,11 @@ export class SqliteStore implements ObjectStore {
   /** The group commit of the database file (shared with the queues when they live in it). */
   get commitStats(): Readonly<GroupCommitStats> {
     return { ...this.shared.stats };
+  }
+
+  /** Every key's writes join the group commit of the database file, which the queues in it share. */
+  commitLog(): CommitLog {
+    return this.shared;
   }
 
   async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {

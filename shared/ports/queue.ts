@@ -13,6 +13,8 @@
  *   after it was acked, or after another receiver leased the message, throws LeaseLostError.
  * - `close()` is idempotent.
  */
+import type { CommitLog } from './store.ts';
+
 export interface Lease {
   readonly messageId: string;
   readonly body: string;
@@ -45,6 +47,8 @@ export interface JobQueue {
   release(lease: Lease, delaySeconds?: number): Promise<void>;
   stats(): Promise<QueueStats>;
   close(): Promise<void>;
+  /** The transactional log `send` joins, when the adapter has one (see ObjectStore.commitLog). */
+  commitLog?(): CommitLog | undefined;
 }
 
 export class LeaseLostError extends Error {

@@ -30,4 +30,14 @@ export interface ObjectStore {
   signedGetUrl(key: string, ttlSeconds: number): Promise<string>;
   signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string>;
   close(): Promise<void>;
+  /**
+   * The transactional log that a write of `key` joins, for adapters that have one (the
+   * embedded SQLite database); S3, files and memory have none and leave this out. Writes to
+   * one log, by any adapter that shares it, made in one turn of the event loop without
+   * waiting on I/O in between, commit in one transaction: all of them or none. See JobQueue.
+   */
+  commitLog?(key: string): CommitLog | undefined;
 }
+
+/** The identity of a transactional log shared by store and queue adapters (compared with ===). */
+export type CommitLog = object;
