@@ -17,16 +17,19 @@
  * message per accepted job (index entry), and the client must have seen no other answer.
  *
  *   npm run bench:edge -- [--duration 10] [--warmup 10] [--connections 50] [--adapters embedded|memory]
+ *                         [--sqlite-writer inline|thread]
  *
  * `--adapters memory` measures the edge alone (in-memory store and queue, nothing durable).
- * BENCH_CPU_PROF=dir writes a V8 CPU profile of the server process there and prints its
+ * BENCH_CPU_PROF=dir writes a V8 CPU profile of the server's main thread during the create
+ * run alone (not the warm-up or the hello-world runs it also serves) there, and prints its
  * hottest functions. The thread pool is libuv's default unless UV_THREADPOOL_SIZE is set,
  * as for `npm start`.
  *
  * The last line is one JSON object: {"create_rps", "hello_rps", "ratio", "p99_ms"}.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -39,7 +42,8 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import { startLocalEdge } from '../edge/local.ts';
 import { TokenBucketLimiter } from '../edge/middleware/rate-limit/index.ts';
 import { createApiKey } from '../shared/api-keys.ts';
-import type { JobRequestInput, ModelInfo } from '../shared/contract/index.ts';
+import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
+import { CATALOG, jobBody } from './job-bodies.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
@@ -73,84 +77,6 @@ interface AutocannonResult {
 }
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: AutocannonOptions, cb: (err: Error | null, result: AutocannonResult) => void) => unknown;
 
-/** The shapes family as the catalog describes it; the bench needs no engine. */
-const CATALOG: ModelInfo[] = ['shapes-base', 'shapes-layout', 'shapes-style'].map((id) => ({
-  id,
-  description: '',
-  ecosystem: 'shapes-v1',
-  latent: { channels: 4, vae_scale_factor: 4 },
-  sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
-  conditions: {
-    prompt: { max_tokens: 32 },
-    grounding: id === 'shapes-layout' ? { max_objects: 4 } : null,
-    reference_image: id === 'shapes-style' ? { width: 32, height: 32 } : null,
-  },
-  schedulers: ['ddim', 'euler'],
-}));
-
-/** A real 4x4 RGB PNG (67 bytes): the style model's inline reference image. */
-const TINY_PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4kWIERwzEcQBCchXhIRsTawAAAABJRU5ErkJggg==';
-const SUBJECTS = ['a red circle', 'two blue squares', 'a green triangle on a grid', 'an orange ring', 'three small dots', 'a purple star'];
-const STYLES = ['flat colours', 'soft shadows', 'thick outlines', 'pastel', 'high contrast'];
-
-/** mulberry32: a small seeded generator, so every run sends the same sequence of bodies. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * The n-th request body: distinct (the prompt carries n), always valid for the catalog.
- * About 55% one model, 30% base + layout with grounding, 10% base + layout + style with an
- * inline image, and on top 10% carry a webhook.
- */
-export function jobBody(n: number): JobRequestInput {
-  const r = seeded(n * 2654435761);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-  const prompt = `${pick(SUBJECTS)}, ${pick(STYLES)}, #${n}`;
-  const kind = r();
-  const steps = 4 + Math.floor(r() * 40);
-  const size = pick([32, 48, 64, 96, 128]);
-  const box = (): [number, number, number, number] => {
-    const x0 = Math.round(r() * 50) / 100;
-    const y0 = Math.round(r() * 50) / 100;
-    return [x0, y0, x0 + 0.25 + Math.round(r() * 20) / 100, y0 + 0.25 + Math.round(r() * 20) / 100];
-  };
-  const body: JobRequestInput =
-    kind < 0.6
-      ? {
-          models: [{ id: 'shapes-base', role: 'base', prompt, ...(r() < 0.3 ? { negative_prompt: 'blurry' } : {}), guidance_scale: 3 + Math.round(r() * 80) / 10 }],
-          sampler: { steps, seed: n, width: size, height: size, scheduler: r() < 0.5 ? 'ddim' : 'euler' },
-          outputs: { images: 1 + Math.floor(r() * 4) },
-        }
-      : kind < 0.9
-        ? {
-            models: [
-              { id: 'shapes-base', role: 'base', prompt },
-              { id: 'shapes-layout', role: 'auxiliary', prompt: pick(SUBJECTS), grounding: Array.from({ length: 1 + Math.floor(r() * 3) }, () => ({ phrase: pick(SUBJECTS), box: box() })) },
-            ],
-            aggregation: { omega: Math.round(r() * 100) / 100 },
-            sampler: { steps, seed: n, width: size, height: size },
-          }
-        : {
-            models: [
-              { id: 'shapes-base', role: 'base', prompt },
-              { id: 'shapes-layout', role: 'auxiliary', prompt: pick(SUBJECTS), grounding: [{ phrase: pick(SUBJECTS), box: box() }] },
-              { id: 'shapes-style', role: 'auxiliary', prompt: pick(STYLES), reference_image: { data: TINY_PNG, scale: 0.6 } },
-            ],
-            sampler: { steps, seed: n },
-            outputs: { per_model: r() < 0.5 },
-          };
-  if (r() < 0.1) body.webhook = { url: `https://hooks.example.com/amdm/${n}` };
-  return body;
-}
-
 interface Ready {
   edgeUrl: string;
   helloUrl: string;
@@ -160,16 +86,16 @@ interface Ready {
 type ToServer = 'start' | 'stop' | 'count';
 type FromServer =
   | { kind: 'ready'; ready: Ready }
-  | { kind: 'usage'; userUs: number; systemUs: number; eventLoopUtilization: number; store: unknown; queue: unknown }
+  | { kind: 'usage'; userUs: number; systemUs: number; eventLoopUtilization: number; store: unknown; queue: unknown; profile: string | null }
   | { kind: 'count'; queued: number; indexed: number };
 
-async function serveBoth(adapterKind: string): Promise<void> {
+async function serveBoth(adapterKind: string, writer: SqliteWriter | undefined, profileDir: string | null): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'amdm-bench-'));
   const env = { DATA_DIR: dataDir };
   const layout = dataLayout(dataDir);
   const secrets = loadSecrets(layout, env);
   // opened here rather than by startLocalEdge, as `npm start` does, to read their counters
-  const embedded = adapterKind === 'embedded' ? openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: 'http://127.0.0.1' }) : null;
+  const embedded = adapterKind === 'embedded' ? openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: 'http://127.0.0.1', ...(writer ? { writer } : {}) }) : null;
   const adapters: { store: ObjectStore; jobs: JobQueue } = embedded ?? {
     store: new MemoryStore({ signing: { secret: secrets.blobSecret, baseUrl: 'http://127.0.0.1' } }),
     jobs: new MemoryQueue(),
@@ -201,13 +127,27 @@ async function serveBoth(adapterKind: string): Promise<void> {
   let cpu0 = process.cpuUsage();
   let elu0 = performance.eventLoopUtilization();
   let before = JSON.stringify(counters());
-  process.on('message', (m: ToServer) => {
+  const profiler = profileDir ? new Session() : null;
+  profiler?.connect();
+  process.on('message', async (m: ToServer) => {
     if (m === 'start') {
+      if (profiler) {
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
       cpu0 = process.cpuUsage();
       elu0 = performance.eventLoopUtilization();
       before = JSON.stringify(counters());
     } else if (m === 'stop') {
       const cpu = process.cpuUsage(cpu0);
+      const elu = performance.eventLoopUtilization(elu0).utilization;
+      let profile: string | null = null;
+      if (profiler && profileDir) {
+        const { profile: p } = await profiler.post('Profiler.stop');
+        mkdirSync(profileDir, { recursive: true });
+        profile = join(profileDir, `bench-edge-create-${Date.now()}.cpuprofile`);
+        writeFileSync(profile, JSON.stringify(p));
+      }
       const now = counters();
       const was = JSON.parse(before) as typeof now;
       const delta = (a: unknown, b: unknown) =>
@@ -216,9 +156,10 @@ async function serveBoth(adapterKind: string): Promise<void> {
         kind: 'usage',
         userUs: cpu.user,
         systemUs: cpu.system,
-        eventLoopUtilization: performance.eventLoopUtilization(elu0).utilization,
+        eventLoopUtilization: elu,
         store: delta(now.store, was.store),
         queue: delta(now.queue, was.queue),
+        profile,
       });
     } else if (m === 'count') {
       void (async () => {
@@ -293,9 +234,12 @@ async function main(): Promise<void> {
       adapters: { type: 'string', default: 'embedded' },
       warmup: { type: 'string', default: '10' },
       serve: { type: 'string' },
+      'sqlite-writer': { type: 'string' },
     },
   });
-  if (values.serve !== undefined) return serveBoth(values.serve);
+  const writer = values['sqlite-writer'];
+  if (writer !== undefined && writer !== 'inline' && writer !== 'thread') throw new Error(`--sqlite-writer must be inline or thread (got ${writer})`);
+  if (values.serve !== undefined) return serveBoth(values.serve, writer, process.env.BENCH_CPU_PROF || null);
   const duration = Number(values.duration);
   const connections = Number(values.connections);
   const warmup = Number(values.warmup);
@@ -304,9 +248,8 @@ async function main(): Promise<void> {
   }
   if (values.adapters !== 'embedded' && values.adapters !== 'memory') throw new Error(`--adapters must be embedded or memory (got ${values.adapters})`);
 
-  const profileDir = process.env.BENCH_CPU_PROF;
-  const child = fork(new URL(import.meta.url).pathname, ['--serve', values.adapters], {
-    execArgv: ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+  const child = fork(new URL(import.meta.url).pathname, ['--serve', values.adapters, ...(writer ? ['--sqlite-writer', writer] : [])], {
+    execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const messages: FromServer[] = [];
@@ -346,7 +289,7 @@ async function main(): Promise<void> {
   });
 
   console.log(
-    `bench:edge: ${values.adapters} adapters, ${connections} connections, ${duration} s per run after ${warmup} s of warm-up; ` +
+    `bench:edge: ${values.adapters} adapters${values.adapters === 'embedded' ? ` (SQLite writer ${writer ?? 'default'})` : ''}, ${connections} connections, ${duration} s per run after ${warmup} s of warm-up; ` +
       `${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}, ` +
       `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
   );
@@ -405,14 +348,7 @@ async function main(): Promise<void> {
     `durability check: ${indexed} jobs accepted by the server (${accepted} answers counted by the client), ` +
       `${queued} queue messages${consistent ? '' : ' (MISMATCH)'}`,
   );
-  if (profileDir) {
-    const newest = readdirSync(profileDir)
-      .filter((f) => f.endsWith('.cpuprofile'))
-      .map((f) => join(profileDir, f))
-      .sort((a, b) => statSync(b).size - statSync(a).size)[0];
-    // the largest profile is the server's main thread (tsx's loader thread writes a small one)
-    if (newest) for (const line of summarizeProfile(newest)) console.log(line);
-  }
+  if (usage.profile) for (const line of summarizeProfile(usage.profile)) console.log(line);
   console.log(`targets: ratio >= 0.3 (${summary.ratio >= 0.3 ? 'met' : 'missed'}), p99 <= 25 ms (${summary.p99_ms <= 25 ? 'met' : 'missed'})`);
   console.log(JSON.stringify(summary));
   if (bad > 0 || !consistent) process.exitCode = 1;

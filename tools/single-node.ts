@@ -24,6 +24,7 @@ import { FsStore } from '../adapters/embedded/fs-store.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
+import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
@@ -103,10 +104,11 @@ export interface EmbeddedAdapters {
  * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
  * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
  */
-export function openEmbeddedStore(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string }): SplitStore {
+export function openEmbeddedStore(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; writer?: SqliteWriter }): SplitStore {
   const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
   const store = new SplitStore({
-    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing }),
+    // the first opener of the file decides its writer: the records open it before the queues
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}) }),
     blobs: new FsStore({ root: layout.storeDir, signing }),
   });
   if (holdsLegacyRecords(layout.storeDir)) {
@@ -132,7 +134,10 @@ function holdsLegacyRecords(storeDir: string): boolean {
   return readdirSync(tenants).some((t) => existsSync(join(tenants, t, 'index@')) || existsSync(join(tenants, t, 'usage@')));
 }
 
-export function openEmbedded(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number }): EmbeddedAdapters {
+export function openEmbedded(
+  layout: DataLayout,
+  opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter },
+): EmbeddedAdapters {
   const store = openEmbeddedStore(layout, opts);
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
