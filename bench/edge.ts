@@ -9,6 +9,8 @@
  *
  * Sequence: a check that sample bodies are accepted; warm-up of both (`--warmup` seconds of
  * creates: JIT, caches, the key cache); then hello-world, POST /v1/jobs and hello-world again,
+ * and last the floor (the same bodies read and validated by the contract's schema, answered
+ * with a job-sized record, nothing else: what this stack costs before our own work),
  * `--duration` seconds each.
  * The ratio uses the mean of the two hello-world runs, which brackets the create run on a
  * machine whose load drifts. Every request body is a distinct, valid job drawn from a seeded
@@ -25,7 +27,7 @@
  * hottest functions. The thread pool is libuv's default unless UV_THREADPOOL_SIZE is set,
  * as for `npm start`.
  *
- * The last line is one JSON object: {"create_rps", "hello_rps", "ratio", "p99_ms"}.
+ * The last line is one JSON object: {"create_rps", "hello_rps", "ratio", "p99_ms", "floor_ratio"}.
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +45,7 @@ import { startLocalEdge } from '../edge/local.ts';
 import { TokenBucketLimiter } from '../edge/middleware/rate-limit/index.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
+import { JobRequest } from '../shared/contract/index.ts';
 import { CATALOG, jobBody } from './job-bodies.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
@@ -115,6 +118,13 @@ async function serveBoth(adapterKind: string, writer: SqliteWriter | undefined, 
 
   const hello = new Hono();
   hello.get('/', (c) => c.text('Hello Hono!'));
+  // the floor of a create on this stack: read the JSON, validate it with the contract's
+  // schema and answer with a job-sized record; no auth, shaping or storage
+  hello.post('/floor', async (c) => {
+    const parsed = JobRequest.safeParse(await c.req.json());
+    if (!parsed.success) return c.json({ title: 'invalid' }, 422);
+    return c.json({ id: 'job_00000000000000000000000000', object: 'job', status: 'queued', created_at: new Date().toISOString(), request: parsed.data }, 202);
+  });
   const helloServer = serve({ fetch: hello.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise<void>((r) => helloServer.once('listening', () => r()));
   const helloPort = (helloServer.address() as { port: number }).port;
@@ -312,6 +322,7 @@ async function main(): Promise<void> {
   const usage = await next('usage');
   accepted += create['2xx'];
   const hello2 = await run({ url: ready.helloUrl, connections, duration });
+  const floor = await run({ ...createOpts(duration), url: `${ready.helloUrl}floor` });
   child.send('count' satisfies ToServer);
   const { queued, indexed } = await next('count');
   child.disconnect();
@@ -327,8 +338,9 @@ async function main(): Promise<void> {
     hello_rps: Math.round(helloRps),
     ratio: Math.round((createRps / helloRps) * 1000) / 1000,
     p99_ms: create.latency.p99,
+    floor_ratio: Math.round((floor.requests.average / helloRps) * 1000) / 1000,
   };
-  for (const [label, h] of [['hello-world (before)', hello1], ['hello-world (after)', hello2]] as const) {
+  for (const [label, h] of [['hello-world (before)', hello1], ['hello-world (after)', hello2], ['floor: validate and answer, nothing stored', floor]] as const) {
     console.log(`${label}: ${Math.round(h.requests.average)} req/s, p50 ${h.latency.p50} ms, p99 ${h.latency.p99} ms`);
   }
   console.log(
