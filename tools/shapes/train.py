@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import queue
 import sys
 import time
 
@@ -203,7 +204,13 @@ def prefetched(kind, seed, steps):
     proc.start()
     try:
         for _ in range(steps):
-            yield q.get()
+            while True:
+                try:
+                    yield q.get(timeout=30)
+                    break
+                except queue.Empty:
+                    if not proc.is_alive():
+                        raise RuntimeError(f"the data prefetch process exited with code {proc.exitcode}")
     finally:
         done.set()
         proc.join(timeout=10)
