@@ -32,7 +32,7 @@ MAX_LENGTH = 16          # text tokens, BOS and EOS included
 CTX_DIM = 64             # text hidden size = cross-attention dim
 IMAGE_TOKENS = 4
 SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4, "image_encoder": 5}
-DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1200, "style": 1200, "image_encoder": 300}
+DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1000, "style": 600, "image_encoder": 300}
 
 
 def tokenizer():
