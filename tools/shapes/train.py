@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import queue
 import sys
 import time
 
@@ -153,7 +152,9 @@ def batches(kind, seed, steps, B=128):
     """The training stream of one UNet stage: scenes rendered and encoded to latents, the
     prompts (with classifier-free-guidance drops), the grounding and the style references.
     Everything random about the data is drawn here from `seed`, so the stream is the same
-    whether it runs inline or in the prefetch process."""
+    whether it runs inline or in the prefetch process. (It seeds torch's global generator,
+    which inline is also the training step's: a --no-prefetch run draws other timesteps and
+    noise. A generator of its own would change the stream the committed models came from.)"""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     enc, _, scaling = vae_modules()
@@ -186,36 +187,21 @@ def batches(kind, seed, steps, B=128):
         yield b
 
 
-def _prefetch_worker(q, done, kind, seed, steps):
-    torch.set_num_threads(1)
-    for b in batches(kind, seed, steps):
-        q.put(b)
-    done.wait()  # tensors travel as shared-memory handles the sender must outlive
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, kind, seed, steps):
+        super().__init__()
+        self.kind, self.seed, self.steps = kind, seed, steps
+
+    def __iter__(self):
+        return batches(self.kind, self.seed, self.steps)
 
 
 def prefetched(kind, seed, steps):
-    """batches() in a child process, a few batches ahead: rendering and VAE-encoding the
-    data is a third of a base step, and on two cores it can run beside the UNet's step.
-    (A DataLoader would need a Dataset around an infinite seeded stream; this is the same
-    thing in a dozen lines.)"""
-    ctx = torch.multiprocessing.get_context("spawn")
-    q, done = ctx.Queue(maxsize=4), ctx.Event()
-    proc = ctx.Process(target=_prefetch_worker, args=(q, done, kind, seed, steps), daemon=True)
-    proc.start()
-    try:
-        for _ in range(steps):
-            while True:
-                try:
-                    yield q.get(timeout=30)
-                    break
-                except queue.Empty:
-                    if not proc.is_alive():
-                        raise RuntimeError(f"the data prefetch process exited with code {proc.exitcode}")
-    finally:
-        done.set()
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.terminate()
+    """batches() in a DataLoader worker process, a few batches ahead: rendering and
+    VAE-encoding the data is a third of a base step, and on two cores it can run beside the
+    UNet's step. One worker, so the order is the stream's; a worker that dies fails the run."""
+    return iter(torch.utils.data.DataLoader(_Stream(kind, seed, steps), batch_size=None, num_workers=1,
+                                            prefetch_factor=4, multiprocessing_context="spawn"))
 
 
 def train_image_encoder(steps, B=128):
@@ -223,7 +209,7 @@ def train_image_encoder(steps, B=128):
     pretrained CLIP image encoder. Trained end to end through the UNet from scratch, it did
     learn the style (a linear probe read it 87% of the time) but its embeddings shared one
     large common component, so after the projection's LayerNorm the image tokens barely
-    varied between references (std 0.1 across images) and the UNet learned to ignore them.
+    varied between references (std 0.1 across images) and the UNet mostly ignored them.
     Here it learns to tell the background's style and its two gray levels from a scene with
     random objects on it; then the head is rescaled so every embedding feature has zero mean
     and unit variance over the data, and a reference moves its tokens as much as the
