@@ -134,6 +134,9 @@ function holdsLegacyRecords(storeDir: string): boolean {
   return readdirSync(tenants).some((t) => existsSync(join(tenants, t, 'index@')) || existsSync(join(tenants, t, 'usage@')));
 }
 
+/** Where the server and the runners commit their SQLite writes (see openEmbedded). */
+export const SINGLE_NODE_WRITER: SqliteWriter = 'thread';
+
 export function openEmbedded(
   layout: DataLayout,
   opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter },
@@ -142,7 +145,7 @@ export function openEmbedded(
   // the event loop. bench:edge, embedded adapters, two runs each on a quiet machine: 1895 and
   // 1764 creates/s with p99 107 and 110 ms, against 1714 and 1590 with p99 156 and 168 ms
   // inline. (The CLI opens the store alone, inline: one short write needs no thread.)
-  const writer = opts.writer ?? 'thread';
+  const writer = opts.writer ?? SINGLE_NODE_WRITER;
   const store = openEmbeddedStore(layout, { ...opts, writer });
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
