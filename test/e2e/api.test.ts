@@ -55,7 +55,7 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
 
   beforeAll(async () => {
     // a short retry backoff: the redelivery after the lost ack comes within a second or two
-  stack = await startStack({ adapters: adapterSet, wrapJobs: losingFirstAck('metered', ackFaults), config: { retryBackoff: { baseSeconds: 1, maxSeconds: 2 } } });
+    stack = await startStack({ adapters: adapterSet, wrapJobs: losingFirstAck('metered', ackFaults), config: { retryBackoff: { baseSeconds: 1, maxSeconds: 2 } } });
     const models = (await (await stack.api('/v1/models')).json()) as { data: ModelInfo[] };
     base = models.data.find((m) => m.id === 'shapes-base') ?? models.data[0]!;
   }, 180_000);
