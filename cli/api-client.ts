@@ -2,18 +2,18 @@
  * The API client of the `amdm` commands that talk to a server (submit, status, cancel,
  * list, usage): where the server is and which key to use (--url/--key, else AMDM_URL and
  * AMDM_API_KEY), and the API's answers turned into the CLI's exit codes. The HTTP client
- * itself is the web-standard one the playground uses (playground/src/api/client.ts).
+ * itself is the web-standard one the playground uses too (shared/client/client.ts).
  *
  * Exit codes: a request the API refuses as invalid (400, 422) is bad input, 2, with the
  * field it names; everything else that fails (auth, not found, conflict, network, 5xx) is
  * a run-time failure, 1.
  */
 import { writeFile } from 'node:fs/promises';
-import { ApiClient, ApiError, NetworkError, describeProblem } from '../playground/src/api/client.ts';
+import { ApiClient, ApiError, NetworkError, describeProblem, type JobRecord } from '../shared/client/client.ts';
 import { UsageError } from './command.ts';
 
 export { ApiClient, ApiError, NetworkError, describeProblem };
-export type { JobRecord } from '../playground/src/api/client.ts';
+export type { JobRecord, UsageReport } from '../shared/client/client.ts';
 
 /** Where `npm start` serves the API unless told otherwise. */
 export const DEFAULT_URL = 'http://127.0.0.1:8787';
@@ -70,7 +70,7 @@ export async function download(url: string, path: string): Promise<number> {
 }
 
 /** "step 7/20 aggregating" or the queue reason: the state of a job in a few words. */
-export function describeState(job: { status: string; progress: { step: number; total: number; phase: string; image: number; images: number } | null; queue: { position: number | null; reason: string } | null }): string {
+export function describeState(job: Pick<JobRecord, 'status' | 'progress' | 'queue'>): string {
   if (job.status === 'queued') return job.queue ? `queued${job.queue.position !== null ? ` (position ${job.queue.position})` : ''}: ${job.queue.reason}` : 'queued';
   const p = job.progress;
   if (!p) return job.status;

@@ -1,6 +1,7 @@
 /**
- * Schemas that exist only at the HTTP edge (query strings, uploads, health), plus the
- * examples shown in /openapi.json. Job bodies and records come from shared/contract.
+ * Schemas only the HTTP edge uses (path, query strings, headers, the health answer), plus
+ * the examples shown in /openapi.json. The bodies clients send and read come from
+ * shared/contract, which the client (shared/client) derives its types from.
  */
 import { z } from 'zod';
 import { JOB_ID_RE } from '../shared/ids.ts';
@@ -31,26 +32,6 @@ export const UsageQuery = z.object({
   from: day.optional().meta({ param: { name: 'from', in: 'query' }, example: '2025-01-01', description: 'first day (UTC), inclusive; default 30 days before `to`' }),
   to: day.optional().meta({ param: { name: 'to', in: 'query' }, example: '2025-01-31', description: 'last day (UTC), inclusive; default today' }),
 });
-
-export const CreateUploadBody = z
-  .object({
-    content_type: z.enum(['image/png', 'image/jpeg']).meta({ description: 'the type of the image you will PUT' }),
-  })
-  .strict()
-  .meta({ id: 'CreateUpload' });
-
-export const UploadTicket = z
-  .object({
-    object: z.literal('upload'),
-    upload_id: z.string(),
-    /** PUT the image bytes here, with the given headers */
-    upload_url: z.string(),
-    method: z.literal('PUT'),
-    headers: z.record(z.string(), z.string()),
-    expires_at: z.string(),
-    max_bytes: z.number().int(),
-  })
-  .meta({ id: 'UploadTicket' });
 
 export const Health = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
 

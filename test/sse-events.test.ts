@@ -14,8 +14,8 @@ import { createApp } from '../edge/app.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { JobRecord, ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
-import { ApiClient } from '../playground/src/api/client.ts';
-import { type EventStreamComment, type ServerSentEvent, isComment, readEventStream } from '../playground/src/api/event-stream.ts';
+import { ApiClient } from '../shared/client/client.ts';
+import { type EventStreamComment, type ServerSentEvent, isComment, readEventStream } from '../shared/client/event-stream.ts';
 import { startStack, type Stack } from './e2e/harness.ts';
 import { SLOW_ENGINE } from './faults/runner-process.ts';
 

@@ -1,7 +1,7 @@
 /** `amdm usage [--from DAY] [--to DAY] [--json]`: jobs, images, UNet evaluations and runner time per UTC day. */
 import { parseArgs } from 'node:util';
 import { UsageError, type CliCommand } from '../command.ts';
-import { CONNECTION_OPTIONS, connect, withApi } from '../api-client.ts';
+import { CONNECTION_OPTIONS, connect, withApi, type UsageReport } from '../api-client.ts';
 
 const USAGE = 'usage [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--json] [--url URL] [--key KEY]   usage per day';
 
@@ -21,7 +21,7 @@ export const command: CliCommand = {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return 0;
     }
-    const fmt = (d: { jobs: number; images: number; unet_evals: number; runner_ms: number }) => [String(d.jobs), String(d.images), String(d.unet_evals), (d.runner_ms / 1000).toFixed(1)];
+    const fmt = (d: UsageReport['total']) => [String(d.jobs), String(d.images), String(d.unet_evals), (d.runner_ms / 1000).toFixed(1)];
     const rows = [['DAY', 'JOBS', 'IMAGES', 'UNET_EVALS', 'RUNNER_S'], ...report.days.map((d) => [d.day, ...fmt(d)]), ['total', ...fmt(report.total)]];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     process.stdout.write(`usage from ${report.from} to ${report.to} (UTC)\n`);

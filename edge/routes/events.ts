@@ -11,7 +11,7 @@
  * Auth is the Bearer header, as on every /v1 route. The browser's EventSource cannot send
  * headers; we deliberately accept no key in the query string (URLs end up in access logs,
  * CDN logs, browser history and Referer headers). Browsers read the stream with fetch()
- * and a ReadableStream (playground/src/event-stream.ts), which sends the header.
+ * and a ReadableStream (shared/client/event-stream.ts), which sends the header.
  *
  * The stream polls the store: the runner writes status.json (throttled) and nothing
  * pushes. Quiet stretches get a comment line so proxies (CloudFront reads time out after

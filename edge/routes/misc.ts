@@ -1,11 +1,11 @@
 /** Models, uploads, usage and the service routes (health, OpenAPI). */
 import { createRoute } from '@hono/zod-openapi';
-import { ModelList, UsageReport } from '../../shared/contract/index.ts';
+import { CreateUploadBody, ModelList, UploadTicket, UsageReport } from '../../shared/contract/index.ts';
 import { newUploadId } from '../../shared/ids.ts';
 import { utcDay } from '../../shared/job-repository.ts';
 import { bodyLimit } from '../middleware/body-limit/index.ts';
 import { ProblemError } from '../middleware/problem/index.ts';
-import { CreateUploadBody, Health, UploadTicket, UsageQuery } from '../schemas.ts';
+import { Health, UsageQuery } from '../schemas.ts';
 import { BEARER, type EdgeApp, type RouteContext, problems } from './common.ts';
 
 const DAY_MS = 86_400_000;

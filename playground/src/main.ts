@@ -5,7 +5,7 @@
  * no privileges of its own. The one exception is the local key offer, which the server
  * makes only to a loopback visitor of a single-node install.
  */
-import { ApiClient, ApiError, NetworkError, describeProblem, isTerminalStatus, type JobRecord, type ModelInfo } from './api/client.ts';
+import { ApiClient, ApiError, NetworkError, describeProblem, isTerminalStatus, type JobRecord, type ModelInfo } from '../../shared/client/client.ts';
 import { BoxEditor, colorOf, type GroundingBox } from './box-editor.ts';
 import { byId, field, h, numberInput, numberText, uid } from './dom.ts';
 import { ErrorDisplay } from './errors.ts';

@@ -7,7 +7,7 @@
  * field and the page shows the message beside that input. Blank optional fields are left
  * out so the server's defaults apply, exactly as in a hand-written request.
  */
-import type { JobRequestInput } from '../../shared/contract/index.ts';
+import type { FieldError, JobRequestInput } from '../../shared/contract/index.ts';
 import { UI_LIMITS } from './limits.ts';
 
 export type Box = [number, number, number, number];
@@ -42,11 +42,6 @@ export interface FormState {
   scheduler: 'ddim' | 'euler';
   images: string;
   perModel: boolean;
-}
-
-export interface FieldError {
-  field: string;
-  message: string;
 }
 
 /** A whole number 0..2^32-1 from digits only; anything else is an error message. */

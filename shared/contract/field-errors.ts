@@ -3,8 +3,11 @@
  * no HTTP: the edge turns them into RFC 9457 problems, the CLI into one line about a
  * request file, and both name a field the same way the playground maps back to its input.
  */
-import type { z } from 'zod';
-import type { FieldError } from './job-spec.ts';
+import { z } from 'zod';
+
+/** One field-level problem; `field` is a JSON path such as "models[1].grounding[0].box". */
+export const FieldError = z.object({ field: z.string(), message: z.string() });
+export type FieldError = z.output<typeof FieldError>;
 
 /** ['models', 1, 'grounding', 0, 'box'] -> 'models[1].grounding[0].box' */
 export function fieldPath(path: readonly PropertyKey[], root = 'body'): string {

@@ -3,6 +3,7 @@
  * RFC 9457 problems, the queue message and the webhook payload.
  */
 import { z } from 'zod';
+import { FieldError } from './field-errors.ts';
 import { JobSpec } from './job-spec.ts';
 
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
@@ -18,7 +19,7 @@ export const Problem = z
     status: z.number().int(),
     detail: z.string().optional(),
     instance: z.string().optional(),
-    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    errors: z.array(FieldError).optional(),
   })
   .meta({ id: 'Problem' });
 export type Problem = z.output<typeof Problem>;
@@ -116,6 +117,7 @@ export type JobRecord = z.output<typeof JobRecord>;
 export const JobList = z
   .object({ object: z.literal('list'), data: z.array(JobRecord), next_cursor: z.string().nullable() })
   .meta({ id: 'JobList' });
+export type JobList = z.output<typeof JobList>;
 
 /** The queue message: versioned, carries only identifiers (the spec is in the store). */
 export const QueueMessage = z
@@ -137,6 +139,8 @@ export type WebhookPayload = z.output<typeof WebhookPayload>;
 export const UsageDay = z
   .object({ day: z.string(), jobs: z.number().int(), images: z.number().int(), unet_evals: z.number().int(), runner_ms: z.number() })
   .meta({ id: 'UsageDay' });
+export type UsageDay = z.output<typeof UsageDay>;
 export const UsageReport = z
   .object({ object: z.literal('usage'), from: z.string(), to: z.string(), days: z.array(UsageDay), total: UsageDay.omit({ day: true }) })
   .meta({ id: 'UsageReport' });
+export type UsageReport = z.output<typeof UsageReport>;

@@ -5,6 +5,7 @@
  * and `amdm generate` shapes through the same function, so local and remote runs agree.
  */
 import { z } from 'zod';
+import type { FieldError } from './field-errors.ts';
 import type { JobRequest } from './job-request.ts';
 import { GroundingObject } from './job-request.ts';
 import type { ModelInfo } from './models.ts';
@@ -54,12 +55,6 @@ export const JobSpec = z
 
 export type JobSpec = z.output<typeof JobSpec>;
 export type SpecModel = z.output<typeof SpecModel>;
-
-/** One field-level problem; `field` is a JSON path such as "models[1].grounding[0].box". */
-export interface FieldError {
-  field: string;
-  message: string;
-}
 
 /** Official defaults (AMDM.md): omega for 2 models, (omega1, omega2) for 3. */
 export const OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5, pBase: 55, pAux: 45, latentNorm: 128 } as const;

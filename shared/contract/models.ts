@@ -36,3 +36,4 @@ export const ModelInfo = z
 export type ModelInfo = z.output<typeof ModelInfo>;
 
 export const ModelList = z.object({ object: z.literal('list'), data: z.array(ModelInfo) }).meta({ id: 'ModelList' });
+export type ModelList = z.output<typeof ModelList>;

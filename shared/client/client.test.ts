@@ -2,11 +2,14 @@
  * ApiClient.follow against a scripted fetch: it reconnects when a stream ends before the
  * job does, falls back to polling when streams keep failing or a proxy does not stream,
  * and gives up at once on answers that retrying cannot fix. Problems become ApiErrors that
- * name the field; a refused connection is a NetworkError.
+ * name the field; a refused connection is a NetworkError. And the client bundles for the
+ * browser without zod or node: modules.
  */
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import type { JobRecord } from '../../../shared/contract/index.ts';
-import { ApiClient, ApiError, NetworkError } from './client.ts';
+import { type JobRecord, TERMINAL } from '../contract/index.ts';
+import { ApiClient, ApiError, NetworkError, TERMINAL_STATUSES } from './client.ts';
 
 const job = (status: JobRecord['status'], step = 0): JobRecord =>
   ({ id: 'job_x', object: 'job', status, progress: status === 'queued' ? null : { step, total: 4, phase: 'base_only', image: 1, images: 1 } }) as unknown as JobRecord;
@@ -92,5 +95,17 @@ describe('ApiClient errors', () => {
   it('refuses a base URL that is not http(s)', () => {
     expect(() => new ApiClient({ baseUrl: 'ftp://x', apiKey: 'k' })).toThrow(/http or https/);
     expect(() => new ApiClient({ baseUrl: 'not a url', apiKey: 'k' })).toThrow(/absolute http\(s\) URL/);
+  });
+});
+
+describe('the client in a browser bundle', () => {
+  it('keeps the terminal statuses in step with the contract it does not import', () => {
+    expect([...TERMINAL_STATUSES]).toEqual([...TERMINAL]);
+  });
+
+  it('bundles for the browser from its own files alone: no zod, no node: modules', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const out = await build({ absWorkingDir: root, entryPoints: ['shared/client/client.ts'], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
+    expect(Object.keys(out.metafile.inputs).sort()).toEqual(['shared/client/client.ts', 'shared/client/event-stream.ts']);
   });
 });

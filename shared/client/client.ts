@@ -1,49 +1,19 @@
 /**
- * A small client of the AMDM API over fetch(): the playground bundles it for the browser
+ * The one client of the AMDM API, over fetch(): the playground bundles it for the browser
  * and the `amdm` CLI uses it on Node (cli/api-client.ts adds flags, env and files). Only
  * web-standard APIs, and only type imports from the contract, so zod stays out of the
  * browser bundle: the server is the one validator, and its problem+json names the field.
+ * Every body type is the contract's z.output, the same definition the edge serves and
+ * /openapi.json describes.
  */
-import type { JobRecord, JobRequestInput, ModelInfo, Problem } from '../../../shared/contract/index.ts';
+import type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
 import { isComment, readEventStream } from './event-stream.ts';
 
-export type { JobRecord, JobRequestInput, ModelInfo, Problem };
+export type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport };
 
-export interface UploadTicket {
-  object: 'upload';
-  upload_id: string;
-  upload_url: string;
-  method: 'PUT';
-  headers: Record<string, string>;
-  expires_at: string;
-  max_bytes: number;
-}
-
-export interface UsageDay {
-  day: string;
-  jobs: number;
-  images: number;
-  unet_evals: number;
-  runner_ms: number;
-}
-
-export interface UsageReport {
-  object: 'usage';
-  from: string;
-  to: string;
-  days: UsageDay[];
-  total: Omit<UsageDay, 'day'>;
-}
-
-export interface JobPage {
-  object: 'list';
-  data: JobRecord[];
-  next_cursor: string | null;
-}
-
-/** Kept in step with shared/contract (a test checks): importing it would bundle zod. */
-export const TERMINAL_STATUSES: readonly JobRecord['status'][] = ['succeeded', 'failed', 'canceled'];
-export const isTerminalStatus = (s: JobRecord['status']): boolean => TERMINAL_STATUSES.includes(s);
+/** Kept in step with shared/contract's TERMINAL (a test checks): importing it would bundle zod. */
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
+export const isTerminalStatus = (s: JobStatus): boolean => TERMINAL_STATUSES.includes(s);
 
 /** An answer of the API that is not 2xx, with its RFC 9457 problem (or one made up for a non-problem body). */
 export class ApiError extends Error {
@@ -55,7 +25,7 @@ export class ApiError extends Error {
     super(describeProblem(problem));
   }
   /** the field errors, `[{ field: 'models[1].grounding[0].box', message }]`, possibly empty */
-  get fieldErrors(): { field: string; message: string }[] {
+  get fieldErrors(): FieldError[] {
     return this.problem.errors ?? [];
   }
 }
@@ -139,7 +109,7 @@ export class ApiClient {
     return (await (await this.send(method, path, init)).json()) as T;
   }
 
-  models(): Promise<{ object: 'list'; data: ModelInfo[] }> {
+  models(): Promise<ModelList> {
     return this.json('GET', '/v1/models');
   }
 
@@ -159,7 +129,7 @@ export class ApiClient {
     return this.json('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
   }
 
-  list(opts: { limit?: number; cursor?: string | null } = {}): Promise<JobPage> {
+  list(opts: { limit?: number; cursor?: string | null } = {}): Promise<JobList> {
     const q = new URLSearchParams();
     if (opts.limit !== undefined) q.set('limit', String(opts.limit));
     if (opts.cursor) q.set('cursor', opts.cursor);
@@ -176,8 +146,8 @@ export class ApiClient {
   }
 
   /** POST /v1/uploads, then PUT the bytes to the signed URL; returns the upload id. */
-  async upload(bytes: Uint8Array | Blob, contentType: 'image/png' | 'image/jpeg'): Promise<string> {
-    const ticket = await this.json<UploadTicket>('POST', '/v1/uploads', { body: { content_type: contentType } });
+  async upload(bytes: Uint8Array | Blob, contentType: CreateUploadBody['content_type']): Promise<string> {
+    const ticket = await this.json<UploadTicket>('POST', '/v1/uploads', { body: { content_type: contentType } satisfies CreateUploadBody });
     const size = bytes instanceof Blob ? bytes.size : bytes.byteLength;
     if (size > ticket.max_bytes) {
       throw new ApiError(413, { type: 'about:blank', title: 'Content too large', status: 413, detail: `the image is ${size} bytes; uploads are limited to ${ticket.max_bytes}`, errors: [{ field: 'reference_image', message: `at most ${ticket.max_bytes} bytes` }] });
