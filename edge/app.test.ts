@@ -10,6 +10,7 @@ import { createApiKey } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { createApp, type AppDeps } from './app.ts';
+import { encodeCursor } from './jobs-service.ts';
 import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
 
 const BASE = 'http://127.0.0.1:8787';
@@ -321,6 +322,35 @@ describe('reading, listing, cancelling', () => {
     expect((await stolen.json()).errors[0].field).toBe('query.cursor');
     expect((await call('/v1/jobs?cursor=garbage')).status).toBe(400);
     expect((await call('/v1/jobs?limit=101')).status).toBe(400);
+  });
+
+  it('a forged cursor is a 400 naming query.cursor, however long or odd it decodes', async () => {
+    const { call } = await setup();
+    await call('/v1/jobs', { body: single() });
+    const index = 'tenants/acme/index/';
+    const forged = [
+      `${index}${'9'.repeat(1100)}`, // over the stores' 1024-byte key limit: reached a RangeError (500)
+      `${index}${'é'.repeat(600)}`, // 1219 bytes in fewer characters
+      `${index}000000000000001-job_0000000000000000000000000\u0001`, // a control character no store key has
+      `${index}000000000000001-job_00000000000000000000000000/x`, // not an index key
+      `${index}`, // the prefix alone
+    ];
+    for (const key of forged) {
+      const res = await call(`/v1/jobs?cursor=${encodeCursor(key)}`);
+      expect(res.status, key.slice(0, 60)).toBe(400);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      const body = await res.json();
+      expect(body.errors[0].field).toBe('query.cursor');
+      expect(body.errors[0].message).toMatch(/next_cursor/);
+    }
+    // longer than the query schema allows: refused before decoding, naming the same field
+    const huge = await call(`/v1/jobs?cursor=c1.${'A'.repeat(5000)}`);
+    expect(huge.status).toBe(400);
+    expect((await huge.json()).errors[0].field).toBe('query.cursor');
+    // a real cursor still works
+    await call('/v1/jobs', { body: single('second') });
+    const p1 = await (await call('/v1/jobs?limit=1')).json();
+    expect((await call(`/v1/jobs?limit=1&cursor=${p1.next_cursor}`)).status).toBe(200);
   });
 
   it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {
