@@ -289,6 +289,46 @@ describe('POST /v1/jobs', () => {
   });
 });
 
+describe('POST /v1/jobs: numbers at the edges of float64', () => {
+  const weighted = (w: number[]) => ({
+    models: w.map((weight, i) => ({ id: i === 0 ? 'shapes-base' : 'shapes-layout', role: i === 0 ? 'base' : 'auxiliary', prompt: 'x', weight })),
+    sampler: { steps: 4, seed: 1 },
+  });
+  const weightsOf = async (res: Response) => ((await res.json()) as { spec: { models: { weight: number }[] } }).spec.models.map((m) => m.weight);
+
+  it('weights of any finite size normalise to the weights their ratio gives', async () => {
+    const { call } = await setup();
+    const equal = await weightsOf(await call('/v1/jobs', { body: weighted([1, 1]) }));
+    const oneToTwo = await weightsOf(await call('/v1/jobs', { body: weighted([1, 2]) }));
+    // squares underflow to 0 (was: 500 "weights must not all be zero") or overflow to
+    // Infinity (was: stored as [0, 0] and run)
+    for (const w of [[1e-200, 1e-200], [5e-324, 5e-324], [1e200, 1e200], [Number.MAX_VALUE, Number.MAX_VALUE]]) {
+      const res = await call('/v1/jobs', { body: weighted(w) });
+      expect(res.status, String(w)).toBe(202);
+      expect(await weightsOf(res), String(w)).toEqual(equal);
+    }
+    for (const w of [[1e-200, 2e-200], [1e200, 2e200], [Number.MAX_VALUE / 2, Number.MAX_VALUE]]) {
+      const got = await weightsOf(await call('/v1/jobs', { body: weighted(w) }));
+      got.forEach((v, i) => expect(v, String(w)).toBeCloseTo(oneToTwo[i]!, 15));
+    }
+    // a weight far below the others stays a tiny, finite weight
+    const [big, tiny] = await weightsOf(await call('/v1/jobs', { body: weighted([1e200, 1]) }));
+    expect(big).toBe(1);
+    expect(tiny).toBe(1e-200);
+  });
+
+  it('official three-model weights that would all be zero are a 422 naming omega2', async () => {
+    const { call } = await setup();
+    const three = (omega: number, omega2: number) => ({ ...weighted([1, 1, 1]), models: weighted([1, 1, 1]).models.map(({ weight: _, ...m }) => m), aggregation: { omega, omega2 } });
+    const res = await call('/v1/jobs', { body: three(1, 0) });
+    expect(res.status).toBe(422);
+    const p = await res.json();
+    expect(p.errors).toEqual([expect.objectContaining({ field: 'aggregation.omega2', message: expect.stringMatching(/all be zero/) })]);
+    expect((await call('/v1/jobs', { body: three(1, 1e-300) })).status).toBe(202);
+    expect((await call('/v1/jobs', { body: three(0.999, 0) })).status).toBe(202);
+  });
+});
+
 describe('reading, listing, cancelling', () => {
   it('GET /v1/jobs/:id: 404 for other tenants and unknown ids, never 403', async () => {
     const { call, other } = await setup();
