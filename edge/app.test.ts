@@ -154,6 +154,26 @@ describe('POST /v1/jobs', () => {
     expect((await dev.call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://127.0.0.1:9/hook' } } })).status).toBe(202);
   });
 
+  it('refuses webhooks to IPv4 carried in IPv6 and to special-purpose IPv6 blocks, naming the block', async () => {
+    const { call } = await setup();
+    const refused: [string, RegExp][] = [
+      ['http://[::ffff:0:127.0.0.1]:9/hook', /::ffff:0:7f00:1 is in ::ffff:0:0:0\/96, IPv4-translated Address .*carrying IPv4 127\.0\.0\.1/],
+      ['http://[64:ff9b::169.254.169.254]/latest', /64:ff9b::a9fe:a9fe is in 64:ff9b::\/96, NAT64 Well-Known Prefix \(RFC 6052\), carrying IPv4 169\.254\.169\.254, which is in 169\.254\.0\.0\/16, Link Local/],
+      ['http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook', /TEREDO .*Teredo client 127\.0\.0\.1/],
+      ['http://[2002:a9fe:a9fe::1]/hook', /6to4 .*6to4 router 169\.254\.169\.254/],
+      ['http://[64:ff9b:1::a00:1]/hook', /64:ff9b:1::\/48, Local-Use IPv4\/IPv6 Translation Prefix/],
+      ['http://[2001:20::1]/hook', /ORCHIDv2/],
+      ['http://[3fff::1]/hook', /3fff::\/20, Documentation/],
+    ];
+    for (const [url, why] of refused) {
+      const res = await call('/v1/jobs', { body: { ...single(), webhook: { url } } });
+      expect(res.status, url).toBe(422);
+      const p = await res.json();
+      expect(p.errors, url).toEqual([{ field: 'webhook.url', message: expect.stringMatching(why) }]);
+    }
+    expect((await call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://[64:ff9b::8.8.8.8]/hook' } } })).status).toBe(202);
+  });
+
   it('stores inline reference images and keeps only their key in the spec', async () => {
     const { call, store } = await setup();
     const data = btoa(String.fromCharCode(...PNG));
