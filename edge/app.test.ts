@@ -10,6 +10,7 @@ import { createApiKey } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { createApp, type AppDeps } from './app.ts';
+import { encodeCursor } from './jobs-service.ts';
 import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
 
 const BASE = 'http://127.0.0.1:8787';
@@ -153,6 +154,26 @@ describe('POST /v1/jobs', () => {
     expect((await dev.call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://127.0.0.1:9/hook' } } })).status).toBe(202);
   });
 
+  it('refuses webhooks to IPv4 carried in IPv6 and to special-purpose IPv6 blocks, naming the block', async () => {
+    const { call } = await setup();
+    const refused: [string, RegExp][] = [
+      ['http://[::ffff:0:127.0.0.1]:9/hook', /::ffff:0:7f00:1 is in ::ffff:0:0:0\/96, IPv4-translated Address .*carrying IPv4 127\.0\.0\.1/],
+      ['http://[64:ff9b::169.254.169.254]/latest', /64:ff9b::a9fe:a9fe is in 64:ff9b::\/96, NAT64 Well-Known Prefix \(RFC 6052\), carrying IPv4 169\.254\.169\.254, which is in 169\.254\.0\.0\/16, Link Local/],
+      ['http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook', /TEREDO .*Teredo client 127\.0\.0\.1/],
+      ['http://[2002:a9fe:a9fe::1]/hook', /6to4 .*6to4 router 169\.254\.169\.254/],
+      ['http://[64:ff9b:1::a00:1]/hook', /64:ff9b:1::\/48, Local-Use IPv4\/IPv6 Translation Prefix/],
+      ['http://[2001:20::1]/hook', /ORCHIDv2/],
+      ['http://[3fff::1]/hook', /3fff::\/20, Documentation/],
+    ];
+    for (const [url, why] of refused) {
+      const res = await call('/v1/jobs', { body: { ...single(), webhook: { url } } });
+      expect(res.status, url).toBe(422);
+      const p = await res.json();
+      expect(p.errors, url).toEqual([{ field: 'webhook.url', message: expect.stringMatching(why) }]);
+    }
+    expect((await call('/v1/jobs', { body: { ...single(), webhook: { url: 'http://[64:ff9b::8.8.8.8]/hook' } } })).status).toBe(202);
+  });
+
   it('stores inline reference images and keeps only their key in the spec', async () => {
     const { call, store } = await setup();
     const data = btoa(String.fromCharCode(...PNG));
@@ -288,6 +309,46 @@ describe('POST /v1/jobs', () => {
   });
 });
 
+describe('POST /v1/jobs: numbers at the edges of float64', () => {
+  const weighted = (w: number[]) => ({
+    models: w.map((weight, i) => ({ id: i === 0 ? 'shapes-base' : 'shapes-layout', role: i === 0 ? 'base' : 'auxiliary', prompt: 'x', weight })),
+    sampler: { steps: 4, seed: 1 },
+  });
+  const weightsOf = async (res: Response) => ((await res.json()) as { spec: { models: { weight: number }[] } }).spec.models.map((m) => m.weight);
+
+  it('weights of any finite size normalise to the weights their ratio gives', async () => {
+    const { call } = await setup();
+    const equal = await weightsOf(await call('/v1/jobs', { body: weighted([1, 1]) }));
+    const oneToTwo = await weightsOf(await call('/v1/jobs', { body: weighted([1, 2]) }));
+    // squares underflow to 0 (was: 500 "weights must not all be zero") or overflow to
+    // Infinity (was: stored as [0, 0] and run)
+    for (const w of [[1e-200, 1e-200], [5e-324, 5e-324], [1e200, 1e200], [Number.MAX_VALUE, Number.MAX_VALUE]]) {
+      const res = await call('/v1/jobs', { body: weighted(w) });
+      expect(res.status, String(w)).toBe(202);
+      expect(await weightsOf(res), String(w)).toEqual(equal);
+    }
+    for (const w of [[1e-200, 2e-200], [1e200, 2e200], [Number.MAX_VALUE / 2, Number.MAX_VALUE]]) {
+      const got = await weightsOf(await call('/v1/jobs', { body: weighted(w) }));
+      got.forEach((v, i) => expect(v, String(w)).toBeCloseTo(oneToTwo[i]!, 15));
+    }
+    // a weight far below the others stays a tiny, finite weight
+    const [big, tiny] = await weightsOf(await call('/v1/jobs', { body: weighted([1e200, 1]) }));
+    expect(big).toBe(1);
+    expect(tiny).toBe(1e-200);
+  });
+
+  it('official three-model weights that would all be zero are a 422 naming omega2', async () => {
+    const { call } = await setup();
+    const three = (omega: number, omega2: number) => ({ ...weighted([1, 1, 1]), models: weighted([1, 1, 1]).models.map(({ weight: _, ...m }) => m), aggregation: { omega, omega2 } });
+    const res = await call('/v1/jobs', { body: three(1, 0) });
+    expect(res.status).toBe(422);
+    const p = await res.json();
+    expect(p.errors).toEqual([expect.objectContaining({ field: 'aggregation.omega2', message: expect.stringMatching(/all be zero/) })]);
+    expect((await call('/v1/jobs', { body: three(1, 1e-300) })).status).toBe(202);
+    expect((await call('/v1/jobs', { body: three(0.999, 0) })).status).toBe(202);
+  });
+});
+
 describe('reading, listing, cancelling', () => {
   it('GET /v1/jobs/:id: 404 for other tenants and unknown ids, never 403', async () => {
     const { call, other } = await setup();
@@ -321,6 +382,35 @@ describe('reading, listing, cancelling', () => {
     expect((await stolen.json()).errors[0].field).toBe('query.cursor');
     expect((await call('/v1/jobs?cursor=garbage')).status).toBe(400);
     expect((await call('/v1/jobs?limit=101')).status).toBe(400);
+  });
+
+  it('a forged cursor is a 400 naming query.cursor, however long or odd it decodes', async () => {
+    const { call } = await setup();
+    await call('/v1/jobs', { body: single() });
+    const index = 'tenants/acme/index/';
+    const forged = [
+      `${index}${'9'.repeat(1100)}`, // over the stores' 1024-byte key limit: reached a RangeError (500)
+      `${index}${'é'.repeat(600)}`, // 1219 bytes in fewer characters
+      `${index}000000000000001-job_0000000000000000000000000\u0001`, // a control character no store key has
+      `${index}000000000000001-job_00000000000000000000000000/x`, // not an index key
+      `${index}`, // the prefix alone
+    ];
+    for (const key of forged) {
+      const res = await call(`/v1/jobs?cursor=${encodeCursor(key)}`);
+      expect(res.status, key.slice(0, 60)).toBe(400);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      const body = await res.json();
+      expect(body.errors[0].field).toBe('query.cursor');
+      expect(body.errors[0].message).toMatch(/next_cursor/);
+    }
+    // longer than the query schema allows: refused before decoding, naming the same field
+    const huge = await call(`/v1/jobs?cursor=c1.${'A'.repeat(5000)}`);
+    expect(huge.status).toBe(400);
+    expect((await huge.json()).errors[0].field).toBe('query.cursor');
+    // a real cursor still works
+    await call('/v1/jobs', { body: single('second') });
+    const p1 = await (await call('/v1/jobs?limit=1')).json();
+    expect((await call(`/v1/jobs?limit=1&cursor=${p1.next_cursor}`)).status).toBe(200);
   });
 
   it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {

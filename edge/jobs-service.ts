@@ -403,8 +403,10 @@ export class JobsService {
     } catch {
       throw bad();
     }
-    // a cursor names the last index key of the previous page: it must be this tenant's
-    if (!decoded.startsWith(this.repo.indexPrefix(tenant)) || decoded.includes('..')) throw bad();
+    // a cursor names the last index key of the previous page: it must be one of this
+    // tenant's, and nothing else, or a forged one reaches the store (a 1500-byte key there
+    // is a RangeError, another tenant's key a leak)
+    if (!this.repo.isIndexKey(tenant, decoded)) throw bad();
     return decoded;
   }
 

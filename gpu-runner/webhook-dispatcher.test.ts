@@ -8,6 +8,7 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import type { JobSpec } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredStatus, type WebhookAttempt } from '../shared/job-repository.ts';
+import { addressProblem } from '../shared/webhook-url-policy.ts';
 import { silentLogger } from './logger.ts';
 import { WebhookDispatcher, type WebhookDispatcherOptions } from './webhook-dispatcher.ts';
 
@@ -82,7 +83,7 @@ async function world(url: string, over: Partial<WebhookDispatcherOptions> = {}) 
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  return { d, queue, repo, id, enqueue, attempts, until, idle: async () => { const s = await queue.stats(); return s.visible + s.inFlight + s.delayed === 0; } };
+  return { d, store, queue, repo, id, enqueue, attempts, until, idle: async () => { const s = await queue.stats(); return s.visible + s.inFlight + s.delayed === 0; } };
 }
 
 describe('WebhookDispatcher', () => {
@@ -152,6 +153,58 @@ describe('WebhookDispatcher', () => {
     const [a] = await w.attempts();
     expect(a).toMatchObject({ ok: false, status: null, error: expect.stringMatching(/refused: hooks\.example\.com resolves to 127\.0\.0\.1/) });
     expect(r.got).toHaveLength(0);
+  });
+
+  it('judges every resolved address as the edge judges a literal: translated, tunnelled and special-purpose forms are refused before connecting', async () => {
+    const r = await receiver([200]);
+    const port = new URL(r.url).port;
+    // only addresses no packet can reach a real host at: before the fix several were dialled
+    const resolved = [
+      '::ffff:0:127.0.0.1', // IPv4-translated (RFC 2765): passed as public
+      '::ffff:0:a9fe:a9fe', // the same, carrying the metadata address
+      '::ffff:127.0.0.1', // IPv4-mapped, judged by its IPv4 address
+      '::127.0.0.1', // IPv4-compatible
+      '64:ff9b::a9fe:a9fe', // NAT64, carrying the metadata address
+      '64:ff9b:1::a00:1', // local-use NAT64
+      '2002:7f00:1::1', // 6to4 carrying 127.0.0.1
+      '2001:2::1', // benchmarking, inside the IETF protocol block
+      '2001:20::1', // ORCHIDv2
+      '2001:db8::1',
+      '3fff::1', // documentation
+      '100::1', // discard-only
+      '5f00::1', // SRv6 SIDs
+      'fd00::1',
+      'fe80::1%lo',
+      'fec0::1',
+      'ff02::1',
+      '169.254.169.254',
+      '192.0.0.9',
+      '0.0.0.0',
+    ];
+    let answer: string[] = [];
+    const w = await world(`http://hooks.example.test:${port}/x`, {
+      allowPrivate: false,
+      lookup: async () => answer.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    });
+    const parts = await w.repo.getParts('acme', w.id);
+    const record = await w.repo.assemble(parts!, { sign: (key, ttl) => w.store.signedGetUrl(key, ttl), urlTtlSeconds: 60, now: Date.now(), baseUrl: 'http://127.0.0.1:8787' });
+    for (const address of resolved) {
+      answer = [address];
+      const result = await w.d.deliver(`http://hooks.example.test:${port}/x`, 'job.succeeded', record, Date.now());
+      expect(result, address).toEqual({ status: null, ok: false, error: `refused: hooks.example.test resolves to ${address}: ${addressProblem(address)}` });
+      expect(result.error, address).toMatch(/ is in [0-9a-f:.]+\/\d+, /);
+    }
+    expect(r.got).toHaveLength(0);
+  });
+
+  it('refuses an IP literal in the URL with the same verdict, without a lookup', async () => {
+    let looked = 0;
+    const w = await world('http://127.0.0.1:1/x', { allowPrivate: false, lookup: async () => (looked++, []) });
+    const parts = await w.repo.getParts('acme', w.id);
+    const record = await w.repo.assemble(parts!, { sign: (key, ttl) => w.store.signedGetUrl(key, ttl), urlTtlSeconds: 60, now: Date.now(), baseUrl: 'http://127.0.0.1:8787' });
+    const result = await w.d.deliver('http://[::ffff:0:127.0.0.1]:9/hook', 'job.succeeded', record, Date.now());
+    expect(result).toEqual({ status: null, ok: false, error: `refused: ${addressProblem('::ffff:0:127.0.0.1')}; webhooks go to public unicast addresses only` });
+    expect(looked).toBe(0);
   });
 
   it('does not deliver twice when the outbox holds a duplicate', async () => {

@@ -16,13 +16,12 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { type JobRecord, type WebhookPayload } from '../shared/contract/index.ts';
 import { JobRepository, type UrlSigner, type WebhookAttempt } from '../shared/job-repository.ts';
 import { LeaseLostError, type JobQueue, type Lease } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
-import { isPublicAddress, webhookUrlProblem } from '../shared/webhook-url-policy.ts';
+import { addressProblem, webhookUrlProblem } from '../shared/webhook-url-policy.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
 import { WebhookMessage } from './webhook-message.ts';
 import type { WebhookMessage as WebhookMessageType } from './webhook-message.ts';
@@ -244,11 +243,10 @@ export class WebhookDispatcher {
 
   /** One signed POST. Never throws: every outcome is a DeliveryResult. */
   async deliver(url: string, type: WebhookPayload['type'], record: JobRecord, nowMs: number): Promise<DeliveryResult> {
+    // an IP literal is judged here (node does not call lookup for one); a name, below
     const literal = webhookUrlProblem(url, { allowPrivate: this.o.allowPrivate });
     if (literal) return { status: null, ok: false, error: `refused: ${literal}` };
     const target = new URL(url);
-    const host = target.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) && !this.o.allowPrivate && !isPublicAddress(host)) return { status: null, ok: false, error: `refused: ${host} is not a public address` };
 
     const payload: WebhookPayload = { type, timestamp: new Date(nowMs).toISOString(), data: record };
     const body = JSON.stringify(payload);
@@ -269,9 +267,10 @@ export class WebhookDispatcher {
     const guardedLookup = (hostname: string, options: { all?: boolean }, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
       lookup(hostname).then(
         (addrs) => {
-          const bad = allowPrivate ? undefined : addrs.find((a) => !isPublicAddress(a.address));
+          // the same verdict as the edge's on a literal, for every address the name has
+          const bad = allowPrivate ? undefined : addrs.map((a) => ({ address: a.address, why: addressProblem(a.address) })).find((a) => a.why !== null);
           if (bad || addrs.length === 0) {
-            refused = bad ? `refused: ${hostname} resolves to ${bad.address}, which is not a public address` : `no address for ${hostname}`;
+            refused = bad ? `refused: ${hostname} resolves to ${bad.address}: ${bad.why}` : `no address for ${hostname}`;
             const err = Object.assign(new Error(refused), { code: 'EREFUSED' }) as NodeJS.ErrnoException;
             cb(err, '', 4);
             return;

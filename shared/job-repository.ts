@@ -7,6 +7,7 @@
  * Output URLs are minted by a signer at read time and never stored, so a record read
  * tomorrow still has working links. Web-standard APIs only: the edge imports this module.
  */
+import { JOB_ID_RE } from './ids.ts';
 import type { ObjectStore } from './ports/store.ts';
 import {
   type JobRecord,
@@ -176,6 +177,13 @@ export class JobRepository {
   indexKey(tenant: string, createdMs: number, jobId: string): string {
     // inverted time: ascending byte order is newest first
     return `${this.indexPrefix(tenant)}${String(MAX_INV_TIME - createdMs).padStart(15, '0')}-${jobId}`;
+  }
+  /** Whether `key` has the shape of one of this tenant's index keys (what a list cursor names). */
+  isIndexKey(tenant: string, key: string): boolean {
+    const prefix = this.indexPrefix(tenant);
+    if (!key.startsWith(prefix)) return false;
+    const rest = key.slice(prefix.length);
+    return /^\d{15}-/.test(rest) && JOB_ID_RE.test(rest.slice(16));
   }
   idempotencyPrefix(tenant: string, keyHash: string): string {
     return `tenants/${tenant}/idempotency/${keyHash}/`;

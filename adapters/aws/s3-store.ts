@@ -146,7 +146,7 @@ export class S3Store implements ObjectStore {
         Bucket: this.bucket,
         Prefix: this.prefix + prefix,
         MaxKeys: limit,
-        ...(cursor === null ? {} : { StartAfter: this.prefix + cursor }),
+        ...(cursor === null ? {} : { StartAfter: this.startAfter(cursor) }),
       }),
     );
     const keys = (out.Contents ?? []).map((o) => {
@@ -207,6 +207,18 @@ export class S3Store implements ObjectStore {
     if (bytes > MAX_KEY_BYTES) {
       throw new RangeError(
         `invalid object key ${showKey(key)}: with the store prefix ${JSON.stringify(this.prefix)} it is ${bytes} bytes; S3 allows ${MAX_KEY_BYTES}`,
+      );
+    }
+    return full;
+  }
+
+  /** StartAfter is a key to S3: an overlong one is refused here, as objectKey refuses keys. */
+  private startAfter(cursor: string): string {
+    const full = this.prefix + cursor;
+    const bytes = utf8ByteLength(full);
+    if (bytes > MAX_KEY_BYTES) {
+      throw new RangeError(
+        `list: cursor ${showKey(cursor)} is ${bytes} bytes with the store prefix ${JSON.stringify(this.prefix)}; S3 allows ${MAX_KEY_BYTES}`,
       );
     }
     return full;
