@@ -7,7 +7,7 @@
 // that is stuck), then { timedOut: true } to the main thread, which exits 1. If the process is
 // still there after the grace period, the main thread is blocked: a second line says so and
 // the process is killed.
-import { writeSync } from 'node:fs';
+import { write } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const { timeoutMs, graceMs, component } = workerData;
@@ -16,14 +16,13 @@ const done = [];
 let phase = null;
 let phaseStarted = started;
 
-const log = (msg, fields) => {
+/** One log line on stderr, then `then`, whether or not the write succeeded. */
+const say = (msg, fields, then) => {
   const line = JSON.stringify({ t: new Date().toISOString(), level: 'error', component, msg, ...fields });
-  try {
-    writeSync(2, `${line}\n`);
-  } catch {
-    // stderr closed: the exit code still tells
-  }
+  // not writeSync: a stderr that nobody reads would block this thread too, and the kill with it
+  write(2, `${line}\n`, () => then());
 };
+const kill = () => process.kill(process.pid, 'SIGKILL');
 
 parentPort.on('message', (m) => {
   if (typeof m?.phase !== 'string') return;
@@ -33,16 +32,21 @@ parentPort.on('message', (m) => {
 });
 
 setTimeout(() => {
-  log('start-up did not finish in time; exiting', {
-    phase: phase ?? 'before the first phase',
-    phase_seconds: Math.round((Date.now() - phaseStarted) / 1000),
-    timeout_seconds: timeoutMs / 1000,
-    done,
-    hint: 'if this machine is only slow (large models on CPU), raise AMDM_START_TIMEOUT_SECONDS; 0 turns the watchdog off',
-  });
-  parentPort.postMessage({ timedOut: true });
+  const stuck = phase ?? 'before the first phase';
+  say(
+    'start-up did not finish in time; exiting',
+    {
+      phase: stuck,
+      phase_seconds: Math.round((Date.now() - phaseStarted) / 1000),
+      timeout_seconds: timeoutMs / 1000,
+      done,
+      hint: 'if this machine is only slow (large models on CPU), raise AMDM_START_TIMEOUT_SECONDS; 0 turns the watchdog off',
+    },
+    () => parentPort.postMessage({ timedOut: true }),
+  );
   setTimeout(() => {
-    log('the main thread did not exit: its event loop is blocked; killing the process', { phase: phase ?? 'before the first phase' });
-    process.kill(process.pid, 'SIGKILL');
+    say('the main thread did not exit: its event loop is blocked; killing the process', { phase: stuck }, kill);
+    // and if even that line cannot get out
+    setTimeout(kill, 1000);
   }, graceMs);
 }, timeoutMs);
