@@ -17,14 +17,12 @@ const THREAD = new URL('./start-watchdog-thread.mjs', import.meta.url);
 export interface StartWatchdogOptions {
   /** the whole start must finish within this; 0: no watchdog (phases are still logged) */
   timeoutSeconds: number;
+  /** the start's logger; the watchdog's own lines carry its component, "start" */
   logger: Logger;
-  /** the `component` of the watchdog's own log lines */
-  component?: string;
-  /** how long the main thread has to exit after the timeout before the process is killed */
-  graceMs?: number;
-  /** what the main thread does when the watchdog fires; default process.exit(1) */
-  onTimeout?: () => void;
 }
+
+/** How long a main thread that is alive gets to exit after the timeout; one that is blocked never does. */
+const GRACE_MS = 3000;
 
 export interface StartPhases {
   /** Runs one phase; logs `phase done` with its duration (and `fields` of its value), or lets its error through. */
@@ -38,18 +36,17 @@ export function startWatchdog(o: StartWatchdogOptions): StartPhases {
     throw new RangeError(`startWatchdog: timeoutSeconds must be a non-negative integer (got ${String(o.timeoutSeconds)})`);
   }
   const t0 = Date.now();
-  const component = o.component ?? 'start';
   let thread: Worker | null = null;
   if (o.timeoutSeconds > 0) {
     thread = new Worker(THREAD, {
       name: 'amdm-start-watchdog',
       // plain Node: no TypeScript loader, and no preload of the main thread runs in here
       execArgv: [],
-      workerData: { timeoutMs: o.timeoutSeconds * 1000, graceMs: o.graceMs ?? 3000, component },
+      workerData: { timeoutMs: o.timeoutSeconds * 1000, graceMs: GRACE_MS, component: 'start' },
     });
     thread.on('message', (m: { timedOut?: boolean }) => {
       // the thread has written which phase hung; a main thread that is alive exits with 1
-      if (m.timedOut) (o.onTimeout ?? (() => process.exit(1)))();
+      if (m.timedOut) process.exit(1);
     });
     thread.on('error', (err) => o.logger.warn('the start-up watchdog failed; the start goes on unwatched', { error: err.message }));
     // the watchdog never keeps the process alive by itself
