@@ -17,6 +17,7 @@ import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { createApp } from './app.ts';
+import { answerClientErrors } from './client-error.ts';
 import type { EdgeLimits } from './deps.ts';
 import type { Logger } from './middleware/problem/index.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
@@ -90,6 +91,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
 
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: o.port, hostname: host }) as Server;
+    answerClientErrors(s);
     s.once('listening', () => resolve(s));
     s.once('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'EADDRINUSE' ? new Error(`port ${o.port} on ${host} is in use; set PORT to another port`) : err),

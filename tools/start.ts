@@ -8,8 +8,14 @@
  * when the process is killed -9 is picked up again after a restart (its lease expires,
  * RUNNER_VISIBILITY_SECONDS, 30 s by default) and completes exactly once.
  *
+ * Each phase of the start (secrets, adapters, models, listen, local key) logs a line with its
+ * duration. A start that has not finished within AMDM_START_TIMEOUT_SECONDS (120; 0: no
+ * limit) logs the phase it is stuck in and exits 1 (tools/start-watchdog.ts), rather than
+ * leaving a process that never answers.
+ *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
- * webhooks reach localhost, and everything gpu-runner/main.ts reads.
+ * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, and everything gpu-runner/main.ts
+ * reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -19,6 +25,7 @@ import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { dataLayout, loadSecrets } from './single-node.ts';
+import { startWatchdog } from './start-watchdog.ts';
 
 /** Relative to the working directory when below it, absolute otherwise. */
 function shortPath(p: string): string {
@@ -38,37 +45,53 @@ async function localKey(store: ObjectStore, dataDir: string, pepper: string): Pr
   return created.key;
 }
 
+/** AMDM_START_TIMEOUT_SECONDS: how long the whole start may take (default 120; 0: no limit). */
+function startTimeoutSeconds(env: NodeJS.ProcessEnv): number {
+  const raw = env.AMDM_START_TIMEOUT_SECONDS;
+  if (raw === undefined || raw === '') return 120;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 86_400) throw new Error(`AMDM_START_TIMEOUT_SECONDS must be an integer from 0 to 86400 (got ${JSON.stringify(raw)})`);
+  return n;
+}
+
 async function main(): Promise<void> {
   const logger = jsonLogger('start');
   const env = process.env;
+  const start = startWatchdog({ timeoutSeconds: startTimeoutSeconds(env), logger });
   const config = runnerConfigFromEnv(env);
   const port = Number(env.PORT ?? 8787);
   const layout = dataLayout(config.dataDir);
-  const secrets = loadSecrets(layout, env);
+  const secrets = await start.run('secrets', () => loadSecrets(layout, env), () => ({ dir: layout.secretsDir }));
   if (!config.engine && !config.modelsDirs.some((d) => existsSync(d) && readdirSync(d).length > 0)) {
     throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
   }
-  const adapters = selectAdapters(config, env);
+  const adapters = await start.run('adapters', () => selectAdapters(config, env), () => ({ data_dir: layout.dataDir }));
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
-  const runner = await startRunner(config, adapters, { logger: jsonLogger('runner') });
+  const runner = await start.run('models', () => startRunner(config, adapters, { logger: jsonLogger('runner') }));
   let edge: Awaited<ReturnType<typeof startLocalEdge>>;
   try {
-    edge = await startLocalEdge({
-      dataDir: config.dataDir,
-      port,
-      publicBaseUrl: config.publicBaseUrl,
-      catalog: () => runner.engine.catalog(),
-      adapters: { store: adapters.store, jobs: adapters.jobs },
-      allowPrivateWebhooks: config.allowPrivateWebhooks,
-      logger: jsonLogger('edge'),
-      env,
-    });
+    edge = await start.run(
+      'listen',
+      () =>
+        startLocalEdge({
+          dataDir: config.dataDir,
+          port,
+          publicBaseUrl: config.publicBaseUrl,
+          catalog: () => runner.engine.catalog(),
+          adapters: { store: adapters.store, jobs: adapters.jobs },
+          allowPrivateWebhooks: config.allowPrivateWebhooks,
+          logger: jsonLogger('edge'),
+          env,
+        }),
+      (e) => ({ url: e.url }),
+    );
   } catch (err) {
     await runner.abortNow().catch(() => {});
     throw err;
   }
-  const key = await localKey(adapters.store, config.dataDir, secrets.pepper);
+  const key = await start.run('local key', () => localKey(adapters.store, config.dataDir, secrets.pepper));
+  start.done({ url: edge.url });
 
   const examplesDir = resolve(new URL('../examples', import.meta.url).pathname);
   const examples = existsSync(examplesDir) ? readdirSync(examplesDir).filter((f) => f.endsWith('.json')).sort() : [];

@@ -3,6 +3,10 @@
  * URL and curl; killed with -9 in the middle of a job and started again, the job still
  * completes, exactly once. The engine is the slow test double (AMDM_ENGINE_MODULE), so
  * the test does not depend on the model files and a job lasts long enough to be killed.
+ *
+ * A start that hangs (a warm-up that never finishes; an event loop blocked after the models
+ * loaded, the symptom of a start that never served) ends with a log line naming the phase
+ * and a non-zero exit, instead of a silent process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,6 +17,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../shared/contract/index.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { SLOW_ENGINE } from './runner-process.ts';
+
+const HANGING_WARM_UP_ENGINE = new URL('./hanging-warm-up-engine.ts', import.meta.url).href;
+const BLOCK_AFTER_MODELS = fileURLToPath(new URL('./block-event-loop-after-models.mjs', import.meta.url));
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const children: ChildProcess[] = [];
@@ -27,9 +34,14 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function npmStart(env: Record<string, string>): { child: ChildProcess; output: () => string; banner: Promise<string> } {
+function npmStart(
+  env: Record<string, string>,
+  preload: string[] = [],
+): { child: ChildProcess; output: () => string; banner: Promise<string>; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   // what `npm start` runs, without npm in between (so the signal reaches the server itself)
-  const child = spawn(process.execPath, ['--import', 'tsx', 'tools/start.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'tools/start.ts'];
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   children.push(child);
   let out = '';
   const banner = new Promise<string>((resolve, reject) => {
@@ -41,7 +53,24 @@ function npmStart(env: Record<string, string>): { child: ChildProcess; output: (
     child.stderr!.on('data', (d) => (out += d));
     child.once('exit', (code) => reject(new Error(`npm start exited with ${code}:\n${out}`)));
   });
-  return { child, output: () => out, banner };
+  banner.catch(() => {}); // a test of a start that fails awaits `exited` instead
+  return { child, output: () => out, banner, exited };
+}
+
+/** The JSON log lines of an output, parsed (stdout and stderr interleave: a torn line is skipped). */
+function logLines(out: string): Record<string, unknown>[] {
+  return out.split('\n').flatMap((l) => {
+    try {
+      return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The exit of a start that should end by itself; null if it is still running after `ms`. */
+function exitWithin(started: ReturnType<typeof npmStart>, ms: number) {
+  return Promise.race([started.exited, new Promise<null>((r) => setTimeout(() => r(null), ms))]);
 }
 
 describe('npm start', () => {
@@ -58,6 +87,12 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${port}`);
     expect(banner).toMatch(/curl -sS http:\/\/127\.0\.0\.1:\d+\/v1\/jobs -H "Authorization: Bearer amdm_\S+" .*--data @\S*examples\/single\.json/);
     expect(readFileSync(join(dataDir, 'local-api-key'), 'utf8').trim()).toBe(key);
+    // every phase of the start says when it is done, and how long it took
+    const phases = logLines(banner).filter((l) => l.component === 'start' && l.msg === 'phase done');
+    expect(phases.map((l) => l.phase)).toEqual(['secrets', 'adapters', 'models', 'listen', 'local key']);
+    for (const p of phases) expect(p.ms).toEqual(expect.any(Number));
+    expect(phases.find((p) => p.phase === 'listen')?.url).toBe(`http://127.0.0.1:${port}`);
+    expect(logLines(banner)).toContainEqual(expect.objectContaining({ component: 'start', msg: 'started', url: `http://127.0.0.1:${port}` }));
 
     // the printed curl's request, with a longer job so that it is still running when killed
     const api = (path: string, body?: unknown) =>
@@ -82,11 +117,44 @@ describe('npm start', () => {
       return ['succeeded', 'failed', 'canceled'].includes(r.status) ? r : null;
     }, 'the job to complete after the restart', 60_000);
     expect(done.status, second.output()).toBe('succeeded');
-    const usage = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
+    // the runner writes the usage record just after the terminal status (gpu-runner/worker-loop.ts)
+    const usage = await until(async () => {
+      const u = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
+      return u.total.jobs > 0 ? u : null;
+    }, 'the usage record of the job');
     expect(usage.total).toEqual(expect.objectContaining({ jobs: 1, unet_evals: 60 }));
 
     second.child.kill('SIGTERM');
     const code = await new Promise<number | null>((r) => second.child.once('exit', (c) => r(c)));
     expect(code).toBe(0);
+  });
+
+  it('a warm-up that never finishes: the watchdog names the phase and exits 1', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'amdm-start-'));
+    dirs.push(dataDir);
+    const env = { DATA_DIR: dataDir, PORT: String(await freePort()), AMDM_ENGINE_MODULE: HANGING_WARM_UP_ENGINE, AMDM_START_TIMEOUT_SECONDS: '3' };
+    const start = npmStart(env);
+    const exit = await exitWithin(start, 45_000);
+    expect(exit, `still running:\n${start.output()}`).not.toBeNull();
+    expect(exit!.code, start.output()).toBe(1);
+    expect(logLines(start.output())).toContainEqual(
+      expect.objectContaining({ level: 'error', component: 'start', msg: 'start-up did not finish in time; exiting', phase: 'models', timeout_seconds: 3, done: ['secrets', 'adapters'] }),
+    );
+    expect(start.output()).not.toContain('Stop: Ctrl-C');
+  });
+
+  it('an event loop blocked after the models loaded: the watchdog says so and kills the process', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'amdm-start-'));
+    dirs.push(dataDir);
+    // long enough for the slow engine's threads to start on a busy machine; the block comes after
+    const env = { DATA_DIR: dataDir, PORT: String(await freePort()), AMDM_ENGINE_MODULE: SLOW_ENGINE, AMDM_START_TIMEOUT_SECONDS: '8' };
+    const start = npmStart(env, [BLOCK_AFTER_MODELS]);
+    const exit = await exitWithin(start, 50_000);
+    expect(exit, `still running:\n${start.output()}`).not.toBeNull();
+    expect(exit!.signal, start.output()).toBe('SIGKILL');
+    const lines = logLines(start.output());
+    expect(lines).toContainEqual(expect.objectContaining({ component: 'runner', msg: 'models loaded' }));
+    expect(lines).toContainEqual(expect.objectContaining({ level: 'error', component: 'start', msg: 'start-up did not finish in time; exiting', phase: 'models' }));
+    expect(lines).toContainEqual(expect.objectContaining({ level: 'error', component: 'start', msg: expect.stringMatching(/event loop is blocked; killing the process/), phase: 'models' }));
   });
 });
