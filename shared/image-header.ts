@@ -108,6 +108,10 @@ export function imageProblem(h: ImageHeader, limits: ImageLimits = IMAGE_LIMITS)
       `${limits.maxPixels} pixels in all and ${limits.maxPixelBytes} bytes decoded (width × height × channels × bytes per sample) are allowed`
     );
   }
+  if (h.type === 'image/png' && h.interlaced && h.bitDepth < 8) {
+    // fast-png 8 reads such passes as if every sample took a byte: noise, or a misleading "Unsupported filter"
+    return `the PNG is interlaced with ${h.bitDepth}-bit samples; interlaced PNGs are supported at 8 or 16 bits, and any PNG without interlacing`;
+  }
   if (h.type === 'image/jpeg') {
     if (!DECODABLE_SOF.has(h.sof)) {
       return `the JPEG is ${JPEG_PROCESS[h.sof] ?? 'of an unknown kind'}; baseline, extended and progressive Huffman-coded JPEGs are supported`;

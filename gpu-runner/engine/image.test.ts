@@ -8,7 +8,7 @@ import { deflateSync } from 'node:zlib';
 import { decode as fastPngDecode, encode as encodePngBytes } from 'fast-png';
 import jpeg from 'jpeg-js';
 import { describe, expect, it } from 'vitest';
-import { readImageHeader, type JpegHeader } from '../../shared/image-header.ts';
+import { readImageHeader, type JpegHeader, type PngHeader } from '../../shared/image-header.ts';
 import { BASELINE_422_JPEG, PROGRESSIVE_420_JPEG, ihdr, jpegDeclaring, png, pngBomb, pngChunk, pngLyingData, pngProfileBomb } from '../../test/fixtures/images.ts';
 import { decodeImage, jpegDecoderBytes } from './image.ts';
 import { EngineInputError } from './types.ts';
@@ -144,5 +144,23 @@ describe('hostile images are refused before they are inflated', () => {
     expect(refusal(png(ihdr(2, 2), past, IEND)).message).toMatch(/the IDAT chunk at byte 33 runs past the end of the file/);
     expect(refusal(png(ihdr(2, 2), idat)).message).toMatch(/ends before its IEND chunk/);
     expect(refusal(png(ihdr(2, 2), pngChunk('ZZZZ', new Uint8Array(1)), idat, IEND)).message).toMatch(/unknown critical chunk ZZZZ/);
+  });
+});
+
+describe('PNGs of fewer than 8 bits per sample', () => {
+  it('1-bit gray and 2-bit palette rows are unpacked, each row from its own byte', () => {
+    const gray = png(ihdr(9, 2, { depth: 1, colorType: 0 }), pngChunk('IDAT', deflateSync(new Uint8Array([0, 0b10101010, 0b10000000, 0, 0b11110000, 0]))), IEND);
+    const g = decodeImage(gray, FIELD);
+    expect(Array.from(g.data.filter((_, i) => i % 3 === 0))).toEqual([255, 0, 255, 0, 255, 0, 255, 0, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0]);
+    const palette = new Uint8Array([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]);
+    const indexed = png(ihdr(5, 1, { depth: 2, colorType: 3 }), pngChunk('PLTE', palette), pngChunk('IDAT', deflateSync(new Uint8Array([0, 0b00011011, 0b10000000]))), IEND);
+    expect(Array.from(decodeImage(indexed, FIELD).data)).toEqual([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9, 0, 0, 255]);
+  });
+
+  it('an interlaced one, which fast-png misreads, is refused by its header', () => {
+    const header = ihdr(8, 8, { depth: 4, colorType: 0, interlace: 1 });
+    const { dataBytes } = readImageHeader(png(header, IEND)) as PngHeader;
+    const bytes = png(header, pngChunk('IDAT', deflateSync(new Uint8Array(dataBytes).fill(0x5a))), IEND);
+    expect(refusal(bytes).message).toMatch(/interlaced with 4-bit samples; interlaced PNGs are supported at 8 or 16 bits/);
   });
 });

@@ -36,7 +36,9 @@ export function decodeImage(bytes: Uint8Array, field = 'reference_image'): RgbIm
   try {
     if (header.type === 'image/png') {
       const png = decodePngBytes(boundedPng(bytes, header));
-      return toRgb(png.width, png.height, png.channels, png.depth, png.data as Uint8Array | Uint16Array, png.palette as number[][] | undefined);
+      // fast-png leaves 1, 2 and 4-bit samples packed, as the file has them (only gray and palette images have them)
+      const data = png.depth < 8 ? unpackSamples(png.data as Uint8Array, png.width, png.height, png.depth) : (png.data as Uint8Array | Uint16Array);
+      return toRgb(png.width, png.height, png.channels, png.depth, data, png.palette as number[][] | undefined);
     }
     const j = jpeg.decode(bytes, {
       useTArray: true,
@@ -172,6 +174,20 @@ export function jpegDecoderBytes(h: JpegHeader, fileBytes: number): number {
     bytes += blocksPerLine * 8 * blocksPerColumn * 8;
   }
   return bytes;
+}
+
+/** Rows of 1, 2 or 4-bit samples, each row starting on a byte -> one byte per sample. */
+function unpackSamples(packed: Uint8Array, width: number, height: number, depth: number): Uint8Array {
+  const out = new Uint8Array(width * height);
+  const rowBytes = Math.ceil((width * depth) / 8);
+  const mask = (1 << depth) - 1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const bit = x * depth;
+      out[y * width + x] = (packed[y * rowBytes + (bit >> 3)]! >> (8 - depth - (bit & 7))) & mask;
+    }
+  }
+  return out;
 }
 
 function toRgb(width: number, height: number, channels: number, depth: number, data: Uint8Array | Uint16Array, palette: number[][] | undefined): RgbImage {
