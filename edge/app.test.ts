@@ -3,6 +3,7 @@
  * idempotency scheme, cancellation, tenancy and the OpenAPI document.
  */
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { encode as encodePng } from 'fast-png';
 import { describe, expect, it } from 'vitest';
 import { MemoryQueue } from '../adapters/memory/memory-queue.ts';
 import { MemoryStore } from '../adapters/memory/memory-store.ts';
@@ -12,11 +13,13 @@ import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { encodeCursor } from './jobs-service.ts';
 import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
+import { jpegDeclaring, pngBomb } from '../test/fixtures/images.ts';
 
 const BASE = 'http://127.0.0.1:8787';
 const SECRET = 'blob-secret-'.repeat(4);
 const PEPPER = 'pepper-'.repeat(4);
-const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
+/** 1×1 RGBA: the edge reads the header of every reference image */
+const PNG = new Uint8Array(encodePng({ width: 1, height: 1, data: new Uint8Array([200, 100, 50, 255]), channels: 4, depth: 8 }));
 
 const model = (id: string, extra: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({
   id,
@@ -208,6 +211,57 @@ describe('POST /v1/jobs', () => {
     const theirs = await call('/v1/jobs', { key: other, body: body(ticket.upload_id) });
     expect(theirs.status).toBe(422);
     expect((await theirs.json()).errors[0].field).toBe('models[0].reference_image.upload_id');
+  });
+
+  describe('decompression bombs are refused by their header, before anything decodes them', () => {
+    // 30000×30000 gray over 900 MB of deflated zeros: an 0.9 MB file
+    const bomb = pngBomb(30000, 30000);
+    const tooLarge =
+      /^the image is 30000×30000 \(900 MP, 900000000 bytes decoded\); at most 16384 pixels wide or high, 16777216 pixels in all and 67108864 bytes decoded/;
+    const styled = (ref: object) => ({ models: [{ id: 'shapes-base', role: 'base', prompt: 'x' }, { id: 'shapes-style', role: 'auxiliary', prompt: 'x', reference_image: ref }] });
+
+    it('inline: 422 naming models[1].reference_image.data; nothing stored or queued', async () => {
+      const { call, store, queue } = await setup();
+      expect(bomb.length).toBeLessThan(1024 * 1024);
+      const res = await call('/v1/jobs', { body: styled({ data: Buffer.from(bomb).toString('base64') }) });
+      expect(res.status).toBe(422);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      expect((await res.json()).errors).toEqual([{ field: 'models[1].reference_image.data', message: expect.stringMatching(tooLarge) }]);
+      expect((await store.list('tenants/acme/')).keys.filter((k) => !k.startsWith('tenants/acme/keys'))).toEqual([]);
+      expect(await queue.receive({ visibilitySeconds: 30 })).toEqual([]);
+
+      const jpeg = await call('/v1/jobs', { body: styled({ data: Buffer.from(jpegDeclaring(30000, 30000)).toString('base64') }) });
+      expect(jpeg.status).toBe(422);
+      expect((await jpeg.json()).errors).toEqual([{ field: 'models[1].reference_image.data', message: expect.stringMatching(/^the image is 30000×30000 \(900 MP/) }]);
+    });
+
+    it('signed PUT: 422 naming body; nothing stored, and the same URL then takes a good image', async () => {
+      const { call, app, store } = await setup();
+      const ticket = await (await call('/v1/uploads', { body: { content_type: 'image/png' } })).json();
+      const put = await app.request(ticket.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: bomb });
+      expect(put.status).toBe(422);
+      expect((await put.json()).errors).toEqual([{ field: 'body', message: expect.stringMatching(tooLarge) }]);
+      expect(await store.get(`tenants/acme/uploads/${ticket.upload_id}`)).toBeNull();
+      expect((await app.request(ticket.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: PNG })).status).toBe(204);
+    });
+
+    it('an upload that reached the store around the edge (S3 presigned PUT): refused when a job names it', async () => {
+      const { call, store } = await setup();
+      const ticket = await (await call('/v1/uploads', { body: { content_type: 'image/png' } })).json();
+      await store.put(`tenants/acme/uploads/${ticket.upload_id}`, bomb, 'image/png');
+      const res = await call('/v1/jobs', { body: styled({ upload_id: ticket.upload_id }) });
+      expect(res.status).toBe(422);
+      expect((await res.json()).errors).toEqual([{ field: 'models[1].reference_image.upload_id', message: expect.stringMatching(tooLarge) }]);
+    });
+
+    it('a damaged header is refused with what is wrong', async () => {
+      const { call } = await setup();
+      const damaged = PNG.slice();
+      damaged[17] = damaged[17]! ^ 1; // width, under the IHDR checksum
+      const res = await call('/v1/jobs', { body: styled({ data: Buffer.from(damaged).toString('base64') }) });
+      expect(res.status).toBe(422);
+      expect((await res.json()).errors).toEqual([{ field: 'models[1].reference_image.data', message: expect.stringMatching(/IHDR\) checksum does not match/) }]);
+    });
   });
 
   it('Idempotency-Key: same body -> same job, once; different body -> 422', async () => {

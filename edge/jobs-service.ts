@@ -34,6 +34,7 @@ import {
   type StoredRequest,
   derivedStatus,
 } from '../shared/job-repository.ts';
+import { checkImage, imageTypeOf } from '../shared/image-header.ts';
 import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
 import type { ActiveJobTracker } from './active-jobs.ts';
 import type { ResolvedDeps } from './deps.ts';
@@ -48,16 +49,6 @@ export const CLAIM_ABANDONED_MS = 30_000;
 const REPLAY_WAIT_MS = 10_000;
 /** Where a job stands in the answer to its own create. */
 const JUST_QUEUED: QueueInfoValue = { position: null, reason: 'waiting for a runner; read the job for its place in the queue' };
-
-const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-const JPEG_MAGIC = [0xff, 0xd8, 0xff];
-
-export function imageTypeOf(bytes: Uint8Array): 'image/png' | 'image/jpeg' | null {
-  const starts = (m: number[]) => bytes.length >= m.length && m.every((b, i) => bytes[i] === b);
-  if (starts(PNG_MAGIC)) return 'image/png';
-  if (starts(JPEG_MAGIC)) return 'image/jpeg';
-  return null;
-}
 
 export interface CreateInput {
   tenant: string;
@@ -339,6 +330,12 @@ export class JobsService {
           problems.push({ field, message: 'the uploaded file is not a PNG or JPEG image' });
           continue;
         }
+        // on S3 the upload went around the edge: this is the first look at its header
+        const image = checkImage(obj.body);
+        if (!image.ok) {
+          problems.push({ field, message: image.message });
+          continue;
+        }
         target.reference_image = { key, scale: ref.scale };
       } else if (ref.data !== undefined) {
         const field = `models[${i}].reference_image.data`;
@@ -351,11 +348,16 @@ export class JobsService {
           problems.push({ field, message: `the image is ${bytes.byteLength} bytes; at most ${max} are allowed` });
           continue;
         }
-        const type = imageTypeOf(bytes);
-        if (!type) {
+        if (!imageTypeOf(bytes)) {
           problems.push({ field, message: 'must be a PNG or JPEG image (base64 of the file bytes)' });
           continue;
         }
+        const image = checkImage(bytes);
+        if (!image.ok) {
+          problems.push({ field, message: image.message });
+          continue;
+        }
+        const type = image.header.type;
         const uploadId = newUploadId(this.random);
         const key = this.repo.uploadKey(tenant, uploadId);
         uploads.push({ key, uploadId, bytes, contentType: type });

@@ -6,8 +6,8 @@
  */
 import type { Context } from 'hono';
 import { z } from 'zod';
+import { checkImage, imageTypeOf } from '../../shared/image-header.ts';
 import { BLOB_ROUTE_PREFIX, keyFromBlobPath, verifyBlobSignature } from '../../shared/signed-url.ts';
-import { imageTypeOf } from '../jobs-service.ts';
 import { bodyLimit } from '../middleware/body-limit/index.ts';
 import { ProblemError } from '../middleware/problem/index.ts';
 import { type EdgeApp, type RouteContext, problems } from './common.ts';
@@ -74,6 +74,16 @@ export function registerBlobRoutes(app: EdgeApp, { deps }: RouteContext): void {
         title: 'The upload is not valid',
         detail: 'uploads must be PNG or JPEG images',
         errors: [{ field: 'body', message: 'must be the bytes of a PNG or JPEG file' }],
+      });
+    }
+    // refused here, by its header, before any job can ask a runner to decode it
+    const image = checkImage(bytes);
+    if (!image.ok) {
+      throw new ProblemError(422, {
+        type: 'validation-error',
+        title: 'The upload is not valid',
+        detail: `the image is refused: ${image.message}`,
+        errors: [{ field: 'body', message: image.message }],
       });
     }
     if (await deps.store.get(key)) {
