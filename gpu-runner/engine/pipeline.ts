@@ -1,7 +1,7 @@
 /**
  * The AMDM pipeline over ONNX model packages, orchestrated in the open as diffusers'
  * pipelines are: 1. check inputs, 2. encode conditions, 3. timesteps, 4. latents,
- * 5. denoising loop (AMDM math from amdm.ts), 6. decode. One designated base model
+ * 5. denoising loop (AMDM math from shared/amdm/math.ts), 6. decode. One designated base model
  * (spec.models[0]) and any number of auxiliaries of the same ecosystem.
  *
  * Once the deviation window has ended the auxiliary models can no longer influence the
@@ -12,11 +12,11 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ModelInfo, SpecModel } from '../../shared/contract/index.ts';
-import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from './amdm.ts';
+import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from '../../shared/amdm/math.ts';
 import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
-import { gaussianNoise } from './noise.ts';
+import { etaNoise, gaussianNoise } from './noise.ts';
 import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
 import { DDIMScheduler } from './schedulers/ddim.ts';
 import { EulerDiscreteScheduler } from './schedulers/euler.ts';
@@ -167,7 +167,7 @@ export class AmdmEngine implements Engine {
           eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
           unetEvals++;
           // 5.2 scheduler step
-          y[k] = euler ? euler.step(eps[k]!, i, x[k]!) : ddim.step(eps[k]!, t, x[k]!, spec.sampler.eta, spec.sampler.eta > 0 ? gaussianNoise(seed ^ 0x5eed, j * 1000 + i, k, latentSize) : undefined).prevSample;
+          y[k] = euler ? euler.step(eps[k]!, i, x[k]!) : ddim.step(eps[k]!, t, x[k]!, spec.sampler.eta, spec.sampler.eta > 0 ? etaNoise(seed, j, i, k, latentSize) : undefined).prevSample;
         }
         if (N > 1 && inWindow(i, spec.aggregation.window)) {
           // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu

@@ -5,7 +5,7 @@
  * This schema checks everything that can be checked without knowing the installed
  * models (types, ranges, cross-field rules). Checks that need the model catalog (does the
  * model exist, do the models share one ecosystem, does it take grounding, how many objects,
- * which sizes) live in `shapeJobRequest` (shape.ts), which also fills the defaults.
+ * which sizes) live in `shapeJobRequest` (job-spec.ts), which also fills the defaults.
  */
 import { z } from 'zod';
 

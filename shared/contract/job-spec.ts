@@ -5,6 +5,7 @@
  * and `amdm generate` shapes through the same function, so local and remote runs agree.
  */
 import { z } from 'zod';
+import { officialP, officialWeights, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
 import type { JobRequest } from './job-request.ts';
 import { GroundingObject } from './job-request.ts';
 import type { ModelInfo } from './models.ts';
@@ -59,47 +60,6 @@ export type SpecModel = z.output<typeof SpecModel>;
 export interface FieldError {
   field: string;
   message: string;
-}
-
-/** Official defaults (AMDM.md): omega for 2 models, (omega1, omega2) for 3. */
-export const OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5, pBase: 55, pAux: 45, latentNorm: 128 } as const;
-
-/**
- * Aggregation weights in the official parameterization (AMDM.md step 3). The three-model
- * weights are kept exactly as the official code has them, not unit-norm.
- */
-export function officialWeights(n: number, omega: number, omega2?: number): number[] {
-  if (n === 1) return [1];
-  if (n === 2) return [omega, Math.sqrt(1 - omega * omega)];
-  if (n === 3) {
-    const s1 = Math.sqrt(1 - omega * omega);
-    const w2 = omega2 ?? OFFICIAL.omega2;
-    return [omega * w2, s1 * w2, s1 * Math.sqrt(1 - w2 * w2)];
-  }
-  throw new Error('the official parameterization covers one to three models');
-}
-
-/** Explicit weights scaled to unit L2 norm, so independent Gaussian latents keep unit variance. */
-export function unitNormWeights(w: readonly number[]): number[] {
-  const norm = Math.sqrt(w.reduce((s, v) => s + v * v, 0));
-  if (!(norm > 0)) throw new Error('weights must not all be zero');
-  return w.map((v) => v / norm);
-}
-
-/**
- * UNet evaluations (one CFG-batched call each) per image. Once the window ends the
- * auxiliary models can no longer influence the base, so they stop, unless every model's
- * own image was asked for.
- */
-export function unetEvalsPerImage(nModels: number, steps: number, windowEnd: number, perModel: boolean): number {
-  if (nModels === 1 || perModel) return nModels * steps;
-  const aggregated = Math.min(windowEnd + 1, steps);
-  return nModels * aggregated + (steps - aggregated);
-}
-
-/** The official schedule's cost: every model, every step. */
-export function officialUnetEvalsPerImage(nModels: number, steps: number): number {
-  return nModels * steps;
 }
 
 function roundTo(v: number, multiple: number, min: number, max: number): number {
@@ -182,19 +142,14 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
     weights = unitNormWeights(order.map((i) => req.models[i]!.weight!));
     source = 'explicit';
   } else if (n <= 3) {
-    const omega = req.aggregation.omega ?? (n === 2 ? OFFICIAL.omega : OFFICIAL.omega1);
-    weights = officialWeights(n, omega, req.aggregation.omega2);
+    weights = officialWeights(n, req.aggregation.omega, req.aggregation.omega2);
     source = 'official';
   } else {
     weights = unitNormWeights(order.map(() => 1));
     source = 'equal';
   }
 
-  // p defaults: the official distances (base 55, auxiliaries 45 for a 4x64x64 latent whose
-  // norm is about 128) scaled to this latent's expected norm sqrt(C*h*w)
-  const latentNorm = Math.sqrt(base.latent.channels * (width / base.latent.vae_scale_factor) * (height / base.latent.vae_scale_factor));
-  const scale = latentNorm / OFFICIAL.latentNorm;
-
+  const latent = { channels: base.latent.channels, width: width / base.latent.vae_scale_factor, height: height / base.latent.vae_scale_factor };
   const models: SpecModel[] = order.map((i, k) => {
     const m = req.models[i]!;
     return {
@@ -210,7 +165,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
           : { data: m.reference_image.data, scale: m.reference_image.scale }
         : null,
       weight: weights[k]!,
-      p: m.p ?? (k === 0 ? OFFICIAL.pBase : OFFICIAL.pAux) * scale,
+      p: m.p ?? officialP(k === 0 ? 'base' : 'auxiliary', latent),
     };
   });
 
