@@ -12,7 +12,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
-import type { ModelInfo } from '../../shared/contract/index.ts';
+import { SCHEDULER_NAMES, type ModelInfo } from '../../shared/contract/index.ts';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers/config.ts';
 
 /** Ecosystems the engine knows: models aggregate only within one. */
@@ -287,7 +287,7 @@ export function modelInfo(pkg: ModelPackage, maxTokens: number): ModelInfo {
       grounding: pkg.grounding ? { max_objects: pkg.grounding.maxObjects } : null,
       reference_image: pkg.reference ? { width: pkg.reference.width, height: pkg.reference.height } : null,
     },
-    schedulers: ['ddim', 'euler'],
+    schedulers: [...SCHEDULER_NAMES],
   };
 }
 

@@ -11,20 +11,25 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JobSpec, ModelInfo, SpecModel } from '../../shared/contract/index.ts';
+import { AGGREGATING_SCHEDULERS, type JobSpec, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
 import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from '../../shared/amdm/math.ts';
 import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
 import { etaNoise, gaussianNoise } from './noise.ts';
 import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
-import { DDIMScheduler } from './schedulers/ddim.ts';
-import { EulerDiscreteScheduler } from './schedulers/euler.ts';
+import { SCHEDULER_REGISTRY, type SchedulerRegistry } from './schedulers/index.ts';
 import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions } from './types.ts';
 
 export interface EngineOptions extends OrtOptions {
   /** folders holding model packages (each subfolder with amdm.json or model_index.json) */
   modelsDirs: string[];
+  /**
+   * Scheduler implementations by name; the registry (schedulers/index.ts) unless given.
+   * Requests can only name the contract's SCHEDULER_NAMES, so an extra one here is for
+   * callers that build a JobSpec themselves.
+   */
+  schedulers?: SchedulerRegistry;
 }
 
 /** What a model needs at every UNet call, computed and converted to tensors once per job. */
@@ -43,10 +48,12 @@ export class AmdmEngine implements Engine {
   private readonly cache: SessionCache;
   private packages: Promise<Map<string, ModelPackage>> | null = null;
   private readonly loaded = new Map<string, Promise<LoadedModel>>();
+  private readonly schedulers: SchedulerRegistry;
   private disposed = false;
 
   constructor(private readonly options: EngineOptions) {
     this.cache = new SessionCache(options);
+    this.schedulers = options.schedulers ?? SCHEDULER_REGISTRY;
   }
 
   /** Model packages by id, read once. */
@@ -113,7 +120,11 @@ export class AmdmEngine implements Engine {
     if (width % f !== 0 || height % f !== 0) {
       throw new EngineInputError(`width and height must be multiples of ${f} for "${base.pkg.id}" (got ${width}x${height})`, 'sampler.width');
     }
-    if (N > 1 && schedulerName !== 'ddim') throw new EngineInputError('aggregation needs the ddim scheduler', 'sampler.scheduler');
+    const createScheduler = Object.hasOwn(this.schedulers, schedulerName) ? this.schedulers[schedulerName] : undefined;
+    if (!createScheduler) throw new EngineInputError(`unknown scheduler "${schedulerName}"; allowed: ${Object.keys(this.schedulers).join(', ')}`, 'sampler.scheduler');
+    if (N > 1 && !(AGGREGATING_SCHEDULERS as readonly string[]).includes(schedulerName)) {
+      throw new EngineInputError(`aggregation needs the ${AGGREGATING_SCHEDULERS.join(' or ')} scheduler`, 'sampler.scheduler');
+    }
     if (N > 1 && !(start >= 0 && start <= end && end < steps)) {
       throw new EngineInputError(`window must satisfy 0 <= start <= end < steps (got [${start}, ${end}], steps ${steps})`, 'aggregation.window');
     }
@@ -127,9 +138,8 @@ export class AmdmEngine implements Engine {
     for (let k = 0; k < N; k++) conds.push(await this.encodeConditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
 
     // 3. timesteps
-    const ddim = new DDIMScheduler(base.pkg.scheduler);
-    const euler = schedulerName === 'euler' ? new EulerDiscreteScheduler(base.pkg.scheduler) : null;
-    const timesteps = euler ? euler.setTimesteps(steps) : ddim.setTimesteps(steps);
+    const scheduler = createScheduler(base.pkg.scheduler);
+    const timesteps = scheduler.setTimesteps(steps);
     const delta = Math.floor(base.pkg.scheduler.num_train_timesteps / steps);
     const last = lastInfluentialStep(steps, spec.aggregation.window);
     const keepAll = spec.outputs.per_model || opts.officialSchedule === true || N === 1;
@@ -146,10 +156,8 @@ export class AmdmEngine implements Engine {
           return Float32Array.from(given);
         }
         const noise = gaussianNoise(seed, j, k, latentSize);
-        if (euler) {
-          const s = euler.initNoiseSigma;
-          for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * s;
-        }
+        const sigma = scheduler.initNoiseSigma;
+        for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * sigma;
         return noise;
       });
       let epsPrev: (Float32Array | null)[] = models.map(() => null);
@@ -163,19 +171,19 @@ export class AmdmEngine implements Engine {
         const y: (Float32Array | null)[] = models.map(() => null);
         for (const k of active) {
           // 5.1 guided noise prediction of model k at its own latent (one batched CFG call)
-          const input = euler ? euler.scaleModelInput(x[k]!, i) : x[k]!;
+          const input = scheduler.scaleModelInput(x[k]!, i);
           eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
           unetEvals++;
-          // 5.2 scheduler step
-          y[k] = euler ? euler.step(eps[k]!, i, x[k]!) : ddim.step(eps[k]!, t, x[k]!, spec.sampler.eta, spec.sampler.eta > 0 ? etaNoise(seed, j, i, k, latentSize) : undefined).prevSample;
+          // 5.2 scheduler step (the eta-noise stream is drawn only by a scheduler that adds noise)
+          y[k] = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) }).prevSample;
         }
         if (N > 1 && inWindow(i, spec.aggregation.window)) {
           // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu
           const xbar = aggregate(y as Float32Array[], spec.models.map((m) => m.weight));
           const s = t + delta;
           if (s >= base.pkg.scheduler.num_train_timesteps) throw new Error(`deviation step needs timestep ${s}, outside the schedule`);
-          const alphaS = ddim.schedule.alphas[s]!;
-          const alphaBarS = ddim.schedule.alphasCumprod[s]!;
+          const alphaS = scheduler.schedule.alphas[s]!;
+          const alphaBarS = scheduler.schedule.alphasCumprod[s]!;
           x = models.map((_, k) => pullToward(xbar, deviationMu(x[k]!, epsPrev[k]!, alphaS, alphaBarS), spec.models[k]!.p, spec.aggregation.clamp));
         } else {
           x = y; // models that stopped after the window stay null

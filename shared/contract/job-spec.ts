@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { officialP, officialWeights, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
 import type { JobRequest } from './job-request.ts';
 import { GroundingObject } from './job-request.ts';
+import { SCHEDULER_NAMES } from './schedulers.ts';
 import type { ModelInfo } from './models.ts';
 
 export const SpecModel = z.object({
@@ -45,7 +46,7 @@ export const JobSpec = z
       seed: z.number().int(),
       width: z.number().int(),
       height: z.number().int(),
-      scheduler: z.enum(['ddim', 'euler']),
+      scheduler: z.enum(SCHEDULER_NAMES),
       eta: z.number(),
     }),
     outputs: z.object({ images: z.number().int(), per_model: z.boolean(), latents: z.boolean() }),
