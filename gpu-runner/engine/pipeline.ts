@@ -13,7 +13,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AGGREGATING_SCHEDULERS, type JobSpec, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
 import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from '../../shared/amdm/math.ts';
-import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './image.ts';
+import { encodeConditions } from './conditions/index.ts';
+import { encodePng, modelToRgb } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
 import { etaNoise, gaussianNoise } from './noise.ts';
@@ -135,7 +136,7 @@ export class AmdmEngine implements Engine {
 
     // 2. encode conditions, once for all images
     const conds: Conditions[] = [];
-    for (let k = 0; k < N; k++) conds.push(await this.encodeConditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+    for (let k = 0; k < N; k++) conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
 
     // 3. timesteps
     const scheduler = createScheduler(base.pkg.scheduler);
@@ -219,66 +220,16 @@ export class AmdmEngine implements Engine {
     return guide(out.out_sample!.data, c.guidance);
   }
 
-  private async encodeConditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
-    const field = `models[${k}]`;
-    const ids = [...m.tokenizer.encode(s.negative_prompt).ids, ...m.tokenizer.encode(s.prompt).ids];
-    const L = m.tokenizer.maxLength;
-    const text = await m.textEncoder.run({ input_ids: { data: ids, dims: [2, L] } }, clock);
-    const hidden = text.last_hidden_state!;
-    const D = hidden.dims[2]!;
-    let ehs: Feed = { data: hidden.data, dims: [2, L, D] };
-    const extras: Record<string, Feed> = {};
-    const pkg = m.pkg;
-
-    if (s.grounding.length > 0 && !pkg.grounding) throw new EngineInputError(`model "${pkg.id}" takes no grounding boxes`, `${field}.grounding`);
-    if (pkg.grounding) {
-      const K = pkg.grounding.maxObjects;
-      if (s.grounding.length > K) throw new EngineInputError(`model "${pkg.id}" takes at most ${K} objects`, `${field}.grounding`);
-      const boxes = new Float32Array(2 * K * 4);
-      const phrases = new Float32Array(2 * K * D);
-      const mask = new Float32Array(2 * K);
-      if (s.grounding.length > 0) {
-        const pids = s.grounding.flatMap((g) => m.tokenizer.encode(g.phrase).ids);
-        const pooled = (await m.textEncoder.run({ input_ids: { data: pids, dims: [s.grounding.length, L] } }, clock)).pooler_output!.data;
-        s.grounding.forEach((g, j) => {
-          for (const half of [0, 1]) {
-            boxes.set(g.box, (half * K + j) * 4);
-            phrases.set(pooled.subarray(j * D, (j + 1) * D), (half * K + j) * D);
-          }
-          mask[K + j] = 1; // the unconditional half keeps mask 0, as InteractDiffusion does
-        });
-      }
-      for (const e of pkg.extraInputs) {
-        if (e.source === 'grounding.boxes') extras[e.name] = { data: boxes, dims: [2, K, 4] };
-        if (e.source === 'grounding.phrase_embeds') extras[e.name] = { data: phrases, dims: [2, K, D] };
-        if (e.source === 'grounding.mask') extras[e.name] = { data: mask, dims: [2, K] };
-      }
+  /** 2. the model's conditions, as UNet feeds converted to tensors once for every step */
+  private async conditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
+    const { encoderHiddenStates, inputs } = await encodeConditions(m, s, `models[${k}]`, refBytes, clock);
+    const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', encoderHiddenStates) };
+    // each declared UNet input gets what its source's condition produced; one left without
+    // (a source whose section the manifest lacks) is named as missing by the UNet's run()
+    for (const e of m.pkg.extraInputs) {
+      const feed = inputs.get(e.source);
+      if (feed) feeds[e.name] = m.unet.prepare(e.name, feed);
     }
-
-    if (s.reference_image && !pkg.reference) throw new EngineInputError(`model "${pkg.id}" takes no reference image`, `${field}.reference_image`);
-    if (pkg.reference) {
-      const ref = s.reference_image;
-      if (!ref) throw new EngineInputError(`model "${pkg.id}" needs a reference image`, `${field}.reference_image`);
-      const bytes = refBytes ?? (ref.data !== undefined ? base64Bytes(ref.data) : null);
-      if (!bytes) throw new EngineInputError(`the reference image of model "${pkg.id}" was not provided`, `${field}.reference_image`);
-      const img = resizeRgb(decodeImage(bytes, `${field}.reference_image`), pkg.reference.width, pkg.reference.height);
-      const emb = (await m.imageEncoder!.run({ pixel_values: { data: rgbToModel(img), dims: [1, 3, img.height, img.width] } }, clock)).image_embeds!;
-      const E = emb.dims[1]!;
-      // the unconditional half is the projection of a zero embedding, as IP-Adapter does
-      const both = new Float32Array(2 * E);
-      both.set(emb.data, E);
-      const tok = (await m.imageProj!.run({ image_embeds: { data: both, dims: [2, E] } }, clock)).image_prompt_embeds!;
-      const T = tok.dims[1]!;
-      const joined = new Float32Array(2 * (L + T) * D);
-      for (const half of [0, 1]) {
-        joined.set(hidden.data.subarray(half * L * D, (half + 1) * L * D), half * (L + T) * D);
-        joined.set(tok.data.subarray(half * T * D, (half + 1) * T * D), half * (L + T) * D + L * D);
-      }
-      ehs = { data: joined, dims: [2, L + T, D] };
-      for (const e of pkg.extraInputs) if (e.source === 'reference_image.scale') extras[e.name] = { data: [ref.scale], dims: [1] };
-    }
-    const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', ehs) };
-    for (const [name, feed] of Object.entries(extras)) feeds[name] = m.unet.prepare(name, feed);
     return { feeds, guidance: s.guidance_scale };
   }
 
@@ -297,10 +248,6 @@ export class AmdmEngine implements Engine {
     this.loaded.clear();
     await this.cache.dispose();
   }
-}
-
-function base64Bytes(b64: string): Uint8Array {
-  return new Uint8Array(Buffer.from(b64, 'base64'));
 }
 
 function littleEndianBytes(a: Float32Array): Uint8Array {
