@@ -29,8 +29,8 @@ import {
   type QueueMessage as QueueMessageType,
   QueueMessage,
   isTerminal,
-  unetEvalsPerImage,
 } from '../shared/contract/index.ts';
+import { unetEvalsPerImage } from '../shared/amdm/math.ts';
 import { JOB_ID_RE } from '../shared/ids.ts';
 import { TENANT_RE } from '../shared/api-keys.ts';
 import { JobRepository, type StoredOutput, type StoredRequest, type StoredStatus, utcDay } from '../shared/job-repository.ts';

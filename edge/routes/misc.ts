@@ -1,6 +1,6 @@
 /** Models, uploads, usage and the service routes (health, OpenAPI). */
 import { createRoute } from '@hono/zod-openapi';
-import { CreateUploadBody, ModelList, UploadTicket, UsageReport } from '../../shared/contract/index.ts';
+import { CreateUploadBody, ModelList, SCHEDULER_NAMES, UploadTicket, UsageReport } from '../../shared/contract/index.ts';
 import { newUploadId } from '../../shared/ids.ts';
 import { utcDay } from '../../shared/job-repository.ts';
 import { bodyLimit } from '../middleware/body-limit/index.ts';
@@ -34,7 +34,7 @@ export function registerModelRoutes(app: EdgeApp, { deps }: RouteContext): void 
                   latent: { channels: 4, vae_scale_factor: 4 },
                   sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
                   conditions: { prompt: { max_tokens: 32 }, grounding: { max_objects: 4 }, reference_image: null },
-                  schedulers: ['ddim', 'euler'],
+                  schedulers: [...SCHEDULER_NAMES],
                 },
               ],
             },

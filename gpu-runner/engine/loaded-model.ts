@@ -8,6 +8,7 @@
 import { ClipTokenizer } from './tokenizer.ts';
 import { OnnxModel, type InputInfo, type OrtOptions } from './onnx.ts';
 import { ModelPackageError, type ModelPackage } from './model-package.ts';
+import { textEncoderOutputs } from './conditions/index.ts';
 
 const STANDARD_UNET_INPUTS = ['sample', 'timestep', 'encoder_hidden_states'];
 
@@ -116,7 +117,7 @@ export class LoadedModel {
       for (const o of outputs) if (!model.outputNames.includes(o)) throw new ModelPackageError(model.path, null, `the graph has no output "${o}"`);
     };
     need(this.unet, [], ['out_sample']);
-    need(this.textEncoder, ['input_ids'], pkg.grounding ? ['last_hidden_state', 'pooler_output'] : ['last_hidden_state']);
+    need(this.textEncoder, ['input_ids'], textEncoderOutputs(pkg.conditions));
     need(this.vaeDecoder, ['latent_sample'], ['sample']);
     if (this.imageEncoder) need(this.imageEncoder, ['pixel_values'], ['image_embeds']);
     if (this.imageProj) need(this.imageProj, ['image_embeds'], ['image_prompt_embeds']);

@@ -12,7 +12,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
-import type { ModelInfo } from '../../shared/contract/index.ts';
+import { SCHEDULER_NAMES, type ModelInfo } from '../../shared/contract/index.ts';
+import { CONDITION_LIST, CONDITION_SOURCES } from './conditions/index.ts';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers/config.ts';
 
 /** Ecosystems the engine knows: models aggregate only within one. */
@@ -26,7 +27,7 @@ const ExtraInput = z
     name: z.string().min(1),
     dtype: z.enum(['float32', 'float16', 'int32', 'int64']),
     shape: z.array(z.union([z.number().int().positive(), z.literal('batch')])),
-    source: z.enum(['grounding.boxes', 'grounding.phrase_embeds', 'grounding.mask', 'reference_image.scale']),
+    source: z.enum(CONDITION_SOURCES),
   })
   .strict();
 export type ExtraInput = z.output<typeof ExtraInput>;
@@ -62,20 +63,8 @@ export const Manifest = z
       .strict()
       .optional(),
     unet_inputs: z.array(ExtraInput).default([]),
-    grounding: z
-      .object({ max_objects: z.number().int().positive(), phrase_embedding: z.literal('text_encoder.pooler_output'), unconditional: z.literal('mask_zero') })
-      .strict()
-      .optional(),
-    reference_image: z
-      .object({
-        width: z.number().int().positive(),
-        height: z.number().int().positive(),
-        tokens: z.number().int().positive(),
-        append_to: z.literal('encoder_hidden_states'),
-        unconditional: z.literal('zero_embedding'),
-      })
-      .strict()
-      .optional(),
+    // one optional section per condition (conditions/): its presence says the model takes it
+    ...Object.fromEntries(CONDITION_LIST.map((c) => [c.name, c.manifest.optional()])),
   })
   .strict();
 export type Manifest = z.output<typeof Manifest>;
@@ -94,8 +83,8 @@ export interface ModelPackage {
   unet: { inChannels: number; sampleSize: number; file: string };
   text: { maxLength: number | undefined; hiddenSize: number | undefined; file: string };
   extraInputs: ExtraInput[];
-  grounding: { maxObjects: number } | null;
-  reference: { width: number; height: number; tokens: number } | null;
+  /** the manifest's condition sections, by condition name, for the conditions the model takes */
+  conditions: Readonly<Record<string, unknown>>;
   sizes: ModelInfo['sizes'];
 }
 
@@ -238,13 +227,13 @@ export async function readModelPackage(dirIn: string): Promise<ModelPackage> {
   const defaultSide = unet.sampleSize * vae.scaleFactor;
   const sizes = manifest?.sizes ?? { default: [defaultSide, defaultSide] as [number, number], min: Math.max(vae.scaleFactor, defaultSide / 2), max: defaultSide * 2, multiple: vae.scaleFactor };
   const extraInputs = manifest?.unet_inputs ?? [];
-  const grounding = manifest?.grounding ? { maxObjects: manifest.grounding.max_objects } : null;
-  const reference = manifest?.reference_image ? { width: manifest.reference_image.width, height: manifest.reference_image.height, tokens: manifest.reference_image.tokens } : null;
-  if (grounding && !['grounding.boxes', 'grounding.phrase_embeds', 'grounding.mask'].every((s) => extraInputs.some((e) => e.source === s))) {
-    throw new ModelPackageError(manifestPath, 'unet_inputs', 'a grounding model must declare inputs for grounding.boxes, grounding.phrase_embeds and grounding.mask');
-  }
-  if (reference && (!components.image_encoder || !components.image_proj)) {
-    throw new ModelPackageError(manifestPath, 'components', 'a reference-image model needs image_encoder and image_proj components');
+  const conditions: Record<string, unknown> = {};
+  for (const c of CONDITION_LIST) {
+    const section = (manifest as Record<string, unknown> | null)?.[c.name];
+    if (section === undefined) continue;
+    conditions[c.name] = section;
+    const problem = c.checkPackage(section, { extraInputs, components });
+    if (problem) throw new ModelPackageError(manifestPath, problem.field, problem.message);
   }
   return {
     id: manifest?.id ?? basename(dir),
@@ -258,8 +247,7 @@ export async function readModelPackage(dirIn: string): Promise<ModelPackage> {
     unet,
     text,
     extraInputs,
-    grounding,
-    reference,
+    conditions,
     sizes,
   };
 }
@@ -284,10 +272,9 @@ export function modelInfo(pkg: ModelPackage, maxTokens: number): ModelInfo {
     sizes: pkg.sizes,
     conditions: {
       prompt: { max_tokens: maxTokens },
-      grounding: pkg.grounding ? { max_objects: pkg.grounding.maxObjects } : null,
-      reference_image: pkg.reference ? { width: pkg.reference.width, height: pkg.reference.height } : null,
-    },
-    schedulers: ['ddim', 'euler'],
+      ...Object.fromEntries(CONDITION_LIST.map((c) => [c.name, c.info(pkg.conditions[c.name])])),
+    } as ModelInfo['conditions'],
+    schedulers: [...SCHEDULER_NAMES],
   };
 }
 

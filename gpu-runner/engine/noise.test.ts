@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gaussianNoise } from './noise.ts';
+import { etaNoise, gaussianNoise } from './noise.ts';
 
 describe('seeded noise', () => {
   it('matches tools/shapes/noise.py bit for bit (values printed by it)', () => {
@@ -20,5 +20,12 @@ describe('seeded noise', () => {
     expect(Math.abs(dot / 1000)).toBeLessThan(0.15);
     expect(Array.from(b.slice(0, 8))).not.toEqual(Array.from(c.slice(0, 8)));
     expect(Array.from(gaussianNoise(7, 0, 1, 8))).toEqual(Array.from(b.slice(0, 8)));
+  });
+
+  it('the eta-noise stream stays where it was (seed ^ 0x5eed, image * 1000 + step), apart from the initial noise', () => {
+    // values of the expression the pipeline used inline before the stream was named
+    expect(Array.from(etaNoise(42, 2, 3, 1, 4))).toEqual([0.12872277200222015, -0.05953902006149292, 0.3051283359527588, -0.003538433462381363]);
+    expect(Array.from(etaNoise(0xfffffff0, 0, 1, 0, 2))).toEqual([-0.5659483075141907, 2.119325637817383]);
+    expect(Array.from(etaNoise(42, 0, 0, 0, 4))).not.toEqual(Array.from(gaussianNoise(42, 0, 0, 4)));
   });
 });

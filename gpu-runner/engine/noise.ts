@@ -57,3 +57,15 @@ export function gaussianNoise(seed: number, image: number, model: number, n: num
   }
   return out;
 }
+
+/**
+ * The eta-noise stream: the variance noise DDIM adds at step `step` of image `image` when
+ * eta > 0. The seed is salted so the stream is apart from the initial latents' noise, and
+ * each (image, step) pair has its own generator (a step index is below 1000, the most a
+ * 1000-timestep schedule can take).
+ */
+const ETA_NOISE_SALT = 0x5eed;
+
+export function etaNoise(seed: number, image: number, step: number, model: number, n: number): Float32Array {
+  return gaussianNoise(seed ^ ETA_NOISE_SALT, image * 1000 + step, model, n);
+}

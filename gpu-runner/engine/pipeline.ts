@@ -1,7 +1,7 @@
 /**
  * The AMDM pipeline over ONNX model packages, orchestrated in the open as diffusers'
  * pipelines are: 1. check inputs, 2. encode conditions, 3. timesteps, 4. latents,
- * 5. denoising loop (AMDM math from amdm.ts), 6. decode. One designated base model
+ * 5. denoising loop (AMDM math from shared/amdm/math.ts), 6. decode. One designated base model
  * (spec.models[0]) and any number of auxiliaries of the same ecosystem.
  *
  * Once the deviation window has ended the auxiliary models can no longer influence the
@@ -11,20 +11,26 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JobSpec, ModelInfo, SpecModel } from '../../shared/contract/index.ts';
-import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from './amdm.ts';
-import { decodeImage, encodePng, modelToRgb, resizeRgb, rgbToModel } from './image.ts';
+import { AGGREGATING_SCHEDULERS, type JobSpec, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
+import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward } from '../../shared/amdm/math.ts';
+import { encodeConditions } from './conditions/index.ts';
+import { encodePng, modelToRgb } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
-import { gaussianNoise } from './noise.ts';
+import { etaNoise, gaussianNoise } from './noise.ts';
 import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
-import { DDIMScheduler } from './schedulers/ddim.ts';
-import { EulerDiscreteScheduler } from './schedulers/euler.ts';
+import { SCHEDULER_REGISTRY, type SchedulerRegistry } from './schedulers/index.ts';
 import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions } from './types.ts';
 
 export interface EngineOptions extends OrtOptions {
   /** folders holding model packages (each subfolder with amdm.json or model_index.json) */
   modelsDirs: string[];
+  /**
+   * Scheduler implementations by name; the registry (schedulers/index.ts) unless given.
+   * Requests can only name the contract's SCHEDULER_NAMES, so an extra one here is for
+   * callers that build a JobSpec themselves.
+   */
+  schedulers?: SchedulerRegistry;
 }
 
 /** What a model needs at every UNet call, computed and converted to tensors once per job. */
@@ -43,10 +49,12 @@ export class AmdmEngine implements Engine {
   private readonly cache: SessionCache;
   private packages: Promise<Map<string, ModelPackage>> | null = null;
   private readonly loaded = new Map<string, Promise<LoadedModel>>();
+  private readonly schedulers: SchedulerRegistry;
   private disposed = false;
 
   constructor(private readonly options: EngineOptions) {
     this.cache = new SessionCache(options);
+    this.schedulers = options.schedulers ?? SCHEDULER_REGISTRY;
   }
 
   /** Model packages by id, read once. */
@@ -113,7 +121,11 @@ export class AmdmEngine implements Engine {
     if (width % f !== 0 || height % f !== 0) {
       throw new EngineInputError(`width and height must be multiples of ${f} for "${base.pkg.id}" (got ${width}x${height})`, 'sampler.width');
     }
-    if (N > 1 && schedulerName !== 'ddim') throw new EngineInputError('aggregation needs the ddim scheduler', 'sampler.scheduler');
+    const createScheduler = Object.hasOwn(this.schedulers, schedulerName) ? this.schedulers[schedulerName] : undefined;
+    if (!createScheduler) throw new EngineInputError(`unknown scheduler "${schedulerName}"; allowed: ${Object.keys(this.schedulers).join(', ')}`, 'sampler.scheduler');
+    if (N > 1 && !(AGGREGATING_SCHEDULERS as readonly string[]).includes(schedulerName)) {
+      throw new EngineInputError(`aggregation needs the ${AGGREGATING_SCHEDULERS.join(' or ')} scheduler`, 'sampler.scheduler');
+    }
     if (N > 1 && !(start >= 0 && start <= end && end < steps)) {
       throw new EngineInputError(`window must satisfy 0 <= start <= end < steps (got [${start}, ${end}], steps ${steps})`, 'aggregation.window');
     }
@@ -124,12 +136,11 @@ export class AmdmEngine implements Engine {
 
     // 2. encode conditions, once for all images
     const conds: Conditions[] = [];
-    for (let k = 0; k < N; k++) conds.push(await this.encodeConditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+    for (let k = 0; k < N; k++) conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
 
     // 3. timesteps
-    const ddim = new DDIMScheduler(base.pkg.scheduler);
-    const euler = schedulerName === 'euler' ? new EulerDiscreteScheduler(base.pkg.scheduler) : null;
-    const timesteps = euler ? euler.setTimesteps(steps) : ddim.setTimesteps(steps);
+    const scheduler = createScheduler(base.pkg.scheduler);
+    const timesteps = scheduler.setTimesteps(steps);
     const delta = Math.floor(base.pkg.scheduler.num_train_timesteps / steps);
     const last = lastInfluentialStep(steps, spec.aggregation.window);
     const keepAll = spec.outputs.per_model || opts.officialSchedule === true || N === 1;
@@ -146,10 +157,8 @@ export class AmdmEngine implements Engine {
           return Float32Array.from(given);
         }
         const noise = gaussianNoise(seed, j, k, latentSize);
-        if (euler) {
-          const s = euler.initNoiseSigma;
-          for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * s;
-        }
+        const sigma = scheduler.initNoiseSigma;
+        for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * sigma;
         return noise;
       });
       let epsPrev: (Float32Array | null)[] = models.map(() => null);
@@ -163,19 +172,19 @@ export class AmdmEngine implements Engine {
         const y: (Float32Array | null)[] = models.map(() => null);
         for (const k of active) {
           // 5.1 guided noise prediction of model k at its own latent (one batched CFG call)
-          const input = euler ? euler.scaleModelInput(x[k]!, i) : x[k]!;
+          const input = scheduler.scaleModelInput(x[k]!, i);
           eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
           unetEvals++;
-          // 5.2 scheduler step
-          y[k] = euler ? euler.step(eps[k]!, i, x[k]!) : ddim.step(eps[k]!, t, x[k]!, spec.sampler.eta, spec.sampler.eta > 0 ? gaussianNoise(seed ^ 0x5eed, j * 1000 + i, k, latentSize) : undefined).prevSample;
+          // 5.2 scheduler step (the eta-noise stream is drawn only by a scheduler that adds noise)
+          y[k] = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) }).prevSample;
         }
         if (N > 1 && inWindow(i, spec.aggregation.window)) {
           // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu
           const xbar = aggregate(y as Float32Array[], spec.models.map((m) => m.weight));
           const s = t + delta;
           if (s >= base.pkg.scheduler.num_train_timesteps) throw new Error(`deviation step needs timestep ${s}, outside the schedule`);
-          const alphaS = ddim.schedule.alphas[s]!;
-          const alphaBarS = ddim.schedule.alphasCumprod[s]!;
+          const alphaS = scheduler.schedule.alphas[s]!;
+          const alphaBarS = scheduler.schedule.alphasCumprod[s]!;
           x = models.map((_, k) => pullToward(xbar, deviationMu(x[k]!, epsPrev[k]!, alphaS, alphaBarS), spec.models[k]!.p, spec.aggregation.clamp));
         } else {
           x = y; // models that stopped after the window stay null
@@ -211,66 +220,16 @@ export class AmdmEngine implements Engine {
     return guide(out.out_sample!.data, c.guidance);
   }
 
-  private async encodeConditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
-    const field = `models[${k}]`;
-    const ids = [...m.tokenizer.encode(s.negative_prompt).ids, ...m.tokenizer.encode(s.prompt).ids];
-    const L = m.tokenizer.maxLength;
-    const text = await m.textEncoder.run({ input_ids: { data: ids, dims: [2, L] } }, clock);
-    const hidden = text.last_hidden_state!;
-    const D = hidden.dims[2]!;
-    let ehs: Feed = { data: hidden.data, dims: [2, L, D] };
-    const extras: Record<string, Feed> = {};
-    const pkg = m.pkg;
-
-    if (s.grounding.length > 0 && !pkg.grounding) throw new EngineInputError(`model "${pkg.id}" takes no grounding boxes`, `${field}.grounding`);
-    if (pkg.grounding) {
-      const K = pkg.grounding.maxObjects;
-      if (s.grounding.length > K) throw new EngineInputError(`model "${pkg.id}" takes at most ${K} objects`, `${field}.grounding`);
-      const boxes = new Float32Array(2 * K * 4);
-      const phrases = new Float32Array(2 * K * D);
-      const mask = new Float32Array(2 * K);
-      if (s.grounding.length > 0) {
-        const pids = s.grounding.flatMap((g) => m.tokenizer.encode(g.phrase).ids);
-        const pooled = (await m.textEncoder.run({ input_ids: { data: pids, dims: [s.grounding.length, L] } }, clock)).pooler_output!.data;
-        s.grounding.forEach((g, j) => {
-          for (const half of [0, 1]) {
-            boxes.set(g.box, (half * K + j) * 4);
-            phrases.set(pooled.subarray(j * D, (j + 1) * D), (half * K + j) * D);
-          }
-          mask[K + j] = 1; // the unconditional half keeps mask 0, as InteractDiffusion does
-        });
-      }
-      for (const e of pkg.extraInputs) {
-        if (e.source === 'grounding.boxes') extras[e.name] = { data: boxes, dims: [2, K, 4] };
-        if (e.source === 'grounding.phrase_embeds') extras[e.name] = { data: phrases, dims: [2, K, D] };
-        if (e.source === 'grounding.mask') extras[e.name] = { data: mask, dims: [2, K] };
-      }
+  /** 2. the model's conditions, as UNet feeds converted to tensors once for every step */
+  private async conditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
+    const { encoderHiddenStates, inputs } = await encodeConditions(m, s, `models[${k}]`, refBytes, clock);
+    const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', encoderHiddenStates) };
+    // each declared UNet input gets what its source's condition produced; one left without
+    // (a source whose section the manifest lacks) is named as missing by the UNet's run()
+    for (const e of m.pkg.extraInputs) {
+      const feed = inputs.get(e.source);
+      if (feed) feeds[e.name] = m.unet.prepare(e.name, feed);
     }
-
-    if (s.reference_image && !pkg.reference) throw new EngineInputError(`model "${pkg.id}" takes no reference image`, `${field}.reference_image`);
-    if (pkg.reference) {
-      const ref = s.reference_image;
-      if (!ref) throw new EngineInputError(`model "${pkg.id}" needs a reference image`, `${field}.reference_image`);
-      const bytes = refBytes ?? (ref.data !== undefined ? base64Bytes(ref.data) : null);
-      if (!bytes) throw new EngineInputError(`the reference image of model "${pkg.id}" was not provided`, `${field}.reference_image`);
-      const img = resizeRgb(decodeImage(bytes, `${field}.reference_image`), pkg.reference.width, pkg.reference.height);
-      const emb = (await m.imageEncoder!.run({ pixel_values: { data: rgbToModel(img), dims: [1, 3, img.height, img.width] } }, clock)).image_embeds!;
-      const E = emb.dims[1]!;
-      // the unconditional half is the projection of a zero embedding, as IP-Adapter does
-      const both = new Float32Array(2 * E);
-      both.set(emb.data, E);
-      const tok = (await m.imageProj!.run({ image_embeds: { data: both, dims: [2, E] } }, clock)).image_prompt_embeds!;
-      const T = tok.dims[1]!;
-      const joined = new Float32Array(2 * (L + T) * D);
-      for (const half of [0, 1]) {
-        joined.set(hidden.data.subarray(half * L * D, (half + 1) * L * D), half * (L + T) * D);
-        joined.set(tok.data.subarray(half * T * D, (half + 1) * T * D), half * (L + T) * D + L * D);
-      }
-      ehs = { data: joined, dims: [2, L + T, D] };
-      for (const e of pkg.extraInputs) if (e.source === 'reference_image.scale') extras[e.name] = { data: [ref.scale], dims: [1] };
-    }
-    const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', ehs) };
-    for (const [name, feed] of Object.entries(extras)) feeds[name] = m.unet.prepare(name, feed);
     return { feeds, guidance: s.guidance_scale };
   }
 
@@ -289,10 +248,6 @@ export class AmdmEngine implements Engine {
     this.loaded.clear();
     await this.cache.dispose();
   }
-}
-
-function base64Bytes(b64: string): Uint8Array {
-  return new Uint8Array(Buffer.from(b64, 'base64'));
 }
 
 function littleEndianBytes(a: Float32Array): Uint8Array {

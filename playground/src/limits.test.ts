@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Aggregation, JobRequest, LIMITS, ModelSpec, OFFICIAL, ReferenceImage, Sampler } from '../../shared/contract/index.ts';
+import { OFFICIAL } from '../../shared/amdm/math.ts';
+import { Aggregation, JobRequest, LIMITS, ModelSpec, ReferenceImage, Sampler } from '../../shared/contract/index.ts';
 import { UI_DEFAULTS, UI_LIMITS, UI_OFFICIAL } from './limits.ts';
 
 describe('the page keeps the contract numbers it copies', () => {

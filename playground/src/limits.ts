@@ -14,7 +14,7 @@ export const UI_LIMITS = {
   maxSeed: 0xffff_ffff,
 } as const;
 
-/** Official defaults shown as placeholders (OFFICIAL in shared/contract/job-spec.ts). */
+/** Official defaults shown as placeholders (OFFICIAL in shared/amdm/math.ts). */
 export const UI_OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5 } as const;
 
 /** Request defaults shown as placeholders (the contract's zod defaults). */

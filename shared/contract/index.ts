@@ -3,4 +3,5 @@ export * from './job-spec.ts';
 export * from './job-record.ts';
 export * from './models.ts';
 export * from './uploads.ts';
+export * from './schedulers.ts';
 export * from './field-errors.ts';

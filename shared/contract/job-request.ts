@@ -5,9 +5,10 @@
  * This schema checks everything that can be checked without knowing the installed
  * models (types, ranges, cross-field rules). Checks that need the model catalog (does the
  * model exist, do the models share one ecosystem, does it take grounding, how many objects,
- * which sizes) live in `shapeJobRequest` (shape.ts), which also fills the defaults.
+ * which sizes) live in `shapeJobRequest` (job-spec.ts), which also fills the defaults.
  */
 import { z } from 'zod';
+import { AGGREGATING_SCHEDULERS, SCHEDULER_NAMES, SCHEDULERS } from './schedulers.ts';
 
 export const LIMITS = {
   maxModels: 4,
@@ -108,7 +109,7 @@ export const Sampler = z
     width: z.number().int().min(8).max(LIMITS.maxSide).optional(),
     height: z.number().int().min(8).max(LIMITS.maxSide).optional(),
     /** aggregation is defined on DDIM (VP) latents; euler is for single-model jobs */
-    scheduler: z.enum(['ddim', 'euler']).default('ddim'),
+    scheduler: z.enum(SCHEDULER_NAMES).default('ddim'),
     eta: finite().min(0).max(1).default(0),
   })
   .strict()
@@ -170,8 +171,9 @@ export const JobRequest = z
     if (n > 1 && end >= r.sampler.steps) {
       ctx.addIssue({ code: 'custom', path: ['aggregation', 'window'], message: `window must lie in [0, steps) = [0, ${r.sampler.steps})` });
     }
-    if (n > 1 && r.sampler.scheduler !== 'ddim') {
-      ctx.addIssue({ code: 'custom', path: ['sampler', 'scheduler'], message: 'aggregation of several models needs scheduler "ddim": its deviation step is defined on DDIM (VP) latents' });
+    if (n > 1 && !SCHEDULERS[r.sampler.scheduler].vpLatents) {
+      const allowed = AGGREGATING_SCHEDULERS.map((s) => `"${s}"`).join(' or ');
+      ctx.addIssue({ code: 'custom', path: ['sampler', 'scheduler'], message: `aggregation of several models needs scheduler ${allowed}: its deviation step is defined on DDIM (VP) latents` });
     }
   })
   .meta({ id: 'JobRequest' });

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { unitNormWeights } from './job-spec.ts';
+import { unitNormWeights } from '../amdm/math.ts';
 
 /** The normalisation as it was before large and tiny weights were handled. */
 const plain = (w: number[]) => {

@@ -6,8 +6,10 @@
  */
 import { z } from 'zod';
 import type { FieldError } from './field-errors.ts';
+import { OFFICIAL, officialP, officialWeights, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
 import type { JobRequest } from './job-request.ts';
 import { GroundingObject } from './job-request.ts';
+import { SCHEDULER_NAMES } from './schedulers.ts';
 import type { ModelInfo } from './models.ts';
 
 export const SpecModel = z.object({
@@ -45,7 +47,7 @@ export const JobSpec = z
       seed: z.number().int(),
       width: z.number().int(),
       height: z.number().int(),
-      scheduler: z.enum(['ddim', 'euler']),
+      scheduler: z.enum(SCHEDULER_NAMES),
       eta: z.number(),
     }),
     outputs: z.object({ images: z.number().int(), per_model: z.boolean(), latents: z.boolean() }),
@@ -55,66 +57,6 @@ export const JobSpec = z
 
 export type JobSpec = z.output<typeof JobSpec>;
 export type SpecModel = z.output<typeof SpecModel>;
-
-/** Official defaults (AMDM.md): omega for 2 models, (omega1, omega2) for 3. */
-export const OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5, pBase: 55, pAux: 45, latentNorm: 128 } as const;
-
-/**
- * Aggregation weights in the official parameterization (AMDM.md step 3). The three-model
- * weights are kept exactly as the official code has them, not unit-norm.
- */
-export function officialWeights(n: number, omega: number, omega2?: number): number[] {
-  if (n === 1) return [1];
-  if (n === 2) return [omega, Math.sqrt(1 - omega * omega)];
-  if (n === 3) {
-    const s1 = Math.sqrt(1 - omega * omega);
-    const w2 = omega2 ?? OFFICIAL.omega2;
-    return [omega * w2, s1 * w2, s1 * Math.sqrt(1 - w2 * w2)];
-  }
-  throw new Error('the official parameterization covers one to three models');
-}
-
-/** The smallest normal float64: a sum of squares below it has lost its precision. */
-const MIN_NORMAL = 2 ** -1022;
-
-/**
- * Explicit weights scaled to unit L2 norm, so independent Gaussian latents keep unit variance.
- * Any finite weights do: squares of 1e200 overflow and squares of 1e-200 underflow, so such
- * weights are first divided by their largest. Only then: dividing ordinary weights by the
- * largest first changes the last bit of about three in four results, and the golden
- * fixtures and stored jobs hold the plain quotients.
- */
-export function unitNormWeights(w: readonly number[]): number[] {
-  if (!w.every((v) => Number.isFinite(v) && v >= 0) || !w.some((v) => v > 0)) {
-    throw new Error(`weights must be finite, >= 0 and not all zero; got [${w.join(', ')}]`);
-  }
-  const sumOfSquares = w.reduce((s, v) => s + v * v, 0);
-  if (sumOfSquares < Infinity && sumOfSquares >= MIN_NORMAL) {
-    const norm = Math.sqrt(sumOfSquares);
-    return w.map((v) => v / norm);
-  }
-  const max = Math.max(...w);
-  const scaled = w.map((v) => v / max);
-  // the largest scaled weight is 1, so this norm lies in [1, sqrt(n)]
-  const norm = Math.sqrt(scaled.reduce((s, v) => s + v * v, 0));
-  return scaled.map((v) => v / norm);
-}
-
-/**
- * UNet evaluations (one CFG-batched call each) per image. Once the window ends the
- * auxiliary models can no longer influence the base, so they stop, unless every model's
- * own image was asked for.
- */
-export function unetEvalsPerImage(nModels: number, steps: number, windowEnd: number, perModel: boolean): number {
-  if (nModels === 1 || perModel) return nModels * steps;
-  const aggregated = Math.min(windowEnd + 1, steps);
-  return nModels * aggregated + (steps - aggregated);
-}
-
-/** The official schedule's cost: every model, every step. */
-export function officialUnetEvalsPerImage(nModels: number, steps: number): number {
-  return nModels * steps;
-}
 
 function roundTo(v: number, multiple: number, min: number, max: number): number {
   const r = Math.round(v / multiple) * multiple;
@@ -196,23 +138,18 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
     weights = unitNormWeights(order.map((i) => req.models[i]!.weight!));
     source = 'explicit';
   } else if (n <= 3) {
-    const omega = req.aggregation.omega ?? (n === 2 ? OFFICIAL.omega : OFFICIAL.omega1);
-    weights = officialWeights(n, omega, req.aggregation.omega2);
+    weights = officialWeights(n, req.aggregation.omega, req.aggregation.omega2);
     source = 'official';
     // omega = 1 with omega2 = 0 zeroes all three; the aggregate would be the zero latent
     if (!weights.some((v) => v > 0)) {
-      return { ok: false, errors: [{ field: 'aggregation.omega2', message: `with omega = ${omega}, omega2 = ${req.aggregation.omega2} makes the three official weights all be zero; give omega2 above 0 or omega below 1` }] };
+      return { ok: false, errors: [{ field: 'aggregation.omega2', message: `with omega = ${req.aggregation.omega ?? OFFICIAL.omega1}, omega2 = ${req.aggregation.omega2} makes the three official weights all be zero; give omega2 above 0 or omega below 1` }] };
     }
   } else {
     weights = unitNormWeights(order.map(() => 1));
     source = 'equal';
   }
 
-  // p defaults: the official distances (base 55, auxiliaries 45 for a 4x64x64 latent whose
-  // norm is about 128) scaled to this latent's expected norm sqrt(C*h*w)
-  const latentNorm = Math.sqrt(base.latent.channels * (width / base.latent.vae_scale_factor) * (height / base.latent.vae_scale_factor));
-  const scale = latentNorm / OFFICIAL.latentNorm;
-
+  const latent = { channels: base.latent.channels, width: width / base.latent.vae_scale_factor, height: height / base.latent.vae_scale_factor };
   const models: SpecModel[] = order.map((i, k) => {
     const m = req.models[i]!;
     return {
@@ -228,7 +165,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
           : { data: m.reference_image.data, scale: m.reference_image.scale }
         : null,
       weight: weights[k]!,
-      p: m.p ?? (k === 0 ? OFFICIAL.pBase : OFFICIAL.pAux) * scale,
+      p: m.p ?? officialP(k === 0 ? 'base' : 'auxiliary', latent),
     };
   });
 

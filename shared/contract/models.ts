@@ -5,6 +5,7 @@
  * a list of them from its composition root (read from disk locally, bundled on Lambda).
  */
 import { z } from 'zod';
+import { SCHEDULER_NAMES } from './schedulers.ts';
 
 export const ModelInfo = z
   .object({
@@ -29,7 +30,7 @@ export const ModelInfo = z
       grounding: z.object({ max_objects: z.number().int().positive() }).nullable().default(null),
       reference_image: z.object({ width: z.number().int(), height: z.number().int() }).nullable().default(null),
     }),
-    schedulers: z.array(z.enum(['ddim', 'euler'])).default(['ddim', 'euler']),
+    schedulers: z.array(z.enum(SCHEDULER_NAMES)).default([...SCHEDULER_NAMES]),
   })
   .meta({ id: 'ModelInfo' });
 

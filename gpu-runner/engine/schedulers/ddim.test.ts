@@ -24,10 +24,10 @@ function dummySampleDeter(): Float32Array {
 function fullLoop(overrides: Record<string, unknown> = {}): Float32Array {
   const s = new DDIMScheduler(parseSchedulerConfig({ ...TEST_CONFIG, ...overrides }));
   let sample = dummySampleDeter();
-  for (const t of s.setTimesteps(10)) {
+  s.setTimesteps(10).forEach((t, i) => {
     const residual = sample.map((v) => (v * t) / (t + 1)); // diffusers' dummy_model
-    sample = s.step(residual, t, sample, 0).prevSample;
-  }
+    sample = s.step(residual, i, sample, { eta: 0, noise: () => new Float32Array(0) }).prevSample;
+  });
   return sample;
 }
 
@@ -91,9 +91,10 @@ describe('DDIM matches diffusers published values', () => {
     const ts = s.setTimesteps(10);
     const x = dummySampleDeter();
     const eps = x.map((v) => v * 0.1);
-    expect(() => s.step(eps, ts[2]!, x, 0.5)).toThrow(/variance noise/);
-    const a = s.step(eps, ts[2]!, x, 0.5, new Float32Array(x.length)).prevSample;
-    const b = s.step(eps, ts[2]!, x, 0.5, new Float32Array(x.length).fill(1)).prevSample;
+    expect(() => s.step(eps, 2, x, { eta: 0.5, noise: () => new Float32Array(0) })).toThrow(/variance noise/);
+    expect(() => s.step(eps, 10, x)).toThrow(/step index 10 is outside the 10 timesteps/);
+    const a = s.step(eps, 2, x, { eta: 0.5, noise: () => new Float32Array(x.length) }).prevSample;
+    const b = s.step(eps, 2, x, { eta: 0.5, noise: () => new Float32Array(x.length).fill(1) }).prevSample;
     const std = 0.5 * Math.sqrt(s.variance(ts[2]!, ts[3]!));
     expect(b[0]! - a[0]!).toBeCloseTo(std, 5);
   });
@@ -124,6 +125,7 @@ describe('Euler discrete (single-model jobs)', () => {
     const x = new Float32Array([1, 2]);
     const eps = new Float32Array([0.5, -0.5]);
     const out = e.step(eps, 19, x); // last step: sigma -> 0, so the result is x0 = x - sigma * eps
-    expect(out[0]).toBeCloseTo(1 - e.sigmas[19]! * 0.5, 5);
+    expect(out.prevSample[0]).toBeCloseTo(1 - e.sigmas[19]! * 0.5, 5);
+    expect(out.predOriginalSample[0]).toBeCloseTo(1 - e.sigmas[19]! * 0.5, 5);
   });
 });

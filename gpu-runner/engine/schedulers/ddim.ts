@@ -5,15 +5,16 @@
  * spacing; AMDM's official code samples with "leading" spacing, where that is exact.
  */
 import { noiseSchedule, type NoiseSchedule, type SchedulerConfig } from './config.ts';
+import type { Scheduler, SchedulerOutput, SchedulerStepOptions } from './scheduler.ts';
 
-export interface DdimStepResult {
-  prevSample: Float32Array;
-  predOriginalSample: Float32Array;
-}
+/** diffusers' default: eta 0, so no variance noise is ever drawn */
+const DETERMINISTIC: SchedulerStepOptions = { eta: 0, noise: () => new Float32Array(0) };
 
-export class DDIMScheduler {
+export class DDIMScheduler implements Scheduler {
   readonly schedule: NoiseSchedule;
   readonly finalAlphaCumprod: number;
+  /** DDIM latents start as standard noise */
+  readonly initNoiseSigma = 1;
   timesteps: number[] = [];
   numInferenceSteps = 0;
 
@@ -52,6 +53,11 @@ export class DDIMScheduler {
     return ts;
   }
 
+  /** DDIM's UNet sees the latent itself */
+  scaleModelInput(sample: Float32Array): Float32Array {
+    return sample;
+  }
+
   /** the timestep the step from t lands on (diffusers: t - T // S) */
   prevTimestep(t: number): number {
     return t - Math.floor(this.config.num_train_timesteps / this.numInferenceSteps);
@@ -69,11 +75,13 @@ export class DDIMScheduler {
   }
 
   /**
-   * One DDIM step from t. `noise` (same length as sample) is required when eta > 0 and is
-   * the variance noise diffusers would draw.
+   * One DDIM step from timesteps[stepIndex]. When eta > 0 it draws `noise` (same length as
+   * sample): the variance noise diffusers would draw.
    */
-  step(modelOutput: Float32Array, t: number, sample: Float32Array, eta = 0, noise?: Float32Array): DdimStepResult {
+  step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array, { eta, noise }: SchedulerStepOptions = DETERMINISTIC): SchedulerOutput {
     if (this.numInferenceSteps === 0) throw new Error('call setTimesteps before step');
+    const t = this.timesteps[stepIndex];
+    if (t === undefined) throw new Error(`step index ${stepIndex} is outside the ${this.numInferenceSteps} timesteps`);
     const n = sample.length;
     const prevT = this.prevTimestep(t);
     const aT = this.schedule.alphasCumprod[t]!;
@@ -117,8 +125,9 @@ export class DDIMScheduler {
     const prev = new Float32Array(n);
     for (let i = 0; i < n; i++) prev[i] = sqrtAPrev * x0[i]! + dirCoef * eps[i]!;
     if (eta > 0) {
-      if (!noise || noise.length !== n) throw new Error('eta > 0 needs variance noise of the sample size');
-      for (let i = 0; i < n; i++) prev[i] = prev[i]! + std * noise[i]!;
+      const z = noise();
+      if (z.length !== n) throw new Error('eta > 0 needs variance noise of the sample size');
+      for (let i = 0; i < n; i++) prev[i] = prev[i]! + std * z[i]!;
     }
     return { prevSample: prev, predOriginalSample: x0 };
   }

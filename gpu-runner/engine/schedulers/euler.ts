@@ -6,8 +6,9 @@
  */
 import { noiseSchedule, type NoiseSchedule, type SchedulerConfig } from './config.ts';
 import { roundHalfEven } from './ddim.ts';
+import type { Scheduler, SchedulerOutput } from './scheduler.ts';
 
-export class EulerDiscreteScheduler {
+export class EulerDiscreteScheduler implements Scheduler {
   readonly schedule: NoiseSchedule;
   /** sigma of every training timestep */
   readonly trainSigmas: Float64Array;
@@ -72,11 +73,13 @@ export class EulerDiscreteScheduler {
     return out;
   }
 
-  step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array): Float32Array {
+  /** Euler draws no noise (no churn), so it ignores eta and the noise stream */
+  step(modelOutput: Float32Array, stepIndex: number, sample: Float32Array): SchedulerOutput {
     const sigma = this.sigmas[stepIndex]!;
     const next = this.sigmas[stepIndex + 1]!;
     const dt = next - sigma;
     const out = new Float32Array(sample.length);
+    const predOriginalSample = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
       let x0: number;
       switch (this.config.prediction_type) {
@@ -90,9 +93,11 @@ export class EulerDiscreteScheduler {
           x0 = modelOutput[i]!;
           break;
       }
+      // the derivative takes x0 unrounded; predOriginalSample is only its float32 copy
+      predOriginalSample[i] = x0;
       const derivative = (sample[i]! - x0) / sigma;
       out[i] = sample[i]! + derivative * dt;
     }
-    return out;
+    return { prevSample: out, predOriginalSample };
   }
 }

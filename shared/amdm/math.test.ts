@@ -1,10 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { officialWeights, unitNormWeights, unetEvalsPerImage } from '../../shared/contract/index.ts';
-import { aggregate, deviationMu, guide, inWindow, pullToward } from './amdm.ts';
+import { aggregate, deviationMu, guide, inWindow, officialP, officialWeights, pullToward, unetEvalsPerImage, unitNormWeights } from './math.ts';
 
 const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
 
-describe('AMDM math (AMDM.md steps 3-4)', () => {
+describe('AMDM math (AMDM.md steps 3-4, official defaults, cost)', () => {
   it('official weights: two models are unit-norm, three are as coded (not unit-norm)', () => {
     const [a, b] = officialWeights(2, 0.5);
     expect(a! ** 2 + b! ** 2).toBeCloseTo(1, 12);
@@ -13,6 +13,18 @@ describe('AMDM math (AMDM.md steps 3-4)', () => {
     expect(w[1]).toBeCloseTo(Math.sqrt(1 - 0.47 ** 2) * 0.5, 12);
     expect(w[2]).toBeCloseTo(Math.sqrt(1 - 0.47 ** 2) * Math.sqrt(1 - 0.25), 12);
     expect(w.reduce((s, v) => s + v * v, 0)).toBeCloseTo(1 - 0.47 ** 2 * (1 - 0.5 ** 2), 12);
+  });
+
+  it('omega defaults to the official omega (two models) and omega1, omega2 (three)', () => {
+    expect(officialWeights(2)).toEqual(officialWeights(2, 0.5));
+    expect(officialWeights(3)).toEqual(officialWeights(3, 0.47, 0.5));
+    expect(officialWeights(1)).toEqual([1]);
+  });
+
+  it('p defaults: 55 for the base, 45 for auxiliaries at 4x64x64, scaled by the latent norm', () => {
+    expect(officialP('base', { channels: 4, width: 64, height: 64 })).toBe(55);
+    expect(officialP('auxiliary', { channels: 4, width: 64, height: 64 })).toBe(45);
+    expect(officialP('auxiliary', { channels: 4, width: 8, height: 8 })).toBe(45 / 8); // the shapes family: norm 16
   });
 
   it('explicit weights are normalized to unit L2 norm for any N; all-zero is refused', () => {
@@ -67,5 +79,9 @@ describe('AMDM math (AMDM.md steps 3-4)', () => {
     expect(unetEvalsPerImage(3, 50, 3, false)).toBe(3 * 4 + 46);
     expect(unetEvalsPerImage(3, 50, 3, true)).toBe(150);
     expect(unetEvalsPerImage(1, 20, 3, false)).toBe(20);
+  });
+
+  it('imports nothing, so the contract (and the edge bundle) can carry it', () => {
+    expect(readFileSync(new URL('./math.ts', import.meta.url), 'utf8')).not.toMatch(/^\s*(import|export .* from)\b/m);
   });
 });
