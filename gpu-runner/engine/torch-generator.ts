@@ -20,8 +20,8 @@
  *    again (overwriting the tail of the previous block). Since every block starts on a multiple
  *    of 16, one draw of a [2, 4, h, w] batch equals two consecutive [1, 4, h, w] draws whenever
  *    4hw is a multiple of 16.
- * 3. The transform of step 2 exists twice. On a CPU with AVX2 (any x86-64 since 2013; torch's
- *    AVX512 level has no own normal kernel and falls back to it) torch runs normal_fill_16_AVX2:
+ * 3. The transform of step 2 exists twice. On a CPU with AVX2 (any x86-64 since 2013; at torch's
+ *    AVX512 level REGISTER_DISPATCH leaves the normal kernel to the AVX2 one) torch runs normal_fill_16_AVX2:
  *    float32 arithmetic with Cephes-style polynomial log256_ps and sincos256_ps from
  *    avx_mathfun.h. Without AVX2 (ATEN_CPU_CAPABILITY=default, and the aarch64 builds) it runs
  *    the scalar normal_fill_16 with the C library's logf/cosf/sinf. The two disagree in the last
@@ -98,29 +98,28 @@ const scratchF = new Float32Array(1);
 const scratchU = new Uint32Array(scratchF.buffer);
 
 /**
- * Single-rounded float32 a*b + c for float32 inputs, like one vfmadd lane. a*b is exact in a
- * double (48 bits); the double sum p + c can round, and rounding that again to float32 is only
- * wrong when the double sum sits exactly on a float32 midpoint, so the TwoSum error decides
- * that case.
+ * One vfmadd lane: float32 a*b + c rounded once. a*b is exact in a double (48 bits), so only
+ * the double sum rounds before the float32 rounding; that double rounding can differ from a
+ * single one only when the double sum lands exactly on a float32 midpoint. For the inputs
+ * torch can produce (uniforms k / 2^24) it never does: the sweeps in torch-generator.test.ts
+ * compare radius, cos and sin with torch's for all 2^24 of them. (A TwoSum tie-break makes
+ * it exact for any input, and the whole draw 2.5 times slower, for no bit changed here.)
  */
 function fma(a: number, b: number, c: number): number {
-  const p = a * b;
-  const s = p + c;
-  const r = f32(s);
-  const d = s - r;
-  if (d === 0) return r;
-  const bb = s - p;
-  const e = p - (s - bb) + (c - bb);
-  if (e === 0) return r;
-  const other = r + 2 * d;
-  if (f32(other) !== other) return r; // s is not a midpoint: r is right whatever e is
-  return (e > 0) === (d > 0) ? other : r;
+  return f32(a * b + c);
 }
 
 // avx_mathfun.h constants, rounded to float32 as the _PS256_CONST tables hold them.
 const SQRTHF = f32(0.707106781186547524);
 const LOG_P0 = f32(7.0376836292e-2);
-const LOG_P = [-1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1].map(f32);
+const LOG_P1 = f32(-1.151461031e-1);
+const LOG_P2 = f32(1.167699874e-1);
+const LOG_P3 = f32(-1.2420140846e-1);
+const LOG_P4 = f32(1.4249322787e-1);
+const LOG_P5 = f32(-1.6668057665e-1);
+const LOG_P6 = f32(2.0000714765e-1);
+const LOG_P7 = f32(-2.4999993993e-1);
+const LOG_P8 = f32(3.3333331174e-1);
 const LOG_Q1 = f32(-2.1219444e-4);
 const LOG_Q2 = f32(0.693359375);
 const MINUS_DP1 = f32(-0.78515625);
@@ -149,8 +148,14 @@ function log256(v: number): number {
   if (below) e = f32(e - 1);
   x = f32(x + tmp);
   const z = f32(x * x);
-  let y = LOG_P0;
-  for (const p of LOG_P) y = fma(y, x, p);
+  let y = fma(LOG_P0, x, LOG_P1);
+  y = fma(y, x, LOG_P2);
+  y = fma(y, x, LOG_P3);
+  y = fma(y, x, LOG_P4);
+  y = fma(y, x, LOG_P5);
+  y = fma(y, x, LOG_P6);
+  y = fma(y, x, LOG_P7);
+  y = fma(y, x, LOG_P8);
   y = f32(y * x);
   y = fma(y, z, f32(e * LOG_Q1));
   y = fma(-z, 0.5, y);
@@ -158,10 +163,10 @@ function log256(v: number): number {
   return fma(e, LOG_Q2, x);
 }
 
-let sinOut = 0;
-let cosOut = 0;
+// sincos256's two results, without allocating a pair per lane
+const sinCos = new Float64Array(2);
 
-/** sincos256_ps for one lane, theta >= 0 (torch's is 2 pi u2); results in sinOut/cosOut. */
+/** sincos256_ps for one lane, theta >= 0 (torch's is 2 pi u2); results in sinCos. */
 function sincos256(theta: number): void {
   let x = Math.abs(theta);
   // octant j (even), then x reduced by j pi/4 in three float32 pieces (Cody-Waite)
@@ -184,13 +189,14 @@ function sincos256(theta: number): void {
   s = fma(x, f32(s * z), x);
   const sv = cosPoly ? s : c;
   const cv = cosPoly ? c : s;
-  sinOut = sinSign ? -sv : sv;
-  cosOut = cosSign ? -cv : cv;
+  sinCos[0] = sinSign ? -sv : sv;
+  sinCos[1] = cosSign ? -cv : cv;
 }
 
 /**
- * normal_fill_16_AVX2 in place on data[o .. o + 16): uniforms in, standard normals out. The
- * final `* std + mean` (std 1, mean 0) only turns a -0 into +0.
+ * normal_fill_16_AVX2 in place on data[o .. o + 16): torch's uniforms (multiples of 2^-24 in
+ * [0, 1)) in, standard normals out. The final `* std + mean` (std 1, mean 0) only turns a -0
+ * into +0.
  */
 export function boxMuller16Avx2(data: Float32Array, o: number): void {
   for (let j = 0; j < 8; j++) {
@@ -198,8 +204,8 @@ export function boxMuller16Avx2(data: Float32Array, o: number): void {
     const u2 = data[o + j + 8]!;
     const radius = f32(Math.sqrt(f32(-2 * log256(u1))));
     sincos256(f32(TWO_PI_F32 * u2));
-    data[o + j] = f32(radius * cosOut) + 0;
-    data[o + j + 8] = f32(radius * sinOut) + 0;
+    data[o + j] = f32(radius * sinCos[1]!) + 0;
+    data[o + j + 8] = f32(radius * sinCos[0]!) + 0;
   }
 }
 
