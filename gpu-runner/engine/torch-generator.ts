@@ -20,19 +20,20 @@
  *    again (overwriting the tail of the previous block). Since every block starts on a multiple
  *    of 16, one draw of a [2, 4, h, w] batch equals two consecutive [1, 4, h, w] draws whenever
  *    4hw is a multiple of 16.
- * 3. The transform of step 2 exists twice. On a CPU with AVX2 (any x86-64 since 2013; at torch's
- *    AVX512 level REGISTER_DISPATCH leaves the normal kernel to the AVX2 one) torch runs normal_fill_16_AVX2:
- *    float32 arithmetic with Cephes-style polynomial log256_ps and sincos256_ps from
- *    avx_mathfun.h. Without AVX2 (ATEN_CPU_CAPABILITY=default, and the aarch64 builds) it runs
- *    the scalar normal_fill_16 with the C library's logf/cosf/sinf. The two disagree in the last
- *    bit on 38% of the values (1,210,197 of 3,145,728 measured), so we implement the AVX2 one:
- *    it is what Linux and Windows x86-64 users get. Bit-exactness needs one more detail: GCC
- *    (the Linux builds; Debian's GCC 12.2 and the PyPI 2.13 wheel alike) compiles avx_mathfun
- *    with -mfma and fuses most multiply-add pairs of the polynomials into FMA instructions. The
- *    fused pairs, read from the disassembly of that code built with GCC 12 -O2 -mavx2 -mfma
- *    (which reproduces Debian's torch bit for bit), are exactly the `fma(...)` calls below; a
- *    version without fusion (what MSVC or clang would emit; not measured here) differs in the
- *    last bit on about 1% of the values.
+ * 3. The transform of step 2 exists twice. On a CPU with AVX2 (any x86-64 since 2013; at
+ *    torch's AVX512 level REGISTER_DISPATCH leaves the normal kernel to the AVX2 one) torch
+ *    runs normal_fill_16_AVX2: float32 arithmetic with the Cephes-style polynomials log256_ps
+ *    and sincos256_ps of avx_mathfun.h. Without AVX2 (ATEN_CPU_CAPABILITY=default, and the
+ *    aarch64 builds) it runs the scalar normal_fill_16 with the C library's logf/cosf/sinf.
+ *    The two disagree in the last bit on 38% of the values (1,210,197 of 3,145,728 measured),
+ *    so we implement the AVX2 one. Bit-exactness needs one more detail: GCC (Debian's GCC 12.2
+ *    and whatever built the PyPI 2.13 wheel alike) compiles avx_mathfun with -mfma and fuses
+ *    most multiply-add pairs of the polynomials into FMA instructions. The fused pairs, read
+ *    from the disassembly of that header built with GCC 12 -O2 -mavx2 -mfma (which reproduces
+ *    Debian's torch bit for bit), are exactly the `fma(...)` calls below; the same code without
+ *    fusion differs in the last bit on 1% of the values (30,842 of 3,145,728). So this matches
+ *    the GCC-built Linux x86-64 torch; MSVC (Windows) and clang (macOS x86) builds do not fuse
+ *    intrinsics that way and likely draw those 1% differently (not measured here).
  * 4. numel < 16: one value at a time from normal_distribution<double>: two 53-bit uniforms per
  *    pair (each from two 32-bit words, high word first), u1 for the angle and u2 for the radius,
  *    r = sqrt(-2 log1p(-u2)) (1.13 wrote log(1 - u2)), value r cos(2 pi u1) rounded to float32;
@@ -44,11 +45,14 @@
  * became an explicit fma (exact for std 1, mean 0), and the double path took log1p. None of it
  * changes float32 randn: Debian's torch 1.13.1 and the PyPI torch 2.13.0+cpu wheel give
  * identical bits on 3,145,728 values (numel >= 16, AVX2 and default levels each) and on
- * 1,040,000 values of the numel < 16 path.
+ * 1,040,000 values of the numel < 16 path. One difference matters to fp16 pipelines (diffusers
+ * draws in the pipeline's dtype): torch 2.13 draws float16 as this float32 draw rounded to
+ * float16 (identical on 1x4x64x64, seed 42), torch 1.13 drew other numbers.
  *
- * What this is not: CUDA generators (Philox, curand's normal), the MPS generator, and the
- * scalar path (aarch64, Apple silicon) draw other numbers; fixtures and tests in
- * test/fixtures/torch-noise/ pin the values this module reproduces.
+ * What this is not: CUDA generators (Philox, curand's normal; the CompVis scripts draw their
+ * start code on the GPU), the MPS generator, and the scalar path (aarch64, Apple silicon) draw
+ * other numbers. The fixtures in test/fixtures/torch-noise/ pin the values this module
+ * reproduces.
  *
  * Draw order for a sampler that wants diffusers' numbers (one generator per image, seeded with
  * that image's seed, as diffusers does with a list of generators): first the initial latents,
