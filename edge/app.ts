@@ -36,8 +36,8 @@ export const API_VERSION = '1.0.0';
 export function createApp(input: AppDeps): EdgeApp {
   const deps = resolveDeps(input);
   const repo = new JobRepository(deps.store);
-  const active = new ActiveJobTracker(repo, { cap: deps.limits.maxActiveJobs, now: () => deps.clock.now() });
-  const jobs = new JobsService(deps, repo, active);
+  const admission = input.admission ?? new ActiveJobTracker(repo, { now: () => deps.clock.now() });
+  const jobs = new JobsService(deps, repo, admission);
 
   const app: EdgeApp = new OpenAPIHono<EdgeEnv>({
     // one rule for every zod-validated input: body problems are 422, the rest 400, each naming its field
@@ -75,7 +75,7 @@ export function createApp(input: AppDeps): EdgeApp {
   };
   app.use('/v1/*', apiGuard);
 
-  const ctx: RouteContext = { deps, repo, jobs, active };
+  const ctx: RouteContext = { deps, repo, jobs, admission };
   registerJobRoutes(app, ctx);
   registerEventRoutes(app, ctx);
   registerModelRoutes(app, ctx);

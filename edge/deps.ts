@@ -3,6 +3,7 @@
  * at construction (naming the option) instead of on the first request.
  */
 import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { checkPepper } from '../shared/api-keys.ts';
@@ -79,6 +80,12 @@ export interface AppDeps {
   store: ObjectStore;
   /** the jobs queue */
   queue: JobQueue;
+  /**
+   * Counts a tenant's active jobs against `limits.maxActiveJobs`, atomically with the create
+   * when it shares the store's commit log (the single node's SQLite); default: this edge's
+   * own count in memory (edge/active-jobs.ts), exact within one process only.
+   */
+  admission?: JobAdmission;
   /** the installed models (the engine's catalog) */
   catalog: () => Promise<ModelInfo[]>;
   /** API key hashing pepper (kept outside the store) */
@@ -109,7 +116,7 @@ export interface AppDeps {
   localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission'>> {
   localBlobs: LocalBlobs | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
@@ -140,6 +147,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
   need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
+  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, hasRoom }', deps.admission);
   need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
   try {
     checkPepper(deps.pepper);

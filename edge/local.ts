@@ -13,6 +13,7 @@ import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
@@ -29,8 +30,11 @@ export interface LocalEdgeOptions {
   /** what clients use to reach this server; default http://{host}:{port} */
   publicBaseUrl?: string;
   catalog: () => Promise<ModelInfo[]>;
-  /** share the runner's handles in one process; default: open our own */
-  adapters?: { store: ObjectStore; jobs: JobQueue };
+  /**
+   * share the runner's handles in one process; default: open our own. Without `admission`,
+   * the cap on active jobs is this process's own count (edge/active-jobs.ts).
+   */
+  adapters?: { store: ObjectStore; jobs: JobQueue; admission?: JobAdmission };
   allowPrivateWebhooks?: boolean;
   limits?: Partial<EdgeLimits>;
   rateLimiter?: RateLimiter;
@@ -75,6 +79,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const app = createApp({
     store: adapters.store,
     queue: adapters.jobs,
+    ...(adapters.admission ? { admission: adapters.admission } : {}),
     catalog,
     pepper: secrets.pepper,
     publicBaseUrl,
@@ -115,6 +120,19 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   };
 }
 
+/**
+ * The single node's edge settings from its environment, for both roots that start it (this
+ * file's main and tools/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
+ * default 50).
+ */
+export function localEdgeSettings(env: NodeJS.ProcessEnv): Pick<LocalEdgeOptions, 'limits'> {
+  const raw = env.AMDM_MAX_ACTIVE_JOBS;
+  if (raw === undefined || raw === '') return {};
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`AMDM_MAX_ACTIVE_JOBS must be a positive integer (got ${JSON.stringify(raw)})`);
+  return { limits: { maxActiveJobs: n } };
+}
+
 function isLoopback(hostname: string): boolean {
   return /^(?:127(?:\.\d{1,3}){3}|localhost|::1|\[::1\])$/i.test(hostname);
 }
@@ -143,6 +161,7 @@ async function main(): Promise<void> {
     ...(env.PUBLIC_BASE_URL ? { publicBaseUrl: env.PUBLIC_BASE_URL } : {}),
     catalog: () => catalogThread.catalog(),
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
+    ...localEdgeSettings(env),
   });
   console.log(JSON.stringify({ level: 'info', component: 'edge', msg: 'listening', url: edge.url }));
   let signals = 0;

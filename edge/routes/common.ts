@@ -2,7 +2,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { Problem } from '../../shared/contract/index.ts';
 import type { JobRepository } from '../../shared/job-repository.ts';
-import type { ActiveJobTracker } from '../active-jobs.ts';
+import type { JobAdmission } from '../../shared/ports/admission.ts';
 import type { ResolvedDeps } from '../deps.ts';
 import type { JobsService } from '../jobs-service.ts';
 import { PROBLEM_CONTENT_TYPE } from '../middleware/problem/index.ts';
@@ -18,7 +18,7 @@ export interface RouteContext {
   deps: ResolvedDeps;
   repo: JobRepository;
   jobs: JobsService;
-  active: ActiveJobTracker;
+  admission: JobAdmission;
 }
 
 const DESCRIPTIONS: Record<number, string> = {
