@@ -2,6 +2,7 @@
  * What the edge needs from its composition root, and the checks that make a wrong root fail
  * at construction (naming the option) instead of on the first request.
  */
+import type { Context } from 'hono';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
@@ -100,6 +101,14 @@ export interface AppDeps {
   random?: RandomBytes;
   /** per-tenant request rate; default 20 requests/s with bursts of 100 */
   rateLimiter?: RateLimiter;
+  /**
+   * The address a request came from, proxies resolved (edge/client-address.ts), or undefined
+   * when unknown. Set: requests that fail authentication and requests to signed blob URLs
+   * are limited per address by `addressLimiter`. Absent: they are not.
+   */
+  clientAddress?: (c: Context) => string | undefined;
+  /** per-address rate of the requests above; default 20 requests/s with bursts of 100, each kind its own bucket */
+  addressLimiter?: RateLimiter;
   limits?: Partial<EdgeLimits>;
   /** local development only: accept webhooks to loopback and private addresses */
   allowPrivateWebhooks?: boolean;
@@ -116,8 +125,9 @@ export interface AppDeps {
   localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress'>> {
   localBlobs: LocalBlobs | null;
+  clientAddress: ((c: Context) => string | undefined) | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
@@ -175,6 +185,8 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.clock !== undefined) need(hasMethods(deps.clock, ['now']), 'clock', 'a Clock { now(): number }', deps.clock);
   if (deps.random !== undefined) need(typeof deps.random === 'function', 'random', 'a function (n) => Uint8Array', deps.random);
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
+  if (deps.addressLimiter !== undefined) need(hasMethods(deps.addressLimiter, ['take']), 'addressLimiter', 'a RateLimiter { take }', deps.addressLimiter);
+  if (deps.clientAddress !== undefined) need(typeof deps.clientAddress === 'function', 'clientAddress', 'a function (c) => string | undefined', deps.clientAddress);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
@@ -204,6 +216,8 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     clock: deps.clock ?? { now: () => Date.now() },
     random: deps.random ?? cryptoRandomBytes,
     rateLimiter: deps.rateLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
+    clientAddress: deps.clientAddress ?? null,
+    addressLimiter: deps.addressLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
     limits,
     allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
     queueInfo: deps.queueInfo ?? null,

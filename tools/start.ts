@@ -10,7 +10,8 @@
  *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
  * webhooks reach localhost, AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant, 50),
- * and everything gpu-runner/main.ts reads.
+ * AMDM_TRUSTED_PROXY (reverse proxies whose X-Forwarded-For counts, see edge/local.ts), and
+ * everything gpu-runner/main.ts reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';

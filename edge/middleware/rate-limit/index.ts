@@ -74,17 +74,20 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler {
     const who = subject(c);
     if (who !== undefined) {
       const r = options.limiter.take(who);
-      if (!r.ok) {
-        throw new ProblemError(429, {
-          type: 'rate-limited',
-          title: 'Too many requests',
-          detail: `request rate limit reached; retry in ${r.retryAfterSeconds} s`,
-          headers: { 'retry-after': String(r.retryAfterSeconds) },
-        });
-      }
+      if (!r.ok) throw rateLimited(r.retryAfterSeconds, 'request rate limit reached');
     }
     await next();
   };
+}
+
+/** The answer to a request over a rate limit: `what` was reached. */
+export function rateLimited(retryAfterSeconds: number, what: string): ProblemError {
+  return new ProblemError(429, {
+    type: 'rate-limited',
+    title: 'Too many requests',
+    detail: `${what}; retry in ${retryAfterSeconds} s`,
+    headers: { 'retry-after': String(retryAfterSeconds) },
+  });
 }
 
 export interface ConcurrencyCapOptions {
