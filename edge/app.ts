@@ -65,6 +65,7 @@ export function createApp(input: AppDeps): EdgeApp {
     verify: (key) => verifyApiKey(deps.store, deps.pepper, key),
     cacheSeconds: deps.limits.keyCacheSeconds,
     now: () => deps.clock.now(),
+    ...(deps.keyRevision ? { revision: deps.keyRevision } : {}),
   });
   const limit = rateLimit({ limiter: deps.rateLimiter });
   /**

@@ -53,7 +53,7 @@ export interface EdgeLimits {
   maxWaitSeconds: number;
   /** longest range of GET /v1/usage, in days */
   maxUsageDays: number;
-  /** how long a verified API key is trusted without reading the store (revocation delay) */
+  /** how long a verified API key is trusted without reading the store (the revocation delay without `keyRevision`) */
   keyCacheSeconds: number;
   /**
    * Idempotency claims: the wait between writing a claim and reading the claims, which must
@@ -102,6 +102,11 @@ export interface AppDeps {
   /** per-tenant request rate; default 20 requests/s with bursts of 100 */
   rateLimiter?: RateLimiter;
   /**
+   * A cheap read that changes whenever an API key is revoked (shared/api-keys.ts keyRevision):
+   * set, a revocation takes effect on the next request; absent, within `limits.keyCacheSeconds`.
+   */
+  keyRevision?: () => Promise<string | null>;
+  /**
    * The address a request came from, proxies resolved (edge/client-address.ts), or undefined
    * when unknown. Set: requests that fail authentication and requests to signed blob URLs
    * are limited per address by `addressLimiter`. Absent: they are not.
@@ -125,8 +130,9 @@ export interface AppDeps {
   localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision'>> {
   localBlobs: LocalBlobs | null;
+  keyRevision: (() => Promise<string | null>) | null;
   clientAddress: ((c: Context) => string | undefined) | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
@@ -186,6 +192,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.random !== undefined) need(typeof deps.random === 'function', 'random', 'a function (n) => Uint8Array', deps.random);
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
   if (deps.addressLimiter !== undefined) need(hasMethods(deps.addressLimiter, ['take']), 'addressLimiter', 'a RateLimiter { take }', deps.addressLimiter);
+  if (deps.keyRevision !== undefined) need(typeof deps.keyRevision === 'function', 'keyRevision', 'a function () => Promise<string | null>', deps.keyRevision);
   if (deps.clientAddress !== undefined) need(typeof deps.clientAddress === 'function', 'clientAddress', 'a function (c) => string | undefined', deps.clientAddress);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
@@ -216,6 +223,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     clock: deps.clock ?? { now: () => Date.now() },
     random: deps.random ?? cryptoRandomBytes,
     rateLimiter: deps.rateLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
+    keyRevision: deps.keyRevision ?? null,
     clientAddress: deps.clientAddress ?? null,
     addressLimiter: deps.addressLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
     limits,

@@ -9,7 +9,8 @@
  *
  * It also tells the app where each request comes from (the socket's peer, or the client a
  * trusted reverse proxy names in X-Forwarded-For), so that requests without a valid key and
- * signed-URL requests are limited per address.
+ * signed-URL requests are limited per address, and how to see at once that `amdm keys
+ * revoke` (any process) revoked a key: the key revision, one SQLite row read per request.
  */
 import { readFile } from 'node:fs/promises';
 import { BlockList, isIP, type AddressInfo } from 'node:net';
@@ -18,6 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
+import { keyRevision } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
@@ -107,6 +109,8 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     ...(o.limits ? { limits: o.limits } : {}),
     ...(o.rateLimiter ? { rateLimiter: o.rateLimiter } : {}),
     clientAddress: (c) => requestAddress(c, trust),
+    // a SQLite row: cheap enough to read on every request, so `amdm keys revoke` takes effect at once
+    keyRevision: () => keyRevision(adapters.store),
     ...(o.addressLimiter ? { addressLimiter: o.addressLimiter } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
   });
