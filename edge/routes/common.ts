@@ -30,7 +30,7 @@ const DESCRIPTIONS: Record<number, string> = {
   413: 'The body is too large',
   415: 'The body is not application/json',
   422: 'The body is well-formed but not valid; `errors` names each field at fault',
-  429: 'Rate limit or concurrent-job cap reached; see Retry-After',
+  429: 'Rate limit (per tenant; per client address for failed authentication and signed URLs) or concurrent-job cap reached; see Retry-After',
   500: 'Unexpected server failure (the body names only the request id)',
 };
 
