@@ -2,7 +2,9 @@
  * What the edge needs from its composition root, and the checks that make a wrong root fail
  * at construction (naming the option) instead of on the first request.
  */
+import type { Context } from 'hono';
 import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { checkPepper } from '../shared/api-keys.ts';
@@ -51,7 +53,7 @@ export interface EdgeLimits {
   maxWaitSeconds: number;
   /** longest range of GET /v1/usage, in days */
   maxUsageDays: number;
-  /** how long a verified API key is trusted without reading the store (revocation delay) */
+  /** how long a verified API key is trusted without reading the store (the revocation delay without `keyRevision`) */
   keyCacheSeconds: number;
   /**
    * Idempotency claims: the wait between writing a claim and reading the claims, which must
@@ -79,6 +81,12 @@ export interface AppDeps {
   store: ObjectStore;
   /** the jobs queue */
   queue: JobQueue;
+  /**
+   * Counts a tenant's active jobs against `limits.maxActiveJobs`, atomically with the create
+   * when it shares the store's commit log (the single node's SQLite); default: this edge's
+   * own count in memory (edge/active-jobs.ts), exact within one process only.
+   */
+  admission?: JobAdmission;
   /** the installed models (the engine's catalog) */
   catalog: () => Promise<ModelInfo[]>;
   /** API key hashing pepper (kept outside the store) */
@@ -93,6 +101,19 @@ export interface AppDeps {
   random?: RandomBytes;
   /** per-tenant request rate; default 20 requests/s with bursts of 100 */
   rateLimiter?: RateLimiter;
+  /**
+   * A cheap read that changes whenever an API key is revoked (shared/api-keys.ts keyRevision):
+   * set, a revocation takes effect on the next request; absent, within `limits.keyCacheSeconds`.
+   */
+  keyRevision?: () => Promise<string | null>;
+  /**
+   * The address a request came from, proxies resolved (edge/client-address.ts), or undefined
+   * when unknown. Set: requests that fail authentication and requests to signed blob URLs
+   * are limited per address by `addressLimiter`. Absent: they are not.
+   */
+  clientAddress?: (c: Context) => string | undefined;
+  /** per-address rate of the requests above; default 20 requests/s with bursts of 100, each kind its own bucket */
+  addressLimiter?: RateLimiter;
   limits?: Partial<EdgeLimits>;
   /** local development only: accept webhooks to loopback and private addresses */
   allowPrivateWebhooks?: boolean;
@@ -109,8 +130,10 @@ export interface AppDeps {
   localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision'>> {
   localBlobs: LocalBlobs | null;
+  keyRevision: (() => Promise<string | null>) | null;
+  clientAddress: ((c: Context) => string | undefined) | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
@@ -140,6 +163,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
   need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
+  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, hasRoom }', deps.admission);
   need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
   try {
     checkPepper(deps.pepper);
@@ -167,6 +191,9 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.clock !== undefined) need(hasMethods(deps.clock, ['now']), 'clock', 'a Clock { now(): number }', deps.clock);
   if (deps.random !== undefined) need(typeof deps.random === 'function', 'random', 'a function (n) => Uint8Array', deps.random);
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
+  if (deps.addressLimiter !== undefined) need(hasMethods(deps.addressLimiter, ['take']), 'addressLimiter', 'a RateLimiter { take }', deps.addressLimiter);
+  if (deps.keyRevision !== undefined) need(typeof deps.keyRevision === 'function', 'keyRevision', 'a function () => Promise<string | null>', deps.keyRevision);
+  if (deps.clientAddress !== undefined) need(typeof deps.clientAddress === 'function', 'clientAddress', 'a function (c) => string | undefined', deps.clientAddress);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
@@ -196,6 +223,9 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     clock: deps.clock ?? { now: () => Date.now() },
     random: deps.random ?? cryptoRandomBytes,
     rateLimiter: deps.rateLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
+    keyRevision: deps.keyRevision ?? null,
+    clientAddress: deps.clientAddress ?? null,
+    addressLimiter: deps.addressLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
     limits,
     allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
     queueInfo: deps.queueInfo ?? null,

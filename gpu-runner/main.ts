@@ -31,6 +31,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Resource } from 'sst/resource';
 import { type Links, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
@@ -85,6 +86,8 @@ export interface RunnerAdapters {
   webhookSecret: string | null;
   /** where models come from before warm-up (AWS: the bucket); null: they are on disk already */
   modelSource: ModelSource | null;
+  /** single node: the tenants' caps on active jobs, for the edge that `npm start` runs beside the runner */
+  admission?: JobAdmission;
   close(): Promise<void>;
 }
 

@@ -56,7 +56,7 @@ describe('create on the single node', () => {
     const before = adapters.store.commitLog?.('tenants/acme/index/x');
     expect(before).toBeDefined();
     expect(adapters.jobs.commitLog?.()).toBe(before);
-    const commits = () => (before as { stats: { commits: number } }).stats.commits;
+    const commits = () => (before as unknown as { stats: { commits: number } }).stats.commits;
     const c0 = commits();
     const res = await create(1);
     expect(res.status).toBe(202);

@@ -4,10 +4,11 @@
  * once at first start, and the embedded adapters (SQLite queues, and a store that keeps its
  * records in SQLite and its images on the filesystem).
  *
- *   DATA_DIR/queue/          queues.sqlite: the queues 'jobs', 'jobs-dlq', 'webhooks', and the
+ *   DATA_DIR/queue/          queues.sqlite: the queues 'jobs', 'jobs-dlq', 'webhooks', the
  *                            store's records (every key of docs/architecture.md that is not an
- *                            output image or an upload), one database so that a turn of the
- *                            event loop commits requests, index entries and messages at once
+ *                            output image or an upload) and the admitted jobs of the tenants'
+ *                            caps, one database so that a turn of the event loop commits
+ *                            admissions, requests, index entries and messages at once
  *   DATA_DIR/store/          the store's blobs: tenants/{t}/jobs/{j}/out/*, tenants/{t}/uploads/*
  *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
  *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
@@ -21,11 +22,13 @@ import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, 
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsStore } from '../adapters/embedded/fs-store.ts';
+import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
 import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 
@@ -97,6 +100,8 @@ export interface EmbeddedAdapters {
   jobs: JobQueue;
   jobsDeadLetter: JobQueue;
   webhooks: JobQueue;
+  /** the tenants' caps on active jobs, in the same file as the records it counts */
+  admission: JobAdmission;
   close(): Promise<void>;
 }
 
@@ -150,13 +155,16 @@ export function openEmbedded(
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
   const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES } });
+  // after the store: it counts the jobs whose records the store's table holds
+  const admission = new SqliteAdmission({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE });
   return {
     store,
     jobs,
     jobsDeadLetter,
     webhooks,
+    admission,
     async close() {
-      const results = await Promise.allSettled([jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
+      const results = await Promise.allSettled([jobs.close(), jobsDeadLetter.close(), webhooks.close(), admission.close(), store.close()]);
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the embedded adapters failed');
     },

@@ -14,12 +14,13 @@
  * leaving a process that never answers.
  *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
- * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, and everything gpu-runner/main.ts
- * reads.
+ * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, AMDM_MAX_ACTIVE_JOBS (queued + running
+ * jobs per tenant, 50), AMDM_TRUSTED_PROXY (reverse proxies whose X-Forwarded-For counts, see
+ * edge/local.ts), and everything gpu-runner/main.ts reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { startLocalEdge } from '../edge/local.ts';
+import { localEdgeSettings, startLocalEdge } from '../edge/local.ts';
 import { jsonLogger } from '../gpu-runner/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   if (!config.engine && !config.modelsDirs.some((d) => existsSync(d) && readdirSync(d).length > 0)) {
     throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
   }
+  const edgeSettings = localEdgeSettings(env);
   const adapters = await start.run('adapters', () => selectAdapters(config, env), () => ({ data_dir: layout.dataDir }));
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
@@ -79,8 +81,9 @@ async function main(): Promise<void> {
           port,
           publicBaseUrl: config.publicBaseUrl,
           catalog: () => runner.engine.catalog(),
-          adapters: { store: adapters.store, jobs: adapters.jobs },
+          adapters: { store: adapters.store, jobs: adapters.jobs, ...(adapters.admission ? { admission: adapters.admission } : {}) },
           allowPrivateWebhooks: config.allowPrivateWebhooks,
+          ...edgeSettings,
           logger: jsonLogger('edge'),
           env,
         }),

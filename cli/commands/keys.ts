@@ -15,8 +15,9 @@
  * For a single node, DATA_DIR/secrets/pepper (created on first use).
  *
  * Safe while the API runs: every key object has one writer (this command), the single node's
- * store commits each key in a SQLite transaction and S3 writes are atomic. A revoked key stops working within the
- * edge's key cache time (10 s).
+ * store commits each key in a SQLite transaction and S3 writes are atomic. A revoked key stops
+ * working on a single node's next request (revocation moves the key revision its edge reads,
+ * shared/api-keys.ts), and on AWS within the edge's key cache time (10 s).
  */
 import { parseArgs } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';

@@ -91,7 +91,7 @@ async function hasBody(c: Context): Promise<boolean> {
 }
 
 export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
-  const { deps, jobs, active } = ctx;
+  const { deps, jobs, admission } = ctx;
 
   const createJob = createRoute({
     method: 'post',
@@ -105,7 +105,7 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
       'with another body is refused with 422.',
     security: BEARER,
     middleware: [
-      concurrencyCap({ active, max: deps.limits.maxActiveJobs }),
+      concurrencyCap({ active: admission, max: deps.limits.maxActiveJobs }),
       bodyLimit({ maxBytes: deps.limits.maxJobBodyBytes, what: 'job request' }),
     ] as const,
     request: {
@@ -201,8 +201,8 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     },
   });
   app.openapi(cancelJob, async (c) => {
+    // the admission learns from the store that a canceled job no longer counts
     const { record, state } = await jobs.cancel(c.get('tenant'), c.req.valid('param').id);
-    if (state === 'canceled') active.remove(c.get('tenant'), record.id);
     c.header('Cache-Control', 'no-store');
     return state === 'canceled' ? c.json(record, 200) : c.json(record, 202);
   });

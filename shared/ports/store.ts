@@ -39,5 +39,16 @@ export interface ObjectStore {
   commitLog?(key: string): CommitLog | undefined;
 }
 
-/** The identity of a transactional log shared by store and queue adapters (compared with ===). */
-export type CommitLog = object;
+/**
+ * A transactional log shared by store, queue and admission adapters; adapters that share one
+ * return the same object (compared with ===).
+ */
+export interface CommitLog {
+  /**
+   * Runs `fn`. The writes to this log that `fn` makes before it returns (synchronously, by
+   * any adapter) are one unit: they commit together, in order, or none of them does. A
+   * conditional write among them that finds its condition false (JobAdmission.admit at the
+   * cap) makes the whole unit commit nothing; each of its other writes then rejects.
+   */
+  unit<T>(fn: () => T): T;
+}
