@@ -165,6 +165,10 @@ describe('amdm client failures: one line, exit 2 for bad input, 1 otherwise', ()
     const badDay = await amdm('usage', '--from', '2025-02-30', ...conn());
     expect(badDay.code).toBe(2);
     expect(badDay.err).toMatch(/query\.from: must be a real calendar date/);
-    for (const r of [noKey, badKey, missing, down, badDay]) expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+    // only --from, more than a year ago: the line names the option given, not the `to` the server filled in
+    const longAgo = await amdm('usage', '--from', '2000-01-01', ...conn());
+    expect(longAgo.code).toBe(2);
+    expect(longAgo.err).toMatch(/^amdm usage: query\.from: at most 366 days before `to` \(not given: today, \d{4}-\d\d-\d\d\); give `to` as well \(HTTP 400\)\n$/);
+    for (const r of [noKey, badKey, missing, down, badDay, longAgo]) expect(r.err.trimEnd().split('\n')).toHaveLength(1);
   });
 });
