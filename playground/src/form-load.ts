@@ -102,22 +102,20 @@ export function defaultP(index: number, width: number, height: number, base: Pic
 
 /**
  * omega and omega2 back from three official weights [ω·ω₂, s·ω₂, s·√(1−ω₂²)] with s = √(1−ω²):
- * ω₂ = √(w0² + w1²) and ω = w0/ω₂. The division rounds, so a short decimal near the result
- * (what a person typed) is preferred when it gives exactly the same weights.
+ * ω₂ = √(w0² + w1²) and ω = w0/ω₂ (or √(1−w2²) when ω₂ = 0). Both round, so the shortest
+ * decimals near them (what a person typed) that give exactly the same weights are taken.
  */
 export function omegasFromWeights(w: readonly number[]): { omega: number; omega2: number; exact: boolean } {
   const rawOmega2 = Math.hypot(w[0]!, w[1]!);
   const rawOmega = rawOmega2 > 0 ? w[0]! / rawOmega2 : Math.sqrt(Math.max(0, 1 - w[2]! * w[2]!));
-  const short = (v: number) => Number(v.toPrecision(12));
-  const candidates: [number, number][] = [
-    [short(rawOmega), short(rawOmega2)],
-    [rawOmega, rawOmega2],
-    [short(rawOmega), rawOmega2],
-    [rawOmega, short(rawOmega2)],
-  ];
-  for (const [omega, omega2] of candidates) {
-    if (officialWeights(3, omega, omega2).every((v, i) => v === w[i])) return { omega, omega2, exact: true };
+  // 1 to 17 significant digits, shortest first, then the value itself
+  const near = (v: number): number[] => [...new Set([...Array.from({ length: 17 }, (_, i) => Number(v.toPrecision(i + 1))), v])].filter((x) => x >= 0 && x <= 1);
+  for (const omega of near(rawOmega)) {
+    for (const omega2 of near(rawOmega2)) {
+      if (officialWeights(3, omega, omega2).every((v, i) => v === w[i])) return { omega, omega2, exact: true };
+    }
   }
+  const short = (v: number) => Math.min(1, Number(v.toPrecision(12)));
   return { omega: short(rawOmega), omega2: short(rawOmega2), exact: false };
 }
 
