@@ -938,7 +938,7 @@ async function loadHistory(): Promise<void> {
   }
   // a slower, older answer must not overwrite a newer one
   if (mine !== historyLoad) return;
-  els.historyStatus.textContent = jobs.length === 0 ? 'No jobs yet: the jobs this key submits show here.' : `The ${jobs.length} most recent job${jobs.length === 1 ? '' : 's'} of this key, newest first.`;
+  els.historyStatus.textContent = jobs.length === 0 ? 'No jobs yet: the jobs this key submits show here.' : jobs.length === 1 ? 'The one job of this key.' : `The ${jobs.length} most recent jobs of this key, newest first.`;
   els.historyList.replaceChildren(...jobs.map(historyItem));
 }
 
