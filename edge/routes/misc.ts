@@ -138,12 +138,15 @@ export function registerUsageRoutes(app: EdgeApp, { deps, repo }: RouteContext):
     const from = q.from ?? utcDay(new Date(Date.parse(`${to}T00:00:00Z`) - 30 * DAY_MS).toISOString());
     const span = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS;
     if (span < 0 || span >= deps.limits.maxUsageDays) {
-      throw new ProblemError(400, {
-        type: 'bad-request',
-        title: 'Bad request',
-        detail: `the range must run forwards and span at most ${deps.limits.maxUsageDays} days`,
-        errors: [{ field: span < 0 ? 'query.from' : 'query.to', message: span < 0 ? 'must not be after `to`' : `at most ${deps.limits.maxUsageDays} days after \`from\`` }],
-      });
+      const max = deps.limits.maxUsageDays;
+      // blame the parameter the client gave: with `from` alone, `to` is today, which it never wrote
+      const error =
+        span < 0
+          ? { field: 'query.from', message: 'must not be after `to`' }
+          : q.to === undefined
+            ? { field: 'query.from', message: `at most ${max} days before \`to\` (not given: today, ${to}); give \`to\` as well` }
+            : { field: 'query.to', message: `at most ${max} days after \`from\`` };
+      throw new ProblemError(400, { type: 'bad-request', title: 'Bad request', detail: `the range must run forwards and span at most ${max} days`, errors: [error] });
     }
     const records = await repo.listUsage(c.get('tenant'), from, to);
     const byDay = new Map<string, { day: string; jobs: number; images: number; unet_evals: number; runner_ms: number }>();

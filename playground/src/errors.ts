@@ -51,6 +51,8 @@ export class ErrorDisplay {
         items.push(h('li', {}, `${e.field}: ${e.message}`));
         continue;
       }
+      // a collapsed model card must open to show its error
+      for (let d = el.closest('details'); d; d = d.parentElement?.closest('details') ?? null) d.open = true;
       const message = h('p', { class: 'field-error', id: uid('err') }, text);
       // inputs get the message right after their label's wrapper; groups get it first inside
       const wrap = el.matches(INPUTS) ? el.closest('.field') : null;

@@ -5,12 +5,15 @@
  * no privileges of its own. The one exception is the local key offer, which the server
  * makes only to a loopback visitor of a single-node install.
  */
-import { ApiClient, ApiError, NetworkError, describeProblem, isTerminalStatus, type JobRecord, type ModelInfo } from '../../shared/client/client.ts';
+import { ApiClient, ApiError, NetworkError, describeProblem, isTerminalStatus, type JobRecord, type JobRequestInput, type ModelInfo } from '../../shared/client/client.ts';
 import { BoxEditor, colorOf, type GroundingBox } from './box-editor.ts';
 import { byId, field, h, numberInput, numberText, uid } from './dom.ts';
 import { ErrorDisplay } from './errors.ts';
+import { type LoadResult, formFromRequest, formFromSpec } from './form-load.ts';
 import { UI_DEFAULTS, UI_LIMITS, UI_OFFICIAL } from './limits.ts';
 import { type FormModel, type FormState, buildRequest } from './request.ts';
+import { curlSnippet, fetchSnippet, prettyJson } from './snippets.ts';
+import { auxiliaryChoices, variantOf } from './variants.ts';
 
 /** The API is the origin (and path prefix) this page was served from. */
 const API_BASE = new URL('.', location.href).href.replace(/\/$/, '');
@@ -24,13 +27,24 @@ const PHASES: Record<string, string> = {
 
 const EXAMPLE_PROMPTS = { base: 'a red circle and a blue square', auxiliary: 'a circle and a square' };
 
+/** examples/*.json, embedded in the page by playground/build.ts */
+const PRESETS = JSON.parse(byId<HTMLScriptElement>('examples').textContent || '[]') as { name: string; request: JobRequestInput }[];
+
+/** How many past jobs the history shows. */
+const HISTORY_LIMIT = 12;
+
 interface ModelEntry {
   form: FormModel;
   boxes: GroundingBox[];
   editor: BoxEditor | null;
-  /** object URL of the chosen reference image, for its preview */
+  /** object URL of the reference image, for its preview */
   preview: string | null;
+  /** the reference image in a few words, for its preview's alt text ("style.png") */
   referenceName: string | null;
+  /** where it came from, as a sentence ("Uploaded style.png.") */
+  referenceStatus: string | null;
+  /** whether its card is expanded; kept across re-renders */
+  open: boolean;
 }
 
 const els = {
@@ -53,7 +67,14 @@ const els = {
   images: byId<HTMLDivElement>('images'),
   showBoxes: byId<HTMLInputElement>('show-boxes'),
   details: byId<HTMLDListElement>('result-details'),
-  requestJson: byId<HTMLPreElement>('request-json'),
+  snippet: byId<HTMLPreElement>('request-snippet'),
+  copy: byId<HTMLButtonElement>('copy-snippet'),
+  copyStatus: byId<HTMLParagraphElement>('copy-status'),
+  presets: byId<HTMLUListElement>('presets'),
+  loadNote: byId<HTMLDivElement>('load-note'),
+  historyList: byId<HTMLOListElement>('history-list'),
+  historyStatus: byId<HTMLParagraphElement>('history-status'),
+  historyRefresh: byId<HTMLButtonElement>('history-refresh'),
   announcer: byId<HTMLDivElement>('announcer'),
 };
 
@@ -115,6 +136,10 @@ async function loadModels(): Promise<void> {
   } catch (err) {
     catalog = [];
     renderPicker();
+    renderPresets();
+    // another key's jobs must not stay on show
+    els.historyList.replaceChildren();
+    els.historyStatus.textContent = '';
     els.modelsStatus.textContent = '';
     showError(err, 'Could not load the models');
     return;
@@ -122,13 +147,15 @@ async function loadModels(): Promise<void> {
   errors.clear();
   els.modelsStatus.textContent = `${catalog.length} model${catalog.length === 1 ? '' : 's'} installed.`;
   if (!catalog.some((m) => m.id === baseId)) {
-    // a caption-only model makes the natural base; the auxiliaries add layout or style
-    baseId = (catalog.find((m) => !m.conditions.grounding && !m.conditions.reference_image) ?? catalog[0])?.id ?? '';
+    // a caption-only original makes the natural base; the auxiliaries add layout or style
+    baseId = (catalog.find((m) => !m.conditions.grounding && !m.conditions.reference_image && !variantOf(m, catalog)) ?? catalog[0])?.id ?? '';
     auxIds.length = 0;
   }
   renderPicker();
   renderCards();
   renderSampling();
+  renderPresets();
+  void loadHistory();
 }
 
 // ---- 2. model picker and cards ------------------------------------------------------
@@ -153,12 +180,14 @@ function entry(id: string, role: 'base' | 'auxiliary'): ModelEntry {
       editor: null,
       preview: null,
       referenceName: null,
+      referenceStatus: null,
+      open: true,
     };
     entries.set(id, e);
   }
   e.form.role = role;
   e.form.grounding = info.conditions.grounding ? e.boxes : null;
-  e.form.reference = info.conditions.reference_image ? (e.form.reference ?? { uploadId: null, scale: '' }) : null;
+  e.form.reference = info.conditions.reference_image ? (e.form.reference ?? { uploadId: null, data: null, scale: '' }) : null;
   return e;
 }
 
@@ -196,12 +225,15 @@ function renderPicker(): void {
         },
       },
     },
-    ...catalog.map((m) => h('option', { attrs: { value: m.id, selected: m.id === baseId } }, m.id)),
+    ...catalog.map((m) => {
+      const original = variantOf(m, catalog);
+      return h('option', { attrs: { value: m.id, selected: m.id === baseId } }, original ? `${m.id} (a variant of ${original.id})` : m.id);
+    }),
   );
   select.id = 'base-model';
   const maxAux = UI_LIMITS.maxModels - 1;
-  const boxes = catalog
-    .filter((m) => m.id !== baseId)
+  const choices = auxiliaryChoices(baseId, auxIds, catalog);
+  const boxes = choices.offered
     .map((m) => {
       const other = m.ecosystem !== base.ecosystem;
       const full = !auxIds.includes(m.id) && auxIds.length >= maxAux;
@@ -213,6 +245,9 @@ function renderPicker(): void {
           change: () => {
             if (input.checked) auxIds.push(m.id);
             else auxIds.splice(auxIds.indexOf(m.id), 1);
+            // a model just added is one to edit: its card opens
+            const added = entries.get(m.id);
+            if (input.checked && added) added.open = true;
             renderPicker();
             renderCards();
             renderSampling();
@@ -231,6 +266,7 @@ function renderPicker(): void {
       h('legend', {}, 'Auxiliary models'),
       boxes.length > 0 ? null : h('p', { class: 'hint' }, 'No other model is installed.'),
       ...boxes,
+      choices.left.length > 0 ? h('p', { class: 'hint' }, `Not offered: ${choices.left.map((l) => `${l.info.id}, ${l.reason}`).join('; ')}.`) : null,
     ),
   );
 }
@@ -247,6 +283,16 @@ function byIdOptional<T extends HTMLElement>(id: string): T | null {
   return document.getElementById(id) as T | null;
 }
 
+/** One line that says what a collapsed card holds. */
+function gist(e: ModelEntry): string {
+  const f = e.form;
+  const prompt = f.prompt.trim() === '' ? 'no prompt' : `“${f.prompt.length > 40 ? `${f.prompt.slice(0, 39)}…` : f.prompt}”`;
+  const parts = [prompt];
+  if (f.grounding) parts.push(`${f.grounding.length} box${f.grounding.length === 1 ? '' : 'es'}`);
+  if (f.reference) parts.push(f.reference.uploadId !== null || f.reference.data !== null ? 'reference image' : 'no reference image yet');
+  return parts.join(' · ');
+}
+
 function renderCards(): void {
   const models = selected();
   const { width, height } = size();
@@ -254,7 +300,9 @@ function renderCards(): void {
     ...models.map(({ info, entry: e }, i) => {
       const f = e.form;
       const path = `models[${i}]`;
-      const prompt = h('textarea', { attrs: { rows: 2, maxlength: UI_LIMITS.maxPromptChars }, props: { value: f.prompt }, on: { input: () => (f.prompt = prompt.value) } });
+      const summaryGist = h('span', { class: 'gist' }, gist(e));
+      const regist = () => (summaryGist.textContent = gist(e));
+      const prompt = h('textarea', { attrs: { rows: 2, maxlength: UI_LIMITS.maxPromptChars }, props: { value: f.prompt }, on: { input: () => ((f.prompt = prompt.value), regist()) } });
       const negative = h('textarea', { attrs: { rows: 1, maxlength: UI_LIMITS.maxPromptChars }, props: { value: f.negativePrompt }, on: { input: () => (f.negativePrompt = negative.value) } });
       const guidance = numberInput({ min: 0, max: UI_LIMITS.maxGuidance, step: 0.5, placeholder: String(UI_DEFAULTS.guidance), value: f.guidance });
       guidance.addEventListener('input', () => (f.guidance = numberText(guidance)));
@@ -272,7 +320,7 @@ function renderCards(): void {
           apiField: `${path}.grounding`,
           modelId: info.id,
           aspect: width / height,
-          onChange: () => {},
+          onChange: () => (regist(), formChanged()),
           announce,
         });
         grounding = h('div', { class: 'grounding' }, h('h4', {}, 'Grounding boxes'), e.editor.element);
@@ -283,10 +331,10 @@ function renderCards(): void {
       let reference: HTMLElement | null = null;
       if (info.conditions.reference_image && f.reference) {
         const ref = f.reference;
-        const status = h('p', { class: 'hint', attrs: { role: 'status' } }, e.referenceName ? `Uploaded ${e.referenceName}.` : 'No image chosen yet.');
+        const status = h('p', { class: 'hint', attrs: { role: 'status' } }, e.referenceStatus ?? 'No image chosen yet.');
         const preview = h('img', { class: 'ref-preview', attrs: { alt: e.referenceName ? `reference image ${e.referenceName}` : '', hidden: !e.preview, src: e.preview ?? undefined } });
         const file = h('input', { attrs: { type: 'file', accept: 'image/png,image/jpeg' } });
-        file.addEventListener('change', () => void uploadReference(e, file, status, preview));
+        file.addEventListener('change', () => void uploadReference(e, file, status, preview).then(() => (regist(), formChanged())));
         const scale = numberInput({ min: 0, max: 2, step: 0.05, placeholder: String(UI_DEFAULTS.referenceScale), value: ref.scale });
         scale.addEventListener('input', () => (ref.scale = numberText(scale)));
         reference = h(
@@ -300,27 +348,35 @@ function renderCards(): void {
         );
       }
 
+      const role = i === 0 ? 'Base' : 'Auxiliary';
+      // a <details> per model, so a job of three models can be read at a glance and edited one at a time
       const card = h(
-        'fieldset',
-        { class: 'model-card', attrs: { 'data-field': path } },
-        h('legend', {}, h('span', { class: 'role' }, i === 0 ? 'Base' : 'Auxiliary'), ` ${info.id}`),
-        info.description ? h('p', { class: 'hint' }, info.description) : null,
-        field('Prompt', prompt, { apiField: `${path}.prompt` }),
-        field('Negative prompt', negative, { apiField: `${path}.negative_prompt` }),
+        'details',
+        { class: 'model-card', props: { open: e.open }, on: { toggle: () => (e.open = card.open) } },
+        h('summary', {}, h('span', { class: 'role' }, role), ` ${info.id} `, summaryGist),
         h(
-          'div',
-          { class: 'row' },
-          field('Guidance scale', guidance, { apiField: `${path}.guidance_scale` }),
-          field('p (deviation distance)', p, { apiField: `${path}.p`, hint: 'latent units; blank: the official default, scaled to the size' }),
-          weightField,
+          'fieldset',
+          { attrs: { 'data-field': path } },
+          h('legend', { class: 'visually-hidden' }, `${role} ${info.id}`),
+          info.description ? h('p', { class: 'hint' }, info.description) : null,
+          field('Prompt', prompt, { apiField: `${path}.prompt` }),
+          field('Negative prompt', negative, { apiField: `${path}.negative_prompt` }),
+          h(
+            'div',
+            { class: 'row' },
+            field('Guidance scale', guidance, { apiField: `${path}.guidance_scale` }),
+            field('p (deviation distance)', p, { apiField: `${path}.p`, hint: 'latent units; blank: the official default, scaled to the size' }),
+            weightField,
+          ),
+          grounding,
+          reference,
         ),
-        grounding,
-        reference,
       );
       return card;
     }),
   );
   syncWeightMode();
+  formChanged();
 }
 
 async function uploadReference(e: ModelEntry, file: HTMLInputElement, status: HTMLElement, preview: HTMLImageElement): Promise<void> {
@@ -335,15 +391,21 @@ async function uploadReference(e: ModelEntry, file: HTMLInputElement, status: HT
   try {
     const uploadId = await client().upload(chosen, type);
     e.form.reference.uploadId = uploadId;
+    e.form.reference.data = null;
     e.referenceName = chosen.name;
-    if (e.preview) URL.revokeObjectURL(e.preview);
-    e.preview = URL.createObjectURL(chosen);
-    preview.src = e.preview;
+    e.referenceStatus = `Uploaded ${chosen.name}.`;
+    setPreview(e, URL.createObjectURL(chosen));
+    preview.src = e.preview!;
     preview.alt = `reference image ${chosen.name}`;
     preview.hidden = false;
-    status.textContent = `Uploaded ${chosen.name}.`;
+    status.textContent = e.referenceStatus;
   } catch (err) {
     e.form.reference.uploadId = null;
+    e.form.reference.data = null;
+    e.referenceName = null;
+    e.referenceStatus = null;
+    setPreview(e, null);
+    preview.hidden = true;
     status.textContent = `Upload failed: ${err instanceof ApiError ? describeProblem(err.problem) : (err as Error).message}`;
   }
 }
@@ -401,7 +463,12 @@ const windowGroup = h(
   h('div', { class: 'check', attrs: { 'data-field': 'aggregation.clamp' } }, h('label', {}, sampling.clamp, ' Stop the pull at μ instead of overshooting it')),
 );
 const weightNote = h('p', { class: 'hint' });
-const perModelField = h('div', { class: 'check' }, h('label', {}, sampling.perModel, ' Also show each model’s own image'));
+const perModelField = h(
+  'div',
+  { class: 'check' },
+  h('label', {}, sampling.perModel, ' Also show each model’s own latent inside the aggregated run'),
+  h('p', { class: 'hint' }, 'outputs.per_model: every model keeps running to the last step, so each one’s own trajectory is decoded too. During the window each is pulled toward the others: these are not the models run alone.'),
+);
 
 function syncWeightMode(): void {
   const n = selected().length;
@@ -440,6 +507,7 @@ function renderSampling(): void {
         click: () => {
           sampling.seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
           announce(`Seed ${sampling.seed.value}`);
+          formChanged();
         },
       },
     }, 'Random seed');
@@ -531,7 +599,7 @@ async function submit(): Promise<void> {
     return;
   }
   const { request, errors: local } = buildRequest(formState());
-  els.requestJson.textContent = JSON.stringify(request, null, 2);
+  formChanged();
   if (local.length > 0) {
     errors.show('Check these fields', local);
     return;
@@ -545,13 +613,20 @@ async function submit(): Promise<void> {
     showError(err, 'The API refused the job');
     return;
   }
+  announce('Job submitted.');
+  void loadHistory();
+  await track(job);
+}
+
+/** Show a job's progress and follow it to its end; then its result, and the history again. */
+async function track(job: JobRecord): Promise<void> {
   const abort = new AbortController();
   running = { id: job.id, abort };
+  els.submit.disabled = true;
   els.cancel.disabled = false;
   els.result.hidden = true;
   els.jobId.textContent = `Job ${job.id}`;
   renderProgress(job);
-  announce('Job submitted.');
   try {
     const done = await client().follow(job.id, { signal: abort.signal, onUpdate: (j) => renderProgress(j) });
     renderProgress(done);
@@ -562,6 +637,7 @@ async function submit(): Promise<void> {
     running = null;
     els.cancel.disabled = true;
     els.submit.disabled = false;
+    void loadHistory();
   }
 }
 
@@ -615,47 +691,87 @@ function renderProgress(job: JobRecord): void {
 
 els.showBoxes.addEventListener('change', () => els.images.classList.toggle('hide-boxes', !els.showBoxes.checked));
 
+type Output = JobRecord['outputs'][number];
+
+/**
+ * The rows of the result, in order. Each output belongs to the first row that claims it; a
+ * new kind of output (a model run alone, issue #13) is one more row here.
+ */
+const OUTPUT_ROWS: {
+  title: string;
+  hint?: string;
+  cssPx: number;
+  claims: (o: Output) => boolean;
+  /** what the image is, in full (its alt text) */
+  label: (o: Output, job: JobRecord) => string;
+  /** under the image, where the row's title already says the rest */
+  caption: (o: Output, job: JobRecord) => string;
+}[] = [
+  {
+    title: 'Aggregated',
+    cssPx: 256,
+    claims: (o) => o.source === 'aggregated',
+    label: (_, job) => `Aggregated (base ${job.spec.models[0]!.id})`,
+    caption: (_, job) => `Aggregated (base ${job.spec.models[0]!.id})`,
+  },
+  {
+    title: 'Each model’s own latent inside the aggregated run',
+    hint: 'Every model’s trajectory in this same run, decoded: during the window each was pulled toward the others, so these are not the models run alone.',
+    cssPx: 160,
+    claims: (o) => o.source !== 'aggregated',
+    label: (o) => `${o.source}: its own latent inside the aggregated run`,
+    caption: (o) => o.source,
+  },
+];
+
 function renderResult(job: JobRecord): void {
   if (job.status !== 'succeeded') return;
   const spec = job.spec;
   const { width, height } = spec.sampler;
-  // 32x32 images are tiny: scale up by whole pixels, as large as fits in 256 CSS px
-  const scale = Math.max(1, Math.floor(256 / Math.max(width, height)));
   const allBoxes = spec.models.flatMap((m) => m.grounding);
-  const figures = job.outputs
-    .filter((o) => o.kind === 'image')
-    .sort((a, b) => (a.source === 'aggregated' ? -1 : 0) - (b.source === 'aggregated' ? -1 : 0) || a.index - b.index)
-    .map((o) => {
-      const own = spec.models.find((m) => m.id === o.source);
-      const boxes = o.source === 'aggregated' ? allBoxes : (own?.grounding ?? []);
-      const label = o.source === 'aggregated' ? `Aggregated (base ${spec.models[0]!.id})` : `${o.source} alone`;
-      const img = h('img', {
-        attrs: { src: o.url, width: width * scale, height: height * scale, alt: `${label}, image ${o.index + 1}, ${width}×${height} pixels, seed ${spec.sampler.seed + o.index}` },
-      });
-      const overlay = h('div', { class: 'box-overlay', attrs: { 'aria-hidden': 'true' } });
-      boxes.forEach((g, i) => {
-        const [x0, y0, x1, y1] = g.box;
-        const b = h('div', { class: 'overlay-box' }, h('span', {}, g.phrase));
-        Object.assign(b.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%`, borderColor: colorOf(i) });
-        (b.firstChild as HTMLElement).style.background = colorOf(i);
-        overlay.append(b);
-      });
-      const name = `${job.id}-${o.source}-${o.index}.png`;
-      return h(
-        'figure',
-        { class: 'output' },
-        h('div', { class: 'frame' }, img, overlay),
-        h('figcaption', {}, label, spec.outputs.images > 1 ? ` · image ${o.index + 1}` : '', ' · ', h('a', { attrs: { href: o.url, download: name } }, 'Download PNG')),
-      );
+  const figure = (o: Output, label: string, caption: string, cssPx: number): HTMLElement => {
+    // 32x32 images are tiny: scale up by whole pixels, as large as fits in the row's size
+    const scale = Math.max(1, Math.floor(cssPx / Math.max(width, height)));
+    const own = spec.models.find((m) => m.id === o.source);
+    const boxes = o.source === 'aggregated' ? allBoxes : (own?.grounding ?? []);
+    const img = h('img', {
+      attrs: { src: o.url, width: width * scale, height: height * scale, alt: `${label}, image ${o.index + 1}, ${width}×${height} pixels, seed ${spec.sampler.seed + o.index}` },
     });
-  els.images.replaceChildren(...figures);
+    const overlay = h('div', { class: 'box-overlay', attrs: { 'aria-hidden': 'true' } });
+    boxes.forEach((g, i) => {
+      const [x0, y0, x1, y1] = g.box;
+      const b = h('div', { class: 'overlay-box' }, h('span', {}, g.phrase));
+      Object.assign(b.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%`, borderColor: colorOf(i) });
+      (b.firstChild as HTMLElement).style.background = colorOf(i);
+      overlay.append(b);
+    });
+    const name = `${job.id}-${o.source}-${o.index}.png`;
+    return h(
+      'figure',
+      { class: 'output' },
+      h('div', { class: 'frame' }, img, overlay),
+      h('figcaption', {}, caption, spec.outputs.images > 1 ? ` · image ${o.index + 1}` : '', ' · ', h('a', { attrs: { href: o.url, download: name } }, 'Download PNG')),
+    );
+  };
+  const left = job.outputs.filter((o) => o.kind === 'image');
+  const outputRows = OUTPUT_ROWS.flatMap((row) => {
+    const mine = left.filter((o) => row.claims(o)).sort((a, b) => spec.models.findIndex((m) => m.id === a.source) - spec.models.findIndex((m) => m.id === b.source) || a.index - b.index);
+    for (const o of mine) left.splice(left.indexOf(o), 1);
+    if (mine.length === 0) return [];
+    return [h('div', { class: 'output-row' }, h('h3', {}, row.title), row.hint ? h('p', { class: 'hint' }, row.hint) : null, h('div', { class: 'images' }, ...mine.map((o) => figure(o, row.label(o, job), row.caption(o, job), row.cssPx))))];
+  });
+  els.images.replaceChildren(...outputRows);
   const t = job.timings;
   const ms = (v: number | null) => (v === null ? '–' : `${Math.round(v)} ms`);
   const rows: [string, string][] = [
     ['Seed', String(spec.sampler.seed)],
     ['Size', `${width}×${height}, ${spec.sampler.steps} steps, ${spec.sampler.scheduler}`],
-    ['Weights', spec.models.map((m) => `${m.id} ${m.weight.toFixed(3)} (p ${m.p.toFixed(1)})`).join(', ') + ` · ${spec.aggregation.weights}`],
-    ['Window', `steps ${spec.aggregation.window[0]} to ${spec.aggregation.window[1]}`],
+    ...(spec.models.length > 1
+      ? ([
+          ['Weights', spec.models.map((m) => `${m.id} ${m.weight.toFixed(3)} (p ${m.p.toFixed(1)})`).join(', ') + ` · ${spec.aggregation.weights}`],
+          ['Window', `steps ${spec.aggregation.window[0]} to ${spec.aggregation.window[1]}`],
+        ] as [string, string][])
+      : []),
     ['Time', `queued ${ms(t.queued_ms)}, ran ${ms(t.run_ms)} (${ms(t.onnx_ms)} in onnxruntime, ${ms(t.outside_onnx_ms)} outside)`],
     ['Usage', job.usage ? `${job.usage.unet_evals} UNet evaluations, ${job.usage.images} image${job.usage.images === 1 ? '' : 's'}, ${ms(job.usage.runner_ms)} runner time` : '–'],
     ['Links expire', new Date(job.outputs[0]?.expires_at ?? Date.now()).toLocaleTimeString()],
@@ -664,7 +780,216 @@ function renderResult(job: JobRecord): void {
   els.result.hidden = false;
 }
 
+// ---- 6. the request, as JSON and as snippets ----------------------------------------
+
+const snippetKinds = [...els.form.querySelectorAll<HTMLInputElement>('input[name="snippet-kind"]')];
+
+/** The form changed: the request and its snippets follow. */
+function formChanged(): void {
+  if (selected().length === 0) {
+    els.snippet.textContent = 'Load the models first: enter an API key.';
+    return;
+  }
+  // shown even while some field is wrong: the server's answer to it is what Generate would get
+  const { request } = buildRequest(formState());
+  const kind = snippetKinds.find((r) => r.checked)?.value ?? 'json';
+  els.snippet.textContent = kind === 'curl' ? curlSnippet(API_BASE, request) : kind === 'fetch' ? fetchSnippet(API_BASE, request) : prettyJson(request);
+  els.copyStatus.textContent = '';
+}
+
+// every edit bubbles up to the form; canvas drags and loads call formChanged themselves
+els.form.addEventListener('input', () => formChanged());
+els.form.addEventListener('change', () => formChanged());
+
+els.copy.addEventListener('click', async () => {
+  const text = els.snippet.textContent ?? '';
+  try {
+    await navigator.clipboard.writeText(text);
+    els.copyStatus.textContent = 'Copied.';
+  } catch {
+    // no clipboard (a plain-http page that is not localhost): select it for Ctrl+C
+    getSelection()?.selectAllChildren(els.snippet);
+    els.snippet.focus();
+    els.copyStatus.textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+  }
+});
+
+// ---- 7. presets and loading a whole job into the form ------------------------------
+
+function describePreset(request: JobRequestInput): string {
+  const boxes = request.models.reduce((n, m) => n + (m.grounding?.length ?? 0), 0);
+  const images = request.models.filter((m) => m.reference_image).length;
+  const extras = [boxes > 0 ? `${boxes} box${boxes === 1 ? '' : 'es'}` : '', images > 0 ? 'a reference image' : ''].filter(Boolean);
+  return `${request.models.map((m) => m.id).join(' + ')}${extras.length > 0 ? `; ${extras.join(', ')}` : ''}`;
+}
+
+function renderPresets(): void {
+  els.presets.replaceChildren(
+    ...PRESETS.map((p) => {
+      const hintId = uid('preset-hint');
+      const check = catalog.length > 0 ? formFromRequest(p.request, catalog) : null;
+      const why = catalog.length === 0 ? 'load the models first' : check && !check.ok ? check.message : describePreset(p.request);
+      const button = h(
+        'button',
+        {
+          class: 'preset',
+          attrs: { type: 'button', 'aria-describedby': hintId, disabled: !check?.ok },
+          on: { click: () => loadPreset(p.name, p.request) },
+        },
+        p.name,
+      );
+      return h('li', {}, button, h('p', { class: 'hint', id: hintId }, why));
+    }),
+  );
+}
+
+/** Show what a load left out, or clear the note. */
+function noteLoad(title: string, notes: string[] = []): void {
+  els.loadNote.replaceChildren(h('p', {}, title));
+  if (notes.length > 0) els.loadNote.append(h('ul', {}, ...notes.map((n) => h('li', {}, n))));
+}
+
+function loadPreset(name: string, request: JobRequestInput): void {
+  const loaded = formFromRequest(request, catalog);
+  applyForm(loaded, `examples/${name}.json`, () => ({ name: `from examples/${name}.json`, status: `The image from examples/${name}.json.` }));
+}
+
+/**
+ * Put a whole job into the form: models, boxes, reference images, sampling. Cards start
+ * collapsed (their summaries say what they hold), so a job of three models fits on a screen.
+ */
+function applyForm(loaded: LoadResult, what: string, referenceOf: (m: FormModel) => { name: string; status: string }): boolean {
+  errors.clear();
+  if (!loaded.ok) {
+    noteLoad(`Could not load ${what}: it ${loaded.message}.`);
+    return false;
+  }
+  const state = loaded.state;
+  baseId = state.models[0]!.id;
+  auxIds.splice(0, auxIds.length, ...state.models.slice(1).map((m) => m.id));
+  for (const m of state.models) {
+    const e = entry(m.id, m.role);
+    e.boxes = m.grounding ? m.grounding.map((g) => ({ phrase: g.phrase, box: [...g.box] })) : [];
+    e.form = { ...m, grounding: null };
+    const ref = m.reference;
+    if (ref && (ref.uploadId !== null || ref.data !== null)) {
+      const { name, status } = referenceOf(m);
+      e.referenceName = name;
+      e.referenceStatus = status;
+      setPreview(e, ref.data !== null ? objectUrlOfBase64(ref.data) : null);
+    } else {
+      e.referenceName = null;
+      e.referenceStatus = null;
+      setPreview(e, null);
+    }
+    e.open = false;
+  }
+  sampling.weightMode = state.weightMode;
+  for (const r of weightRadios) r.checked = r.value === state.weightMode;
+  sampling.omega.value = state.omega;
+  sampling.omega2.value = state.omega2;
+  sampling.windowStart.value = state.windowStart;
+  sampling.windowEnd.value = state.windowEnd;
+  sampling.clamp.checked = state.clamp;
+  sampling.steps.value = state.steps;
+  sampling.seed.value = state.seed;
+  sampling.width.value = state.width;
+  sampling.height.value = state.height;
+  sampling.scheduler.value = state.scheduler;
+  sampling.images.value = state.images;
+  sampling.perModel.checked = state.perModel;
+  renderPicker();
+  renderCards();
+  renderSampling();
+  noteLoad(`Loaded ${what}.`, loaded.notes);
+  announce(`Loaded ${what}.`);
+  return true;
+}
+
+function setPreview(e: ModelEntry, url: string | null): void {
+  if (e.preview) URL.revokeObjectURL(e.preview);
+  e.preview = url;
+}
+
+/** An inline image as an object URL: the page's policy allows blob: images, not data: ones. */
+function objectUrlOfBase64(base64: string): string | null {
+  try {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    return URL.createObjectURL(new Blob([bytes], { type: bytes[0] === 0xff ? 'image/jpeg' : 'image/png' }));
+  } catch {
+    return null; // not base64: the server will say so when the job is sent
+  }
+}
+
+// ---- 8. history ---------------------------------------------------------------------
+
+const shortTime = (iso: string): string => new Date(iso).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+let historyLoad = 0;
+async function loadHistory(): Promise<void> {
+  if (els.key.value.trim() === '') return;
+  const mine = ++historyLoad;
+  let jobs: JobRecord[];
+  try {
+    jobs = (await client().list({ limit: HISTORY_LIMIT })).data;
+  } catch (err) {
+    if (mine === historyLoad) els.historyStatus.textContent = `Could not load the recent jobs: ${err instanceof ApiError ? describeProblem(err.problem) : (err as Error).message}`;
+    return;
+  }
+  // a slower, older answer must not overwrite a newer one
+  if (mine !== historyLoad) return;
+  els.historyStatus.textContent = jobs.length === 0 ? 'No jobs yet: the jobs this key submits show here.' : jobs.length === 1 ? 'The one job of this key.' : `The ${jobs.length} most recent jobs of this key, newest first.`;
+  els.historyList.replaceChildren(...jobs.map(historyItem));
+}
+
+function historyItem(job: JobRecord): HTMLElement {
+  const thumb = job.outputs.find((o) => o.source === 'aggregated' && o.kind === 'image');
+  const models = job.spec.models.map((m) => m.id).join(' + ');
+  const button = h(
+    'button',
+    { class: 'history-item', attrs: { type: 'button', 'data-job': job.id }, on: { click: () => void openJob(job.id) } },
+    thumb ? h('img', { attrs: { src: thumb.url, alt: '', width: 48, height: 48 } }) : h('span', { class: `no-thumb status-${job.status}`, attrs: { 'aria-hidden': 'true' } }, job.status === 'succeeded' ? '' : job.status.slice(0, 1).toUpperCase()),
+    h(
+      'span',
+      { class: 'history-text' },
+      h('span', { class: 'history-title' }, `${job.status} · ${shortTime(job.created_at)}`),
+      h('span', { class: 'history-models' }, models),
+      h('span', { class: 'history-prompt' }, job.spec.models[0]!.prompt),
+      h('span', { class: 'visually-hidden' }, ` ${job.id}`),
+    ),
+  );
+  return h('li', {}, button);
+}
+
+/** Fill the form with a past job, and show where it stands (unless another job is being followed). */
+async function openJob(id: string): Promise<void> {
+  let job: JobRecord;
+  try {
+    // read again: the list's signed URLs may have expired, and the job may have moved on
+    job = await client().job(id);
+  } catch (err) {
+    showError(err, `Could not open job ${id}`);
+    return;
+  }
+  const loaded = formFromSpec(job.spec, catalog);
+  const ok = applyForm(loaded, `job ${job.id}`, (m) => ({ name: `from job ${job.id}`, status: `The image job ${job.id} used (upload ${m.reference?.uploadId ?? 'inline'}); sent again by its id.` }));
+  if (!ok || running) return;
+  if (isTerminalStatus(job.status)) {
+    els.jobId.textContent = `Job ${job.id}`;
+    els.cancel.disabled = true;
+    renderProgress(job);
+    els.result.hidden = true;
+    renderResult(job);
+  } else {
+    void track(job);
+  }
+}
+
+els.historyRefresh.addEventListener('click', () => void loadHistory());
+
 // ---- start --------------------------------------------------------------------------
+
+renderPresets();
 
 renderPicker();
 void offerLocalKey().then(loadModels);

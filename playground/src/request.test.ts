@@ -65,7 +65,7 @@ describe('buildRequest', () => {
 
   it('names the field of each input that does not hold what it must', () => {
     const f = form({ seed: '2**32', steps: '2.5', windowStart: '1', omega: 'NaN' });
-    f.models[1]!.reference = { uploadId: null, scale: '' };
+    f.models[1]!.reference = { uploadId: null, data: null, scale: '' };
     f.models[0]!.guidance = 'abc';
     const { errors } = buildRequest(f);
     expect(errors.map((e) => e.field).sort()).toEqual(['aggregation.omega', 'aggregation.window', 'models[0].guidance_scale', 'models[1].reference_image', 'sampler.seed', 'sampler.steps'].sort());

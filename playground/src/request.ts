@@ -23,8 +23,11 @@ export interface FormModel {
   weight: string;
   /** present when the model takes grounding */
   grounding: { phrase: string; box: Box }[] | null;
-  /** present when the model takes a reference image; uploadId null until one is uploaded */
-  reference: { uploadId: string | null; scale: string } | null;
+  /**
+   * present when the model takes a reference image: an upload id (a file chosen here, or a
+   * past job's image) or inline base64 (an example's image); both null until one is chosen
+   */
+  reference: { uploadId: string | null; data: string | null; scale: string } | null;
 }
 
 export interface FormState {
@@ -78,11 +81,12 @@ export function buildRequest(s: FormState): { request: JobRequestInput; errors: 
     const p = num(m.p, `${f}.p`);
     const weight = s.weightMode === 'weights' && s.models.length > 1 ? num(m.weight, `${f}.weight`) : undefined;
     if (s.weightMode === 'weights' && s.models.length > 1 && m.weight.trim() === '') errors.push({ field: `${f}.weight`, message: 'give a weight for every model' });
-    let reference: { upload_id: string; scale?: number } | undefined;
+    let reference: ({ upload_id: string } | { data: string }) & { scale?: number } | undefined;
     if (m.reference) {
       const scale = num(m.reference.scale, `${f}.reference_image.scale`);
-      if (m.reference.uploadId === null) errors.push({ field: `${f}.reference_image`, message: `model "${m.id}" needs a reference image: choose a PNG or JPEG file` });
-      else reference = { upload_id: m.reference.uploadId, ...(scale !== undefined ? { scale } : {}) };
+      const image = m.reference.uploadId !== null ? { upload_id: m.reference.uploadId } : m.reference.data !== null ? { data: m.reference.data } : null;
+      if (image === null) errors.push({ field: `${f}.reference_image`, message: `model "${m.id}" needs a reference image: choose a PNG or JPEG file` });
+      else reference = { ...image, ...(scale !== undefined ? { scale } : {}) };
     }
     return {
       id: m.id,
