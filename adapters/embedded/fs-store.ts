@@ -31,6 +31,9 @@
  * which syncs all their files in parallel and each touched directory once, then resolves
  * them together. Under load one round serves tens of puts; alone, a put is a round of its own.
  *
+ * A full disk (ENOSPC, EDQUOT) rejects the put with StorageFullError after the temp file is
+ * removed, so the target keeps its old object and no space stays taken.
+ *
  * Listing walks the directories in UTF-8 byte order of the keys, so its cost grows with the
  * size of the listed directories; fine for a local deployment, which is what this store is for.
  */
@@ -39,7 +42,7 @@ import { readdir, rmdir, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import type { ListResult, ObjectStore, StorageObserver, StoredObject } from '../../shared/ports/store.ts';
 import { BlobUrlSigner, type BlobSigningOptions } from '../blob-url-signer.ts';
 import {
   checkBodyType,
@@ -49,6 +52,7 @@ import {
   compareBytes,
   showKey,
 } from '../store-rules.ts';
+import { asStorageFull } from './storage-full.ts';
 
 export interface FsStoreOptions {
   /** directory holding the objects; created when missing */
@@ -56,6 +60,8 @@ export interface FsStoreOptions {
   signing: BlobSigningOptions;
   /** clock for URL expiry, in ms; tests may pin it */
   now?: () => number;
+  /** told when a put finds the disk full, and when a put succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 /** What the group commit has done since the store opened; for tests and the bench. */
@@ -276,6 +282,7 @@ export class FsStore implements ObjectStore {
   private readonly signer: BlobUrlSigner;
   private readonly now: () => number;
   private readonly commits = new GroupCommit();
+  private readonly storage: StorageObserver | null;
   /**
    * Directories whose entries, up to the root, this process has made or seen made durable.
    * A directory not in here may have been created a moment ago (by us or by another process
@@ -295,6 +302,7 @@ export class FsStore implements ObjectStore {
     this.root = resolve(opts.root);
     this.signer = new BlobUrlSigner('FsStore', opts.signing);
     this.now = opts.now ?? Date.now;
+    this.storage = opts.storage ?? null;
   }
 
   /** Counters of the group commit (rounds, files, directory syncs) since the store opened. */
@@ -312,8 +320,14 @@ export class FsStore implements ObjectStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.writeDurably(dir, name, header, bytes);
+        this.storage?.room(this.root);
         return;
       } catch (err) {
+        const full = asStorageFull(err, this.root);
+        if (full) {
+          this.storage?.full(full);
+          throw full;
+        }
         if (!isMissing(err) || attempt === 3) throw err;
         this.forgetDir(dir);
       }

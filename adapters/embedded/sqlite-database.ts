@@ -19,12 +19,18 @@
  *   connection, and the event loop goes on parsing requests meanwhile; batches that arrive
  *   while one commits are committed together next.
  * Either way a write resolves only once it is durable.
+ *
+ * A full disk (SQLITE_FULL) rejects the writes of that commit with StorageFullError, naming the
+ * file; nothing of them is committed. Observers given at acquire() hear of it, and of the next
+ * commit that succeeds.
  */
 import { mkdirSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import type { StorageObserver } from '../../shared/ports/store.ts';
+import { asStorageFull } from './storage-full.ts';
 
 /** A value better-sqlite3 binds: strings, numbers and bigints, bytes (as a Buffer), null. */
 export type SqlValue = string | number | bigint | Buffer | null;
@@ -42,6 +48,8 @@ export interface SharedDatabaseOptions {
   busyTimeoutMs?: number;
   /** where group commits run (see above); default 'inline'. The first opener of a file decides. */
   writer?: SqliteWriter;
+  /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 /** Counters of the group commit since the file was opened in this process; for tests and the bench. */
@@ -77,6 +85,7 @@ export class SharedDatabase {
   readonly stats: GroupCommitStats = { commits: 0, ops: 0 };
   private readonly busyTimeoutMs: number;
   private users = 0;
+  private readonly observers = new Set<StorageObserver>();
   /** writes made in this turn of the event loop */
   private pending: PendingWrite[] = [];
   private closing: Promise<void> | null = null;
@@ -108,6 +117,7 @@ export class SharedDatabase {
       open.set(file, shared);
     }
     shared.users++;
+    if (opts.storage) shared.observers.add(opts.storage);
     return shared;
   }
 
@@ -178,13 +188,43 @@ export class SharedDatabase {
     try {
       this.commitTx(batch);
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      const failure = this.fullOr(err);
+      for (const w of batch) w.reject(failure);
       return;
     }
     this.committed(batch);
   }
 
+  /**
+   * Runs a write of the caller's own on this connection (a queue's lease, ack or release),
+   * turning a full disk into StorageFullError. `wrote` tells whether it changed anything, so
+   * only a real write reports that the disk has room again.
+   */
+  writeNow<T>(fn: () => T, wrote: (result: T) => boolean): T {
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      throw this.fullOr(err);
+    }
+    if (wrote(result)) this.roomAgain();
+    return result;
+  }
+
+  /** A full disk as StorageFullError (observers told), any other error as it is. */
+  private fullOr(err: unknown): unknown {
+    const full = asStorageFull(err, this.file);
+    if (!full) return err;
+    for (const o of this.observers) o.full(full);
+    return full;
+  }
+
+  private roomAgain(): void {
+    for (const o of this.observers) o.room(this.file);
+  }
+
   private committed(batch: PendingWrite[]): void {
+    this.roomAgain();
     const commit = ++this.stats.commits;
     for (const w of batch) {
       this.stats.ops += w.ops.length;
@@ -232,7 +272,7 @@ export class SharedDatabase {
     });
     if (this.inFlight.size === 0) this.worker?.unref();
     if ('error' in m) {
-      const err = Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code });
+      const err = this.fullOr(Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code }));
       for (const batch of batches) for (const w of batch) w.reject(err);
       return;
     }
