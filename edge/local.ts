@@ -15,9 +15,10 @@ import { serve } from '@hono/node-server';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { createApp } from './app.ts';
-import type { EdgeLimits } from './deps.ts';
+import { consoleLogger, type EdgeLimits } from './deps.ts';
 import type { Logger } from './middleware/problem/index.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
 
@@ -36,6 +37,11 @@ export interface LocalEdgeOptions {
   rateLimiter?: RateLimiter;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Whether the storage is full, for /healthz: share the runner's (and the adapters') in one
+   * process; default one of our own, watching the adapters we open.
+   */
+  storageHealth?: StorageHealth;
 }
 
 export interface LocalEdge {
@@ -51,7 +57,8 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const publicBaseUrl = (o.publicBaseUrl ?? `http://${host}:${o.port}`).replace(/\/+$/, '');
   const layout = dataLayout(o.dataDir);
   const secrets = loadSecrets(layout, o.env);
-  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl });
+  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? consoleLogger });
+  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
   const position = embeddedQueueInfo(layout);
   // The catalog changes only when the models folder does. Requests get the last good copy
@@ -86,6 +93,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     ...(o.limits ? { limits: o.limits } : {}),
     ...(o.rateLimiter ? { rateLimiter: o.rateLimiter } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
+    storageHealth,
   });
 
   const server = await new Promise<Server>((resolve, reject) => {

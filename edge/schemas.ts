@@ -52,7 +52,13 @@ export const UploadTicket = z
   })
   .meta({ id: 'UploadTicket' });
 
-export const Health = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const Health = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    reason: z.string().optional().meta({ description: 'what is wrong, when degraded' }),
+    since: z.string().optional().meta({ description: 'when it began (ISO 8601), when degraded' }),
+  })
+  .meta({ id: 'Health' });
 
 export const PreferHeader = z.object({
   prefer: z

@@ -27,7 +27,7 @@ import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
 import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
-import type { ObjectStore } from '../shared/ports/store.ts';
+import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
 
 export const QUEUES = { jobs: 'jobs', jobsDeadLetter: 'jobs-dlq', webhooks: 'webhooks' } as const;
 /** The jobs queue's redrive threshold: deliveries before a job is dead-lettered. */
@@ -104,12 +104,16 @@ export interface EmbeddedAdapters {
  * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
  * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
  */
-export function openEmbeddedStore(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; writer?: SqliteWriter }): SplitStore {
+export function openEmbeddedStore(
+  layout: DataLayout,
+  opts: { blobSecret: string; publicBaseUrl: string; writer?: SqliteWriter; storage?: StorageObserver },
+): SplitStore {
   const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
+  const storage = opts.storage ? { storage: opts.storage } : {};
   const store = new SplitStore({
     // the first opener of the file decides its writer: the records open it before the queues
-    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}) }),
-    blobs: new FsStore({ root: layout.storeDir, signing }),
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}), ...storage }),
+    blobs: new FsStore({ root: layout.storeDir, signing, ...storage }),
   });
   if (holdsLegacyRecords(layout.storeDir)) {
     // a DATA_DIR from before the records moved to SQLite: its keys and jobs must not vanish
@@ -137,9 +141,13 @@ function holdsLegacyRecords(storeDir: string): boolean {
 /** Where the server and the runners commit their SQLite writes (see openEmbedded). */
 export const SINGLE_NODE_WRITER: SqliteWriter = 'thread';
 
+/**
+ * The adapters of a long-running process (the server, a runner). `storage` hears of every
+ * write refused for lack of room and of the next one that succeeds (shared/storage-health.ts).
+ */
 export function openEmbedded(
   layout: DataLayout,
-  opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter },
+  opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter; storage?: StorageObserver },
 ): EmbeddedAdapters {
   // The server and the runners commit in the writer thread: the WAL fsync then never holds
   // the event loop. bench:edge, embedded adapters, two runs each on a quiet machine: 1895 and
@@ -147,9 +155,10 @@ export function openEmbedded(
   // inline. (The CLI opens the store alone, inline: one short write needs no thread.)
   const writer = opts.writer ?? SINGLE_NODE_WRITER;
   const store = openEmbeddedStore(layout, { ...opts, writer });
-  const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
-  const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
-  const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES } });
+  const storage = opts.storage ? { storage: opts.storage } : {};
+  const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES }, ...storage });
+  const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter, ...storage });
+  const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES }, ...storage });
   return {
     store,
     jobs,
