@@ -465,6 +465,28 @@ describe('a full disk', () => {
     expect((await call('/v1/models')).status).toBe(200);
   });
 
+  it('Idempotency-Key: a retry of a job that exists writes nothing, so it is answered on a full disk', async () => {
+    const { call, disk, queue } = await fullSetup();
+    const h = { 'idempotency-key': 'order-full' };
+    const first = await call('/v1/jobs', { body: single(), headers: h });
+    expect(first.status).toBe(202);
+    const { id } = await first.json();
+    disk.full = true;
+    disk.writes = 0;
+    const again = await call('/v1/jobs', { body: single(), headers: h });
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await again.json()).id).toBe(id);
+    // the same key with another body is still refused, from what is stored
+    const other = await call('/v1/jobs', { body: single('another body'), headers: h });
+    expect(other.status).toBe(422);
+    expect((await other.json()).type).toBe('urn:amdm:problem:idempotency-key-reused');
+    expect(disk.writes).toBe(0);
+    // a new key needs a claim and a job: that is a write
+    expect((await call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'order-new' } })).status).toBe(507);
+    expect((await queue.stats()).visible).toBe(1);
+  });
+
   it('/healthz is degraded with the cause while the storage is full, logged once; ok again after a write succeeds', async () => {
     const { call, disk, app, logged } = await fullSetup();
     expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });

@@ -175,12 +175,17 @@ export class JobsService {
       const release = await this.keyLocks.acquire(`${tenant}/${keyHash}`);
       let winner: IdempotencyClaim | null;
       try {
-        await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
-        if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
-        winner = await this.winningClaim(tenant, keyHash, now);
-        if (winner?.job_id === jobId) {
-          const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-          return { record: this.assembleCreated(stored), replayed: false };
+        // A retry of a job that exists is answered from what is stored, without writing a
+        // claim of its own: it works on a full disk, and that claim could never win anyway.
+        winner = await this.claimOfExistingJob(tenant, keyHash, now);
+        if (!winner) {
+          await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
+          if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
+          winner = await this.winningClaim(tenant, keyHash, now);
+          if (winner?.job_id === jobId) {
+            const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
+            return { record: this.assembleCreated(stored), replayed: false };
+          }
         }
       } finally {
         release();
@@ -259,6 +264,15 @@ export class JobsService {
       live.push({ claim, age });
     }
     return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
+  }
+
+  /** The first live claim, in key order, whose job exists: the one winningClaim() picks outright. */
+  private async claimOfExistingJob(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
+    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
+      if (!(now - Date.parse(claim.created_at) <= IDEMPOTENCY_TTL_MS)) continue;
+      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
+    }
+    return null;
   }
 
   /**
