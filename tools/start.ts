@@ -18,6 +18,7 @@ import { jsonLogger } from '../gpu-runner/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { dataLayout, loadSecrets } from './single-node.ts';
 
 /** Relative to the working directory when below it, absolute otherwise. */
@@ -48,10 +49,12 @@ async function main(): Promise<void> {
   if (!config.engine && !config.modelsDirs.some((d) => existsSync(d) && readdirSync(d).length > 0)) {
     throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
   }
-  const adapters = selectAdapters(config, env);
+  // one record of a full disk for the adapters, the runner and the edge's /healthz: logged once
+  const storageHealth = new StorageHealth({ logger: jsonLogger('storage') });
+  const adapters = selectAdapters(config, env, { storage: storageHealth });
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
-  const runner = await startRunner(config, adapters, { logger: jsonLogger('runner') });
+  const runner = await startRunner(config, adapters, { logger: jsonLogger('runner'), storageHealth });
   let edge: Awaited<ReturnType<typeof startLocalEdge>>;
   try {
     edge = await startLocalEdge({
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
       allowPrivateWebhooks: config.allowPrivateWebhooks,
       logger: jsonLogger('edge'),
       env,
+      storageHealth,
     });
   } catch (err) {
     await runner.abortNow().catch(() => {});
