@@ -9,6 +9,8 @@
  *                            output image or an upload), one database so that a turn of the
  *                            event loop commits requests, index entries and messages at once
  *   DATA_DIR/store/          the store's blobs: tenants/{t}/jobs/{j}/out/*, tenants/{t}/uploads/*
+ *                            (the server and runners sweep the temp files of writes a crash
+ *                            cut short at start, once older than 10 minutes: STALE_TEMP_MS)
  *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
  *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
  *
@@ -20,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { FsStore } from '../adapters/embedded/fs-store.ts';
+import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
@@ -97,6 +99,11 @@ export interface EmbeddedAdapters {
   jobs: JobQueue;
   jobsDeadLetter: JobQueue;
   webhooks: JobQueue;
+  /**
+   * Work done in the background at start: removing the temp files of puts that a crash cut
+   * short (FsStore.sweepTempFiles). Resolves when done; never rejects (a failure is logged).
+   */
+  startup: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -159,17 +166,34 @@ export function openEmbedded(
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES }, ...storage });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter, ...storage });
   const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES }, ...storage });
+  // only long-running processes sweep: the CLI opens the store for one write and must not walk it
+  const startup = sweepCrashDebris(store.blobs as FsStore);
   return {
     store,
     jobs,
     jobsDeadLetter,
     webhooks,
+    startup,
     async close() {
+      // a sweep in progress would find the store closed under it
+      await startup;
       const results = await Promise.allSettled([jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the embedded adapters failed');
     },
   };
+}
+
+/** Removes the temp files of puts cut short by a crash (older than STALE_TEMP_MS), saying so when there were any. */
+async function sweepCrashDebris(blobs: FsStore): Promise<void> {
+  try {
+    const { removed } = await blobs.sweepTempFiles();
+    if (removed > 0) {
+      console.error(JSON.stringify({ level: 'info', msg: 'removed temp files left by writes a crash cut short', removed, older_than_ms: STALE_TEMP_MS, store: blobs.root }));
+    }
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'sweeping temp files left by crashed writes failed; they only take space', err: String(err), store: blobs.root }));
+  }
 }
 
 /**
