@@ -115,12 +115,13 @@ function world(over: Partial<WorkerLoopOptions> = {}) {
  * adapters do. `refused` counts the writes turned away.
  */
 function fillableDisk(w: ReturnType<typeof world>, opts: { queue: boolean }) {
-  const disk = { full: false, refused: 0, receivesRefused: 0 };
+  const disk = { full: false, refused: 0, receivesRefused: 0, outputsRefused: 0 };
   const refuseWhileFull = <A extends unknown[], R>(where: string, write: (...args: A) => Promise<R>, what = '') =>
     async (...args: A): Promise<R> => {
       if (disk.full) {
         disk.refused++;
         if (what === 'receive') disk.receivesRefused++;
+        if (String(args[0]).includes('/out/')) disk.outputsRefused++;
         throw new StorageFullError(where, where.endsWith('.sqlite') ? 'SQLITE_FULL' : 'ENOSPC');
       }
       return write(...args);
@@ -168,6 +169,10 @@ describe('WorkerLoop on a full disk', () => {
     const s = await w.terminal(id);
     expect(s).toMatchObject({ status: 'succeeded', attempt: 1, outputs: [{ source: 'aggregated' }] });
     expect(w.engine.calls).toBe(1);
+    // the tenant is billed for the run, not for the wait: each refused output write was
+    // followed by a pause of storageRetryMs (setTimeout waits at least that long)
+    expect(disk.outputsRefused).toBeGreaterThan(2);
+    expect(s.timings.run_ms! - s.usage!.runner_ms).toBeGreaterThanOrEqual((disk.outputsRefused - 1) * 45);
     expect(await w.usageKeys()).toHaveLength(1);
     expect((await w.webhooks.stats()).visible).toBe(1);
     expect(loop.health()).toEqual({ status: 'ok' });

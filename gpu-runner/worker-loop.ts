@@ -113,6 +113,8 @@ interface Run {
   lastExtend: number;
   /** aborted when the run is detached by shutdown or a lost lease: ends a wait for storage */
   stopWaiting: AbortController;
+  /** time spent waiting for a full disk: not the tenant's to pay (usage.runner_ms leaves it out) */
+  storageWaitMs: number;
   done: Promise<void>;
 }
 
@@ -310,6 +312,7 @@ export class WorkerLoop {
       lastWrite: 0,
       lastExtend: this.o.clock(),
       stopWaiting: new AbortController(),
+      storageWaitMs: 0,
       done: Promise.resolve(),
     };
     this.runs.add(run);
@@ -460,7 +463,7 @@ export class WorkerLoop {
         status: 'succeeded',
         finished_at: iso(finishedAt),
         progress: latest ? toProgress(latest) : status.progress,
-        usage: { unet_evals: result.unetEvals, images: result.outputs.filter((o) => o.kind === 'image' && o.source === 'aggregated').length, runner_ms: runMs },
+        usage: { unet_evals: result.unetEvals, images: result.outputs.filter((o) => o.kind === 'image' && o.source === 'aggregated').length, runner_ms: runMs - run.storageWaitMs },
         timings: { queued_ms: startedAt - createdMs, run_ms: runMs, onnx_ms: round(result.timings.onnxMs), outside_onnx_ms: round(result.timings.outsideOnnxMs) },
         outputs,
       });
@@ -487,7 +490,7 @@ export class WorkerLoop {
           status: 'canceled',
           finished_at: iso(finishedAt),
           // billed for the steps it ran; a job canceled before its first step costs nothing
-          usage: done ? { unet_evals: partialEvals(spec, done), images: 0, runner_ms: finishedAt - startedAt } : null,
+          usage: done ? { unet_evals: partialEvals(spec, done), images: 0, runner_ms: finishedAt - startedAt - run.storageWaitMs } : null,
           timings: { ...status.timings, run_ms: finishedAt - startedAt },
         });
         this.o.logger.info('canceled while running', { ...ctx, at_step: done?.step ?? 0 });
@@ -661,8 +664,10 @@ export class WorkerLoop {
         this.storage.full(err);
         fullAt = err.where;
         if (run.detached) throw err;
+        const waitFrom = this.o.clock();
         await sleep(this.o.storageRetryMs, run.stopWaiting.signal);
         await this.keepLease(run);
+        run.storageWaitMs += this.o.clock() - waitFrom;
         if (run.detached) throw err;
       }
     }
