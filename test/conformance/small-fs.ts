@@ -34,12 +34,16 @@ export const SMALL_FS: { available: boolean; reason: string } = (() => {
   try {
     mount(dir, 64 * 1024);
     unmount(dir);
+    rmdirSync(dir);
     return { available: true, reason: '' };
   } catch (err) {
     const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
+    try {
+      rmdirSync(dir);
+    } catch {
+      // still mounted (the unmount failed): leave the empty mount point
+    }
     return { available: false, reason: `cannot mount a tmpfs here (${why}); run the tests as root to cover a real full disk` };
-  } finally {
-    rmdirSync(dir);
   }
 })();
 
