@@ -10,6 +10,8 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
+import { StorageFullError } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { encodeCursor } from './jobs-service.ts';
 import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
@@ -535,6 +537,113 @@ describe('reading, listing, cancelling', () => {
     const events = text.split('\n\n').filter((e) => e.startsWith('event: job'));
     expect(events.length).toBeGreaterThanOrEqual(2);
     expect(JSON.parse(events.at(-1)!.split('\ndata: ')[1]!.split('\nid:')[0]!).status).toBe('succeeded');
+  });
+});
+
+/**
+ * A store that finds its disk full while `disk.full` is set: every put and delete rejects with
+ * StorageFullError, told to `health` as the embedded adapters tell their observer, and a
+ * write that succeeds tells it there is room again. `disk.writes` counts the writes tried.
+ */
+function fillable(store: MemoryStore, health: StorageHealth) {
+  const where = '/srv/amdm/data/store';
+  const disk = { full: false, writes: 0 };
+  const put = store.put.bind(store);
+  const del = store.delete.bind(store);
+  const guarded =
+    <A extends unknown[]>(write: (...args: A) => Promise<void>) =>
+    async (...args: A): Promise<void> => {
+      disk.writes++;
+      if (disk.full) {
+        const err = new StorageFullError(where, 'ENOSPC');
+        health.full(err);
+        throw err;
+      }
+      await write(...args);
+      health.room(where);
+    };
+  store.put = guarded(put);
+  store.delete = guarded(del);
+  return disk;
+}
+
+describe('a full disk', () => {
+  async function fullSetup() {
+    const logged: string[] = [];
+    const logger = { error: (m: string) => logged.push(m), warn() {}, info: (m: string) => logged.push(m) };
+    const storageHealth = new StorageHealth({ logger });
+    const w = await setup({ storageHealth });
+    const disk = fillable(w.store, storageHealth);
+    return { ...w, disk, logged };
+  }
+
+  it('writes answer 507 naming the cause, with Retry-After and never the path; reads keep working', async () => {
+    const { call, disk, app } = await fullSetup();
+    const queued = await (await call('/v1/jobs', { body: single('before') })).json();
+    const ticket = await (await call('/v1/uploads', { body: { content_type: 'image/png' } })).json();
+    disk.full = true;
+
+    const refused = [
+      ['create', await call('/v1/jobs', { body: single('during') })],
+      ['cancel', await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })],
+      ['upload', await app.request(new URL(ticket.upload_url).pathname + new URL(ticket.upload_url).search, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: PNG })],
+    ] as const;
+    for (const [what, res] of refused) {
+      expect(res.status, what).toBe(507);
+      expect(res.headers.get('content-type'), what).toBe('application/problem+json');
+      expect(res.headers.get('retry-after'), what).toBe('60');
+      const text = await res.text();
+      expect(text, what).not.toMatch(/srv|amdm\/data/);
+      expect(JSON.parse(text), what).toMatchObject({
+        type: 'urn:amdm:problem:insufficient-storage',
+        title: 'Insufficient storage',
+        status: 507,
+        detail: expect.stringMatching(/storage is full \(no space left on the device, ENOSPC\)/),
+      });
+    }
+    // reads write nothing, so they are answered as ever
+    const read = await call(`/v1/jobs/${queued.id}`);
+    expect(read.status).toBe(200);
+    expect((await read.json()).status).toBe('queued');
+    expect((await call('/v1/jobs')).status).toBe(200);
+    expect((await call('/v1/models')).status).toBe(200);
+  });
+
+  it('Idempotency-Key: a retry of a job that exists writes nothing, so it is answered on a full disk', async () => {
+    const { call, disk, queue } = await fullSetup();
+    const h = { 'idempotency-key': 'order-full' };
+    const first = await call('/v1/jobs', { body: single(), headers: h });
+    expect(first.status).toBe(202);
+    const { id } = await first.json();
+    disk.full = true;
+    disk.writes = 0;
+    const again = await call('/v1/jobs', { body: single(), headers: h });
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await again.json()).id).toBe(id);
+    // the same key with another body is still refused, from what is stored
+    const other = await call('/v1/jobs', { body: single('another body'), headers: h });
+    expect(other.status).toBe(422);
+    expect((await other.json()).type).toBe('urn:amdm:problem:idempotency-key-reused');
+    expect(disk.writes).toBe(0);
+    // a new key needs a claim and a job: that is a write
+    expect((await call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'order-new' } })).status).toBe(507);
+    expect((await queue.stats()).visible).toBe(1);
+  });
+
+  it('/healthz is degraded with the cause while the storage is full, logged once; ok again after a write succeeds', async () => {
+    const { call, disk, app, logged } = await fullSetup();
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    disk.full = true;
+    for (let i = 0; i < 3; i++) expect((await call('/v1/jobs', { body: single(`try ${i}`) })).status).toBe(507);
+    const health = await app.request('/healthz');
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'degraded', reason: 'store full: no space left on the device (ENOSPC)', since: expect.any(String) });
+    expect(logged.filter((m) => /storage full/.test(m))).toHaveLength(1);
+    disk.full = false;
+    expect((await call('/v1/jobs', { body: single('after') })).status).toBe(202);
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    expect(logged.filter((m) => /room again/.test(m))).toHaveLength(1);
   });
 });
 

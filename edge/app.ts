@@ -57,7 +57,7 @@ export function createApp(input: AppDeps): EdgeApp {
     },
   });
 
-  app.onError(problemOnError({ logger: deps.logger }));
+  app.onError(problemOnError({ logger: deps.logger, onStorageFull: (err) => deps.storageHealth.full(err) }));
   app.notFound(problemNotFound());
   app.use(requestId());
 
@@ -108,7 +108,7 @@ export function createApp(input: AppDeps): EdgeApp {
   registerUploadRoutes(app, ctx);
   registerUsageRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
-  registerSystemRoutes(app);
+  registerSystemRoutes(app, ctx);
   registerPlaygroundRoutes(app, ctx);
   registerDocsRoutes(app, ctx);
 

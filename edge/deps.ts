@@ -11,6 +11,7 @@ import { checkPepper } from '../shared/api-keys.ts';
 import { MIN_SECRET_BYTES } from '../shared/signed-url.ts';
 import { cryptoRandomBytes, type RandomBytes } from '../shared/ids.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import type { Logger } from './middleware/problem/index.ts';
 import { TokenBucketLimiter, type RateLimiter } from './middleware/rate-limit/index.ts';
 
@@ -128,6 +129,12 @@ export interface AppDeps {
    * (GET /playground/local-key). Never set it on a deployment that faces a network.
    */
   localApiKey?: () => Promise<string | null>;
+  /**
+   * Whether the storage is full, reported on /healthz; the edge tells it of each write
+   * refused for lack of room. Share the runner's and the adapters' in one process (npm start);
+   * default: one of the edge's own.
+   */
+  storageHealth?: StorageHealth;
 }
 
 export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision'>> {
@@ -197,6 +204,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
+  if (deps.storageHealth !== undefined) need(deps.storageHealth instanceof StorageHealth, 'storageHealth', 'a StorageHealth', deps.storageHealth);
   if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
 
   const limits: EdgeLimits = { ...DEFAULT_LIMITS };
@@ -209,6 +217,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(limits.maxWaitSeconds <= 600, 'limits.maxWaitSeconds', 'at most 600', limits.maxWaitSeconds);
 
   const store = deps.store;
+  const logger = deps.logger ?? consoleLogger;
   return {
     store,
     queue: deps.queue,
@@ -229,7 +238,8 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     limits,
     allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
     queueInfo: deps.queueInfo ?? null,
-    logger: deps.logger ?? consoleLogger,
+    logger,
     localApiKey: deps.localApiKey ?? null,
+    storageHealth: deps.storageHealth ?? new StorageHealth({ logger }),
   };
 }

@@ -39,7 +39,7 @@ import {
 import { checkImage, imageTypeOf } from '../shared/image-header.ts';
 import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
-import type { CommitLog } from '../shared/ports/store.ts';
+import { type CommitLog, StorageFullError } from '../shared/ports/store.ts';
 import type { ResolvedDeps } from './deps.ts';
 import { canonicalJson, sha256Hex } from './hashing.ts';
 import { type FieldProblem, ProblemError, validationProblem } from './middleware/problem/index.ts';
@@ -170,16 +170,22 @@ export class JobsService {
       const release = await this.keyLocks.acquire(`${tenant}/${keyHash}`);
       let winner: IdempotencyClaim | null;
       try {
-        await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
-        if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
-        winner = await this.winningClaim(tenant, keyHash, now);
-        if (winner?.job_id === jobId) {
-          const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads).catch(async (err: unknown) => {
-            // refused at the cap: a retry with this key must not wait for a job that never comes
-            if (err instanceof ProblemError && err.status === 429) await this.d.store.delete(this.repo.idempotencyClaimKey(tenant, keyHash, now, jobId)).catch(() => {});
-            throw err;
-          });
-          return { record: this.assembleCreated(stored), replayed: false };
+        // A retry of a job that exists is answered from what is stored, without writing a
+        // claim of its own: it works on a full disk, and that claim could never win anyway.
+        winner = await this.claimOfExistingJob(tenant, keyHash, now);
+        if (!winner) {
+          await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
+          if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
+          winner = await this.winningClaim(tenant, keyHash, now);
+          if (winner?.job_id === jobId) {
+            const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads).catch(async (err: unknown) => {
+              // refused at the cap or by a full disk: a retry with this key must not wait for a
+              // job that never comes (the delete is best effort: a full disk may refuse it too)
+              if ((err instanceof ProblemError && err.status === 429) || err instanceof StorageFullError) await this.d.store.delete(this.repo.idempotencyClaimKey(tenant, keyHash, now, jobId)).catch(() => {});
+              throw err;
+            });
+            return { record: this.assembleCreated(stored), replayed: false };
+          }
         }
       } finally {
         release();
@@ -283,6 +289,15 @@ export class JobsService {
       live.push({ claim, age });
     }
     return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
+  }
+
+  /** The first live claim, in key order, whose job exists: the one winningClaim() picks outright. */
+  private async claimOfExistingJob(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
+    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
+      if (!(now - Date.parse(claim.created_at) <= IDEMPOTENCY_TTL_MS)) continue;
+      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
+    }
+    return null;
   }
 
   /**

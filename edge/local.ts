@@ -24,11 +24,12 @@ import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import { clientAddress, type ProxyTrust } from './client-address.ts';
-import type { EdgeLimits } from './deps.ts';
+import { consoleLogger, type EdgeLimits } from './deps.ts';
 import type { Logger } from './middleware/problem/index.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
 
@@ -58,6 +59,11 @@ export interface LocalEdgeOptions {
   addressLimiter?: RateLimiter;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Whether the storage is full, for /healthz: share the runner's (and the adapters') in one
+   * process; default one of our own, watching the adapters we open.
+   */
+  storageHealth?: StorageHealth;
 }
 
 export interface LocalEdge {
@@ -74,7 +80,8 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const trust = proxyTrust(o.trustedProxies ?? [], 'option "trustedProxies"');
   const layout = dataLayout(o.dataDir);
   const secrets = loadSecrets(layout, o.env);
-  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl });
+  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? consoleLogger });
+  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
   const position = embeddedQueueInfo(layout);
   // The catalog changes only when the models folder does. Requests get the last good copy
@@ -114,6 +121,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     keyRevision: () => keyRevision(adapters.store),
     ...(o.addressLimiter ? { addressLimiter: o.addressLimiter } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
+    storageHealth,
   });
 
   const server = await new Promise<Server>((resolve, reject) => {

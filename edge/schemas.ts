@@ -33,7 +33,13 @@ export const UsageQuery = z.object({
   to: day.optional().meta({ param: { name: 'to', in: 'query' }, example: '2025-01-31', description: 'last day (UTC), inclusive; default today' }),
 });
 
-export const Health = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const Health = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    reason: z.string().optional().meta({ description: 'what is wrong, when degraded' }),
+    since: z.string().optional().meta({ description: 'when it began (ISO 8601), when degraded' }),
+  })
+  .meta({ id: 'Health' });
 
 export const PreferHeader = z.object({
   prefer: z

@@ -33,7 +33,8 @@ import { Resource } from 'sst/resource';
 import { type Links, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
-import type { ObjectStore } from '../shared/ports/store.ts';
+import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
+import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { LivenessFile } from './aws/liveness.ts';
 import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
@@ -149,6 +150,11 @@ function parseJsonEnv(env: NodeJS.ProcessEnv, name: string): unknown {
 
 /** What the AWS mode is built from; every field defaults to the production source. */
 export interface AwsRunnerOptions {
+  /**
+   * Single node: told of writes the embedded adapters find no room for, and of the next one
+   * that succeeds (give the StorageHealth handed to startRunner). S3 and SQS are never full.
+   */
+  storage?: StorageObserver;
   /** the SST links; default `Resource` from the sst SDK (SST_RESOURCE_* in the task's environment) */
   links?: Links;
   /** default: clients on the default credential chain (the task role), destroyed on close */
@@ -167,7 +173,12 @@ export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = pr
   if (config.mode === 'aws') return awsAdapters(config, aws);
   const layout = dataLayout(config.dataDir);
   const secrets = loadSecrets(layout, env);
-  const embedded = openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: config.publicBaseUrl, maxReceives: config.maxReceives });
+  const embedded = openEmbedded(layout, {
+    blobSecret: secrets.blobSecret,
+    publicBaseUrl: config.publicBaseUrl,
+    maxReceives: config.maxReceives,
+    ...(aws.storage ? { storage: aws.storage } : {}),
+  });
   return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null };
 }
 
@@ -210,14 +221,21 @@ export interface RunnerHandle {
   /** null when another consumer delivers webhooks (AWS) */
   dispatcher: WebhookDispatcher | null;
   engine: SamplerPool;
+  /** `ok`, or `degraded` with the reason while the storage is full (for /healthz) */
+  health(): HealthReport;
   /** drain: stop taking jobs, let running ones finish within the grace period, then clean up */
   close(): Promise<void>;
   /** force: release running jobs now and clean up */
   abortNow(): Promise<void>;
 }
 
-export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters, opts: { logger?: Logger; ownsAdapters?: boolean } = {}): Promise<RunnerHandle> {
+export async function startRunner(
+  config: RunnerConfig,
+  adapters: RunnerAdapters,
+  opts: { logger?: Logger; ownsAdapters?: boolean; storageHealth?: StorageHealth } = {},
+): Promise<RunnerHandle> {
   const logger = opts.logger ?? jsonLogger('runner');
+  const storageHealth = opts.storageHealth ?? new StorageHealth({ logger });
   // first, so the health check sees a live process through model sync and warm-up
   const liveness = config.livenessFile ? new LivenessFile({ path: config.livenessFile, log: (line) => logger.warn(line) }) : null;
   await liveness?.start();
@@ -262,6 +280,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     gracePeriodSeconds: config.gracePeriodSeconds,
     jobTimeoutSeconds: config.jobTimeoutSeconds,
     retryBackoff: config.retryBackoff,
+    storageHealth,
     logger,
   });
   const dispatcher =
@@ -313,6 +332,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     loop,
     dispatcher,
     engine,
+    health: () => storageHealth.report(),
     close: () => (closing ??= cleanup(() => loop.close())),
     abortNow: async () => {
       await loop.abortNow();
@@ -351,8 +371,10 @@ export function installSignalHandlers(stop: { close(): Promise<void>; abortNow()
 async function main(): Promise<void> {
   const logger = jsonLogger('runner');
   const config = runnerConfigFromEnv();
-  const adapters = selectAdapters(config);
-  const runner = await startRunner(config, adapters, { logger });
+  // one record of a full disk for the adapters and the loop: the cause is logged once
+  const storageHealth = new StorageHealth({ logger });
+  const adapters = selectAdapters(config, process.env, { storage: storageHealth });
+  const runner = await startRunner(config, adapters, { logger, storageHealth });
   installSignalHandlers(runner, logger);
 }
 

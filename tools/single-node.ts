@@ -10,6 +10,8 @@
  *                            caps, one database so that a turn of the event loop commits
  *                            admissions, requests, index entries and messages at once
  *   DATA_DIR/store/          the store's blobs: tenants/{t}/jobs/{j}/out/*, tenants/{t}/uploads/*
+ *                            (the server and runners sweep the temp files of writes a crash
+ *                            cut short at start, once older than 10 minutes: STALE_TEMP_MS)
  *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
  *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
  *
@@ -21,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { FsStore } from '../adapters/embedded/fs-store.ts';
+import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
 import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
@@ -30,7 +32,7 @@ import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
-import type { ObjectStore } from '../shared/ports/store.ts';
+import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
 
 export const QUEUES = { jobs: 'jobs', jobsDeadLetter: 'jobs-dlq', webhooks: 'webhooks' } as const;
 /** The jobs queue's redrive threshold: deliveries before a job is dead-lettered. */
@@ -102,6 +104,11 @@ export interface EmbeddedAdapters {
   webhooks: JobQueue;
   /** the tenants' caps on active jobs, in the same file as the records it counts */
   admission: JobAdmission;
+  /**
+   * Work done in the background at start: removing the temp files of puts that a crash cut
+   * short (FsStore.sweepTempFiles). Resolves when done; never rejects (a failure is logged).
+   */
+  startup: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -109,12 +116,16 @@ export interface EmbeddedAdapters {
  * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
  * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
  */
-export function openEmbeddedStore(layout: DataLayout, opts: { blobSecret: string; publicBaseUrl: string; writer?: SqliteWriter }): SplitStore {
+export function openEmbeddedStore(
+  layout: DataLayout,
+  opts: { blobSecret: string; publicBaseUrl: string; writer?: SqliteWriter; storage?: StorageObserver },
+): SplitStore {
   const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
+  const storage = opts.storage ? { storage: opts.storage } : {};
   const store = new SplitStore({
     // the first opener of the file decides its writer: the records open it before the queues
-    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}) }),
-    blobs: new FsStore({ root: layout.storeDir, signing }),
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}), ...storage }),
+    blobs: new FsStore({ root: layout.storeDir, signing, ...storage }),
   });
   if (holdsLegacyRecords(layout.storeDir)) {
     // a DATA_DIR from before the records moved to SQLite: its keys and jobs must not vanish
@@ -142,9 +153,13 @@ function holdsLegacyRecords(storeDir: string): boolean {
 /** Where the server and the runners commit their SQLite writes (see openEmbedded). */
 export const SINGLE_NODE_WRITER: SqliteWriter = 'thread';
 
+/**
+ * The adapters of a long-running process (the server, a runner). `storage` hears of every
+ * write refused for lack of room and of the next one that succeeds (shared/storage-health.ts).
+ */
 export function openEmbedded(
   layout: DataLayout,
-  opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter },
+  opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter; storage?: StorageObserver },
 ): EmbeddedAdapters {
   // The server and the runners commit in the writer thread: the WAL fsync then never holds
   // the event loop. bench:edge, embedded adapters, two runs each on a quiet machine: 1895 and
@@ -152,23 +167,41 @@ export function openEmbedded(
   // inline. (The CLI opens the store alone, inline: one short write needs no thread.)
   const writer = opts.writer ?? SINGLE_NODE_WRITER;
   const store = openEmbeddedStore(layout, { ...opts, writer });
-  const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES } });
-  const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter });
-  const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES } });
+  const storage = opts.storage ? { storage: opts.storage } : {};
+  const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES }, ...storage });
+  const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter, ...storage });
+  const webhooks = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.webhooks, deadLetter: { queue: 'webhooks-dlq', maxReceives: WEBHOOK_MAX_RECEIVES }, ...storage });
   // after the store: it counts the jobs whose records the store's table holds
   const admission = new SqliteAdmission({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE });
+  // only long-running processes sweep: the CLI opens the store for one write and must not walk it
+  const startup = sweepCrashDebris(store.blobs as FsStore);
   return {
     store,
     jobs,
     jobsDeadLetter,
     webhooks,
     admission,
+    startup,
     async close() {
+      // a sweep in progress would find the store closed under it
+      await startup;
       const results = await Promise.allSettled([jobs.close(), jobsDeadLetter.close(), webhooks.close(), admission.close(), store.close()]);
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the embedded adapters failed');
     },
   };
+}
+
+/** Removes the temp files of puts cut short by a crash (older than STALE_TEMP_MS), saying so when there were any. */
+async function sweepCrashDebris(blobs: FsStore): Promise<void> {
+  try {
+    const { removed } = await blobs.sweepTempFiles();
+    if (removed > 0) {
+      console.error(JSON.stringify({ level: 'info', msg: 'removed temp files left by writes a crash cut short', removed, older_than_ms: STALE_TEMP_MS, store: blobs.root }));
+    }
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'sweeping temp files left by crashed writes failed; they only take space', err: String(err), store: blobs.root }));
+  }
 }
 
 /**

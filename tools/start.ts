@@ -25,6 +25,7 @@ import { jsonLogger } from '../gpu-runner/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { dataLayout, loadSecrets } from './single-node.ts';
 import { startWatchdog } from './start-watchdog.ts';
 
@@ -67,10 +68,12 @@ async function main(): Promise<void> {
     throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
   }
   const edgeSettings = localEdgeSettings(env);
-  const adapters = await start.run('adapters', () => selectAdapters(config, env), () => ({ data_dir: layout.dataDir }));
+  // one record of a full disk for the adapters, the runner and the edge's /healthz: logged once
+  const storageHealth = new StorageHealth({ logger: jsonLogger('storage') });
+  const adapters = await start.run('adapters', () => selectAdapters(config, env, { storage: storageHealth }), () => ({ data_dir: layout.dataDir }));
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
-  const runner = await start.run('models', () => startRunner(config, adapters, { logger: jsonLogger('runner') }));
+  const runner = await start.run('models', () => startRunner(config, adapters, { logger: jsonLogger('runner'), storageHealth }));
   let edge: Awaited<ReturnType<typeof startLocalEdge>>;
   try {
     edge = await start.run(
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
           ...edgeSettings,
           logger: jsonLogger('edge'),
           env,
+          storageHealth,
         }),
       (e) => ({ url: e.url }),
     );

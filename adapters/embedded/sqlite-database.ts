@@ -26,6 +26,10 @@
  * UnitRefusedError, while the other writes of the group commit go on. The single node's
  * admission of a job (sqlite-admission.ts) is such a guard: a create at the tenant's cap
  * commits nothing of itself.
+ *
+ * A full disk (SQLITE_FULL) rejects the writes of that commit with StorageFullError, naming the
+ * file; nothing of them is committed. Observers given at acquire() hear of it, and of the next
+ * commit that succeeds.
  */
 import { mkdirSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -33,6 +37,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { CommitLog } from '../../shared/ports/store.ts';
+import type { StorageObserver } from '../../shared/ports/store.ts';
+import { asStorageFull } from './storage-full.ts';
 
 /** A value better-sqlite3 binds: strings, numbers and bigints, bytes (as a Buffer), null. */
 export type SqlValue = string | number | bigint | Buffer | null;
@@ -60,6 +66,8 @@ export interface SharedDatabaseOptions {
   busyTimeoutMs?: number;
   /** where group commits run (see above); default 'inline'. The first opener of a file decides. */
   writer?: SqliteWriter;
+  /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 /** Counters of the group commit since the file was opened in this process; for tests and the bench. */
@@ -110,6 +118,7 @@ export class SharedDatabase implements CommitLog {
   readonly stats: GroupCommitStats = { commits: 0, ops: 0 };
   private readonly busyTimeoutMs: number;
   private users = 0;
+  private readonly observers = new Set<StorageObserver>();
   /** writes made in this turn of the event loop */
   private pending: Unit[] = [];
   /** the unit whose fn is running: write() adds to it */
@@ -143,6 +152,7 @@ export class SharedDatabase implements CommitLog {
       open.set(file, shared);
     }
     shared.users++;
+    if (opts.storage) shared.observers.add(opts.storage);
     return shared;
   }
 
@@ -263,14 +273,44 @@ export class SharedDatabase implements CommitLog {
     try {
       refused = this.commitTx(batch);
     } catch (err) {
-      for (const u of batch) for (const w of u.writes) w.reject(err);
+      const failure = this.fullOr(err);
+      for (const u of batch) for (const w of u.writes) w.reject(failure);
       return;
     }
     this.committed(batch, new Set(refused));
   }
 
+  /**
+   * Runs a write of the caller's own on this connection (a queue's lease, ack or release),
+   * turning a full disk into StorageFullError. `wrote` tells whether it changed anything, so
+   * only a real write reports that the disk has room again.
+   */
+  writeNow<T>(fn: () => T, wrote: (result: T) => boolean): T {
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      throw this.fullOr(err);
+    }
+    if (wrote(result)) this.roomAgain();
+    return result;
+  }
+
+  /** A full disk as StorageFullError (observers told), any other error as it is. */
+  private fullOr(err: unknown): unknown {
+    const full = asStorageFull(err, this.file);
+    if (!full) return err;
+    for (const o of this.observers) o.full(full);
+    return full;
+  }
+
+  private roomAgain(): void {
+    for (const o of this.observers) o.room(this.file);
+  }
+
   /** Settles a committed batch; the units at the `refused` indices committed nothing. */
   private committed(batch: Unit[], refused: ReadonlySet<number>): void {
+    this.roomAgain();
     const commit = ++this.stats.commits;
     for (const [i, u] of batch.entries()) {
       if (refused.has(i)) {
@@ -325,7 +365,7 @@ export class SharedDatabase implements CommitLog {
     });
     if (this.inFlight.size === 0) this.worker?.unref();
     if ('error' in m) {
-      const err = Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code });
+      const err = this.fullOr(Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code }));
       for (const batch of batches) for (const u of batch) for (const w of u.writes) w.reject(err);
       return;
     }

@@ -19,11 +19,14 @@
  * write of a SqliteStore in the same file, is inserted by a single transaction just after that
  * turn, so a burst of API requests shares one WAL fsync, and each send still resolves only after
  * its message is durable.
+ *
+ * Every call that writes (send, a receive that leases, extend, ack, release) rejects with
+ * StorageFullError when the disk is full, and its transaction is not made.
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { LeaseLostError, type JobQueue, type Lease, type QueueStats, type ReceiveOptions } from '../../shared/ports/queue.ts';
-import type { CommitLog } from '../../shared/ports/store.ts';
+import type { CommitLog, StorageObserver } from '../../shared/ports/store.ts';
 import {
   checkBody,
   checkExtendSeconds,
@@ -55,6 +58,8 @@ export interface SqliteQueueOptions {
   busyTimeoutMs?: number;
   /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
   writer?: SqliteWriter;
+  /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 const INSERT_SQL = 'INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)';
@@ -70,6 +75,8 @@ function timeOrderedId(nowMs: number): string {
   const t = nowMs.toString(16).padStart(12, '0');
   return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${random.slice(15)}`;
 }
+
+const changed = (r: Database.RunResult): boolean => r.changes > 0;
 
 interface Row {
   seq: number;
@@ -137,7 +144,11 @@ export class SqliteQueue implements JobQueue {
     }
 
     // every queue and store on this file in this process shares one connection and one group commit
-    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, { busyTimeoutMs, ...(opts.writer ? { writer: opts.writer } : {}) });
+    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, {
+      busyTimeoutMs,
+      ...(opts.writer ? { writer: opts.writer } : {}),
+      ...(opts.storage ? { storage: opts.storage } : {}),
+    });
     const file = this.shared.file;
     this.db = this.shared.db;
     this.channel = `${file}\0${this.name}`;
@@ -262,7 +273,7 @@ export class SqliteQueue implements JobQueue {
       if (signal?.aborted || this.closed) return [];
       // read before receiving: a commit by another process after this point wakes the wait
       const version = this.dataVersion();
-      const { leases, moved } = this.receiveTx(max, visibilitySeconds);
+      const { leases, moved } = this.shared.writeNow(() => this.receiveTx(max, visibilitySeconds), (r) => r.leases.length > 0 || r.moved);
       if (moved && this.deadLetter) wake(this.deadLetter.channel);
       if (leases.length > 0) {
         // waiters of this queue must re-plan around the new lease expiries
@@ -280,7 +291,7 @@ export class SqliteQueue implements JobQueue {
     this.checkOpen();
     checkLease('extend', lease);
     const seconds = checkExtendSeconds(visibilitySeconds);
-    const { changes } = this.setVisibleAt.run(Date.now() + seconds * 1000, lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.setVisibleAt.run(Date.now() + seconds * 1000, lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
     wake(this.channel);
   }
@@ -292,7 +303,7 @@ export class SqliteQueue implements JobQueue {
   async ack(lease: Lease): Promise<void> {
     this.checkOpen();
     checkLease('ack', lease);
-    const { changes } = this.deleteLeased.run(lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.deleteLeased.run(lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
   }
 
@@ -300,7 +311,7 @@ export class SqliteQueue implements JobQueue {
     this.checkOpen();
     checkLease('release', lease);
     const delay = checkReleaseDelay(delaySeconds);
-    const { changes } = this.unlease.run(Date.now() + delay * 1000, lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.unlease.run(Date.now() + delay * 1000, lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
     wake(this.channel);
   }

@@ -32,6 +32,7 @@ const DESCRIPTIONS: Record<number, string> = {
   422: 'The body is well-formed but not valid; `errors` names each field at fault',
   429: 'Rate limit (per tenant; per client address for failed authentication and signed URLs) or concurrent-job cap reached; see Retry-After',
   500: 'Unexpected server failure (the body names only the request id)',
+  507: "The server's storage is full: nothing was written; reads keep working. Retry after Retry-After seconds",
 };
 
 /** OpenAPI responses for the given problem statuses, all application/problem+json. */

@@ -115,7 +115,7 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     responses: {
       200: jobJson('The job finished within Prefer: wait, or an idempotent replay of a finished job'),
       202: jobJson('Accepted and queued (or still running after Prefer: wait)', { ...EXAMPLE_JOB, status: 'queued', started_at: null, finished_at: null, progress: null, usage: null, outputs: [], queue: { position: 0, reason: 'next in line' }, timings: { queued_ms: null, run_ms: null, onnx_ms: null, outside_onnx_ms: null } }),
-      ...problems(400, 401, 409, 413, 415, 422, 429),
+      ...problems(400, 401, 409, 413, 415, 422, 429, 507),
     },
   });
 
@@ -197,7 +197,7 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     responses: {
       200: jobJson('Canceled', { ...EXAMPLE_JOB, status: 'canceled', outputs: [] }),
       202: jobJson('Cancellation requested; the runner stops at its next step'),
-      ...problems(401, 404, 409, 429),
+      ...problems(401, 404, 409, 429, 507),
     },
   });
   app.openapi(cancelJob, async (c) => {

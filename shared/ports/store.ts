@@ -7,7 +7,11 @@
  * - `list` returns keys with the prefix in ascending byte order, at most `limit`, and a
  *   cursor to continue after the last key returned (null at the end);
  * - signed URLs grant one method on one key until they expire; a tampered or expired URL
- *   is refused with 403 by whoever serves it (S3, or the local edge for the fs store).
+ *   is refused with 403 by whoever serves it (S3, or the local edge for the fs store);
+ * - a write (`put`, `delete`) that the storage has no room for rejects with StorageFullError
+ *   and changes nothing: the key keeps its old object, or stays absent. Reads and lists keep
+ *   working, and the same write succeeds once room is made. Only adapters on a disk of their
+ *   own (the filesystem and SQLite stores) can be full; S3 and memory never throw it.
  *
  * Layout rule (see docs/architecture.md): every key has exactly one writer role, so no
  * object is ever written concurrently by two parties and no conditional writes are needed.
@@ -51,4 +55,47 @@ export interface CommitLog {
    * cap) makes the whole unit commit nothing; each of its other writes then rejects.
    */
   unit<T>(fn: () => T): T;
+}
+
+/** What the system said when it had no room for a write. */
+export type StorageFullCode = 'ENOSPC' | 'EDQUOT' | 'SQLITE_FULL';
+
+const STORAGE_FULL_REASONS: Record<StorageFullCode, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is exhausted',
+  SQLITE_FULL: 'the database or its disk is full',
+};
+
+/**
+ * A write refused because the storage under an adapter is full (a full disk, an exhausted
+ * quota). It is never the fault of what was being written: callers answer "insufficient
+ * storage" and try again later, and never fail a job or drop a message because of it. Typed,
+ * so the edge and the runner recognise it without reading errno strings; thrown by the
+ * ObjectStore and JobQueue adapters on a disk of their own (queue.ts says which calls).
+ */
+export class StorageFullError extends Error {
+  override name = 'StorageFullError';
+  /** what happened, without the path: safe to show to API clients */
+  readonly reason: string;
+
+  constructor(
+    /** the directory or database file that refused the write (for logs, never for API clients) */
+    readonly where: string,
+    readonly code: StorageFullCode,
+    options?: { cause?: unknown },
+  ) {
+    const reason = STORAGE_FULL_REASONS[code];
+    super(`${reason} (${code}) for ${where}; the write was not made`, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Told by adapters on a disk of their own when a write is refused for lack of room, and when
+ * a write to the same storage (`where`) succeeds again; the composition root hands one in to
+ * report a full disk (shared/storage-health.ts). Called on the write path: keep it cheap.
+ */
+export interface StorageObserver {
+  full(err: StorageFullError): void;
+  room(where: string): void;
 }

@@ -41,6 +41,9 @@ describeQueueConformance('sqlite', {
       deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq' }),
     };
   },
+  async onSmallFs(dir) {
+    return new SqliteQueue({ dir, queue: 'jobs' });
+  },
 });
 
 describeQueueConformance('sqlite (writer thread)', {
@@ -52,6 +55,9 @@ describeQueueConformance('sqlite (writer thread)', {
       queue: new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: opts.deadLetter.maxReceives }, writer: 'thread' }),
       deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq', writer: 'thread' }),
     };
+  },
+  async onSmallFs(dir) {
+    return new SqliteQueue({ dir, queue: 'jobs', writer: 'thread' });
   },
 });
 
