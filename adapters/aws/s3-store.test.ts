@@ -9,7 +9,7 @@ import { buildApp } from 'fauxqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkedStore } from './links.ts';
 import { EXPIRING_OBJECT_TAG, isJobOutputKey, retentionTags } from './retention.ts';
-import { encodeTagging, S3Store } from './s3-store.ts';
+import { encodeTagging, S3Store, StoreAccessDeniedError } from './s3-store.ts';
 
 interface Seen {
   method: string;
@@ -21,11 +21,20 @@ let app: ReturnType<typeof buildApp>;
 let s3: S3Client;
 let bucket: string;
 const seen: Seen[] = [];
+/** bucket paths (/bucket/key) answered with 403 AccessDenied */
+const denied = new Set<string>();
 
 beforeAll(async () => {
   app = buildApp({ logger: false });
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     seen.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    // what S3 answers a GetObject of a missing key when the caller lacks s3:ListBucket
+    if (req.method === 'GET' && denied.has(decodeURIComponent(req.url.split('?')[0]!))) {
+      return reply
+        .code(403)
+        .header('content-type', 'application/xml')
+        .send('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>R1</RequestId><HostId>H1</HostId></Error>');
+    }
   });
   const endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
   s3 = new S3Client({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
@@ -83,5 +92,18 @@ describe('S3Store retention tags', () => {
     expect(() => encodeTagging({ 'bad*key': 'v' }, 'k')).toThrow(/not a valid S3 tag/);
     expect(() => encodeTagging(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v'])), 'k')).toThrow(/at most 10/);
     expect(() => new S3Store({ client: s3, bucket, tags: 'x' as never })).toThrow(/tags must be a function/);
+  });
+});
+
+describe('S3Store reads that S3 refuses', () => {
+  it('an AccessDenied on a read is an error that names the key and s3:ListBucket, never "absent"', async () => {
+    const store = new S3Store({ client: s3, bucket });
+    const key = 'tenants/acme/jobs/job_03/cancel.json';
+    denied.add(`/${bucket}/${key}`);
+    const read = store.get(key);
+    await expect(read).rejects.toBeInstanceOf(StoreAccessDeniedError);
+    await expect(store.get(key)).rejects.toThrow(new RegExp(`s3:GetObject on s3://${bucket}/${key}.*s3:ListBucket on arn:aws:s3:::${bucket}`));
+    // a key that is really missing (404) still reads as absent
+    expect(await store.get('tenants/acme/jobs/job_03/status.json')).toBeNull();
   });
 });

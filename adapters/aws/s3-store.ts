@@ -70,6 +70,36 @@ function isNoSuchKey(err: unknown): boolean {
   return e?.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket';
 }
 
+/** S3 refused a read with 403 AccessDenied. */
+function isAccessDenied(err: unknown): boolean {
+  const e = err as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403;
+}
+
+/**
+ * A read that S3 refused. Never "absent": S3 answers a missing key with 403 instead of 404
+ * when the caller lacks s3:ListBucket on the bucket, so a denied read may be a missing key or
+ * a real lack of access, and guessing either way would be wrong. The message says how to
+ * tell them apart.
+ */
+export class StoreAccessDeniedError extends Error {
+  override name = 'StoreAccessDeniedError';
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    readonly action: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `S3 denied ${action} on s3://${bucket}/${key} (403 AccessDenied). ` +
+        `If the key may be absent, S3 answers 403 instead of 404 unless the caller holds s3:ListBucket on arn:aws:s3:::${bucket} ` +
+        `with no s3:prefix condition (infra/iam.ts listBucketForMissingKeys); otherwise the role lacks ${action} on the key. ` +
+        'Treated as an error, not as a missing key.',
+      options,
+    );
+  }
+}
+
 export class S3Store implements ObjectStore {
   private readonly client: S3Client;
   private readonly bucket: string;
@@ -129,6 +159,7 @@ export class S3Store implements ObjectStore {
       return { body: await out.Body.transformToByteArray(), contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE };
     } catch (err) {
       if (isNoSuchKey(err)) return null;
+      if (isAccessDenied(err)) throw new StoreAccessDeniedError(this.bucket, objectKey, 's3:GetObject', { cause: err });
       throw err;
     }
   }

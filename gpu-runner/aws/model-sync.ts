@@ -22,6 +22,7 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { StoreAccessDeniedError } from '../../adapters/aws/s3-store.ts';
 
 export const MANIFEST_NAME = 'checksums.json';
 
@@ -44,6 +45,11 @@ export function s3ModelSource(client: S3Client, bucket: string, prefix: string):
         return res.Body as AsyncIterable<Uint8Array>;
       } catch (error) {
         if (error instanceof NoSuchKey || (error as { name?: string })?.name === 'NoSuchKey') return null;
+        // a missing model file without s3:ListBucket reads as 403: say so, never "absent"
+        const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403) {
+          throw new StoreAccessDeniedError(bucket, base + key, 's3:GetObject', { cause: error });
+        }
         throw error;
       }
     },

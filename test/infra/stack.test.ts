@@ -185,8 +185,7 @@ describe('edge', () => {
       'arn:aws:s3:::amdm-test-store/tenants/*',
     ]);
     const list = s3.find((p) => p.actions.includes('s3:ListBucket'));
-    // apikeys/ only so that an unknown key's object reads as NoSuchKey, not AccessDenied
-    expect(list.conditions).toEqual([{ test: 'StringLike', variable: 's3:prefix', values: ['tenants/*', 'apikeys/*'] }]);
+    expect(list.resources).toEqual(['arn:aws:s3:::amdm-test-store']);
     const writes = s3.filter((p) => p.actions.includes('s3:PutObject')).flatMap((p) => p.resources);
     expect(writes).toEqual(['arn:aws:s3:::amdm-test-store/tenants/*']);
   });
@@ -421,6 +420,42 @@ describe('webhook delivery', () => {
     expect(actionsAllowed(doc, `${store}/models/checksums.json`)).toEqual([]);
     // its queue rights come from the subscription (SST grants receive/delete/visibility on that queue only)
     expect(permissions.flatMap((p) => p.actions).filter((a: string) => a.startsWith('sqs:'))).toEqual([]);
+  });
+});
+
+describe('missing keys read as 404 (S3 answers 403 without s3:ListBucket)', () => {
+  const store = 'arn:aws:s3:::amdm-test-store';
+  /** The statements granting s3:ListBucket on the bucket, in IAM's JSON shape, from any role's policy. */
+  const fromSst = (permissions: any[]) =>
+    permissions.map((p) => ({
+      Effect: p.effect === 'deny' ? 'Deny' : 'Allow',
+      Action: p.actions,
+      Resource: p.resources,
+      ...(p.conditions?.length ? { Condition: p.conditions } : {}),
+    }));
+  const roles = async () => ({
+    edge: fromSst(await resolve<any[]>(component('sst:aws:Function', 'Edge').args.permissions)),
+    webhooks: fromSst(await resolve<any[]>(component('sst:aws:QueueLambdaSubscriber', 'WebhookQueueSubscriber').args.subscriber.permissions)),
+    runner: parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerTaskPolicy').inputs.policy).Statement,
+  });
+
+  it('every role that reads keys which may be absent may list the whole bucket, with no condition', async () => {
+    for (const [role, statements] of Object.entries(await roles())) {
+      const list = statements.filter((s: any) => s.Effect === 'Allow' && s.Action.includes('s3:ListBucket') && s.Resource.includes(store));
+      // an s3:prefix condition may not apply to the check a GetObject makes: only an
+      // unconditional grant is certain to turn a missing key into 404 (infra/iam.ts)
+      expect(list.filter((s: any) => s.Condition === undefined), role).toHaveLength(1);
+    }
+  });
+
+  it('and each of them reads keys that may be absent (the reason for the grant)', async () => {
+    const r = await roles();
+    const reads = (statements: any[], arn: string) => actionsAllowed(parsePolicy({ Version: '2012-10-17', Statement: statements }), arn);
+    expect(reads(r.edge, `${store}/apikeys/unknown.json`)).toContain('s3:GetObject');
+    expect(reads(r.edge, `${store}/tenants/t/jobs/j/cancel.json`)).toContain('s3:GetObject');
+    expect(reads(r.webhooks, `${store}/tenants/t/jobs/j/cancel.json`)).toContain('s3:GetObject');
+    expect(reads(r.runner, `${store}/tenants/t/jobs/j/status.json`)).toContain('s3:GetObject');
+    expect(reads(r.runner, `${store}/models/checksums.json`)).toContain('s3:GetObject');
   });
 });
 
