@@ -24,6 +24,7 @@ export default $config({
     const { createWebhookDelivery } = await import('./infra/webhooks.ts');
     const { createGpuFleet, lookupPlacement } = await import('./infra/gpu.ts');
     const { createRunnerScaling } = await import('./infra/autoscaling.ts');
+    const { ensureServiceLinkedRoles } = await import('./infra/service-roles.ts');
 
     const params = readStageParams(process.env);
     linksCarryNoPermissions();
@@ -55,8 +56,14 @@ export default $config({
       link: [bucket, queues.webhooks, secrets.webhookSigningSecret],
     });
 
+    // before the fleet: a first deploy into an account that never used ECS needs them
+    const serviceLinkedRoles = await ensureServiceLinkedRoles();
+
     const fleet = createGpuFleet({
       stage: $app.stage,
+      // a protected stage (prod) refuses `sst remove`; every other one must be removable to the end
+      forceRemoval: !$app.protect,
+      serviceLinkedRoles,
       ...(await lookupPlacement()),
       instanceTypes: params.gpuInstanceTypes,
       maxTasks: params.maxTasks,
@@ -80,6 +87,7 @@ export default $config({
       maxTasks: params.maxTasks,
       idleMinutes: params.idleMinutes,
       targetBacklogPerTask: params.targetBacklogPerTask,
+      serviceLinkedRole: serviceLinkedRoles.applicationAutoScaling,
     });
 
     return {

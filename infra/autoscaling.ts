@@ -18,7 +18,7 @@
  * small positive value while tasks run: a proportional scale-in from n tasks then asks for at
  * least one.
  */
-import { interpolate, output, type Input } from '@pulumi/pulumi';
+import { interpolate, output, type Input, type Resource } from '@pulumi/pulumi';
 import { appautoscaling, cloudwatch } from '@pulumi/aws';
 
 /** Backlog per task: the series target tracking holds at the target value. */
@@ -40,6 +40,8 @@ export interface ScalingArgs {
   maxTasks: number;
   idleMinutes: number;
   targetBacklogPerTask: number;
+  /** Application Auto Scaling's service-linked role when this deploy creates it (infra/service-roles.ts) */
+  serviceLinkedRole?: Resource[];
 }
 
 export function createRunnerScaling(args: ScalingArgs) {
@@ -50,13 +52,17 @@ export function createRunnerScaling(args: ScalingArgs) {
     throw new RangeError(`createRunnerScaling: targetBacklogPerTask=${args.targetBacklogPerTask}; allowed: > ${BACKLOG_FLOOR}`);
   }
 
-  const target = new appautoscaling.Target('RunnerScalingTarget', {
-    serviceNamespace: 'ecs',
-    scalableDimension: 'ecs:service:DesiredCount',
-    resourceId: interpolate`service/${args.clusterName}/${args.serviceName}`,
-    minCapacity: 0,
-    maxCapacity: args.maxTasks,
-  });
+  const target = new appautoscaling.Target(
+    'RunnerScalingTarget',
+    {
+      serviceNamespace: 'ecs',
+      scalableDimension: 'ecs:service:DesiredCount',
+      resourceId: interpolate`service/${args.clusterName}/${args.serviceName}`,
+      minCapacity: 0,
+      maxCapacity: args.maxTasks,
+    },
+    { dependsOn: args.serviceLinkedRole ?? [] },
+  );
   const targetRef = {
     serviceNamespace: target.serviceNamespace,
     scalableDimension: target.scalableDimension,

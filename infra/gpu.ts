@@ -15,7 +15,7 @@
  * Everything here is a function of plain inputs (ARNs, names, numbers), so the Pulumi mock
  * tests build it exactly as a deploy does.
  */
-import { all, interpolate, jsonStringify, type Input } from '@pulumi/pulumi';
+import { all, interpolate, jsonStringify, type Input, type Resource } from '@pulumi/pulumi';
 import { autoscaling, cloudwatch, ec2, ecr, ecs, getAvailabilityZones, getCallerIdentity, getRegion, iam, ssm } from '@pulumi/aws';
 import {
   EC2_TRUST_POLICY,
@@ -48,12 +48,21 @@ export const RUNNER_HEALTH_CHECK = {
 /** The runner's model cache inside the container (filled from s3://BUCKET/models/ at start). */
 export const RUNNER_MODELS_DIR = '/var/cache/amdm/models';
 /**
- * ECS allows at most 120 s between SIGTERM and SIGKILL on EC2. The runner drains in that
- * window: it finishes or releases its job (the lease goes back to the queue) and clears its
- * task protection. Its own grace period is shorter, so the release happens before the kill.
+ * Time between SIGTERM and SIGKILL. 120 s is the maximum on Fargate only; on EC2 the task
+ * definition's stopTimeout has no documented maximum and overrides the agent's
+ * ECS_CONTAINER_STOP_TIMEOUT (ContainerDefinition.stopTimeout, ECS API reference). The runner
+ * drains in that window: a running job may finish (RUNNER_GRACE_SECONDS), otherwise it is
+ * released to the queue and its task protection cleared, and the 60 s between the two leave
+ * room for that release and the cleanup before the kill.
+ *
+ * Why minutes rather than seconds: what stops a task that holds a job is rarely scale-in (the
+ * job's task protection keeps scale-in and deployments away) but an instance going away or a
+ * removal. A job released at SIGTERM starts over on another task, so its GPU time is spent
+ * twice; nine minutes cover the jobs this API runs (the job timeout is an hour, an SD1.5 job
+ * takes seconds to a few minutes), and an idle task exits at once whatever the timeout.
  */
-export const RUNNER_STOP_TIMEOUT_SECONDS = 120;
-export const RUNNER_GRACE_SECONDS = 90;
+export const RUNNER_STOP_TIMEOUT_SECONDS = 600;
+export const RUNNER_GRACE_SECONDS = 540;
 /**
  * Soft memory reservation for the runner container. Every default instance type has 16 GiB;
  * 12 GiB leaves room for the ECS agent and the OS, and being soft lets the runner use more
@@ -87,6 +96,15 @@ export interface GpuFleetArgs {
   jobDeadLetterQueueArn: Input<string>;
   webhookQueueArn: Input<string>;
   logRetentionDays?: number;
+  /**
+   * A non-production stage: `sst remove` must finish. The ASG, the service and the image
+   * repository are then deleted with what they hold (protected instances, running tasks,
+   * pushed images) instead of waiting for them, which never ends for scale-in-protected
+   * instances. Production keeps the waits (and refuses removal anyway: `protect`).
+   */
+  forceRemoval: boolean;
+  /** Service-linked roles created by this deploy (infra/service-roles.ts), to exist before their users. */
+  serviceLinkedRoles?: { ecs: Resource[]; ec2AutoScaling: Resource[] };
 }
 
 export function createGpuFleet(args: GpuFleetArgs) {
@@ -102,11 +120,16 @@ export function createGpuFleet(args: GpuFleetArgs) {
 
   const network = createNetwork(args);
 
-  const cluster = new ecs.Cluster('GpuCluster', {
-    // Container Insights publishes RunningTaskCount and DesiredTaskCount per service, which
-    // the backlog-per-task scaling divides by and the scale-from-zero alarm checks.
-    settings: [{ name: 'containerInsights', value: 'enabled' }],
-  });
+  const ecsRole = args.serviceLinkedRoles?.ecs ?? [];
+  const cluster = new ecs.Cluster(
+    'GpuCluster',
+    {
+      // Container Insights publishes RunningTaskCount and DesiredTaskCount per service, which
+      // the backlog-per-task scaling divides by and the scale-from-zero alarm checks.
+      settings: [{ name: 'containerInsights', value: 'enabled' }],
+    },
+    { dependsOn: ecsRole },
+  );
 
   const logGroup = new cloudwatch.LogGroup('RunnerLogs', {
     name: `/amdm/${args.stage}/runner`,
@@ -118,6 +141,8 @@ export function createGpuFleet(args: GpuFleetArgs) {
     // back to its commit.
     imageTagMutability: 'IMMUTABLE',
     imageScanningConfiguration: { scanOnPush: true },
+    // ECR refuses to delete a repository that holds images
+    forceDelete: args.forceRemoval,
   });
   new ecr.LifecyclePolicy('RunnerImagesLifecycle', {
     repository: repository.name,
@@ -187,6 +212,10 @@ export function createGpuFleet(args: GpuFleetArgs) {
       // Required by managed termination protection: instances are born protected, and ECS
       // lifts the protection only from instances that run no task.
       protectFromScaleIn: true,
+      // Deleting the group otherwise first scales it to zero and waits, and protected
+      // instances never leave (hashicorp/terraform#18507): force deletion terminates them with
+      // the group (DeleteAutoScalingGroup ForceDelete). Only where `sst remove` is expected.
+      forceDelete: args.forceRemoval,
       mixedInstancesPolicy: {
         launchTemplate: {
           launchTemplateSpecification: { launchTemplateId: launchTemplate.id, version: '$Latest' },
@@ -207,26 +236,31 @@ export function createGpuFleet(args: GpuFleetArgs) {
       ],
     },
     // Managed scaling owns the instance count; a deploy must not reset it.
-    { ignoreChanges: ['desiredCapacity'] },
+    { ignoreChanges: ['desiredCapacity'], dependsOn: args.serviceLinkedRoles?.ec2AutoScaling ?? [] },
   );
 
-  const capacityProvider = new ecs.CapacityProvider('GpuCapacity', {
-    autoScalingGroupProvider: {
-      autoScalingGroupArn: autoScalingGroup.arn,
-      managedTerminationProtection: 'ENABLED',
-      managedDraining: 'ENABLED',
-      managedScaling: {
-        status: 'ENABLED',
-        // 100: no idle spare instance. A spare GPU instance would cost more than the cold start
-        // it saves at this scale.
-        targetCapacity: 100,
-        minimumScalingStepSize: 1,
-        maximumScalingStepSize: args.maxTasks,
-        // GPU AMI boot, ECS agent registration and the first image pull take minutes.
-        instanceWarmupPeriod: 300,
+  const capacityProvider = new ecs.CapacityProvider(
+    'GpuCapacity',
+    {
+      autoScalingGroupProvider: {
+        autoScalingGroupArn: autoScalingGroup.arn,
+        managedTerminationProtection: 'ENABLED',
+        managedDraining: 'ENABLED',
+        managedScaling: {
+          status: 'ENABLED',
+          // 100: no idle spare instance. A spare GPU instance would cost more than the cold start
+          // it saves at this scale.
+          targetCapacity: 100,
+          minimumScalingStepSize: 1,
+          maximumScalingStepSize: args.maxTasks,
+          // GPU AMI boot, ECS agent registration and the first image pull take minutes.
+          instanceWarmupPeriod: 300,
+        },
       },
     },
-  });
+    // CreateCapacityProvider is the call that fails without ECS's service-linked role
+    { dependsOn: ecsRole },
+  );
 
   const clusterCapacity = new ecs.ClusterCapacityProviders('GpuClusterCapacity', {
     clusterName: cluster.name,
@@ -277,6 +311,8 @@ export function createGpuFleet(args: GpuFleetArgs) {
       deploymentCircuitBreaker: { enable: true, rollback: true },
       enableEcsManagedTags: true,
       propagateTags: 'SERVICE',
+      // removal does not wait for the tasks to drain (a protected task may hold a job)
+      forceDelete: args.forceRemoval,
     },
     {
       // Application Auto Scaling owns desiredCount; a deploy must not reset it to 0 under a

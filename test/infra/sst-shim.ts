@@ -123,7 +123,8 @@ export function installSstShim(stage = 'test') {
   Object.assign(globalThis, {
     sst: { aws: { Bucket, Queue, Router, Function }, Secret, Linkable },
     aws: awsProvider,
-    $app: { name: 'amdm', stage, removal: 'remove', protect: false, providers: {} },
+    // as sst.config.ts's app() decides them
+    $app: { name: 'amdm', stage, removal: stage === 'prod' ? 'retain' : 'remove', protect: stage === 'prod', providers: {} },
     $dev: false,
     $cli: { command: 'deploy', paths: { root: SHIM_ROOT } },
     $config: (config: unknown) => config,

@@ -249,7 +249,8 @@ describe('GPU fleet', () => {
     expect(c.image).toBe(`${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com/runnerimages-mock:abc1234`);
     expect(c.logConfiguration.logDriver).toBe('awslogs');
     expect(c.logConfiguration.options['awslogs-group']).toBe('/amdm/prod/runner');
-    expect(c.stopTimeout).toBe(120);
+    // EC2 has no 120 s ceiling (that is Fargate's): long enough for a running job to finish
+    expect(c.stopTimeout).toBe(600);
   });
 
   it('wires the runner to its resources through SST_RESOURCE_* variables from sst.Linkable.env', () => {
@@ -271,6 +272,8 @@ describe('GPU fleet', () => {
       AWS_REGION: REGION,
     });
     expect(Number(env.RUNNER_GRACE_SECONDS)).toBeLessThan(container().container.stopTimeout);
+    // the release of an unfinished job and the cleanup fit between the grace period and the kill
+    expect(container().container.stopTimeout - Number(env.RUNNER_GRACE_SECONDS)).toBeGreaterThanOrEqual(60);
     expect(env.AMDM_MODELS_DIR).toMatch(/^\//);
   });
 
@@ -299,6 +302,39 @@ describe('GPU fleet', () => {
     expect(svc.inputs.capacityProviderStrategies).toEqual([{ capacityProvider: 'gpucapacity-mock', weight: 1, base: 0 }]);
     expect(svc.inputs).not.toHaveProperty('launchType');
     expect(svc.opts.ignoreChanges).toContain('desiredCount');
+  });
+});
+
+describe('first deploy into an account that never used ECS', () => {
+  const dependsOnNames = async (opts: any) => Promise.all(([opts.dependsOn ?? []].flat() as any[]).map(async (r) => (await resolve<string>(r.urn)).split('::').at(-1)));
+
+  it('creates the ECS, Application Auto Scaling and EC2 Auto Scaling service-linked roles the account lacks', () => {
+    const roles = mocks.ofType('aws:iam/serviceLinkedRole:ServiceLinkedRole');
+    expect(roles.map((r) => r.inputs.awsServiceName).sort()).toEqual([
+      'autoscaling.amazonaws.com',
+      'ecs.amazonaws.com',
+      'ecs.application-autoscaling.amazonaws.com',
+    ]);
+    // they belong to the account: removing this stack must not delete them from under others
+    for (const role of roles) expect(role.opts.retainOnDelete, role.name).toBe(true);
+    // looked up by their documented path, a read that lists nothing when absent
+    const lookups = mocks.calls.filter((c) => c.token === 'aws:iam/getRoles:getRoles').map((c) => c.inputs.pathPrefix).sort();
+    expect(lookups).toEqual(['/aws-service-role/autoscaling.amazonaws.com/', '/aws-service-role/ecs.amazonaws.com/', '/aws-service-role/ecs.application-autoscaling.amazonaws.com/']);
+  });
+
+  it('creates them before the resources whose creation needs them', async () => {
+    expect(await dependsOnNames(raw('aws:ecs/cluster:Cluster').opts)).toContain('EcsServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:ecs/capacityProvider:CapacityProvider').opts)).toContain('EcsServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:autoscaling/group:Group').opts)).toContain('Ec2AutoScalingServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:appautoscaling/target:Target').opts)).toContain('EcsAutoScalingServiceLinkedRole');
+  });
+});
+
+describe('removal of a protected stage', () => {
+  it('keeps the waits on prod: no forced deletion of the instances, the service or the images', () => {
+    expect(raw('aws:autoscaling/group:Group').inputs.forceDelete).toBe(false);
+    expect(raw('aws:ecs/service:Service').inputs.forceDelete).toBe(false);
+    expect(raw('aws:ecr/repository:Repository').inputs.forceDelete).toBe(false);
   });
 });
 
