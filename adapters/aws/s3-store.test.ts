@@ -107,3 +107,25 @@ describe('S3Store reads that S3 refuses', () => {
     expect(await store.get('tenants/acme/jobs/job_03/status.json')).toBeNull();
   });
 });
+
+describe('S3Store presigned URL lifetimes', () => {
+  const storeWith = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }) =>
+    new S3Store({ client: new S3Client({ region: 'us-east-1', credentials, endpoint: 'http://s3.invalid', forcePathStyle: true }), bucket });
+
+  it('never outlive the credentials that sign them', async () => {
+    const expiring = storeWith({ accessKeyId: 'a', secretAccessKey: 'b', sessionToken: 't', expiration: new Date(Date.now() + 10 * 60_000) });
+    const ttl = await expiring.presignableSeconds(3600);
+    expect(ttl).toBeLessThanOrEqual(9 * 60);
+    expect(ttl).toBeGreaterThan(8 * 60);
+    expect(new URL(await expiring.signedGetUrl('k', ttl)).searchParams.get('X-Amz-Expires')).toBe(String(ttl));
+  });
+
+  it('cap temporary credentials of unknown lifetime (a Lambda role\'s) at the edge\'s own URL lifetime', async () => {
+    expect(await storeWith({ accessKeyId: 'a', secretAccessKey: 'b', sessionToken: 't' }).presignableSeconds(3600)).toBe(900);
+    expect(await storeWith({ accessKeyId: 'a', secretAccessKey: 'b', sessionToken: 't' }).presignableSeconds(300)).toBe(300);
+  });
+
+  it('keep the wanted lifetime with long-term keys', async () => {
+    expect(await storeWith({ accessKeyId: 'a', secretAccessKey: 'b' }).presignableSeconds(3600)).toBe(3600);
+  });
+});

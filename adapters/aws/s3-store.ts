@@ -43,6 +43,11 @@ export interface S3StoreOptions {
   tags?: (key: string) => Readonly<Record<string, string>> | null;
 }
 
+/** Kept back from the signing credentials' expiry: clocks differ, and a download takes time to start. */
+const PRESIGN_EXPIRY_MARGIN_SECONDS = 60;
+/** See presignableSeconds: the edge's own output URL lifetime (edge/deps.ts outputUrlTtlSeconds). */
+export const PRESIGN_UNKNOWN_TEMPORARY_SECONDS = 900;
+
 /** S3's limits: at most 10 tags; keys 1-128 and values 0-256 characters of a restricted set. */
 const TAG_CHARS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 
@@ -193,6 +198,31 @@ export class S3Store implements ObjectStore {
     this.checkOpen();
     const command = new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) });
     return getSignedUrl(this.client, command, { expiresIn: checkSignedUrlTtl(ttlSeconds) });
+  }
+
+  /**
+   * The longest lifetime, up to `wantedSeconds`, that a URL presigned now keeps: a presigned
+   * URL stops working when the credentials that signed it expire, whatever its X-Amz-Expires
+   * (AWS Knowledge Center, "presigned URL ... expiring before the expiration time"). Callers
+   * mint with this and state it (expires_at), so a URL never claims more than it holds.
+   *
+   * - credentials with an expiration (the ECS task role, STS): until then, less a minute;
+   * - temporary credentials with no stated expiration (a Lambda role's, from environment
+   *   variables; AWS says such services "don't necessarily comply with the role's session
+   *   duration"): at most `unknownTemporarySeconds`, the lifetime the edge already gives the
+   *   URLs of every job read made with the same credentials; a reader that needs longer
+   *   reads the job again and gets fresh ones;
+   * - long-term keys: `wantedSeconds`.
+   */
+  async presignableSeconds(wantedSeconds: number, unknownTemporarySeconds = PRESIGN_UNKNOWN_TEMPORARY_SECONDS): Promise<number> {
+    checkSignedUrlTtl(wantedSeconds);
+    const credentials = await this.client.config.credentials();
+    if (credentials.expiration) {
+      const left = Math.floor((credentials.expiration.getTime() - Date.now()) / 1000) - PRESIGN_EXPIRY_MARGIN_SECONDS;
+      return Math.max(1, Math.min(wantedSeconds, left));
+    }
+    if (credentials.sessionToken) return Math.min(wantedSeconds, unknownTemporarySeconds);
+    return wantedSeconds;
   }
 
   /**
