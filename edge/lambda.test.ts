@@ -148,6 +148,18 @@ describe('edge/lambda.ts', () => {
     expect(last?.status).toBe('failed');
   });
 
+  it('hands out upload tickets whose headers carry the expiry tag the presigned PUT signs', async () => {
+    const res = await call('/v1/uploads', { body: { content_type: 'image/png' } });
+    expect(res.status).toBe(201);
+    const ticket = (await res.json()) as { upload_id: string; upload_url: string; method: string; headers: Record<string, string> };
+    // uploads expire like outputs (infra/storage.ts lifecycle rule, by tag)
+    expect(ticket.headers).toEqual({ 'content-type': 'image/png', 'x-amz-tagging': 'amdm-expire=job-output' });
+    expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toContain('x-amz-tagging');
+    const put = await fetch(ticket.upload_url, { method: ticket.method, headers: ticket.headers, body: new Uint8Array([137, 80, 78, 71]) });
+    expect(put.status).toBe(200);
+    expect((await store.get(`tenants/acme/uploads/${ticket.upload_id}`))?.body).toEqual(new Uint8Array([137, 80, 78, 71]));
+  });
+
   // Lambda refuses events over 6,291,456 bytes with its own 413 before the handler runs; the
   // API's job body limit sits below that by the envelope, so every body up to it reaches the
   // handler and the first byte over it gets the API's problem+json

@@ -8,7 +8,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { buildApp } from 'fauxqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkedStore } from './links.ts';
-import { EXPIRING_OBJECT_TAG, isJobOutputKey, retentionTags } from './retention.ts';
+import { EXPIRING_OBJECT_TAG, isJobOutputKey, isUploadKey, retentionTags } from './retention.ts';
 import { encodeTagging, S3Store, StoreAccessDeniedError } from './s3-store.ts';
 
 interface Seen {
@@ -50,14 +50,16 @@ afterAll(async () => {
 const putsOf = (key: string) => seen.filter((r) => r.method === 'PUT' && decodeURIComponent(r.url.split('?')[0]!) === `/${bucket}/${key}`);
 
 describe('S3Store retention tags', () => {
-  it('the store built from the links sends amdm-expire=job-output with every job output, and no tag with anything else', async () => {
+  it('the store built from the links sends amdm-expire=job-output with every job output and upload, and no tag with anything else', async () => {
     const store = linkedStore({ Store: { name: bucket } }, s3);
     const output = 'tenants/acme/jobs/job_01/out/aggregated-0.png';
     const latent = 'tenants/acme/jobs/job_01/out/shapes-base-0.f32';
-    const others = ['tenants/acme/jobs/job_01/status.json', 'tenants/acme/usage/2026-01-01/job_01.json', 'apikeys/abc.json', 'tenants/acme/uploads/u1'];
-    for (const key of [output, latent, ...others]) await store.put(key, new Uint8Array([1, 2, 3]), 'application/octet-stream');
+    // an inline reference image, written by the edge
+    const upload = 'tenants/acme/uploads/u1';
+    const others = ['tenants/acme/jobs/job_01/status.json', 'tenants/acme/usage/2026-01-01/job_01.json', 'apikeys/abc.json'];
+    for (const key of [output, latent, upload, ...others]) await store.put(key, new Uint8Array([1, 2, 3]), 'application/octet-stream');
 
-    for (const key of [output, latent]) {
+    for (const key of [output, latent, upload]) {
       const [put, ...more] = putsOf(key);
       expect(more).toEqual([]);
       expect(put!.headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
@@ -78,8 +80,27 @@ describe('S3Store retention tags', () => {
     expect(putsOf('tenants/acme/jobs/job_02/out/aggregated-0.png')[0]!.headers['x-amz-tagging']).toBeUndefined();
   });
 
-  it('matches only files directly in a job\'s out/ folder', () => {
+  it('a presigned upload PUT signs the expiry tag as a header, which the uploader must send', async () => {
+    const store = linkedStore({ Store: { name: bucket } }, s3);
+    const key = 'tenants/acme/uploads/upl_02';
+    const url = new URL(await store.signedPutUrl(key, 120, 'image/png'));
+    expect(url.searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host;x-amz-tagging');
+    // a query parameter S3 might ignore is never the carrier
+    expect([...url.searchParams.keys()].filter((k) => /tagging/i.test(k))).toEqual([]);
+    const headers = { ...store.signedPutHeaders(key), 'content-type': 'image/png' };
+    expect(headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
+    expect((await fetch(url, { method: 'PUT', body: new Uint8Array([9]), headers })).status).toBe(200);
+    expect(putsOf(key)[0]!.headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
+    // keys without tags sign Content-Type only and need no other header
+    expect(new URL(await store.signedPutUrl('tenants/acme/jobs/j/request.json', 60, 'application/json')).searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host');
+    expect(store.signedPutHeaders('tenants/acme/jobs/j/request.json')).toEqual({});
+  });
+
+  it('matches only files directly in a job\'s out/ folder, and uploads', () => {
     expect(isJobOutputKey('tenants/t/jobs/j/out/a-0.png')).toBe(true);
+    expect(isUploadKey('tenants/t/uploads/upl_1')).toBe(true);
+    expect(isUploadKey('tenants/t/uploads/upl_1/x')).toBe(false);
+    expect(retentionTags('tenants/t/uploads/upl_1')).toEqual({ [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value });
     for (const key of ['tenants/t/jobs/j/out/', 'tenants/t/jobs/j/out/x/y.png', 'tenants/t/jobs/j/status.json', 'tenants/t/out/a.png', 'xtenants/t/jobs/j/out/a.png', 'tenants/t/jobs/j/webhook/0001.json']) {
       expect(isJobOutputKey(key), key).toBe(false);
     }

@@ -142,8 +142,7 @@ export class S3Store implements ObjectStore {
     const objectKey = this.objectKey(key);
     const bytes = checkBodyType(body);
     const type = checkContentType(contentType);
-    const tags = this.tags?.(key);
-    const tagging = tags ? encodeTagging(tags, key) : undefined;
+    const tagging = this.tagging(key);
     await this.client.send(
       new PutObjectCommand({
         Bucket: this.bucket,
@@ -226,14 +225,23 @@ export class S3Store implements ObjectStore {
   }
 
   /**
-   * The URL signs the Content-Type header, so the upload must send exactly `contentType`.
+   * The URL signs the Content-Type header, so the upload must send exactly `contentType`, and,
+   * when the key's tag rule gives it tags, the x-amz-tagging header (signedPutHeaders).
+   *
+   * Tags travel as a signed header, never as a query parameter: whether S3 applies an
+   * x-amz-tagging query parameter of a presigned PUT is disputed in public reports
+   * (aws/aws-sdk#782 says it is ignored), while a signed header is applied and cannot be left
+   * out, since S3 refuses a request without a header its signature covers. So an upload
+   * either carries its expiry tag or is not stored.
    */
   async signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string> {
     this.checkOpen();
+    const tagging = this.tagging(key);
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: this.objectKey(key),
       ContentType: checkContentType(contentType),
+      ...(tagging !== undefined ? { Tagging: tagging } : {}),
     });
     // Since SDK 3.729 the default checksum middleware signs a CRC32 of the (empty) body into
     // the URL, and S3 then rejects every real upload with a checksum mismatch. The uploader's
@@ -252,8 +260,21 @@ export class S3Store implements ObjectStore {
     );
     return getSignedUrl(this.client, command, {
       expiresIn: checkSignedUrlTtl(ttlSeconds),
-      signableHeaders: new Set(['content-type']),
+      signableHeaders: new Set(['content-type', ...(tagging !== undefined ? ['x-amz-tagging'] : [])]),
+      // the presigner moves x-amz-* headers into the query unless told otherwise
+      unhoistableHeaders: new Set(tagging !== undefined ? ['x-amz-tagging'] : []),
     });
+  }
+
+  /** The header a PUT to signedPutUrl(key) must send: the key's tags, as that URL signed them. */
+  signedPutHeaders(key: string): Readonly<Record<string, string>> {
+    const tagging = this.tagging(key);
+    return tagging !== undefined ? { 'x-amz-tagging': tagging } : {};
+  }
+
+  private tagging(key: string): string | undefined {
+    const tags = this.tags?.(key);
+    return tags ? encodeTagging(tags, key) : undefined;
   }
 
   /** The S3Client belongs to the caller, who destroys it. */
