@@ -24,6 +24,7 @@ import {
   runnerTaskPolicy,
   serviceTrustPolicy,
 } from './iam.ts';
+import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES } from '../gpu-runner/aws/start-failure.ts';
 import { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queues.ts';
 
 /** The ECS GPU-optimized Amazon Linux 2023 AMI, as AWS publishes it. */
@@ -47,6 +48,17 @@ export const RUNNER_HEALTH_CHECK = {
 } as const;
 /** The runner's model cache inside the container (filled from s3://BUCKET/models/ at start). */
 export const RUNNER_MODELS_DIR = '/var/cache/amdm/models';
+/**
+ * Where that cache lives: a folder of the instance, bind-mounted into every runner task, so a
+ * task restarted on the same instance (a crash, a deploy, another GPU of a multi-GPU type)
+ * finds the models it verified and downloads only what changed. On the root EBS volume, not
+ * the instance store: not every GPU type has one, it would have to be formatted at each boot,
+ * and the instance (and so the cache) lives only until scale-in either way.
+ */
+export const MODEL_CACHE_HOST_PATH = '/var/cache/amdm/models';
+export const MODEL_CACHE_VOLUME = 'model-cache';
+/** The runner image's unprivileged user (gpu-runner/Dockerfile, useradd --uid), who must own the host cache. */
+export const RUNNER_UID = 10001;
 /**
  * Time between SIGTERM and SIGKILL. 120 s is the maximum on Fargate only; on EC2 the task
  * definition's stopTimeout has no documented maximum and overrides the agent's
@@ -276,6 +288,7 @@ export function createGpuFleet(args: GpuFleetArgs) {
     // Bridge: the runner accepts no connections, so it needs no ENI of its own (GPU
     // instances have few), and the bridge is what the one-hop metadata limit keys on.
     networkMode: 'bridge',
+    volumes: [{ name: MODEL_CACHE_VOLUME, hostPath: MODEL_CACHE_HOST_PATH }],
     executionRoleArn: roles.executionRole.arn,
     taskRoleArn: roles.taskRole.arn,
     containerDefinitions: jsonStringify(
@@ -379,6 +392,9 @@ export function runnerContainerDefinition(args: {
     RUNNER_VISIBILITY_SECONDS: String(JOB_VISIBILITY_TIMEOUT_SECONDS),
     AMDM_MAX_RECEIVES: String(JOB_MAX_RECEIVE_COUNT),
     RUNNER_GRACE_SECONDS: String(RUNNER_GRACE_SECONDS),
+    // when a runner that cannot start gives up for the fleet (gpu-runner/aws/start-failure.ts)
+    AMDM_START_FAILURE_LIMIT: String(DEFAULT_START_FAILURE_LIMIT),
+    AMDM_START_FAILURE_WINDOW_MINUTES: String(DEFAULT_START_FAILURE_WINDOW_MINUTES),
     ...args.environment,
   };
   const byName = ([a]: [string, string], [b]: [string, string]) => (a < b ? -1 : a > b ? 1 : 0);
@@ -397,6 +413,8 @@ export function runnerContainerDefinition(args: {
       .sort(byName)
       .map(([name, valueFrom]) => ({ name, valueFrom })),
     stopTimeout: RUNNER_STOP_TIMEOUT_SECONDS,
+    // the instance's model cache (see MODEL_CACHE_HOST_PATH), shared by the tasks it runs
+    mountPoints: [{ sourceVolume: MODEL_CACHE_VOLUME, containerPath: RUNNER_MODELS_DIR, readOnly: false }],
     // An init process forwards SIGTERM to node and reaps the sampler's children.
     linuxParameters: { initProcessEnabled: true },
     // A wedged runner (its event loop stuck) stops rewriting the liveness file; ECS then
@@ -429,6 +447,11 @@ export function ecsUserData(clusterName: string): string {
     'echo "ECS_ENABLE_TASK_IAM_ROLE=true" >> /etc/ecs/ecs.config',
     // The runner image is large; keep it cached across task restarts on the same instance.
     'echo "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached" >> /etc/ecs/ecs.config',
+    // The model cache the runner tasks bind-mount: made here, owned by the image's user,
+    // since Docker would create a missing host path owned by root and the runner could not write.
+    `mkdir -p ${MODEL_CACHE_HOST_PATH}`,
+    `chown ${RUNNER_UID}:${RUNNER_UID} ${MODEL_CACHE_HOST_PATH}`,
+    `chmod 0750 ${MODEL_CACHE_HOST_PATH}`,
     '',
   ].join('\n');
 }
@@ -507,6 +530,7 @@ function createRoles(args: GpuFleetArgs, clusterName: Input<string>, secretParam
             jobDeadLetterQueueArn,
             webhookQueueArn,
             clusterTasksArn: `arn:aws:ecs:${args.region}:${args.accountId}:task/${cluster}/*`,
+            clusterServicesArn: `arn:aws:ecs:${args.region}:${args.accountId}:service/${cluster}/*`,
           }),
         ),
     ),

@@ -54,6 +54,8 @@ export interface RunnerArns {
   webhookQueueArn: string;
   /** ARN pattern of the fleet cluster's tasks: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/* */
   clusterTasksArn: string;
+  /** ARN pattern of the fleet cluster's services: arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/* */
+  clusterServicesArn: string;
 }
 
 export function edgePolicy(arns: EdgeArns): PolicyDocument {
@@ -94,7 +96,7 @@ export function edgePolicy(arns: EdgeArns): PolicyDocument {
 }
 
 export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
-  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn } = arns;
+  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn, clusterServicesArn } = arns;
   return {
     Version: '2012-10-17',
     Statement: [
@@ -136,6 +138,21 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
       // status.json and cancel.json of a job that has none yet, a model file missing from the
       // upload, the fleet's start records (gpu-runner/aws/start-failure.ts)
       listBucketForMissingKeys(bucketArn),
+      {
+        Sid: 'RecordStarts',
+        Effect: 'Allow',
+        // one record per start and per failed start, tagged for expiry (gpu-runner/aws/start-failure.ts)
+        Action: ['s3:PutObject', 's3:PutObjectTagging'],
+        Resource: [`${bucketArn}/fleet/*`],
+      },
+      {
+        Sid: 'GiveUpStarting',
+        Effect: 'Allow',
+        // after repeated failed starts with no other task running: read the service's running
+        // count, then set its desired count to 0; only the services of the fleet's own cluster
+        Action: ['ecs:DescribeServices', 'ecs:UpdateService'],
+        Resource: [clusterServicesArn],
+      },
       {
         Sid: 'TaskScaleInProtection',
         Effect: 'Allow',

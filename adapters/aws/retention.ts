@@ -30,7 +30,14 @@ export function isUploadKey(key: string): boolean {
   return UPLOAD_KEY.test(key);
 }
 
-/** The tags to write with `key`: the expiry tag on job outputs and uploads, nothing on anything else. */
+/** fleet/starts/* and fleet/start-failures/*: one small record per runner start (gpu-runner/aws/start-failure.ts). */
+const FLEET_RECORD_KEY = /^fleet\/(starts|start-failures)\/[^/]+$/;
+
+export function isFleetRecordKey(key: string): boolean {
+  return FLEET_RECORD_KEY.test(key);
+}
+
+/** The tags to write with `key`: the expiry tag on job outputs, uploads and fleet records, nothing on anything else. */
 export function retentionTags(key: string): Readonly<Record<string, string>> | null {
-  return isJobOutputKey(key) || isUploadKey(key) ? { [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value } : null;
+  return isJobOutputKey(key) || isUploadKey(key) || isFleetRecordKey(key) ? { [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value } : null;
 }

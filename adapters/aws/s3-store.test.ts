@@ -87,7 +87,7 @@ describe('S3Store retention tags', () => {
     expect(url.searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host;x-amz-tagging');
     // a query parameter S3 might ignore is never the carrier
     expect([...url.searchParams.keys()].filter((k) => /tagging/i.test(k))).toEqual([]);
-    const headers = { ...store.signedPutHeaders(key), 'content-type': 'image/png' };
+    const headers: Record<string, string> = { ...store.signedPutHeaders(key), 'content-type': 'image/png' };
     expect(headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
     expect((await fetch(url, { method: 'PUT', body: new Uint8Array([9]), headers })).status).toBe(200);
     expect(putsOf(key)[0]!.headers['x-amz-tagging']).toBe(`${EXPIRING_OBJECT_TAG.key}=${EXPIRING_OBJECT_TAG.value}`);
@@ -101,6 +101,10 @@ describe('S3Store retention tags', () => {
     expect(isUploadKey('tenants/t/uploads/upl_1')).toBe(true);
     expect(isUploadKey('tenants/t/uploads/upl_1/x')).toBe(false);
     expect(retentionTags('tenants/t/uploads/upl_1')).toEqual({ [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value });
+    // the fleet's start records (gpu-runner/aws/start-failure.ts) expire too
+    expect(retentionTags('fleet/start-failures/000123-task.json')).toEqual({ [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value });
+    expect(retentionTags('fleet/starts/000123-task.json')).toEqual({ [EXPIRING_OBJECT_TAG.key]: EXPIRING_OBJECT_TAG.value });
+    expect(retentionTags('fleet/other/x')).toBeNull();
     for (const key of ['tenants/t/jobs/j/out/', 'tenants/t/jobs/j/out/x/y.png', 'tenants/t/jobs/j/status.json', 'tenants/t/out/a.png', 'xtenants/t/jobs/j/out/a.png', 'tenants/t/jobs/j/webhook/0001.json']) {
       expect(isJobOutputKey(key), key).toBe(false);
     }

@@ -43,7 +43,8 @@ afterAll(() => rmSync(catalogDir, { recursive: true, force: true }));
 
 beforeAll(async () => {
   const saved = { ...process.env };
-  Object.assign(process.env, { AMDM_MODEL_CATALOG: relative(root, catalogFile), AMDM_RUNNER_IMAGE_TAG: 'abc1234' });
+  // no AMDM_RUNNER_IMAGE_TAG: a stage deployed before its first image
+  Object.assign(process.env, { AMDM_MODEL_CATALOG: relative(root, catalogFile) });
   try {
     const config = (await import('../../sst.config.ts')).default as unknown as { run(): Promise<Record<string, unknown>> };
     await mocks.run(() => config.run());
@@ -59,6 +60,19 @@ describe('a non-production stage', () => {
     expect(mocks.one('aws:ecs/service:Service').inputs.forceDelete).toBe(true);
     // ECR refuses to delete a repository with images in it
     expect(mocks.one('aws:ecr/repository:Repository').inputs.forceDelete).toBe(true);
+  });
+});
+
+describe('a stage without a runner image yet (the bootstrap tag)', () => {
+  it('holds the fleet at zero: a task could only pull a missing image on a paid GPU instance', () => {
+    expect(mocks.one('aws:appautoscaling/target:Target').inputs).toMatchObject({ minCapacity: 0, maxCapacity: 0 });
+  });
+
+  it('has no alert email or extra topic unless configured', () => {
+    expect(mocks.ofType('aws:sns/topicSubscription:TopicSubscription')).toEqual([]);
+    const alarm = mocks.ofType('aws:cloudwatch/metricAlarm:MetricAlarm').find((a) => a.name === 'RunnerNotStartingAlarm')!;
+    expect(alarm.inputs.alarmActions).toHaveLength(2);
+    expect(alarm.inputs.evaluationPeriods).toBe(20);
   });
 });
 

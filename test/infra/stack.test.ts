@@ -46,6 +46,10 @@ afterAll(() => rmSync(catalogDir, { recursive: true, force: true }));
 const env = {
   AMDM_GPU_INSTANCE_TYPES: 'g6.xlarge,g5.xlarge',
   AMDM_MAX_TASKS: '4',
+  AMDM_MIN_TASKS: '1',
+  AMDM_START_TIMEOUT_MINUTES: '25',
+  AMDM_ALERT_EMAIL: 'ops@example.com',
+  AMDM_ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:pager',
   AMDM_IDLE_MINUTES: '20',
   AMDM_RETENTION_DAYS: '9',
   AMDM_TARGET_BACKLOG_PER_TASK: '2',
@@ -286,6 +290,18 @@ describe('GPU fleet', () => {
     expect(JSON.stringify(td.containerDefinitions)).not.toMatch(/WebhookSigningSecret|KeyPepper/);
   });
 
+  it('keeps the model cache on the instance, shared by the runner tasks it runs', () => {
+    const { td, container: c, env } = container();
+    expect(td.volumes).toEqual([{ name: 'model-cache', hostPath: '/var/cache/amdm/models' }]);
+    expect(c.mountPoints).toEqual([{ sourceVolume: 'model-cache', containerPath: env.AMDM_MODELS_DIR, readOnly: false }]);
+    // the host folder exists before any task and belongs to the image's user (gpu-runner/Dockerfile)
+    const userData = Buffer.from(raw('aws:ec2/launchTemplate:LaunchTemplate').inputs.userData, 'base64').toString();
+    expect(userData).toContain('mkdir -p /var/cache/amdm/models');
+    const uid = /useradd[^\n]*--uid (\d+)/.exec(readFileSync(join(root, 'gpu-runner/Dockerfile'), 'utf8'))?.[1];
+    expect(uid).toBeDefined();
+    expect(userData).toContain(`chown ${uid}:${uid} /var/cache/amdm/models`);
+  });
+
   it('checks the runner\'s health with the liveness file the runner writes', () => {
     const { container: c, env } = container();
     expect(c.healthCheck).toEqual({ command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'], interval: 30, timeout: 5, retries: 3, startPeriod: 300 });
@@ -344,9 +360,9 @@ describe('scaling', () => {
   const metricNames = (queries: any[]) =>
     queries.flatMap((q) => [q.metric?.metricName, q.metricStat?.metric?.metricName]).filter(Boolean);
 
-  it('lets the service go from 0 to max tasks', () => {
+  it('lets the service go from the warm pool (min tasks) to max tasks', () => {
     const target = raw('aws:appautoscaling/target:Target').inputs;
-    expect(target).toMatchObject({ minCapacity: 0, maxCapacity: 4, scalableDimension: 'ecs:service:DesiredCount' });
+    expect(target).toMatchObject({ minCapacity: 1, maxCapacity: 4, scalableDimension: 'ecs:service:DesiredCount' });
     expect(target.resourceId).toBe('service/gpucluster-mock/runnerservice-mock');
   });
 
@@ -386,11 +402,16 @@ describe('scaling', () => {
     const alarm = alarms().find((a) => a.inputs.alarmActions?.includes(`arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerstartfromzero-mock`))!;
     expect(alarm).toBeDefined();
     expect(metricNames(alarm.inputs.metricQueries).sort()).toEqual([
+      'ApproximateAgeOfOldestMessage',
       'ApproximateNumberOfMessagesNotVisible',
       'ApproximateNumberOfMessagesVisible',
       'DesiredTaskCount',
     ]);
     expect(alarm.inputs).toMatchObject({ comparisonOperator: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 1 });
+    // jobs that waited through a failed start (older than the start timeout) do not restart it
+    const gate = alarm.inputs.metricQueries.find((q: any) => q.returnData);
+    const oldestId = alarm.inputs.metricQueries.find((q: any) => q.metric?.metricName === 'ApproximateAgeOfOldestMessage').id;
+    expect(gate.expression.replace(/\s/g, '')).toContain(`FILL(${oldestId},0)<${25 * 60}`);
   });
 
   it('scales to zero after the configured idle minutes with nothing visible or in flight', () => {
@@ -408,6 +429,59 @@ describe('scaling', () => {
     const work = alarm.inputs.metricQueries.find((q: any) => q.returnData);
     expect(work.expression).toMatch(/visible/);
     expect(work.expression).toMatch(/inflight/);
+  });
+});
+
+describe('a fleet that cannot start', () => {
+  const alarms = () => mocks.ofType('aws:cloudwatch/metricAlarm:MetricAlarm');
+  const alertTopic = () => raw('aws:sns/topic:Topic', 'Alerts');
+  // the mocked provider's ARN for the topic
+  const topic = () => `arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`;
+
+  it('notifies the operator\'s email and topic', () => {
+    expect(alertTopic().inputs.displayName).toBe('AMDM prod');
+    const sub = raw('aws:sns/topicSubscription:TopicSubscription').inputs;
+    expect(sub).toMatchObject({ protocol: 'email', endpoint: 'ops@example.com', topic: topic() });
+    // CloudWatch and EventBridge may publish, for this account only
+    const policy = JSON.parse(raw('aws:sns/topicPolicy:TopicPolicy').inputs.policy);
+    expect(policy.Statement.map((s: any) => s.Principal.Service).sort()).toEqual(['cloudwatch.amazonaws.com', 'events.amazonaws.com']);
+    for (const s of policy.Statement) expect(s.Condition).toEqual({ StringEquals: { 'aws:SourceAccount': ACCOUNT_ID } });
+  });
+
+  it('alarms when tasks have been wanted for the start timeout with none running, and sets the service to zero', () => {
+    const alarm = alarms().find((a) => a.name === 'RunnerNotStartingAlarm')!;
+    expect(alarm.inputs).toMatchObject({ comparisonOperator: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 25, datapointsToAlarm: 25 });
+    const byName = Object.fromEntries(alarm.inputs.metricQueries.filter((q: any) => q.metric).map((q: any) => [q.metric.metricName, q]));
+    expect(Object.keys(byName).sort()).toEqual(['DesiredTaskCount', 'RunningTaskCount']);
+    const expr = alarm.inputs.metricQueries.find((q: any) => q.returnData).expression.replace(/\s/g, '');
+    expect(expr).toBe(`IF(FILL(${byName.DesiredTaskCount.id},0)>=1ANDFILL(${byName.RunningTaskCount.id},0)==0,1,0)`);
+    const stop = mocks.ofType('aws:appautoscaling/policy:Policy').find((p) => p.name === 'RunnerStopStarting')!;
+    expect(stop.inputs.stepScalingPolicyConfiguration).toMatchObject({ adjustmentType: 'ExactCapacity', stepAdjustments: [{ metricIntervalLowerBound: '0', scalingAdjustment: 0 }] });
+    expect(alarm.inputs.alarmActions).toEqual([topic(), 'arn:aws:sns:us-east-1:123456789012:pager', `arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerstopstarting-mock`]);
+  });
+
+  it('alarms when a job has waited an hour, whatever the reason', () => {
+    const alarm = alarms().find((a) => a.name === 'JobsWaitingAlarm')!;
+    expect(alarm.inputs).toMatchObject({ metricName: 'ApproximateAgeOfOldestMessage', namespace: 'AWS/SQS', threshold: 3600, comparisonOperator: 'GreaterThanThreshold' });
+    expect(alarm.inputs.dimensions).toEqual({ QueueName: 'amdm-test-jobqueue' });
+    expect(alarm.inputs.alarmActions).toContain(topic());
+  });
+
+  it('forwards ECS\'s "task failed to start" events, and runners that gave up, to the topic', () => {
+    const rule = JSON.parse(raw('aws:cloudwatch/eventRule:EventRule').inputs.eventPattern);
+    expect(rule).toEqual({
+      source: ['aws.ecs'],
+      'detail-type': ['ECS Task State Change'],
+      detail: {
+        clusterArn: [`arn:aws:ecs:${REGION}:${ACCOUNT_ID}:cluster/gpucluster-mock`],
+        lastStatus: ['STOPPED'],
+        $or: [{ stopCode: ['TaskFailedToStart'] }, { containers: { exitCode: [78] } }],
+      },
+    });
+    const target = raw('aws:cloudwatch/eventTarget:EventTarget').inputs;
+    expect(target.arn).toBe(topic());
+    expect(target.inputTransformer.inputPaths).toEqual({ task: '$.detail.taskArn', code: '$.detail.stopCode', reason: '$.detail.stoppedReason' });
+    expect(JSON.parse(target.inputTransformer.inputTemplate.replace(/<(\w+)>/g, '$1'))).toMatch(/^AMDM prod: runner task task stopped \(code\): reason/);
   });
 });
 
@@ -518,6 +592,20 @@ describe('IAM', () => {
       's3:PutObjectTagging',
     ]);
     expect(actionsAllowed(taskPolicy(), `${store}/apikeys/abc.json`)).toEqual([]);
+  });
+
+  it('lets a runner that cannot start record it, and set only its own cluster\'s services to zero', () => {
+    expect(actionsAllowed(taskPolicy(), `${store}/fleet/start-failures/0001-task.json`).sort()).toEqual(['s3:PutObject', 's3:PutObjectTagging']);
+    const giveUp = taskPolicy().Statement.find((s) => s.Action.includes('ecs:UpdateService'))!;
+    expect(giveUp.Action.sort()).toEqual(['ecs:DescribeServices', 'ecs:UpdateService']);
+    expect(giveUp.Resource).toEqual([`arn:aws:ecs:${REGION}:${ACCOUNT_ID}:service/gpucluster-mock/*`]);
+    // and the runner knows when to give up: the same numbers as its defaults
+    const { env } = (() => {
+      const td = raw('aws:ecs/taskDefinition:TaskDefinition').inputs;
+      const [c] = JSON.parse(td.containerDefinitions);
+      return { env: Object.fromEntries(c.environment.map((e: any) => [e.name, e.value])) };
+    })();
+    expect(env).toMatchObject({ AMDM_START_FAILURE_LIMIT: '3', AMDM_START_FAILURE_WINDOW_MINUTES: '30' });
   });
 
   it('lets the runner change task protection only on its own cluster tasks', () => {
