@@ -111,6 +111,21 @@ export default $config({
       alertTopicArn: params.alertTopicArn,
     });
 
+    // What `npx sst shell --stage STAGE -- npx amdm aws preflight` checks the account against
+    // (cli/aws-preflight.ts): names only, linked to nothing that runs
+    new sst.Linkable('RunnerFleet', {
+      properties: {
+        region: placement.region,
+        repository: fleet.repository.name,
+        imageTag: params.runnerImageTag,
+        instanceTypes: params.gpuInstanceTypes.join(','),
+        maxTasks: params.maxTasks,
+        cluster: fleet.cluster.name,
+        service: fleet.service.name,
+        catalogChecksumsSha256: edge.modelsChecksumsSha256 ?? '',
+      },
+    });
+
     return {
       api: router.url,
       bucket: bucket.name,

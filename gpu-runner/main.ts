@@ -39,7 +39,7 @@ import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { LivenessFile } from './aws/liveness.ts';
-import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
+import { MODELS_PREFIX, type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';
 import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES, StartFailures, ecsApi, ecsFleetControl } from './aws/start-failure.ts';
 import { TaskProtection } from './aws/task-protection.ts';
@@ -51,7 +51,7 @@ import { WorkerLoop } from './worker-loop.ts';
 export type RunnerMode = 'single-node' | 'aws';
 
 /** Where the runner copies its models from on AWS: s3://BUCKET/models/ (docs/deploy.md). */
-export const MODELS_PREFIX = 'models/';
+export { MODELS_PREFIX };
 
 export interface RunnerConfig {
   mode: RunnerMode;

@@ -30,6 +30,8 @@ import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
 import { StoreAccessDeniedError } from '../../adapters/aws/s3-store.ts';
 
 export const MANIFEST_NAME = 'checksums.json';
+/** Where the packages live in the stage's bucket: s3://BUCKET/models/ (docs/deploy.md). */
+export const MODELS_PREFIX = 'models/';
 
 /** Where models come from: relative keys under one prefix. */
 export interface ModelSource {
@@ -176,7 +178,7 @@ async function syncFile(source: ModelSource, cacheDir: string, path: string, exp
   return true;
 }
 
-async function readManifest(source: ModelSource): Promise<Record<string, string>> {
+export async function readManifest(source: ModelSource): Promise<Record<string, string>> {
   const where = source.describe(MANIFEST_NAME);
   const body = await source.open(MANIFEST_NAME);
   if (body === null) throw new ModelSyncError(`model manifest ${where} does not exist; upload models with their checksums first`);

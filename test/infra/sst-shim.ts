@@ -96,6 +96,15 @@ export const LINK_ENV_MARKER = 'SHIM_FROM_LINKABLE_ENV';
 export const linkEnvCalls: unknown[][] = [];
 
 class Linkable {
+  constructor(
+    readonly logicalName: string,
+    readonly args: { properties: Record<string, unknown> },
+  ) {
+    components.push({ type: 'sst:sst:Linkable', name: logicalName, args });
+  }
+  getSSTLink() {
+    return { properties: this.args.properties };
+  }
   static wrapped = new Map<unknown, (resource: any) => unknown>();
   static wrap(cls: { prototype: any }, cb: (resource: any) => unknown) {
     Linkable.wrapped.set(cls, cb);
