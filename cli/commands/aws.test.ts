@@ -11,9 +11,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../main.ts';
 
-const mocks = [mockClient(IAMClient), mockClient(ServiceQuotasClient), mockClient(LambdaClient), mockClient(ECRClient), mockClient(S3Client)];
+const iam = mockClient(IAMClient);
+const quotas = mockClient(ServiceQuotasClient);
+const lambda = mockClient(LambdaClient);
+const others = [mockClient(ECRClient), mockClient(S3Client)];
 afterEach(() => {
-  for (const m of mocks) m.reset();
+  for (const m of [iam, quotas, lambda, ...others]) m.reset();
   vi.restoreAllMocks();
 });
 
@@ -29,9 +32,9 @@ async function run(...argv: string[]) {
 
 describe('amdm aws preflight', () => {
   it('exits 1 when a check fails, listing every check with what to do', async () => {
-    mocks[0]!.on(GetRoleCommand).resolves({ Role: { RoleName: 'r', Path: '/', Arn: 'a', RoleId: 'i', CreateDate: new Date() } });
-    mocks[1]!.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 0 } });
-    mocks[2]!.on(GetAccountSettingsCommand).resolves({ AccountLimit: { ConcurrentExecutions: 1000 } });
+    iam.on(GetRoleCommand).resolves({ Role: { RoleName: 'r', Path: '/', Arn: 'a', RoleId: 'i', CreateDate: new Date() } });
+    quotas.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 0 } });
+    lambda.on(GetAccountSettingsCommand).resolves({ AccountLimit: { ConcurrentExecutions: 1000 } });
     const { code, out } = await run('aws', 'preflight', '--region', 'us-east-1');
     expect(code).toBe(1);
     expect(out).toMatch(/^ok {4}service-linked role AWSServiceRoleForECS exists$/m);
@@ -41,9 +44,9 @@ describe('amdm aws preflight', () => {
   });
 
   it('exits 0 when nothing fails, and answers JSON on request', async () => {
-    mocks[0]!.on(GetRoleCommand).resolves({ Role: { RoleName: 'r', Path: '/', Arn: 'a', RoleId: 'i', CreateDate: new Date() } });
-    mocks[1]!.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 64 } });
-    mocks[2]!.on(GetAccountSettingsCommand).resolves({ AccountLimit: { ConcurrentExecutions: 1000 } });
+    iam.on(GetRoleCommand).resolves({ Role: { RoleName: 'r', Path: '/', Arn: 'a', RoleId: 'i', CreateDate: new Date() } });
+    quotas.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 64 } });
+    lambda.on(GetAccountSettingsCommand).resolves({ AccountLimit: { ConcurrentExecutions: 1000 } });
     const { code, out } = await run('aws', 'preflight', '--region', 'us-east-1', '--json');
     expect(code).toBe(0);
     const report = JSON.parse(out);
