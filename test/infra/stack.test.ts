@@ -647,12 +647,33 @@ describe('IAM', () => {
   });
 });
 
+describe('what `amdm aws preflight` reads under `sst shell`', () => {
+  it('links the fleet\'s names and settings as RunnerFleet, and nothing secret', async () => {
+    const fleet = component('sst:sst:Linkable', 'RunnerFleet').args.properties;
+    const resolved = Object.fromEntries(await Promise.all(Object.entries(fleet).map(async ([k, v]) => [k, await resolve(v as any)])));
+    expect(resolved).toEqual({
+      region: REGION,
+      repository: 'runnerimages-mock',
+      imageTag: 'abc1234',
+      instanceTypes: 'g6.xlarge,g5.xlarge',
+      maxTasks: 4,
+      cluster: 'gpucluster-mock',
+      service: 'runnerservice-mock',
+      // the catalog of this deploy records no checksums.json (written without one)
+      catalogChecksumsSha256: '',
+    });
+  });
+});
+
 describe('outputs', () => {
   it('exposes the API URL, bucket, image repository and cluster', async () => {
     expect(await resolve(outputs.api as any)).toBe('https://d1234abcd.cloudfront.net');
     expect(await resolve(outputs.bucket as any)).toBe('amdm-test-store');
     expect(await resolve(outputs.runnerImages as any)).toContain('.dkr.ecr.');
     expect(await resolve(outputs.cluster as any)).toBe('gpucluster-mock');
+    // for the manual start after a failed one (docs/deploy.md)
+    expect(await resolve(outputs.service as any)).toBe('runnerservice-mock');
+    expect(await resolve(outputs.alerts as any)).toBe(`arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`);
   });
 });
 
