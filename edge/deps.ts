@@ -24,6 +24,8 @@ export interface Clock {
 export interface BlobSigner {
   signGet(key: string, ttlSeconds: number): Promise<string>;
   signPut(key: string, ttlSeconds: number, contentType: string): Promise<string>;
+  /** headers the upload must send besides Content-Type, because the URL signs them (ObjectStore.signedPutHeaders) */
+  putHeaders?(key: string): Readonly<Record<string, string>>;
 }
 
 /**
@@ -227,6 +229,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     signer: deps.signer ?? {
       signGet: (key, ttl) => store.signedGetUrl(key, ttl),
       signPut: (key, ttl, ct) => store.signedPutUrl(key, ttl, ct),
+      putHeaders: (key) => store.signedPutHeaders?.(key) ?? {},
     },
     localBlobs: deps.localBlobs ?? null,
     clock: deps.clock ?? { now: () => Date.now() },

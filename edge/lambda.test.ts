@@ -148,6 +148,42 @@ describe('edge/lambda.ts', () => {
     expect(last?.status).toBe('failed');
   });
 
+  it('hands out upload tickets whose headers carry the expiry tag the presigned PUT signs', async () => {
+    const res = await call('/v1/uploads', { body: { content_type: 'image/png' } });
+    expect(res.status).toBe(201);
+    const ticket = (await res.json()) as { upload_id: string; upload_url: string; method: string; headers: Record<string, string> };
+    // uploads expire like outputs (infra/storage.ts lifecycle rule, by tag)
+    expect(ticket.headers).toEqual({ 'content-type': 'image/png', 'x-amz-tagging': 'amdm-expire=job-output' });
+    expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toContain('x-amz-tagging');
+    const put = await fetch(ticket.upload_url, { method: ticket.method, headers: ticket.headers, body: new Uint8Array([137, 80, 78, 71]) });
+    expect(put.status).toBe(200);
+    expect((await store.get(`tenants/acme/uploads/${ticket.upload_id}`))?.body).toEqual(new Uint8Array([137, 80, 78, 71]));
+  });
+
+  // Lambda refuses events over 6,291,456 bytes with its own 413 before the handler runs; the
+  // API's job body limit sits below that by the envelope, so every body up to it reaches the
+  // handler and the first byte over it gets the API's problem+json
+  const limit = () => lambda.LAMBDA_JOB_BODY_LIMIT_BYTES;
+  const post = (body: string, extra: Record<string, string> = {}) =>
+    fetch(`${fnUrl.url}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...extra }, body });
+  const padded = (bytes: number) => JSON.stringify({ pad: 'A'.repeat(bytes - 10) });
+
+  it('lets a job body at the API\'s limit reach the handler, with the longest headers CloudFront forwards', async () => {
+    expect(Buffer.byteLength(padded(limit()))).toBe(limit());
+    // CloudFront forwards at most 20,480 bytes of request line and headers; quotes escape to two bytes
+    const res = await post(padded(limit()), { 'x-padding': '"'.repeat(19_000) });
+    // the handler answered (its validation), not the payload limit
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(res.status).toBe(422);
+  });
+
+  it('answers one byte over the API\'s limit with its own problem+json 413', async () => {
+    const res = await post(padded(limit() + 1));
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect((await res.json()).errors).toEqual([expect.objectContaining({ field: 'body' })]);
+  });
+
   it('fails the cold start with a message naming a missing catalog', async () => {
     vi.resetModules();
     process.env.AMDM_MODEL_CATALOG = join(dir, 'nowhere.json');

@@ -34,6 +34,22 @@ if (!publicBaseUrl) throw new Error("PUBLIC_BASE_URL must be the API's public UR
 // a missing or malformed catalog fails the cold start loudly, naming the file
 const { models } = readModelCatalog(env.AMDM_MODEL_CATALOG || join(env.LAMBDA_TASK_ROOT ?? process.cwd(), BUNDLED_CATALOG_FILE));
 
+/**
+ * Lambda refuses an invocation whose event is larger than 6,291,456 bytes ("6 MB" in Lambda's
+ * quotas; RequestEntityTooLargeException names the exact number), and a Function URL then
+ * answers 413 with Lambda's own body before this code runs. The event is the request body
+ * plus its envelope: the path (twice), the query, every header, and the request context,
+ * JSON-encoded. CloudFront forwards at most 20,480 bytes of request line and headers
+ * (CloudFront quotas), so the envelope stays well under 128 KiB even with every character of
+ * it escaped; that margin also covers the escaping of the body's own quotes. With the job
+ * body limit below the event limit by that much, a job body too large gets the API's
+ * problem+json 413 and never Lambda's. (A body sent with a binary content type is base64 in
+ * the event, 4/3 of its size; the API refuses such bodies anyway, with 415 when they fit.)
+ */
+export const LAMBDA_MAX_EVENT_BYTES = 6_291_456;
+export const LAMBDA_EVENT_ENVELOPE_BYTES = 128 * 1024;
+export const LAMBDA_JOB_BODY_LIMIT_BYTES = LAMBDA_MAX_EVENT_BYTES - LAMBDA_EVENT_ENVELOPE_BYTES;
+
 const s3 = new S3Client({});
 const sqs = new SQSClient({});
 
@@ -43,6 +59,7 @@ export const app = createApp({
   catalog: async () => models,
   pepper: linkedString(Resource, 'keyPepper'),
   publicBaseUrl,
+  limits: { maxJobBodyBytes: LAMBDA_JOB_BODY_LIMIT_BYTES },
 });
 
 export const handler = streamHandle(app);

@@ -23,10 +23,14 @@
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
- * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI (set by ECS) and the
- * AWS SDK's own variables (AWS_REGION, credentials from the task role).
+ * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI and
+ * ECS_CONTAINER_METADATA_URI_V4 (set by ECS), AMDM_START_FAILURE_LIMIT and
+ * AMDM_START_FAILURE_WINDOW_MINUTES (when a runner that cannot start gives up for the fleet:
+ * gpu-runner/aws/start-failure.ts), and the AWS SDK's own variables (AWS_REGION, credentials
+ * from the task role).
  */
 import { pathToFileURL } from 'node:url';
+import { ECSClient } from '@aws-sdk/client-ecs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Resource } from 'sst/resource';
@@ -37,8 +41,9 @@ import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
 import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
 import { LivenessFile } from './aws/liveness.ts';
-import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
+import { MODELS_PREFIX, type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';
+import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES, StartFailures, ecsApi, ecsFleetControl } from './aws/start-failure.ts';
 import { TaskProtection } from './aws/task-protection.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
@@ -48,7 +53,7 @@ import { WorkerLoop } from './worker-loop.ts';
 export type RunnerMode = 'single-node' | 'aws';
 
 /** Where the runner copies its models from on AWS: s3://BUCKET/models/ (docs/deploy.md). */
-export const MODELS_PREFIX = 'models/';
+export { MODELS_PREFIX };
 
 export interface RunnerConfig {
   mode: RunnerMode;
@@ -75,6 +80,11 @@ export interface RunnerConfig {
   livenessFile: string | null;
   /** the ECS agent of this task (ECS_AGENT_URI), for scale-in protection; undefined outside ECS */
   ecsAgentUri: string | undefined;
+  /** this task's metadata endpoint (ECS_CONTAINER_METADATA_URI_V4): its service, for giving up a start; undefined outside ECS */
+  ecsMetadataUri: string | undefined;
+  /** failed starts within the window, since the last good one, after which the runner gives up for the fleet (gpu-runner/aws/start-failure.ts) */
+  startFailureLimit: number;
+  startFailureWindowMinutes: number;
 }
 
 export interface RunnerAdapters {
@@ -89,6 +99,8 @@ export interface RunnerAdapters {
   modelSource: ModelSource | null;
   /** single node: the tenants' caps on active jobs, for the edge that `npm start` runs beside the runner */
   admission?: JobAdmission;
+  /** what a start that fails does beyond exiting (AWS: gpu-runner/aws/start-failure.ts); null: nothing */
+  startFailures: StartFailures | null;
   close(): Promise<void>;
 }
 
@@ -128,6 +140,9 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     ...(env.AMDM_ENGINE_MODULE ? { engine: { module: env.AMDM_ENGINE_MODULE, options: parseJsonEnv(env, 'AMDM_ENGINE_OPTIONS') } } : {}),
     livenessFile: env.AMDM_LIVENESS_FILE || null,
     ecsAgentUri: env.ECS_AGENT_URI || undefined,
+    ecsMetadataUri: env.ECS_CONTAINER_METADATA_URI_V4 || undefined,
+    startFailureLimit: int(env, 'AMDM_START_FAILURE_LIMIT', DEFAULT_START_FAILURE_LIMIT, 1, 100),
+    startFailureWindowMinutes: int(env, 'AMDM_START_FAILURE_WINDOW_MINUTES', DEFAULT_START_FAILURE_WINDOW_MINUTES, 1, 1440),
   };
 }
 
@@ -160,6 +175,7 @@ export interface AwsRunnerOptions {
   /** default: clients on the default credential chain (the task role), destroyed on close */
   s3?: S3Client;
   sqs?: SQSClient;
+  ecs?: ECSClient;
   /** how the ECS agent is called; default the global fetch */
   fetch?: typeof globalThis.fetch;
   logger?: Logger;
@@ -179,7 +195,7 @@ export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = pr
     maxReceives: config.maxReceives,
     ...(aws.storage ? { storage: aws.storage } : {}),
   });
-  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null };
+  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null, startFailures: null };
 }
 
 function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapters {
@@ -188,7 +204,8 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
   // clients are built once, here, and only when the caller brought none
   const s3 = aws.s3 ?? new S3Client({});
   const sqs = aws.sqs ?? new SQSClient({});
-  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs])];
+  const ecs = aws.ecs ?? new ECSClient({});
+  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs]), ...(aws.ecs ? [] : [ecs])];
   const store = linkedStore(links, s3);
   const jobs = linkedQueue(links, 'jobs', sqs);
   const jobsDeadLetter = linkedQueue(links, 'jobsDeadLetter', sqs);
@@ -205,6 +222,15 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
     webhooks,
     webhookSecret: null,
     modelSource: s3ModelSource(s3, linkedString(links, 'store'), MODELS_PREFIX),
+    startFailures: new StartFailures({
+      store,
+      jobs,
+      webhooks,
+      fleet: config.ecsMetadataUri ? ecsFleetControl({ metadataUri: config.ecsMetadataUri, fetch: aws.fetch ?? globalThis.fetch, ecs: ecsApi(ecs) }) : null,
+      limit: config.startFailureLimit,
+      windowMinutes: config.startFailureWindowMinutes,
+      logger,
+    }),
     async close() {
       // called after the drain (startRunner's cleanup): every lease is settled, so the guard
       // clears protection and ECS may stop this task
@@ -298,6 +324,8 @@ export async function startRunner(
         });
   loop.start();
   dispatcher?.start();
+  // later start failures count from here (best effort, never fails the start)
+  void adapters.startFailures?.recordStart();
   logger.info('runner started', {
     mode: config.mode,
     concurrency: config.concurrency,
@@ -374,7 +402,19 @@ async function main(): Promise<void> {
   // one record of a full disk for the adapters and the loop: the cause is logged once
   const storageHealth = new StorageHealth({ logger });
   const adapters = selectAdapters(config, process.env, { storage: storageHealth });
-  const runner = await startRunner(config, adapters, { logger, storageHealth });
+  let runner: RunnerHandle;
+  try {
+    runner = await startRunner(config, adapters, { logger, storageHealth });
+  } catch (err) {
+    if (!adapters.startFailures) throw err;
+    // record it, and after repeated failures fail the waiting jobs and scale to zero
+    const outcome = await adapters.startFailures.handle(err).catch((handling: unknown) => {
+      logger.error('handling the start failure failed', errorFields(handling));
+      return { exitCode: 1 };
+    });
+    await adapters.close().catch(() => {});
+    process.exit(outcome.exitCode);
+  }
   installSignalHandlers(runner, logger);
 }
 

@@ -76,5 +76,5 @@ export function createEdge(args: EdgeArgs) {
   // fails the deploy before anything is planned, naming the file and what to run
   const catalog = readDeployableCatalog(join(args.projectRoot, args.modelCatalog));
   const fn = new sst.aws.Function('Edge', edgeFunctionArgs(args));
-  return { fn, models: catalog.models.map((m) => m.id) };
+  return { fn, models: catalog.models.map((m) => m.id), modelsChecksumsSha256: catalog.modelsChecksumsSha256 };
 }

@@ -87,7 +87,8 @@ export function registerUploadRoutes(app: EdgeApp, { deps, repo }: RouteContext)
     const { content_type } = c.req.valid('json');
     const uploadId = newUploadId(deps.random);
     const ttl = deps.limits.uploadUrlTtlSeconds;
-    const url = await deps.signer.signPut(repo.uploadKey(c.get('tenant'), uploadId), ttl, content_type);
+    const key = repo.uploadKey(c.get('tenant'), uploadId);
+    const url = await deps.signer.signPut(key, ttl, content_type);
     c.header('Cache-Control', 'no-store');
     return c.json(
       {
@@ -95,7 +96,8 @@ export function registerUploadRoutes(app: EdgeApp, { deps, repo }: RouteContext)
         upload_id: uploadId,
         upload_url: url,
         method: 'PUT' as const,
-        headers: { 'content-type': content_type },
+        // on S3 also x-amz-tagging: the upload's expiry tag, which the URL signs
+        headers: { ...deps.signer.putHeaders?.(key), 'content-type': content_type },
         expires_at: new Date(deps.clock.now() + ttl * 1000).toISOString(),
         max_bytes: deps.limits.maxUploadBytes,
       },

@@ -6,7 +6,9 @@
  * What it shows: models are copied from the bucket and verified before the runner starts (a
  * bad checksum stops it), jobs run off SQS into S3, task protection is on while a job is held
  * and off when idle, webhooks are enqueued and left for the webhook Lambda, the liveness file
- * satisfies the container health check, and SIGTERM drains a running job before exiting.
+ * satisfies the container health check, and SIGTERM drains a running job before exiting; a
+ * runner that cannot start fails the waiting jobs and scales the service to zero after
+ * repeated failures (with a stand-in task metadata endpoint and ECS API).
  */
 import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -35,6 +37,9 @@ const FAUXQS_DNS = new URL('../../test/e2e/fauxqs-dns.mjs', import.meta.url).hre
 let fauxqs: Fauxqs;
 let agent: Server;
 let agentCalls: { at: number; enabled: boolean }[] = [];
+/** the ECS API as the SDK speaks it (JSON 1.1, X-Amz-Target), and the task metadata endpoint */
+let ecsApi: Server;
+let ecsCalls: { target: string; input: Record<string, unknown> }[] = [];
 const dirs: string[] = [];
 const children: RunnerProcess[] = [];
 
@@ -51,12 +56,29 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((r) => agent.listen(0, '127.0.0.1', r));
+  ecsApi = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+      if (req.url === '/v4/task-1/task') {
+        return void res.end(JSON.stringify({ Cluster: 'gpu-cluster', TaskARN: `arn:aws:ecs:us-east-1:123456789012:task/gpu-cluster/task${ecsCalls.length}`, ServiceName: 'runner-svc' }));
+      }
+      const target = String(req.headers['x-amz-target'] ?? '').split('.').at(-1)!;
+      ecsCalls.push({ target, input: JSON.parse(body) });
+      if (target === 'DescribeServices') return void res.end(JSON.stringify({ services: [{ serviceName: 'runner-svc', runningCount: 1, desiredCount: 1 }], failures: [] }));
+      res.end(JSON.stringify({ service: { serviceName: 'runner-svc', desiredCount: 0 } }));
+    });
+  });
+  await new Promise<void>((r) => ecsApi.listen(0, '127.0.0.1', r));
 });
 
 afterAll(async () => {
   for (const c of children) await c.kill();
   agent?.closeAllConnections();
   await new Promise((r) => agent?.close(r));
+  ecsApi?.closeAllConnections();
+  await new Promise((r) => ecsApi?.close(r));
   await fauxqs?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
@@ -185,5 +207,30 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     expect(runner.output()).toMatch(/model file tiny\/unet\/model\.onnx from s3:\/\/[^ ]+\/models\/tiny\/unet\/model\.onnx has sha256 [0-9a-f]{64}, but checksums\.json lists/);
     expect(existsSync(join(w.env.AMDM_MODELS_DIR, 'tiny/unet/model.onnx'))).toBe(false);
     expect(runner.output()).not.toContain('"runner started"');
+  });
+
+  it('after repeated failed starts, fails the waiting job with a reason the user can read, scales the service to zero, and exits 78', async () => {
+    const w = await world({ 'tiny/unet/model.onnx': 'swapped bytes' }, { 'tiny/unet/model.onnx': sha256Hex('the real bytes') });
+    const ecsPort = (ecsApi.address() as AddressInfo).port;
+    Object.assign(w.env, { ECS_CONTAINER_METADATA_URI_V4: `http://127.0.0.1:${ecsPort}/v4/task-1`, AWS_ENDPOINT_URL_ECS: `http://127.0.0.1:${ecsPort}` });
+    ecsCalls = [];
+    const job = await w.api('/v1/jobs', { models: [{ id: 'shapes-base', role: 'base', prompt: 'never runs' }], sampler: { steps: 4, seed: 1 } });
+    // ECS restarts the task: the first two failures leave the job queued
+    for (const attempt of [1, 2]) {
+      const runner = w.start();
+      expect((await runner.exited).code, runner.output()).toBe(1);
+      expect(runner.output()).toContain(`start failure ${attempt} of 3`);
+      expect((await w.api(`/v1/jobs/${job.id}`)).status).toBe('queued');
+    }
+    const third = w.start();
+    expect((await third.exited).code, third.output()).toBe(78);
+    const failed = await w.api(`/v1/jobs/${job.id}`);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({ type: 'urn:amdm:problem:runner-unavailable', status: 503 });
+    expect(failed.error!.detail).toMatch(/^The GPU runners of this deployment cannot start \(model file tiny\/unet\/model\.onnx from s3:\/\/<bucket>\/models\/tiny\/unet\/model\.onnx has sha256/);
+    expect(failed.error!.detail).not.toContain(w.bucket);
+    expect(ecsCalls.map((c) => c.target)).toEqual(['DescribeServices', 'UpdateService']);
+    expect(ecsCalls[1]!.input).toEqual({ cluster: 'gpu-cluster', service: 'runner-svc', desiredCount: 0 });
+    expect(await w.jobQueue.stats()).toMatchObject({ visible: 0, inFlight: 0 });
   });
 });

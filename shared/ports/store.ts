@@ -33,6 +33,11 @@ export interface ObjectStore {
   list(prefix: string, opts?: { cursor?: string | null; limit?: number }): Promise<ListResult>;
   signedGetUrl(key: string, ttlSeconds: number): Promise<string>;
   signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string>;
+  /**
+   * Headers that a PUT to `signedPutUrl(key, ...)` must send besides Content-Type, because
+   * the URL signs them (S3: the expiry tag of an upload). Absent or empty: none.
+   */
+  signedPutHeaders?(key: string): Readonly<Record<string, string>>;
   close(): Promise<void>;
   /**
    * The transactional log that a write of `key` joins, for adapters that have one (the

@@ -149,8 +149,9 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
         const tampered = await fetch(ticket.upload_url.replace('method=PUT', 'method=PUT&x=1').replace(/sig=./, 'sig=A'), { method: 'PUT', headers: ticket.headers, body: png });
         expect(tampered.status).toBe(403);
       } else {
-        // a presigned S3 PUT that signs the content type the client must send
-        expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host');
+        // a presigned S3 PUT that signs the content type and the expiry tag the client must send
+        expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host;x-amz-tagging');
+        expect(ticket.headers['x-amz-tagging']).toBe('amdm-expire=job-output');
       }
       const put = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: png });
       // the local blob route answers 204, S3 200

@@ -16,6 +16,10 @@ describe('stage parameters', () => {
       readStageParams({
         AMDM_GPU_INSTANCE_TYPES: ' g6e.xlarge, g5.2xlarge ',
         AMDM_MAX_TASKS: '8',
+        AMDM_MIN_TASKS: '1',
+        AMDM_START_TIMEOUT_MINUTES: '25',
+        AMDM_ALERT_EMAIL: 'ops@example.com',
+        AMDM_ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:pager',
         AMDM_IDLE_MINUTES: '30',
         AMDM_RETENTION_DAYS: '30',
         AMDM_TARGET_BACKLOG_PER_TASK: '5',
@@ -26,6 +30,10 @@ describe('stage parameters', () => {
     ).toEqual({
       gpuInstanceTypes: ['g6e.xlarge', 'g5.2xlarge'],
       maxTasks: 8,
+      minTasks: 1,
+      startTimeoutMinutes: 25,
+      alertEmail: 'ops@example.com',
+      alertTopicArn: 'arn:aws:sns:us-east-1:123456789012:pager',
       idleMinutes: 30,
       retentionDays: 30,
       targetBacklogPerTask: 5,
@@ -37,6 +45,10 @@ describe('stage parameters', () => {
 
   it.each([
     [{ AMDM_MAX_TASKS: '0' }, /AMDM_MAX_TASKS=0 is out of range; allowed: 1\.\.100/],
+    [{ AMDM_MIN_TASKS: '3' }, /AMDM_MIN_TASKS=3 is above AMDM_MAX_TASKS=2; allowed: 0\.\.2/],
+    [{ AMDM_START_TIMEOUT_MINUTES: '5' }, /AMDM_START_TIMEOUT_MINUTES=5 is out of range; allowed: 10\.\.1440/],
+    [{ AMDM_ALERT_EMAIL: 'ops at example' }, /AMDM_ALERT_EMAIL="ops at example" is not an email address/],
+    [{ AMDM_ALERT_TOPIC_ARN: 'pager' }, /AMDM_ALERT_TOPIC_ARN="pager" is not an SNS topic ARN/],
     [{ AMDM_MAX_TASKS: '2.5' }, /AMDM_MAX_TASKS="2\.5" is not a whole number/],
     [{ AMDM_IDLE_MINUTES: '1441' }, /AMDM_IDLE_MINUTES=1441 is out of range; allowed: 1\.\.1440/],
     [{ AMDM_RETENTION_DAYS: 'seven' }, /AMDM_RETENTION_DAYS="seven" is not a whole number/],

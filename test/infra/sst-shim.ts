@@ -96,6 +96,15 @@ export const LINK_ENV_MARKER = 'SHIM_FROM_LINKABLE_ENV';
 export const linkEnvCalls: unknown[][] = [];
 
 class Linkable {
+  constructor(
+    readonly logicalName: string,
+    readonly args: { properties: Record<string, unknown> },
+  ) {
+    components.push({ type: 'sst:sst:Linkable', name: logicalName, args });
+  }
+  getSSTLink() {
+    return { properties: this.args.properties };
+  }
   static wrapped = new Map<unknown, (resource: any) => unknown>();
   static wrap(cls: { prototype: any }, cb: (resource: any) => unknown) {
     Linkable.wrapped.set(cls, cb);
@@ -123,7 +132,8 @@ export function installSstShim(stage = 'test') {
   Object.assign(globalThis, {
     sst: { aws: { Bucket, Queue, Router, Function }, Secret, Linkable },
     aws: awsProvider,
-    $app: { name: 'amdm', stage, removal: 'remove', protect: false, providers: {} },
+    // as sst.config.ts's app() decides them
+    $app: { name: 'amdm', stage, removal: stage === 'prod' ? 'retain' : 'remove', protect: stage === 'prod', providers: {} },
     $dev: false,
     $cli: { command: 'deploy', paths: { root: SHIM_ROOT } },
     $config: (config: unknown) => config,
