@@ -49,7 +49,7 @@ import { JobRequest } from '../shared/contract/index.ts';
 import { CATALOG, jobBody } from './job-bodies.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
-import { dataLayout, loadSecrets, openEmbedded, SINGLE_NODE_WRITER } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, SINGLE_NODE_WRITER } from '../single-node/data-dir.ts';
 
 /** The part of autocannon's API used here (the package ships no types). */
 interface AutocannonRequest {

@@ -2,7 +2,7 @@
  * The edge's single-node root: builds createApp's deps from DATA_DIR (filesystem store,
  * SQLite queue, secrets) and serves the app with @hono/node-server on 127.0.0.1.
  *
- * `npm start` (tools/start.ts) calls startLocalEdge in the same process as the runner and
+ * `npm start` (single-node/start.ts) calls startLocalEdge in the same process as the runner and
  * hands it the shared adapters and the engine's catalog. Run alone (`npx tsx
  * edge/local.ts`), it opens its own adapters and reads the catalog from an engine in a
  * sampler thread, so onnxruntime never loads on the edge's event loop.
@@ -25,7 +25,7 @@ import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
-import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import { clientAddress, type ProxyTrust } from './client-address.ts';
@@ -154,7 +154,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
 
 /**
  * The single node's edge settings from its environment, for both roots that start it (this
- * file's main and tools/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
+ * file's main and single-node/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
  * default 50) and AMDM_TRUSTED_PROXY (comma-separated addresses or CIDR blocks of the
  * reverse proxies in front of the server; default none).
  */

@@ -23,7 +23,7 @@
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
- * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI (set by ECS) and the
+ * plus the secrets of single-node/data-dir.ts; on AWS also ECS_AGENT_URI (set by ECS) and the
  * AWS SDK's own variables (AWS_REGION, credentials from the task role).
  */
 import { pathToFileURL } from 'node:url';
@@ -35,7 +35,7 @@ import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
 import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
-import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { LivenessFile } from './aws/liveness.ts';
 import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';

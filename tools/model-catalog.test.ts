@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createEngine } from '../gpu-runner/engine/index.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
-import { BUILTIN_MODELS_DIR } from './single-node.ts';
+import { BUILTIN_MODELS_DIR } from '../single-node/data-dir.ts';
 import { formatModelCatalog, parseModelCatalog, readDeployableCatalog, readModelCatalog, sha256Hex } from './model-catalog.ts';
 import { main, modelCatalogText } from './write-model-catalog.ts';
 

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine } from '../gpu-runner/engine/index.ts';
-import { BUILTIN_MODELS_DIR } from './single-node.ts';
+import { BUILTIN_MODELS_DIR } from '../single-node/data-dir.ts';
 import { formatModelCatalog, modelsChecksumsSha256 } from './model-catalog.ts';
 
 /** The catalog file's text for the packages in `modelsDir`. */

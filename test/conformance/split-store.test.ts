@@ -12,7 +12,7 @@ import { isBlobKey, prefixMayHoldBlobs, prefixMayHoldRecords, SplitStore } from 
 import { SqliteStore } from '../../adapters/embedded/sqlite-store.ts';
 import { MemoryStore } from '../../adapters/memory/memory-store.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { dataLayout, openEmbeddedStore } from '../../tools/single-node.ts';
+import { dataLayout, openEmbeddedStore } from '../../single-node/data-dir.ts';
 
 const signing = { secret: 'split-store-test-secret-at-least-32-bytes', baseUrl: 'http://127.0.0.1:9/' };
 

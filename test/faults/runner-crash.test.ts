@@ -12,7 +12,7 @@ import { startLocalEdge, type LocalEdge } from '../../edge/local.ts';
 import { silentLogger } from '../../gpu-runner/logger.ts';
 import { createApiKey } from '../../shared/api-keys.ts';
 import type { JobRecord } from '../../shared/contract/index.ts';
-import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../single-node/data-dir.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { createEngine as slowEngine } from './slow-engine.ts';
 import { SLOW_ENGINE, startRunnerProcess, type RunnerProcess } from './runner-process.ts';

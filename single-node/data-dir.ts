@@ -1,5 +1,5 @@
 /**
- * The single-node deployment, shared by its roots (tools/start.ts, edge/local.ts,
+ * The single-node deployment, shared by its roots (single-node/start.ts, edge/local.ts,
  * gpu-runner/main.ts, `amdm keys`): where things live under DATA_DIR, the secrets created
  * once at first start, and the embedded adapters (SQLite queues, and a store that keeps its
  * records in SQLite and its images on the filesystem).
