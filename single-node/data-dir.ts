@@ -20,7 +20,7 @@
  * the CLI can share one DATA_DIR at the same time.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
@@ -122,32 +122,11 @@ export function openEmbeddedStore(
 ): SplitStore {
   const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
   const storage = opts.storage ? { storage: opts.storage } : {};
-  const store = new SplitStore({
+  return new SplitStore({
     // the first opener of the file decides its writer: the records open it before the queues
     records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}), ...storage }),
     blobs: new FsStore({ root: layout.storeDir, signing, ...storage }),
   });
-  if (holdsLegacyRecords(layout.storeDir)) {
-    // a DATA_DIR from before the records moved to SQLite: its keys and jobs must not vanish
-    store.adoptRecordsFromBlobs().then(
-      ({ moved }) => console.error(JSON.stringify({ level: 'info', msg: 'moved records from the filesystem store into SQLite', moved, store: layout.storeDir })),
-      (err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'moving records from the filesystem store into SQLite failed', err: String(err), store: layout.storeDir })),
-    );
-  }
-  return store;
-}
-
-/**
- * Whether DATA_DIR/store holds records as files (the layout before they moved to SQLite): a
- * single node that ever ran has an API key, and every accepted job an index entry. Two
- * directory probes per tenant; the move deletes what it moved, so this turns false after it.
- */
-function holdsLegacyRecords(storeDir: string): boolean {
-  // the filesystem store's names: a directory is its key segment plus '@'
-  if (existsSync(join(storeDir, 'apikeys@')) || existsSync(join(storeDir, 'apikey-ids@'))) return true;
-  const tenants = join(storeDir, 'tenants@');
-  if (!existsSync(tenants)) return false;
-  return readdirSync(tenants).some((t) => existsSync(join(tenants, t, 'index@')) || existsSync(join(tenants, t, 'usage@')));
 }
 
 /** Where the server and the runners commit their SQLite writes (see openEmbedded). */
