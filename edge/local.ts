@@ -19,6 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
+import { SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { keyRevision } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
@@ -83,7 +84,8 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? consoleLogger });
   const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
-  const position = embeddedQueueInfo(layout);
+  // the embedded jobs queue can say where a job stands; any other queue leaves it to its counts
+  const queueInfo = adapters.jobs instanceof SqliteQueue ? embeddedQueueInfo(adapters.jobs) : null;
   // The catalog changes only when the models folder does. Requests get the last good copy
   // at once and a stale one is refreshed behind them: asking the engine can take as long
   // as one sampling step when its thread is busy.
@@ -110,7 +112,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     pepper: secrets.pepper,
     publicBaseUrl,
     localBlobs: { secret: secrets.blobSecret },
-    queueInfo: position.info,
+    ...(queueInfo ? { queueInfo } : {}),
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
     // the playground may offer the local key only when nothing but this machine can reach us
     ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
@@ -146,7 +148,6 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
         const force = setTimeout(() => server.closeAllConnections(), 5000);
         await closed;
         clearTimeout(force);
-        position.close();
         if (own) await own.close();
       })()),
   };

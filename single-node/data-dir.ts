@@ -22,7 +22,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
 import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
@@ -184,64 +183,27 @@ async function sweepCrashDebris(blobs: FsStore): Promise<void> {
 }
 
 /**
- * Where a queued job stands in the embedded jobs queue: messages ahead of it in delivery
- * order. Reads the SQLite queue's table directly (read-only), so it checks the schema
- * version it was written for and otherwise answers without a position. Every query is an
- * index range scan capped at MAX_AHEAD rows: this runs on the request path.
+ * Where a queued job stands in the embedded jobs queue, in words for the job record: the
+ * messages ahead of it in delivery order and the jobs running (SqliteQueue.position, capped
+ * at MAX_AHEAD rows each: this runs on the request path).
  */
-export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>; close: () => void } {
+export function embeddedQueueInfo(jobs: SqliteQueue): (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue> {
   const MAX_AHEAD = 100;
-  let db: Database.Database | null = null;
-  let byId: Database.Statement<[string, string], { visible_at: number; seq: number }> | null = null;
-  let byBody: Database.Statement<[string, string, string], { visible_at: number; seq: number }> | null = null;
-  let ahead: Database.Statement<[string, number, number, number, number], { n: number }> | null = null;
-  let running: Database.Statement<[string, number, number], { n: number }> | null = null;
-  let retryAt = 0;
-  const open = () => {
-    if (db) return true;
-    // no sync filesystem probe on every request: look again at most once a second
-    if (Date.now() < retryAt) return false;
-    retryAt = Date.now() + 1000;
-    const file = join(layout.queueDir, SQLITE_QUEUE_FILE);
-    if (!existsSync(file)) return false;
-    const conn = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
-    if (conn.pragma('user_version', { simple: true }) !== 1) {
-      conn.close();
-      return false;
+  return async (req, messageId) => {
+    try {
+      // by body only for jobs another process enqueued (the edge remembers its own message ids)
+      const at = jobs.position(messageId ? { id: messageId } : { bodyContains: [`"job_id":"${req.id}"`, `"tenant":"${req.tenant}"`] }, MAX_AHEAD);
+      const busy = at.inFlight;
+      if (at.ahead === null) return { position: null, reason: `being handed to a runner (${busy} running)` };
+      const n = at.ahead;
+      const running = `${busy}${busy >= MAX_AHEAD ? '+' : ''} running`;
+      return {
+        position: n,
+        reason: n === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${running})` : 'next in line') : `${n}${n >= MAX_AHEAD ? '+' : ''} job(s) ahead; ${running}`,
+      };
+    } catch {
+      return { position: null, reason: 'waiting for a runner' };
     }
-    db = conn;
-    byId = conn.prepare('SELECT visible_at, seq FROM messages WHERE id = ? AND queue = ?');
-    // only for jobs another process enqueued (this edge remembers its own message ids)
-    byBody = conn.prepare("SELECT visible_at, seq FROM messages WHERE queue = ? AND body LIKE ? ESCAPE '\\' AND body LIKE ? ESCAPE '\\' LIMIT 1");
-    ahead = conn.prepare(
-      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND (visible_at < ? OR (visible_at = ? AND seq < ?)) LIMIT ?)`,
-    );
-    running = conn.prepare('SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND visible_at > ? AND lease_token IS NOT NULL LIMIT ?)');
-    return true;
-  };
-  const like = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-  return {
-    info: async (req, messageId) => {
-      try {
-        if (!open()) return { position: null, reason: 'waiting for a runner' };
-        const row = messageId ? byId!.get(messageId, QUEUES.jobs) : byBody!.get(QUEUES.jobs, like(`"job_id":"${req.id}"`), like(`"tenant":"${req.tenant}"`));
-        const busy = running!.get(QUEUES.jobs, Date.now(), MAX_AHEAD)?.n ?? 0;
-        if (!row) return { position: null, reason: `being handed to a runner (${busy} running)` };
-        // messages that become visible before this one (ties by send order) are delivered first
-        const n = ahead!.get(QUEUES.jobs, row.visible_at, row.visible_at, row.seq, MAX_AHEAD)?.n ?? 0;
-        const running_ = `${busy}${busy >= MAX_AHEAD ? '+' : ''} running`;
-        return {
-          position: n,
-          reason: n === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${running_})` : 'next in line') : `${n}${n >= MAX_AHEAD ? '+' : ''} job(s) ahead; ${running_}`,
-        };
-      } catch {
-        return { position: null, reason: 'waiting for a runner' };
-      }
-    },
-    close: () => {
-      (db as Database.Database | null)?.close();
-      db = null;
-    },
   };
 }
 

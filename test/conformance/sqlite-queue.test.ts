@@ -199,6 +199,34 @@ describe.concurrent('SqliteQueue beyond the shared suite', () => {
     expect(() => new SqliteQueue({ dir, queue: 'jobs' })).toThrow(/schema version 99; this build reads version 1/);
   });
 
+  it('says where a message stands: ahead of it in delivery order and leased, by id or by what its body contains, capped', async () => {
+    const dir = freshDir();
+    const jobs = new SqliteQueue({ dir, queue: 'jobs' });
+    const other = new SqliteQueue({ dir, queue: 'other' });
+    try {
+      const ids: string[] = [];
+      for (const body of ['{"job":"a%b"}', '{"job":"a_b"}', '{"job":"axb"}', '{"job":"last"}']) ids.push(await jobs.send(body));
+      await other.send('{"job":"last"}');
+      expect(jobs.position({ id: ids[0]! }, 10)).toEqual({ ahead: 0, inFlight: 0 });
+      expect(jobs.position({ id: ids[3]! }, 10)).toEqual({ ahead: 3, inFlight: 0 });
+      expect(jobs.position({ id: ids[3]! }, 2)).toEqual({ ahead: 2, inFlight: 0 });
+      // LIKE's wildcards in the strings are literal characters
+      expect(jobs.position({ bodyContains: ['"a_b"'] }, 10)).toEqual({ ahead: 1, inFlight: 0 });
+      expect(jobs.position({ bodyContains: ['"axb"', '{"job"'] }, 10)).toEqual({ ahead: 2, inFlight: 0 });
+      const [lease] = await jobs.receive({ max: 1, visibilitySeconds: 60 });
+      expect(lease!.messageId).toBe(ids[0]);
+      expect(jobs.position({ id: ids[1]! }, 10)).toEqual({ ahead: 0, inFlight: 1 });
+      await jobs.ack(lease!);
+      expect(jobs.position({ id: ids[0]! }, 10)).toEqual({ ahead: null, inFlight: 0 });
+      expect(jobs.position({ bodyContains: ['nowhere'] }, 10)).toEqual({ ahead: null, inFlight: 0 });
+      // another queue's messages are not counted
+      expect(other.position({ bodyContains: ['"last"'] }, 10)).toEqual({ ahead: 0, inFlight: 0 });
+      expect(() => jobs.position({ id: ids[1]! }, 0)).toThrow(/max must be a positive integer; got 0/);
+    } finally {
+      await Promise.all([jobs.close(), other.close()]);
+    }
+  });
+
   it('refuses bad options, naming them', () => {
     const dir = freshDir();
     expect(() => new SqliteQueue({ dir, queue: 'jobs/../x' })).toThrow(/queue name "jobs\/..\/x"/);
