@@ -30,7 +30,7 @@ import type { EngineFactoryRef } from '../../gpu-runner/sampler-thread.ts';
 import { createApiKey } from '../../shared/api-keys.ts';
 import { JobRepository } from '../../shared/job-repository.ts';
 import type { JobQueue } from '../../shared/ports/queue.ts';
-import { CHECKSUMS_FILE, formatModelCatalog, sha256Hex } from '../../tools/model-catalog.ts';
+import { CHECKSUMS_FILE, formatModelCatalog, sha256Hex } from '../../shared/model-catalog.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, loadSecrets } from '../../single-node/data-dir.ts';
 import { modelCatalogText } from '../../tools/write-model-catalog.ts';
 import { startFauxqs, type Fauxqs } from '../conformance/fauxqs-server.ts';
