@@ -25,13 +25,13 @@ import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { jsonLogger, type Logger } from '../shared/logger.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import { clientAddress, type ProxyTrust } from './client-address.ts';
-import { consoleLogger, type EdgeLimits } from './deps.ts';
-import type { Logger } from './middleware/problem/index.ts';
+import type { EdgeLimits } from './deps.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
 
 export interface LocalEdgeOptions {
@@ -81,7 +81,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const trust = proxyTrust(o.trustedProxies ?? [], 'option "trustedProxies"');
   const layout = dataLayout(o.dataDir);
   const secrets = loadSecrets(layout, o.env);
-  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? consoleLogger });
+  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? jsonLogger('edge') });
   const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
   // the embedded jobs queue can say where a job stands; any other queue leaves it to its counts
@@ -256,7 +256,7 @@ async function main(): Promise<void> {
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
     ...localEdgeSettings(env),
   });
-  console.log(JSON.stringify({ level: 'info', component: 'edge', msg: 'listening', url: edge.url }));
+  jsonLogger('edge').info('listening', { url: edge.url });
   let signals = 0;
   const stop = () => {
     if (++signals > 1) process.exit(1);

@@ -40,7 +40,7 @@ import { LivenessFile } from './aws/liveness.ts';
 import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';
 import { TaskProtection } from './aws/task-protection.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
 import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';

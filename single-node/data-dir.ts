@@ -29,6 +29,7 @@ import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
 import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import { jsonLogger } from '../shared/logger.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
@@ -172,13 +173,12 @@ export function openEmbedded(
 
 /** Removes the temp files of puts cut short by a crash (older than STALE_TEMP_MS), saying so when there were any. */
 async function sweepCrashDebris(blobs: FsStore): Promise<void> {
+  const logger = jsonLogger('store');
   try {
     const { removed } = await blobs.sweepTempFiles();
-    if (removed > 0) {
-      console.error(JSON.stringify({ level: 'info', msg: 'removed temp files left by writes a crash cut short', removed, older_than_ms: STALE_TEMP_MS, store: blobs.root }));
-    }
+    if (removed > 0) logger.info('removed temp files left by writes a crash cut short', { removed, older_than_ms: STALE_TEMP_MS, store: blobs.root });
   } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'sweeping temp files left by crashed writes failed; they only take space', err: String(err), store: blobs.root }));
+    logger.error('sweeping temp files left by crashed writes failed; they only take space', { err: String(err), store: blobs.root });
   }
 }
 

@@ -24,7 +24,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { interceptLocalhostDns } from 'fauxqs';
 import { vi } from 'vitest';
 import { startLocalEdge, type LocalEdge } from '../../edge/local.ts';
-import { silentLogger, type Logger } from '../../gpu-runner/logger.ts';
+import { silentLogger, type Logger } from '../../shared/logger.ts';
 import { MODELS_PREFIX, runnerConfigFromEnv, selectAdapters, startRunner, type RunnerAdapters, type RunnerConfig, type RunnerHandle } from '../../gpu-runner/main.ts';
 import type { EngineFactoryRef } from '../../gpu-runner/sampler-thread.ts';
 import { createApiKey } from '../../shared/api-keys.ts';

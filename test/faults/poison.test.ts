@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../gpu-runner/logger.ts';
+import { silentLogger } from '../../shared/logger.ts';
 import { SamplerPool } from '../../gpu-runner/sampler-thread.ts';
 import { WorkerLoop } from '../../gpu-runner/worker-loop.ts';
 import { newJobId } from '../../shared/ids.ts';

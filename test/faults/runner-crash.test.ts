@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalEdge, type LocalEdge } from '../../edge/local.ts';
-import { silentLogger } from '../../gpu-runner/logger.ts';
+import { silentLogger } from '../../shared/logger.ts';
 import { createApiKey } from '../../shared/api-keys.ts';
 import type { JobRecord } from '../../shared/contract/index.ts';
 import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../single-node/data-dir.ts';
