@@ -27,7 +27,7 @@ import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
-import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
+import { DEFAULT_SQLITE_WRITER, type SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
 import { jsonLogger } from '../shared/logger.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
@@ -114,7 +114,8 @@ export interface EmbeddedAdapters {
 
 /**
  * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
- * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
+ * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone,
+ * for a short write, and commits inline by default: one write needs no thread.
  */
 export function openEmbeddedStore(
   layout: DataLayout,
@@ -124,13 +125,10 @@ export function openEmbeddedStore(
   const storage = opts.storage ? { storage: opts.storage } : {};
   return new SplitStore({
     // the first opener of the file decides its writer: the records open it before the queues
-    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}), ...storage }),
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, writer: opts.writer ?? 'inline', ...storage }),
     blobs: new FsStore({ root: layout.storeDir, signing, ...storage }),
   });
 }
-
-/** Where the server and the runners commit their SQLite writes (see openEmbedded). */
-export const SINGLE_NODE_WRITER: SqliteWriter = 'thread';
 
 /**
  * The adapters of a long-running process (the server, a runner). `storage` hears of every
@@ -140,12 +138,8 @@ export function openEmbedded(
   layout: DataLayout,
   opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter; storage?: StorageObserver },
 ): EmbeddedAdapters {
-  // The server and the runners commit in the writer thread: the WAL fsync then never holds
-  // the event loop. bench:edge, embedded adapters, two runs each on a quiet machine: 1895 and
-  // 1764 creates/s with p99 107 and 110 ms, against 1714 and 1590 with p99 156 and 168 ms
-  // inline. (The CLI opens the store alone, inline: one short write needs no thread.)
-  const writer = opts.writer ?? SINGLE_NODE_WRITER;
-  const store = openEmbeddedStore(layout, { ...opts, writer });
+  // the adapters' default: the writer thread, so the WAL fsync never holds the event loop
+  const store = openEmbeddedStore(layout, { ...opts, writer: opts.writer ?? DEFAULT_SQLITE_WRITER });
   const storage = opts.storage ? { storage: opts.storage } : {};
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES }, ...storage });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter, ...storage });

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SharedDatabase } from '../../adapters/embedded/sqlite-database.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../../adapters/embedded/sqlite-queue.ts';
 import type { Lease } from '../../shared/ports/queue.ts';
 import { runChild } from './run-child.ts';
@@ -225,6 +226,27 @@ describe.concurrent('SqliteQueue beyond the shared suite', () => {
     } finally {
       await Promise.all([jobs.close(), other.close()]);
     }
+  });
+
+  it('one writer per file in a process: the first opener decides (the writer thread by default), another that names a different one is refused', async () => {
+    const dir = freshDir();
+    const writerOf = (q: SqliteQueue) => (q.commitLog() as SharedDatabase).writer;
+    const first = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      expect(writerOf(first)).toBe('thread');
+      expect(() => new SqliteQueue({ dir, queue: 'other', writer: 'inline' })).toThrow(/already open in this process with the "thread" writer; this opener asked for "inline"/);
+      for (const writer of ['thread', undefined] as const) {
+        const joined = new SqliteQueue({ dir, queue: 'other', ...(writer ? { writer } : {}) });
+        expect(joined.commitLog()).toBe(first.commitLog());
+        await joined.close();
+      }
+    } finally {
+      await first.close();
+    }
+    // closed everywhere in this process: the next opener decides again
+    const inline = new SqliteQueue({ dir, queue: 'jobs', writer: 'inline' });
+    expect(writerOf(inline)).toBe('inline');
+    await inline.close();
   });
 
   it('refuses bad options, naming them', () => {
