@@ -16,7 +16,7 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/cli
 import { GetAWSDefaultServiceQuotaCommand, GetServiceQuotaCommand, type ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { MODELS_PREFIX, readManifest, s3ModelSource } from '../gpu-runner/aws/model-sync.ts';
 import { SERVICE_LINKED_ROLES } from '../infra/service-roles.ts';
-import { sha256Hex } from '../tools/model-catalog.ts';
+import { sha256Hex } from '../shared/model-catalog.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 

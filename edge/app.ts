@@ -27,9 +27,12 @@ import { registerBlobRoutes } from './routes/blobs.ts';
 import type { EdgeApp, EdgeEnv, RouteContext } from './routes/common.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerEventRoutes } from './routes/events.ts';
+import { registerHealthRoutes } from './routes/health.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
-import { registerModelRoutes, registerSystemRoutes, registerUploadRoutes, registerUsageRoutes } from './routes/misc.ts';
+import { registerModelRoutes } from './routes/models.ts';
 import { registerPlaygroundRoutes } from './routes/playground.ts';
+import { registerUploadRoutes } from './routes/uploads.ts';
+import { registerUsageRoutes } from './routes/usage.ts';
 
 export type { AppDeps } from './deps.ts';
 
@@ -108,7 +111,7 @@ export function createApp(input: AppDeps): EdgeApp {
   registerUploadRoutes(app, ctx);
   registerUsageRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
-  registerSystemRoutes(app, ctx);
+  registerHealthRoutes(app, ctx);
   registerPlaygroundRoutes(app, ctx);
   registerDocsRoutes(app, ctx);
 

@@ -11,8 +11,8 @@ import { checkPepper } from '../shared/api-keys.ts';
 import { MIN_SECRET_BYTES } from '../shared/signed-url.ts';
 import { cryptoRandomBytes, type RandomBytes } from '../shared/ids.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import { jsonLogger, type Logger } from '../shared/logger.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
-import type { Logger } from './middleware/problem/index.ts';
 import { TokenBucketLimiter, type RateLimiter } from './middleware/rate-limit/index.ts';
 
 export interface Clock {
@@ -162,12 +162,6 @@ function describe(v: unknown): string {
 const hasMethods = (o: unknown, names: string[]): boolean =>
   typeof o === 'object' && o !== null && names.every((n) => typeof (o as Record<string, unknown>)[n] === 'function');
 
-export const consoleLogger: Logger = {
-  error: (msg, fields) => console.error(JSON.stringify({ level: 'error', msg, ...fields })),
-  warn: (msg, fields) => console.warn(JSON.stringify({ level: 'warn', msg, ...fields })),
-  info: (msg, fields) => console.log(JSON.stringify({ level: 'info', msg, ...fields })),
-};
-
 export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
@@ -219,7 +213,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(limits.maxWaitSeconds <= 600, 'limits.maxWaitSeconds', 'at most 600', limits.maxWaitSeconds);
 
   const store = deps.store;
-  const logger = deps.logger ?? consoleLogger;
+  const logger = deps.logger ?? jsonLogger('edge');
   return {
     store,
     queue: deps.queue,

@@ -15,7 +15,7 @@ import type { JobRecord, ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { startFauxqs, type Fauxqs } from '../test/conformance/fauxqs-server.ts';
 import { installLambdaRuntimeGlobal, isStreamingHandler, startFunctionUrl, type FunctionUrl } from '../test/e2e/lambda-url.ts';
-import { formatModelCatalog } from '../tools/model-catalog.ts';
+import { formatModelCatalog } from '../shared/model-catalog.ts';
 
 const PEPPER = 'edge-lambda-test-pepper';
 const model: ModelInfo = {

@@ -13,7 +13,7 @@
  * Built once per container, at cold start: the S3 and SQS clients (credentials from the
  * function's role), the store and the jobs queue from `Resource.Store.name` and
  * `Resource.JobQueue.url`, the API-key pepper from `Resource.KeyPepper.value`, and the model
- * catalog, read from the file `sst deploy` bundles (tools/model-catalog.ts); there are no
+ * catalog, read from the file `sst deploy` bundles (shared/model-catalog.ts); there are no
  * model files here. Output URLs are S3 presigned URLs, signed with the role's credentials.
  *
  * Environment: PUBLIC_BASE_URL (the Router's URL; infra sets it), AMDM_MODEL_CATALOG (the
@@ -25,7 +25,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { streamHandle } from 'hono/aws-lambda';
 import { Resource } from 'sst/resource';
 import { linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
-import { BUNDLED_CATALOG_FILE, readModelCatalog } from '../tools/model-catalog.ts';
+import { BUNDLED_CATALOG_FILE, readModelCatalog } from '../shared/model-catalog.ts';
 import { createApp } from './app.ts';
 
 const env = process.env;

@@ -2,7 +2,7 @@
  * The edge's single-node root: builds createApp's deps from DATA_DIR (filesystem store,
  * SQLite queue, secrets) and serves the app with @hono/node-server on 127.0.0.1.
  *
- * `npm start` (tools/start.ts) calls startLocalEdge in the same process as the runner and
+ * `npm start` (single-node/start.ts) calls startLocalEdge in the same process as the runner and
  * hands it the shared adapters and the engine's catalog. Run alone (`npx tsx
  * edge/local.ts`), it opens its own adapters and reads the catalog from an engine in a
  * sampler thread, so onnxruntime never loads on the edge's event loop.
@@ -19,18 +19,19 @@ import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
+import { SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { keyRevision } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
+import { jsonLogger, type Logger } from '../shared/logger.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
-import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import { clientAddress, type ProxyTrust } from './client-address.ts';
-import { consoleLogger, type EdgeLimits } from './deps.ts';
-import type { Logger } from './middleware/problem/index.ts';
+import type { EdgeLimits } from './deps.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
 
 export interface LocalEdgeOptions {
@@ -80,10 +81,11 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const trust = proxyTrust(o.trustedProxies ?? [], 'option "trustedProxies"');
   const layout = dataLayout(o.dataDir);
   const secrets = loadSecrets(layout, o.env);
-  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? consoleLogger });
+  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? jsonLogger('edge') });
   const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
-  const position = embeddedQueueInfo(layout);
+  // the embedded jobs queue can say where a job stands; any other queue leaves it to its counts
+  const queueInfo = adapters.jobs instanceof SqliteQueue ? embeddedQueueInfo(adapters.jobs) : null;
   // The catalog changes only when the models folder does. Requests get the last good copy
   // at once and a stale one is refreshed behind them: asking the engine can take as long
   // as one sampling step when its thread is busy.
@@ -110,7 +112,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     pepper: secrets.pepper,
     publicBaseUrl,
     localBlobs: { secret: secrets.blobSecret },
-    queueInfo: position.info,
+    ...(queueInfo ? { queueInfo } : {}),
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
     // the playground may offer the local key only when nothing but this machine can reach us
     ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
@@ -146,7 +148,6 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
         const force = setTimeout(() => server.closeAllConnections(), 5000);
         await closed;
         clearTimeout(force);
-        position.close();
         if (own) await own.close();
       })()),
   };
@@ -154,7 +155,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
 
 /**
  * The single node's edge settings from its environment, for both roots that start it (this
- * file's main and tools/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
+ * file's main and single-node/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
  * default 50) and AMDM_TRUSTED_PROXY (comma-separated addresses or CIDR blocks of the
  * reverse proxies in front of the server; default none).
  */
@@ -255,7 +256,7 @@ async function main(): Promise<void> {
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
     ...localEdgeSettings(env),
   });
-  console.log(JSON.stringify({ level: 'info', component: 'edge', msg: 'listening', url: edge.url }));
+  jsonLogger('edge').info('listening', { url: edge.url });
   let signals = 0;
   const stop = () => {
     if (++signals > 1) process.exit(1);

@@ -23,7 +23,7 @@
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
- * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI and
+ * plus the secrets of single-node/data-dir.ts; on AWS also ECS_AGENT_URI and
  * ECS_CONTAINER_METADATA_URI_V4 (set by ECS), AMDM_START_FAILURE_LIMIT and
  * AMDM_START_FAILURE_WINDOW_MINUTES (when a runner that cannot start gives up for the fleet:
  * gpu-runner/aws/start-failure.ts), and the AWS SDK's own variables (AWS_REGION, credentials
@@ -39,13 +39,13 @@ import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
 import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
-import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { LivenessFile } from './aws/liveness.ts';
 import { MODELS_PREFIX, type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';
 import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES, StartFailures, ecsApi, ecsFleetControl } from './aws/start-failure.ts';
 import { TaskProtection } from './aws/task-protection.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
 import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path';
 import { all, type Input } from '@pulumi/pulumi';
-import { BUNDLED_CATALOG_FILE, readDeployableCatalog } from '../tools/model-catalog.ts';
+import { BUNDLED_CATALOG_FILE, readDeployableCatalog } from '../shared/model-catalog.ts';
 import { edgePolicy, toSstPermissions } from './iam.ts';
 
 export const EDGE_HANDLER = 'edge/lambda.handler';

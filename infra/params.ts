@@ -39,7 +39,7 @@ export interface StageParams {
   readonly runnerImageTag: string;
   /** Origins besides the Router's own URL allowed to GET/PUT the bucket from a browser. */
   readonly extraCorsOrigins: readonly string[];
-  /** The model catalog bundled into the edge Lambda (tools/model-catalog.ts), relative to the project root. */
+  /** The model catalog bundled into the edge Lambda (shared/model-catalog.ts), relative to the project root. */
   readonly modelCatalog: string;
 }
 

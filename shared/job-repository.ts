@@ -191,8 +191,12 @@ export class JobRepository {
   idempotencyClaimKey(tenant: string, keyHash: string, timeMs: number, jobId: string): string {
     return `${this.idempotencyPrefix(tenant, keyHash)}${String(timeMs).padStart(15, '0')}-${jobId}.json`;
   }
+  /** Every upload of the tenant is under it: a reference image's key outside it is not the tenant's. */
+  uploadsPrefix(tenant: string): string {
+    return `tenants/${tenant}/uploads/`;
+  }
   uploadKey(tenant: string, uploadId: string): string {
-    return `tenants/${tenant}/uploads/${uploadId}`;
+    return `${this.uploadsPrefix(tenant)}${uploadId}`;
   }
   usagePrefix(tenant: string): string {
     return `tenants/${tenant}/usage/`;

@@ -10,6 +10,7 @@
  * counts as having room again only when a write to that same storage succeeds, so a database
  * that still has room does not hide a full blob directory on another disk.
  */
+import type { Logger } from './logger.ts';
 import type { StorageFullError, StorageObserver } from './ports/store.ts';
 
 export type HealthReport =
@@ -22,11 +23,8 @@ export type HealthReport =
       since: string;
     };
 
-/** The part of a logger this needs; the edge's and the runner's loggers both fit. */
-export interface HealthLogger {
-  error(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-}
+/** The part of a logger this needs. */
+export type HealthLogger = Pick<Logger, 'error' | 'info'>;
 
 interface FullStorage {
   err: StorageFullError;

@@ -12,7 +12,7 @@ import { CATALOG } from '../bench/job-bodies.ts';
 import { startLocalEdge } from '../edge/local.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import { SQLITE_QUEUE_FILE } from '../adapters/embedded/sqlite-queue.ts';
-import { dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

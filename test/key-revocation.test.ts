@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG } from '../bench/job-bodies.ts';
 import { startLocalEdge, type LocalEdge } from '../edge/local.ts';
 import { createApiKey, parseApiKey } from '../shared/api-keys.ts';
-import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../single-node/data-dir.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 let dataDir: string;

@@ -14,7 +14,7 @@ import { CATALOG } from '../bench/job-bodies.ts';
 import { localEdgeSettings, startLocalEdge, type LocalEdge } from '../edge/local.ts';
 import { TokenBucketLimiter } from '../edge/middleware/rate-limit/index.ts';
 import { createApiKey } from '../shared/api-keys.ts';
-import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../single-node/data-dir.ts';
 
 const BURST = 100;
 let dataDir: string;

@@ -40,7 +40,7 @@ import { createApiKey } from '../shared/api-keys.ts';
 import type { JobRecord } from '../shared/contract/index.ts';
 import { startFauxqs } from '../test/conformance/fauxqs-server.ts';
 import { contextCopies, envOf, finalStage, parseDockerfile } from './dockerfile.ts';
-import { readModelCatalog } from './model-catalog.ts';
+import { readModelCatalog } from '../shared/model-catalog.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const FAUXQS_DNS = fileURLToPath(new URL('../test/e2e/fauxqs-dns.mjs', import.meta.url));

@@ -36,7 +36,7 @@
  *
  * Crash debris: a process killed during a put leaves its temp file behind (readers and listings
  * skip '@' names, so it is invisible, but it holds space). `sweepTempFiles()` removes temp
- * files older than STALE_TEMP_MS; the single node runs it at start (tools/single-node.ts).
+ * files older than STALE_TEMP_MS; the single node runs it at start (single-node/data-dir.ts).
  *
  * Listing walks the directories in UTF-8 byte order of the keys, so its cost grows with the
  * size of the listed directories; fine for a local deployment, which is what this store is for.

@@ -56,7 +56,7 @@ export interface SqliteQueueOptions {
   pollIntervalMs?: number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
-  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  /** where group commits of this file run in this process (sqlite-database.ts); default DEFAULT_SQLITE_WRITER, or the writer of whoever opened the file first here */
   writer?: SqliteWriter;
   /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
   storage?: StorageObserver;
@@ -77,6 +77,14 @@ function timeOrderedId(nowMs: number): string {
 }
 
 const changed = (r: Database.RunResult): boolean => r.changes > 0;
+
+/** Where a message stands in its queue (SqliteQueue.position). */
+export interface QueuePosition {
+  /** messages delivered before it (visible earlier, ties by send order), up to the cap; null when it is not in the queue */
+  ahead: number | null;
+  /** messages leased now, up to the cap */
+  inFlight: number;
+}
 
 interface Row {
   seq: number;
@@ -117,6 +125,10 @@ export class SqliteQueue implements JobQueue {
   private readonly unlease: Database.Statement<[number, string, string, string]>;
   private readonly nextVisible: Database.Statement<[string, number], { next: number | null }>;
   private readonly count: Database.Statement<[number, number, number, string], QueueStats>;
+  private readonly placeById: Database.Statement<[string, string], { visible_at: number; seq: number }>;
+  private readonly placeByBody = new Map<number, Database.Statement<string[], { visible_at: number; seq: number }>>();
+  private readonly countAhead: Database.Statement<[string, number, number, number, number], { n: number }>;
+  private readonly countLeased: Database.Statement<[string, number, number], { n: number }>;
   private readonly receiveTx: (max: number, visibilitySeconds: number) => { leases: Lease[]; moved: boolean };
 
   constructor(opts: SqliteQueueOptions) {
@@ -185,6 +197,14 @@ export class SqliteQueue implements JobQueue {
               COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS inFlight,
               COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS delayed
          FROM messages WHERE queue = ?`,
+    );
+    this.placeById = this.db.prepare('SELECT visible_at, seq FROM messages WHERE id = ? AND queue = ?');
+    // index range scans capped at `max` rows: position() runs on the request path
+    this.countAhead = this.db.prepare(
+      'SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND (visible_at < ? OR (visible_at = ? AND seq < ?)) LIMIT ?)',
+    );
+    this.countLeased = this.db.prepare(
+      'SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND visible_at > ? AND lease_token IS NOT NULL LIMIT ?)',
     );
 
     const receive = this.db.transaction((max: number, visibilitySeconds: number) => {
@@ -325,6 +345,33 @@ export class SqliteQueue implements JobQueue {
     const now = Date.now();
     const row = this.count.get(now, now, now, this.name)!;
     return { visible: row.visible, inFlight: row.inFlight, delayed: row.delayed };
+  }
+
+  /**
+   * Where a message of this queue stands: how many messages are delivered before it and how
+   * many are leased now, each counted up to `max`. The message is named by its id, or, when
+   * the caller does not know the id (another process sent it), by strings its body contains
+   * (the first message that has them all). Reads only, on this connection.
+   */
+  position(message: { id: string } | { bodyContains: readonly [string, ...string[]] }, max: number): QueuePosition {
+    this.checkOpen();
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`SqliteQueue.position: max must be a positive integer; got ${String(max)}`);
+    const now = Date.now();
+    const row = 'id' in message ? this.placeById.get(message.id, this.name) : this.findByBody(message.bodyContains);
+    const inFlight = this.countLeased.get(this.name, now, max)?.n ?? 0;
+    if (!row) return { ahead: null, inFlight };
+    return { ahead: this.countAhead.get(this.name, row.visible_at, row.visible_at, row.seq, max)?.n ?? 0, inFlight };
+  }
+
+  private findByBody(parts: readonly string[]): { visible_at: number; seq: number } | undefined {
+    let find = this.placeByBody.get(parts.length);
+    if (!find) {
+      const likes = parts.map(() => "body LIKE ? ESCAPE '\\'").join(' AND ');
+      find = this.db.prepare(`SELECT visible_at, seq FROM messages WHERE queue = ? AND ${likes} LIMIT 1`);
+      this.placeByBody.set(parts.length, find);
+    }
+    const like = (p: string) => `%${p.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    return find.get(this.name, ...parts.map(like));
   }
 
   async close(): Promise<void> {

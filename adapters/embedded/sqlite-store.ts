@@ -37,7 +37,7 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
-  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  /** where group commits of this file run in this process (sqlite-database.ts); default DEFAULT_SQLITE_WRITER, or the writer of whoever opened the file first here */
   writer?: SqliteWriter;
   /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
   storage?: StorageObserver;

@@ -22,7 +22,7 @@ import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { Resource } from 'sst/resource';
 import { hasLink, linkedString, type Links } from '../../adapters/aws/links.ts';
 import { readStageParams } from '../../infra/params.ts';
-import { parseModelCatalog } from '../../tools/model-catalog.ts';
+import { parseModelCatalog } from '../../shared/model-catalog.ts';
 import { formatChecks, runPreflight, type PreflightClients, type StageFacts } from '../aws-preflight.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 

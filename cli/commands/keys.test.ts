@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { verifyApiKey } from '../../shared/api-keys.ts';
-import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbeddedStore } from '../../single-node/data-dir.ts';
 import { UsageError } from '../command.ts';
 import { command } from './keys.ts';
 

@@ -26,7 +26,7 @@ import { hasLink, linkedString, type Links } from '../../adapters/aws/links.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { createApiKey, listApiKeys, revokeApiKey, TENANT_RE } from '../../shared/api-keys.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbeddedStore } from '../../single-node/data-dir.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 
 const USAGE =

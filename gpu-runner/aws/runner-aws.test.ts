@@ -28,7 +28,7 @@ import { startFauxqs, type Fauxqs } from '../../test/conformance/fauxqs-server.t
 import { until } from '../../test/e2e/harness.ts';
 import { createEngine as slowEngine } from '../../test/faults/slow-engine.ts';
 import { SLOW_ENGINE, startRunnerProcess, type RunnerProcess } from '../../test/faults/runner-process.ts';
-import { sha256Hex } from '../../tools/model-catalog.ts';
+import { sha256Hex } from '../../shared/model-catalog.ts';
 
 const PEPPER = 'runner-aws-test-pepper';
 const healthcheckScript = fileURLToPath(new URL('./healthcheck.mjs', import.meta.url));

@@ -103,9 +103,9 @@ describe('the client in a browser bundle', () => {
     expect([...TERMINAL_STATUSES]).toEqual([...TERMINAL]);
   });
 
-  it('bundles for the browser from its own files alone: no zod, no node: modules', async () => {
+  it('bundles for the browser from its own files and the shared sleep alone: no zod, no node: modules', async () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const out = await build({ absWorkingDir: root, entryPoints: ['shared/client/client.ts'], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
-    expect(Object.keys(out.metafile.inputs).sort()).toEqual(['shared/client/client.ts', 'shared/client/event-stream.ts']);
+    expect(Object.keys(out.metafile.inputs).sort()).toEqual(['shared/client/client.ts', 'shared/client/event-stream.ts', 'shared/sleep.ts']);
   });
 });

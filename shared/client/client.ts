@@ -7,6 +7,7 @@
  * /openapi.json describes.
  */
 import type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
+import { sleep } from '../sleep.ts';
 import { isComment, readEventStream } from './event-stream.ts';
 
 export type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport };
@@ -228,24 +229,10 @@ export class ApiClient {
         if ((err as Error).name === 'AbortError') throw err;
         // transient: keep polling
       }
+      // an abort ends the wait; the check at the top of the loop rejects with its reason
       await sleep(pollMs, o.signal);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** A non-2xx response as an ApiError; a body that is not a problem becomes one naming the status. */

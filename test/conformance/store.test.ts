@@ -56,16 +56,16 @@ describeStoreConformance('filesystem', {
   },
 });
 
-describeStoreConformance('sqlite', {
+describeStoreConformance('sqlite (writer inline)', {
   capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
   async create() {
     const mount = blobs.mount(SECRET);
-    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl } });
+    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl }, writer: 'inline' });
     mount.serve(store);
     return store;
   },
   async onSmallFs(dir) {
-    return new SqliteStore({ dir, signing: { secret: SECRET, baseUrl: 'http://127.0.0.1:9' } });
+    return new SqliteStore({ dir, signing: { secret: SECRET, baseUrl: 'http://127.0.0.1:9' }, writer: 'inline' });
   },
 });
 

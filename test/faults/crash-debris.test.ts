@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsStore } from '../../adapters/embedded/fs-store.ts';
-import { dataLayout, loadSecrets, openEmbedded } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../../single-node/data-dir.ts';
 import { crashBody } from '../conformance/fixtures/fs-store-child.ts';
 import { runChild } from '../conformance/run-child.ts';
 

@@ -20,7 +20,7 @@ import type { JobRecord } from '../../shared/contract/index.ts';
 import type { Lease, ReceiveOptions } from '../../shared/ports/queue.ts';
 import { StorageFullError } from '../../shared/ports/store.ts';
 import { StorageHealth } from '../../shared/storage-health.ts';
-import { dataLayout, loadSecrets, openEmbedded } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../../single-node/data-dir.ts';
 import { SMALL_FS, mountSmallFs, type SmallFs } from '../conformance/small-fs.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { createEngine } from './slow-engine.ts';

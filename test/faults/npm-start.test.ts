@@ -1,5 +1,5 @@
 /**
- * `npm start` itself (tools/start.ts) in a child process: it prints a working key, base
+ * `npm start` itself (single-node/start.ts) in a child process: it prints a working key, base
  * URL and curl; killed with -9 in the middle of a job and started again, the job still
  * completes, exactly once. The engine is the slow test double (AMDM_ENGINE_MODULE), so
  * the test does not depend on the model files and a job lasts long enough to be killed.
@@ -39,7 +39,7 @@ function npmStart(
   preload: string[] = [],
 ): { child: ChildProcess; output: () => string; banner: Promise<string>; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   // what `npm start` runs, without npm in between (so the signal reaches the server itself)
-  const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'tools/start.ts'];
+  const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'single-node/start.ts'];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   children.push(child);

@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../gpu-runner/logger.ts';
+import { silentLogger } from '../../shared/logger.ts';
 import { SamplerPool } from '../../gpu-runner/sampler-thread.ts';
 import { WorkerLoop } from '../../gpu-runner/worker-loop.ts';
 import { newJobId } from '../../shared/ids.ts';
 import { JobRepository, type StoredRequest } from '../../shared/job-repository.ts';
-import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../single-node/data-dir.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { CRASHING_ENGINE, SLOW_ENGINE, startRunnerProcess } from './runner-process.ts';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatModelCatalog } from '../../tools/model-catalog.ts';
+import { formatModelCatalog } from '../../shared/model-catalog.ts';
 import { MockStack } from './pulumi-mocks.ts';
 import { installSstShim } from './sst-shim.ts';
 

@@ -12,6 +12,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ZodError } from 'zod';
 import { zodFieldErrors } from '../../../shared/contract/field-errors.ts';
+import type { Logger } from '../../../shared/logger.ts';
 import { StorageFullError } from '../../../shared/ports/store.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -73,12 +74,6 @@ export function problemResponse(body: ProblemBody, headers: Record<string, strin
     status: body.status,
     headers: { ...headers, 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' },
   });
-}
-
-export interface Logger {
-  error(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
 }
 
 const STATUS_TITLES: Record<number, string> = {

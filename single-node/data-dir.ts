@@ -1,5 +1,5 @@
 /**
- * The single-node deployment, shared by its roots (tools/start.ts, edge/local.ts,
+ * The single-node deployment, shared by its roots (single-node/start.ts, edge/local.ts,
  * gpu-runner/main.ts, `amdm keys`): where things live under DATA_DIR, the secrets created
  * once at first start, and the embedded adapters (SQLite queues, and a store that keeps its
  * records in SQLite and its images on the filesystem).
@@ -20,16 +20,16 @@
  * the CLI can share one DATA_DIR at the same time.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
 import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
 import { SplitStore } from '../adapters/embedded/split-store.ts';
 import { SqliteStore } from '../adapters/embedded/sqlite-store.ts';
-import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
+import { DEFAULT_SQLITE_WRITER, type SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
+import { jsonLogger } from '../shared/logger.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
@@ -114,7 +114,8 @@ export interface EmbeddedAdapters {
 
 /**
  * The single node's object store: records in the queues' database, blobs in DATA_DIR/store
- * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone.
+ * (adapters/embedded/split-store.ts says which keys are which). `amdm keys` opens it alone,
+ * for a short write, and commits inline by default: one write needs no thread.
  */
 export function openEmbeddedStore(
   layout: DataLayout,
@@ -122,36 +123,12 @@ export function openEmbeddedStore(
 ): SplitStore {
   const signing = { secret: opts.blobSecret, baseUrl: opts.publicBaseUrl };
   const storage = opts.storage ? { storage: opts.storage } : {};
-  const store = new SplitStore({
+  return new SplitStore({
     // the first opener of the file decides its writer: the records open it before the queues
-    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, ...(opts.writer ? { writer: opts.writer } : {}), ...storage }),
+    records: new SqliteStore({ dir: layout.queueDir, file: SQLITE_QUEUE_FILE, signing, writer: opts.writer ?? 'inline', ...storage }),
     blobs: new FsStore({ root: layout.storeDir, signing, ...storage }),
   });
-  if (holdsLegacyRecords(layout.storeDir)) {
-    // a DATA_DIR from before the records moved to SQLite: its keys and jobs must not vanish
-    store.adoptRecordsFromBlobs().then(
-      ({ moved }) => console.error(JSON.stringify({ level: 'info', msg: 'moved records from the filesystem store into SQLite', moved, store: layout.storeDir })),
-      (err: unknown) => console.error(JSON.stringify({ level: 'error', msg: 'moving records from the filesystem store into SQLite failed', err: String(err), store: layout.storeDir })),
-    );
-  }
-  return store;
 }
-
-/**
- * Whether DATA_DIR/store holds records as files (the layout before they moved to SQLite): a
- * single node that ever ran has an API key, and every accepted job an index entry. Two
- * directory probes per tenant; the move deletes what it moved, so this turns false after it.
- */
-function holdsLegacyRecords(storeDir: string): boolean {
-  // the filesystem store's names: a directory is its key segment plus '@'
-  if (existsSync(join(storeDir, 'apikeys@')) || existsSync(join(storeDir, 'apikey-ids@'))) return true;
-  const tenants = join(storeDir, 'tenants@');
-  if (!existsSync(tenants)) return false;
-  return readdirSync(tenants).some((t) => existsSync(join(tenants, t, 'index@')) || existsSync(join(tenants, t, 'usage@')));
-}
-
-/** Where the server and the runners commit their SQLite writes (see openEmbedded). */
-export const SINGLE_NODE_WRITER: SqliteWriter = 'thread';
 
 /**
  * The adapters of a long-running process (the server, a runner). `storage` hears of every
@@ -161,12 +138,8 @@ export function openEmbedded(
   layout: DataLayout,
   opts: { blobSecret: string; publicBaseUrl: string; maxReceives?: number; writer?: SqliteWriter; storage?: StorageObserver },
 ): EmbeddedAdapters {
-  // The server and the runners commit in the writer thread: the WAL fsync then never holds
-  // the event loop. bench:edge, embedded adapters, two runs each on a quiet machine: 1895 and
-  // 1764 creates/s with p99 107 and 110 ms, against 1714 and 1590 with p99 156 and 168 ms
-  // inline. (The CLI opens the store alone, inline: one short write needs no thread.)
-  const writer = opts.writer ?? SINGLE_NODE_WRITER;
-  const store = openEmbeddedStore(layout, { ...opts, writer });
+  // the adapters' default: the writer thread, so the WAL fsync never holds the event loop
+  const store = openEmbeddedStore(layout, { ...opts, writer: opts.writer ?? DEFAULT_SQLITE_WRITER });
   const storage = opts.storage ? { storage: opts.storage } : {};
   const jobs = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobs, deadLetter: { queue: QUEUES.jobsDeadLetter, maxReceives: opts.maxReceives ?? DEFAULT_MAX_RECEIVES }, ...storage });
   const jobsDeadLetter = new SqliteQueue({ dir: layout.queueDir, queue: QUEUES.jobsDeadLetter, ...storage });
@@ -194,75 +167,37 @@ export function openEmbedded(
 
 /** Removes the temp files of puts cut short by a crash (older than STALE_TEMP_MS), saying so when there were any. */
 async function sweepCrashDebris(blobs: FsStore): Promise<void> {
+  const logger = jsonLogger('store');
   try {
     const { removed } = await blobs.sweepTempFiles();
-    if (removed > 0) {
-      console.error(JSON.stringify({ level: 'info', msg: 'removed temp files left by writes a crash cut short', removed, older_than_ms: STALE_TEMP_MS, store: blobs.root }));
-    }
+    if (removed > 0) logger.info('removed temp files left by writes a crash cut short', { removed, older_than_ms: STALE_TEMP_MS, store: blobs.root });
   } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'sweeping temp files left by crashed writes failed; they only take space', err: String(err), store: blobs.root }));
+    logger.error('sweeping temp files left by crashed writes failed; they only take space', { err: String(err), store: blobs.root });
   }
 }
 
 /**
- * Where a queued job stands in the embedded jobs queue: messages ahead of it in delivery
- * order. Reads the SQLite queue's table directly (read-only), so it checks the schema
- * version it was written for and otherwise answers without a position. Every query is an
- * index range scan capped at MAX_AHEAD rows: this runs on the request path.
+ * Where a queued job stands in the embedded jobs queue, in words for the job record: the
+ * messages ahead of it in delivery order and the jobs running (SqliteQueue.position, capped
+ * at MAX_AHEAD rows each: this runs on the request path).
  */
-export function embeddedQueueInfo(layout: DataLayout): { info: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>; close: () => void } {
+export function embeddedQueueInfo(jobs: SqliteQueue): (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue> {
   const MAX_AHEAD = 100;
-  let db: Database.Database | null = null;
-  let byId: Database.Statement<[string, string], { visible_at: number; seq: number }> | null = null;
-  let byBody: Database.Statement<[string, string, string], { visible_at: number; seq: number }> | null = null;
-  let ahead: Database.Statement<[string, number, number, number, number], { n: number }> | null = null;
-  let running: Database.Statement<[string, number, number], { n: number }> | null = null;
-  let retryAt = 0;
-  const open = () => {
-    if (db) return true;
-    // no sync filesystem probe on every request: look again at most once a second
-    if (Date.now() < retryAt) return false;
-    retryAt = Date.now() + 1000;
-    const file = join(layout.queueDir, SQLITE_QUEUE_FILE);
-    if (!existsSync(file)) return false;
-    const conn = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
-    if (conn.pragma('user_version', { simple: true }) !== 1) {
-      conn.close();
-      return false;
+  return async (req, messageId) => {
+    try {
+      // by body only for jobs another process enqueued (the edge remembers its own message ids)
+      const at = jobs.position(messageId ? { id: messageId } : { bodyContains: [`"job_id":"${req.id}"`, `"tenant":"${req.tenant}"`] }, MAX_AHEAD);
+      const busy = at.inFlight;
+      if (at.ahead === null) return { position: null, reason: `being handed to a runner (${busy} running)` };
+      const n = at.ahead;
+      const running = `${busy}${busy >= MAX_AHEAD ? '+' : ''} running`;
+      return {
+        position: n,
+        reason: n === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${running})` : 'next in line') : `${n}${n >= MAX_AHEAD ? '+' : ''} job(s) ahead; ${running}`,
+      };
+    } catch {
+      return { position: null, reason: 'waiting for a runner' };
     }
-    db = conn;
-    byId = conn.prepare('SELECT visible_at, seq FROM messages WHERE id = ? AND queue = ?');
-    // only for jobs another process enqueued (this edge remembers its own message ids)
-    byBody = conn.prepare("SELECT visible_at, seq FROM messages WHERE queue = ? AND body LIKE ? ESCAPE '\\' AND body LIKE ? ESCAPE '\\' LIMIT 1");
-    ahead = conn.prepare(
-      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND (visible_at < ? OR (visible_at = ? AND seq < ?)) LIMIT ?)`,
-    );
-    running = conn.prepare('SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND visible_at > ? AND lease_token IS NOT NULL LIMIT ?)');
-    return true;
-  };
-  const like = (s: string) => `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-  return {
-    info: async (req, messageId) => {
-      try {
-        if (!open()) return { position: null, reason: 'waiting for a runner' };
-        const row = messageId ? byId!.get(messageId, QUEUES.jobs) : byBody!.get(QUEUES.jobs, like(`"job_id":"${req.id}"`), like(`"tenant":"${req.tenant}"`));
-        const busy = running!.get(QUEUES.jobs, Date.now(), MAX_AHEAD)?.n ?? 0;
-        if (!row) return { position: null, reason: `being handed to a runner (${busy} running)` };
-        // messages that become visible before this one (ties by send order) are delivered first
-        const n = ahead!.get(QUEUES.jobs, row.visible_at, row.visible_at, row.seq, MAX_AHEAD)?.n ?? 0;
-        const running_ = `${busy}${busy >= MAX_AHEAD ? '+' : ''} running`;
-        return {
-          position: n,
-          reason: n === 0 ? (busy > 0 ? `next in line; waiting for a free runner (${running_})` : 'next in line') : `${n}${n >= MAX_AHEAD ? '+' : ''} job(s) ahead; ${running_}`,
-        };
-      } catch {
-        return { position: null, reason: 'waiting for a runner' };
-      }
-    },
-    close: () => {
-      (db as Database.Database | null)?.close();
-      db = null;
-    },
   };
 }
 

@@ -10,7 +10,7 @@
  *
  * Each phase of the start (secrets, adapters, models, listen, local key) logs a line with its
  * duration. A start that has not finished within AMDM_START_TIMEOUT_SECONDS (120; 0: no
- * limit) logs the phase it is stuck in and exits 1 (tools/start-watchdog.ts), rather than
+ * limit) logs the phase it is stuck in and exits 1 (single-node/start-watchdog.ts), rather than
  * leaving a process that never answers.
  *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
@@ -21,12 +21,12 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { localEdgeSettings, startLocalEdge } from '../edge/local.ts';
-import { jsonLogger } from '../gpu-runner/logger.ts';
+import { jsonLogger } from '../shared/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
-import { dataLayout, loadSecrets } from './single-node.ts';
+import { dataLayout, loadSecrets } from './data-dir.ts';
 import { startWatchdog } from './start-watchdog.ts';
 
 /** Relative to the working directory when below it, absolute otherwise. */
