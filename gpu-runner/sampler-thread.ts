@@ -13,6 +13,14 @@
  * Cancellation crosses the thread boundary twice over: a message (handled whenever the
  * worker's event loop turns) and a shared flag read at every progress callback, i.e. at
  * every sampling step even if the engine never yields to the event loop in between.
+ *
+ * A thread is never ended while a call may be inside onnxruntime: terminating a worker (or
+ * exiting the process, which terminates its workers) during a native run() makes the
+ * binding fail to throw into the dying JavaScript environment, and the C++ runtime aborts
+ * the whole process ("terminate called after throwing an instance of 'Napi::Error'", exit
+ * 134). terminate() and dispose() first cancel the calls in flight and wait until they have
+ * returned (the end of the current UNet call); only a call that ignores the cancel for
+ * `abortGraceMs` is cut off anyway.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
@@ -88,6 +96,10 @@ interface Pending {
   onProgress?: (p: EngineProgress) => void;
   /** the thread the call went to: a dying thread fails only its own calls */
   worker: Worker;
+  /** a generate's shared cancel flag */
+  cancelFlag?: SharedArrayBuffer;
+  /** resolves once the call has returned, however */
+  settled: Promise<void>;
 }
 
 /** One worker thread hosting one engine. Spawned lazily; respawned after a crash. */
@@ -149,11 +161,40 @@ export class SamplerThread implements Engine {
     if (this.disposed) throw new Error('the sampler thread was disposed');
     const worker = (this.worker ??= this.spawn());
     const id = this.nextId++;
+    let entry!: Pending;
     const done = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, worker, ...(onProgress ? { onProgress } : {}) });
+      entry = { resolve: resolve as (v: unknown) => void, reject, worker, settled: Promise.resolve(), ...(onProgress ? { onProgress } : {}) };
+      if ('cancelFlag' in msg) entry.cancelFlag = msg.cancelFlag as SharedArrayBuffer;
     });
+    entry.settled = done.then(
+      () => {},
+      () => {},
+    );
+    this.pending.set(id, entry);
     worker.postMessage({ ...msg, id });
     return { id, done };
+  }
+
+  /**
+   * Cancel every generate in flight on `w` and wait (at most `timeoutMs`) until every call
+   * there has returned, so that no onnxruntime call is running when the thread ends.
+   * Returns whether the thread got there in time.
+   */
+  private async quiesce(w: Worker, reason: string, timeoutMs: number): Promise<boolean> {
+    const calls = [...this.pending].filter(([, p]) => p.worker === w);
+    if (calls.length === 0) return true;
+    for (const [id, p] of calls) {
+      if (!p.cancelFlag) continue;
+      Atomics.store(new Int32Array(p.cancelFlag), 0, 1);
+      w.postMessage({ type: 'cancel', id, reason } satisfies ToWorker);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([
+      Promise.all(calls.map(([, p]) => p.settled)).then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return inTime;
   }
 
   catalog(): Promise<ModelInfo[]> {
@@ -195,14 +236,23 @@ export class SamplerThread implements Engine {
     }
   }
 
-  /** Ask the engine to free its sessions, then end the thread (forcibly after the timeout). */
+  /**
+   * Cancel what runs, ask the engine to free its sessions, then end the thread (forcibly
+   * after the timeout).
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     const w = this.worker;
     if (w) {
+      // sessions must not be released under a run() that is still using them
+      await this.quiesce(w, 'shutdown', this.opts.abortGraceMs ?? 10_000);
+    }
+    if (w && this.worker === w) {
       try {
         const { done } = this.call<void>({ type: 'dispose' });
-        await Promise.race([done, new Promise((r) => setTimeout(r, this.opts.disposeTimeoutMs ?? 5000).unref())]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([done, new Promise((r) => (timer = setTimeout(r, this.opts.disposeTimeoutMs ?? 5000)))]);
+        clearTimeout(timer);
       } catch {
         // a crashed or stuck thread is terminated below either way
       }
@@ -211,11 +261,18 @@ export class SamplerThread implements Engine {
     await this.terminate();
   }
 
-  /** End the thread now, whatever it is doing (a running job is lost: release its lease first). */
+  /**
+   * End the thread now: what runs is canceled and the thread ends as soon as the current
+   * UNet call returns (a running job is lost: release its lease first).
+   */
   async terminate(): Promise<void> {
     const w = this.worker;
     this.worker = null;
-    if (w) await w.terminate();
+    if (!w) return;
+    const grace = this.opts.abortGraceMs ?? 10_000;
+    // past the grace the call is stuck in native code; ending the thread is the last resort
+    await this.quiesce(w, 'shutdown', grace);
+    await w.terminate();
   }
 }
 

@@ -129,6 +129,65 @@ describe('npm start', () => {
     expect(code).toBe(0);
   });
 
+  it('real engine: a second signal mid-job stops at once, exits cleanly and requeues the job once; one Ctrl-C delivered twice only drains', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'amdm-start-'));
+    dirs.push(dataDir);
+    const port = await freePort();
+    // the built-in models on onnxruntime: the sampler thread is inside a native UNet call most of the time
+    const env = { DATA_DIR: dataDir, PORT: String(port) };
+    const first = npmStart(env);
+    const key = /API key\s+(amdm_\S+)/.exec(await first.banner)![1]!;
+    const api = (path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    const job = { models: [{ id: 'shapes-base', role: 'base', prompt: 'a red circle' }], sampler: { steps: 100, seed: 3, width: 64, height: 64 } };
+    const submit = async () => ((await (await api('/v1/jobs', job)).json()) as JobRecord).id;
+    const midway = (id: string) => until(async () => (((await (await api(`/v1/jobs/${id}`)).json()) as JobRecord).progress?.step ?? 0) >= 3, 'the job to be mid-way', 60_000);
+
+    const id = await submit();
+    await midway(id);
+    first.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 700)); // a second keypress, not the same one relayed
+    first.child.kill('SIGINT');
+    const exit = await first.exited;
+    expect(first.output()).not.toMatch(/Napi::Error|terminate called/);
+    expect(exit, first.output()).toEqual({ code: 1, signal: null });
+    const firstLines = logLines(first.output());
+    expect(firstLines.filter((l) => l.msg === 'released a running job for another runner')).toHaveLength(1);
+
+    // a fresh start runs it again, as the second attempt, and bills it once
+    const second = npmStart(env);
+    await second.banner;
+    const done = await until(async () => {
+      const r = (await (await api(`/v1/jobs/${id}`)).json()) as JobRecord;
+      return ['succeeded', 'failed', 'canceled'].includes(r.status) ? r : null;
+    }, 'the job to complete after the restart', 120_000);
+    expect(done.status, second.output()).toBe('succeeded');
+    const runs = logLines(second.output()).filter((l) => l.msg === 'running' && l.job_id === id);
+    expect(runs.map((l) => l.attempt)).toEqual([2]);
+    const usage = await until(async () => {
+      const u = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
+      return u.total.jobs > 0 ? u : null;
+    }, 'the usage record of the job');
+    expect(usage.total).toEqual(expect.objectContaining({ jobs: 1, unet_evals: 100 }));
+
+    // one Ctrl-C reaches the server from the terminal's process group and again from npm/tsx,
+    // a few ms apart: that is one request to drain, so the running job finishes
+    const id2 = await submit();
+    await midway(id2);
+    second.child.kill('SIGINT');
+    second.child.kill('SIGINT');
+    const drained = await second.exited;
+    expect(drained, second.output()).toEqual({ code: 0, signal: null });
+    const secondLines = logLines(second.output());
+    expect(secondLines).toContainEqual(expect.objectContaining({ msg: 'succeeded', job_id: id2 }));
+    expect(secondLines.filter((l) => l.msg === 'stopping now; running jobs go back to the queue')).toEqual([]);
+    expect(second.output()).not.toMatch(/Napi::Error|terminate called/);
+  });
+
   it('a warm-up that never finishes: the watchdog names the phase and exits 1', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'amdm-start-'));
     dirs.push(dataDir);
