@@ -467,13 +467,17 @@ describe('reading, listing, cancelling', () => {
     expect((await call(`/v1/jobs?limit=1&cursor=${p1.next_cursor}`)).status).toBe(200);
   });
 
-  it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {
+  it('cancel: queued -> canceled at once (200); running -> requested (202); canceled again -> 200; finished -> 409', async () => {
     const { call, repo } = await setup();
     const queued = await (await call('/v1/jobs', { body: single('q') })).json();
     const c1 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
     expect(c1.status).toBe(200);
-    expect((await c1.json()).status).toBe('canceled');
-    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(409);
+    const first = await c1.json();
+    expect(first.status).toBe('canceled');
+    // canceling twice is harmless (docs/api.md): the same answer, the same job
+    const again = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual(first);
 
     const running = await (await call('/v1/jobs', { body: single('r') })).json();
     await repo.putStatus('acme', running.id, runningStatus());
@@ -483,7 +487,16 @@ describe('reading, listing, cancelling', () => {
     expect(await repo.getCancel('acme', running.id)).not.toBeNull();
     // asking again while the runner has not stopped yet is harmless
     expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
-    const c3 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    // the runner stopped it: canceled, and a late cancel still answers 200
+    await repo.putStatus('acme', running.id, runningStatus({ status: 'canceled', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const late = await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' });
+    expect(late.status).toBe(200);
+    expect((await late.json()).status).toBe('canceled');
+    // a job that succeeded cannot be canceled
+    const ok = await (await call('/v1/jobs', { body: single('s') })).json();
+    await repo.putStatus('acme', ok.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const c3 = await call(`/v1/jobs/${ok.id}/cancel`, { method: 'POST' });
+    expect(c3.status).toBe(409);
     expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
   });
 
