@@ -8,7 +8,7 @@
  * loaded, the symptom of a start that never served) ends with a log line naming the phase
  * and a non-zero exit, instead of a silent process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +40,9 @@ function npmStart(
 ): { child: ChildProcess; output: () => string; banner: Promise<string>; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   // what `npm start` runs, without npm in between (so the signal reaches the server itself)
   const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'tools/start.ts'];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // running servers announce themselves for `amdm keys`: in the test's own folder, not the user's
+  const runtime = { AMDM_RUNTIME_DIR: join(env.DATA_DIR ?? tmpdir(), 'runtime') };
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...runtime, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   children.push(child);
   let out = '';
@@ -87,6 +89,19 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${port}`);
     expect(banner).toMatch(/curl -sS http:\/\/127\.0\.0\.1:\d+\/v1\/jobs -H "Authorization: Bearer amdm_\S+" .*--data @\S*examples\/single\.json/);
     expect(readFileSync(join(dataDir, 'local-api-key'), 'utf8').trim()).toBe(key);
+    // DATA_DIR is not ./data: the key command says where the keys must go
+    expect(banner).toContain(`npx amdm keys create --tenant NAME --data-dir ${dataDir}`);
+    // ...and without it, from another folder, `amdm keys create` finds the running server's folder
+    const { DATA_DIR: _unset, ...cliEnv } = process.env;
+    const made = spawnSync(process.execPath, [join(ROOT, 'bin/amdm.js'), 'keys', 'create', '--tenant', 'bob'], {
+      cwd: tmpdir(),
+      env: { ...cliEnv, AMDM_RUNTIME_DIR: join(dataDir, 'runtime') },
+      encoding: 'utf8',
+    });
+    expect(made.status, made.stderr).toBe(0);
+    expect(made.stderr).toContain(`using the data folder of the server running at http://127.0.0.1:${port}: ${dataDir}`);
+    const bobs = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { headers: { authorization: `Bearer ${made.stdout.trim()}` } });
+    expect(bobs.status).toBe(200);
     // every phase of the start says when it is done, and how long it took
     const phases = logLines(banner).filter((l) => l.component === 'start' && l.msg === 'phase done');
     expect(phases.map((l) => l.phase)).toEqual(['secrets', 'adapters', 'models', 'listen', 'local key']);
