@@ -23,8 +23,8 @@
  * `abortGraceMs` is cut off anyway.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
-import { EngineInputError, type Engine, type EngineProgress, type EngineResult, type GenerateOptions } from './engine/types.ts';
+import type { JobSpec, JobWarning, ModelInfo } from '../shared/contract/index.ts';
+import { EngineInputError, type Engine, type EngineProgress, type EngineResult, type GenerateOptions, type PreviewFrame } from './engine/types.ts';
 
 /** Which module builds the engine inside the thread, and with what options (structured-cloneable). */
 export interface EngineFactoryRef {
@@ -60,12 +60,14 @@ interface SerializedError {
 }
 
 type ToWorker =
-  | { type: 'generate'; id: number; spec: JobSpec; referenceImages: (Uint8Array | null)[] | null; cancelFlag: SharedArrayBuffer }
+  | { type: 'generate'; id: number; spec: JobSpec; referenceImages: (Uint8Array | null)[] | null; cancelFlag: SharedArrayBuffer; previewEveryMs: number | null }
   | { type: 'cancel'; id: number; reason: string }
   | { type: 'catalog' | 'warm' | 'dispose'; id: number };
 
 type FromWorker =
   | { type: 'progress'; id: number; progress: EngineProgress }
+  | { type: 'warning'; id: number; warning: JobWarning }
+  | { type: 'preview'; id: number; frame: PreviewFrame }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number; error: SerializedError };
 
@@ -94,6 +96,8 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   onProgress?: (p: EngineProgress) => void;
+  onWarning?: (w: JobWarning) => void;
+  onFrame?: (f: PreviewFrame) => void;
   /** the thread the call went to: a dying thread fails only its own calls */
   worker: Worker;
   /** a generate's shared cancel flag */
@@ -152,18 +156,26 @@ export class SamplerThread implements Engine {
       p.onProgress?.(m.progress);
       return;
     }
+    if (m.type === 'warning') {
+      p.onWarning?.(m.warning);
+      return;
+    }
+    if (m.type === 'preview') {
+      p.onFrame?.(m.frame);
+      return;
+    }
     this.pending.delete(m.id);
     if (m.type === 'result') p.resolve(m.value);
     else p.reject(deserializeError(m.error));
   }
 
-  private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, onProgress?: (p: EngineProgress) => void): { id: number; done: Promise<T> } {
+  private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, callbacks: Pick<Pending, 'onProgress' | 'onWarning' | 'onFrame'> = {}): { id: number; done: Promise<T> } {
     if (this.disposed) throw new Error('the sampler thread was disposed');
     const worker = (this.worker ??= this.spawn());
     const id = this.nextId++;
     let entry!: Pending;
     const done = new Promise<T>((resolve, reject) => {
-      entry = { resolve: resolve as (v: unknown) => void, reject, worker, settled: Promise.resolve(), ...(onProgress ? { onProgress } : {}) };
+      entry = { resolve: resolve as (v: unknown) => void, reject, worker, settled: Promise.resolve(), ...callbacks };
       if ('cancelFlag' in msg) entry.cancelFlag = msg.cancelFlag as SharedArrayBuffer;
     });
     entry.settled = done.then(
@@ -211,8 +223,8 @@ export class SamplerThread implements Engine {
     if (signal?.aborted) throw new DOMException(String(signal.reason ?? 'aborted'), 'AbortError');
     const flag = new SharedArrayBuffer(4);
     const { id, done } = this.call<EngineResult>(
-      { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag } as Omit<ToWorker, 'id'> & { type: 'generate' },
-      opts.onProgress,
+      { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag, previewEveryMs: opts.preview?.everyMs ?? null } as Omit<ToWorker, 'id'> & { type: 'generate' },
+      { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}), ...(opts.preview ? { onFrame: opts.preview.onFrame } : {}) },
     );
     let killer: NodeJS.Timeout | null = null;
     const onAbort = () => {
@@ -373,6 +385,10 @@ async function serve(): Promise<void> {
                 if (Atomics.load(flag, 0) === 1 && !controller.signal.aborted) controller.abort('canceled');
                 port.postMessage({ type: 'progress', id: m.id, progress } satisfies FromWorker);
               },
+              onWarning: (warning) => port.postMessage({ type: 'warning', id: m.id, warning } satisfies FromWorker),
+              ...(m.previewEveryMs !== null
+                ? { preview: { everyMs: m.previewEveryMs, onFrame: (frame: PreviewFrame) => port.postMessage({ type: 'preview', id: m.id, frame } satisfies FromWorker) } }
+                : {}),
             });
             port.postMessage({ type: 'result', id: m.id, value: result } satisfies FromWorker);
           } finally {

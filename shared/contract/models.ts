@@ -24,6 +24,11 @@ export const ModelInfo = z
       max: z.number().int().positive(),
       /** width and height are rounded to a multiple of this */
       multiple: z.number().int().positive(),
+      /**
+       * the sides (pixels) the model was trained at; outside them it still renders, with
+       * repeated or broken objects, and jobs get a `size_untrained` warning
+       */
+      trained: z.object({ min: z.number().int().positive(), max: z.number().int().positive() }).optional(),
     }),
     conditions: z.object({
       prompt: z.object({ max_tokens: z.number().int().positive() }),
