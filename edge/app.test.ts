@@ -622,7 +622,7 @@ describe('the app as a whole', () => {
     await SwaggerParser.validate(structuredClone(doc));
     const ops = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown }> }> }>>).flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ id: `${verb} ${p}`, op })));
     expect(ops.map((o) => o.id).sort()).toEqual(
-      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
+      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/models/{id}/tokens', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
     );
     for (const { id, op } of ops) {
       const withContent = Object.values(op.responses).flatMap((r) => Object.values(r.content ?? {}));

@@ -103,14 +103,21 @@ export interface AppDeps {
   queueInfo?: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>;
   logger?: Logger;
   /**
+   * Counts a prompt's tokens with the model's tokenizer (POST /v1/models/{id}/tokens); null
+   * for an unknown model. Absent where the edge has no tokenizer (the Lambda bundle): the
+   * route then answers 501.
+   */
+  countTokens?: (modelId: string, text: string) => Promise<{ tokens: number; maxTokens: number } | null>;
+  /**
    * Single node on loopback only: the local API key, which the playground offers to fill in
    * (GET /playground/local-key). Never set it on a deployment that faces a network.
    */
   localApiKey?: () => Promise<string | null>;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'countTokens'>> {
   localBlobs: LocalBlobs | null;
+  countTokens: AppDeps['countTokens'] | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
@@ -169,6 +176,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
+  if (deps.countTokens !== undefined) need(typeof deps.countTokens === 'function', 'countTokens', 'a function (modelId, text) => Promise<{ tokens, maxTokens } | null>', deps.countTokens);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
   if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
 
@@ -201,5 +209,6 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     queueInfo: deps.queueInfo ?? null,
     logger: deps.logger ?? consoleLogger,
     localApiKey: deps.localApiKey ?? null,
+    countTokens: deps.countTokens ?? null,
   };
 }

@@ -16,6 +16,7 @@ import type { ModelInfo } from '../shared/contract/index.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { tokenCounter } from '../gpu-runner/engine/token-counter.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import type { EdgeLimits } from './deps.ts';
@@ -30,6 +31,8 @@ export interface LocalEdgeOptions {
   /** what clients use to reach this server; default http://{host}:{port} */
   publicBaseUrl?: string;
   catalog: () => Promise<ModelInfo[]>;
+  /** the model packages' folders: their tokenizers answer POST /v1/models/{id}/tokens (absent: 501) */
+  modelsDirs?: string[];
   /** share the runner's handles in one process; default: open our own */
   adapters?: { store: ObjectStore; jobs: JobQueue };
   allowPrivateWebhooks?: boolean;
@@ -81,6 +84,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     publicBaseUrl,
     localBlobs: { secret: secrets.blobSecret },
     queueInfo: position.info,
+    ...(o.modelsDirs ? { countTokens: tokenCounter(o.modelsDirs) } : {}),
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
     // the playground may offer the local key only when nothing but this machine can reach us
     ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
@@ -144,6 +148,7 @@ async function main(): Promise<void> {
     port,
     ...(env.PUBLIC_BASE_URL ? { publicBaseUrl: env.PUBLIC_BASE_URL } : {}),
     catalog: () => catalogThread.catalog(),
+    modelsDirs: [env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR],
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
   });
   console.log(JSON.stringify({ level: 'info', component: 'edge', msg: 'listening', url: edge.url }));

@@ -82,6 +82,7 @@ async function main(): Promise<void> {
           port,
           publicBaseUrl: config.publicBaseUrl,
           catalog: () => runner.engine.catalog(),
+          modelsDirs: config.modelsDirs,
           adapters: { store: adapters.store, jobs: adapters.jobs },
           allowPrivateWebhooks: config.allowPrivateWebhooks,
           logger: jsonLogger('edge'),

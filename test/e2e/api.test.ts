@@ -177,6 +177,18 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
       expect([png.width, png.height]).toEqual([done.spec.sampler.width, done.spec.sampler.height]);
     });
 
+    it('token counts: the single node counts with the model\'s tokenizer; the AWS edge has none and says so', async () => {
+      const client = new ApiClient({ baseUrl: stack.url, apiKey: stack.key });
+      if (adapterSet === 'embedded') {
+        expect(await client.countTokens('shapes-base', 'a red circle and a blue square')).toEqual({ object: 'token_count', model: 'shapes-base', tokens: 7, max_tokens: 14, truncated: false });
+        const unknown = await stack.api('/v1/models/no-such/tokens', { body: { text: 'x' } });
+        expect(unknown.status).toBe(404);
+      } else {
+        const err = await client.countTokens('shapes-base', 'a red circle').catch((e: unknown) => e);
+        expect(err).toMatchObject({ status: 501, problem: { type: 'urn:amdm:problem:token-count-unavailable' } });
+      }
+    });
+
     it('uploads: a reference image PUT through its signed URL drives a job', async () => {
       const models = ((await (await stack.api('/v1/models')).json()) as { data: ModelInfo[] }).data;
       const styled = models.find((m) => m.conditions.reference_image && m.ecosystem === base.ecosystem);
