@@ -115,12 +115,16 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
           const fp = fingerprint(record);
           const now = deps.clock.now();
           let wrote = false;
-          if (fp !== last) {
+          const sendJob = async () => {
+            if (fp === last) return;
             await stream.writeSSE({ event: 'job', data: JSON.stringify(record), ...(sent === 0 ? { retry: options.retryMs } : {}) });
             last = fp;
             wrote = true;
             sent++;
-          }
+          };
+          // the first event is always the job; after that previews go first, since they were
+          // made before the state read with them (frames lag the progress they picture)
+          if (sent === 0) await sendJob();
           if (record.status === 'running') {
             const preview = await repo.getPreview(tenant, id);
             // the window's end first when both are new: frames go out in the order they were made
@@ -131,6 +135,7 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
               wrote = true;
             }
           }
+          await sendJob();
           if (wrote) {
             lastWrite = now;
           } else if (now - lastWrite >= options.keepAliveMs) {
