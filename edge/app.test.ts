@@ -469,13 +469,17 @@ describe('reading, listing, cancelling', () => {
     expect((await call(`/v1/jobs?limit=1&cursor=${p1.next_cursor}`)).status).toBe(200);
   });
 
-  it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {
+  it('cancel: queued -> canceled at once (200); running -> requested (202); canceled again -> 200; finished -> 409', async () => {
     const { call, repo } = await setup();
     const queued = await (await call('/v1/jobs', { body: single('q') })).json();
     const c1 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
     expect(c1.status).toBe(200);
-    expect((await c1.json()).status).toBe('canceled');
-    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(409);
+    const first = await c1.json();
+    expect(first.status).toBe('canceled');
+    // canceling twice is harmless (docs/api.md): the same answer, the same job
+    const again = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual(first);
 
     const running = await (await call('/v1/jobs', { body: single('r') })).json();
     await repo.putStatus('acme', running.id, runningStatus());
@@ -485,7 +489,16 @@ describe('reading, listing, cancelling', () => {
     expect(await repo.getCancel('acme', running.id)).not.toBeNull();
     // asking again while the runner has not stopped yet is harmless
     expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
-    const c3 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    // the runner stopped it: canceled, and a late cancel still answers 200
+    await repo.putStatus('acme', running.id, runningStatus({ status: 'canceled', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const late = await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' });
+    expect(late.status).toBe(200);
+    expect((await late.json()).status).toBe('canceled');
+    // a job that succeeded cannot be canceled
+    const ok = await (await call('/v1/jobs', { body: single('s') })).json();
+    await repo.putStatus('acme', ok.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const c3 = await call(`/v1/jobs/${ok.id}/cancel`, { method: 'POST' });
+    expect(c3.status).toBe(409);
     expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
   });
 
@@ -647,6 +660,69 @@ describe('a full disk', () => {
   });
 });
 
+describe('warnings and previews', () => {
+  it('the 202 already carries what shaping changed or found pointless; the runner\'s warnings join on reads', async () => {
+    const trained = (id: string, extra: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({ ...model(id, extra), sizes: { default: [64, 64], min: 32, max: 128, multiple: 16, trained: { min: 64, max: 64 } } });
+    const { call, repo } = await setup({ catalog: async () => [trained('shapes-base'), trained('shapes-layout', { grounding: { max_objects: 4 } })] });
+    const body = {
+      models: [
+        { id: 'shapes-base', role: 'base', prompt: 'a red circle', weight: 1 },
+        { id: 'shapes-layout', role: 'auxiliary', prompt: 'a circle', weight: 0 },
+      ],
+      aggregation: { window: [0, 0] },
+      sampler: { steps: 4, seed: 1, width: 100, height: 64 },
+    };
+    const res = await call('/v1/jobs', { body });
+    expect(res.status).toBe(202);
+    const created = await res.json();
+    expect(created.warnings).toEqual([
+      { code: 'size_rounded', field: 'sampler.width', message: 'width 100 was rounded to 96: model "shapes-base" renders multiples of 16 pixels' },
+      { code: 'size_untrained', field: 'sampler.width', message: 'model "shapes-base" was trained at 64×64 pixels; at 96×64 it renders, but expect repeated or broken objects' },
+      { code: 'window_empty', field: 'aggregation.window', message: expect.stringMatching(/^window \[0, 0\] aggregates no step .*the auxiliary models cannot change the image/) },
+      { code: 'auxiliary_weight_zero', field: 'models[1].weight', message: expect.stringMatching(/^model "shapes-layout" gets aggregation weight 0, so it cannot change the image/) },
+    ]);
+    expect(created.spec.sampler.width).toBe(96);
+    const truncated = { code: 'prompt_truncated', field: 'models[0].prompt', message: 'the prompt has 40 tokens but model "shapes-base" reads 32: the first 32 of 40 were kept, the last 8 dropped' } as const;
+    await repo.putStatus('acme', created.id, runningStatus({ warnings: [truncated] }));
+    const read = await (await call(`/v1/jobs/${created.id}`)).json();
+    expect(read.warnings).toEqual([...created.warnings, truncated]);
+    // a request that needs nothing changed has none
+    expect((await (await call('/v1/jobs', { body: single() })).json()).warnings).toEqual([]);
+  });
+
+  it('the event stream sends each new preview frame of a running job as `event: preview`, in order, once', async () => {
+    const { call, repo } = await setup();
+    const job = await (await call('/v1/jobs', { body: single() })).json();
+    const frame = (seq: number, step: number, windowEnd: boolean) => ({
+      seq,
+      at: '2025-03-01T10:00:01.000Z',
+      image: 1,
+      images: 1,
+      step,
+      total: 4,
+      phase: 'aggregating' as const,
+      window_end: windowEnd,
+      method: 'vae_decode_x0' as const,
+      models: [{ id: 'shapes-base', run: 'aggregated' as const, width: 32, height: 32, png: 'data:image/png;base64,iVBORw0KGgo=' }],
+    });
+    await repo.putStatus('acme', job.id, runningStatus());
+    await repo.putPreview('acme', job.id, { v: 1, latest: frame(7, 3, false), window_end: frame(5, 2, true) });
+    const res = await call(`/v1/jobs/${job.id}/events`);
+    setTimeout(() => void repo.putPreview('acme', job.id, { v: 1, latest: frame(9, 4, false), window_end: frame(5, 2, true) }), 50);
+    setTimeout(() => void repo.putStatus('acme', job.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z', updated_at: 'z' })), 1200);
+    const blocks = (await res.text()).split('\n\n').filter((b) => b.startsWith('event: '));
+    const previews = blocks.filter((b) => b.startsWith('event: preview')).map((b) => JSON.parse(b.split('\ndata: ')[1]!));
+    expect(previews.map((p) => [p.seq, p.step, p.window_end, p.job_id])).toEqual([
+      [5, 2, true, job.id],
+      [7, 3, false, job.id],
+      [9, 4, false, job.id],
+    ]);
+    expect(previews[0]).toEqual({ job_id: job.id, ...frame(5, 2, true) });
+    // the job events are all there, the last one finished
+    expect(JSON.parse(blocks.at(-1)!.split('\ndata: ')[1]!).status).toBe('succeeded');
+  });
+});
+
 describe('the app as a whole', () => {
   it('serves a valid OpenAPI 3.1 document covering every route with examples', async () => {
     const { app } = await setup();
@@ -655,7 +731,7 @@ describe('the app as a whole', () => {
     await SwaggerParser.validate(structuredClone(doc));
     const ops = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown }> }> }>>).flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ id: `${verb} ${p}`, op })));
     expect(ops.map((o) => o.id).sort()).toEqual(
-      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
+      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/models/{id}/tokens', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
     );
     for (const { id, op } of ops) {
       const withContent = Object.values(op.responses).flatMap((r) => Object.values(r.content ?? {}));
@@ -664,6 +740,8 @@ describe('the app as a whole', () => {
     }
     expect(doc.components.schemas).toHaveProperty('JobRequest');
     expect(doc.components.schemas).toHaveProperty('Problem');
+    expect(doc.components.schemas).toHaveProperty('JobPreview');
+    expect(doc.components.schemas).toHaveProperty('JobWarning');
   });
 
   it('health and models', async () => {

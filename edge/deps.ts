@@ -127,6 +127,12 @@ export interface AppDeps {
   queueInfo?: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>;
   logger?: Logger;
   /**
+   * Counts a prompt's tokens with the model's tokenizer (POST /v1/models/{id}/tokens); null
+   * for an unknown model. Absent where the edge has no tokenizer (the Lambda bundle): the
+   * route then answers 501.
+   */
+  countTokens?: (modelId: string, text: string) => Promise<{ tokens: number; maxTokens: number } | null>;
+  /**
    * Single node on loopback only: the local API key, which the playground offers to fill in
    * (GET /playground/local-key). Never set it on a deployment that faces a network.
    */
@@ -139,10 +145,11 @@ export interface AppDeps {
   storageHealth?: StorageHealth;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision' | 'countTokens'>> {
   localBlobs: LocalBlobs | null;
   keyRevision: (() => Promise<string | null>) | null;
   clientAddress: ((c: Context) => string | undefined) | null;
+  countTokens: AppDeps['countTokens'] | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
@@ -199,6 +206,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.clientAddress !== undefined) need(typeof deps.clientAddress === 'function', 'clientAddress', 'a function (c) => string | undefined', deps.clientAddress);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
+  if (deps.countTokens !== undefined) need(typeof deps.countTokens === 'function', 'countTokens', 'a function (modelId, text) => Promise<{ tokens, maxTokens } | null>', deps.countTokens);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
   if (deps.storageHealth !== undefined) need(deps.storageHealth instanceof StorageHealth, 'storageHealth', 'a StorageHealth', deps.storageHealth);
   if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
@@ -238,5 +246,6 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     logger,
     localApiKey: deps.localApiKey ?? null,
     storageHealth: deps.storageHealth ?? new StorageHealth({ logger }),
+    countTokens: deps.countTokens ?? null,
   };
 }

@@ -465,6 +465,8 @@ export class JobsService {
     const parts = JOB_ID_RE.test(jobId) ? await this.repo.getParts(tenant, jobId) : null;
     if (!parts) throw notFound(jobId);
     const status = derivedStatus(parts.status, parts.cancel);
+    // canceling twice is harmless: a canceled job answers as it did the first time
+    if (status === 'canceled') return { record: await this.assemble(parts), state: 'canceled' };
     if (isTerminal(status)) {
       throw new ProblemError(409, {
         type: 'job-finished',

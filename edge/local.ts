@@ -28,6 +28,7 @@ import type { ObjectStore } from '../shared/ports/store.ts';
 import { jsonLogger, type Logger } from '../shared/logger.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
+import { tokenCounter } from '../gpu-runner/engine/token-counter.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
 import { clientAddress, type ProxyTrust } from './client-address.ts';
@@ -47,6 +48,8 @@ export interface LocalEdgeOptions {
    * the cap on active jobs is this process's own count (edge/active-jobs.ts).
    */
   adapters?: { store: ObjectStore; jobs: JobQueue; admission?: JobAdmission };
+  /** the model packages' folders: their tokenizers answer POST /v1/models/{id}/tokens (absent: 501) */
+  modelsDirs?: string[];
   allowPrivateWebhooks?: boolean;
   limits?: Partial<EdgeLimits>;
   rateLimiter?: RateLimiter;
@@ -113,6 +116,7 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
     publicBaseUrl,
     localBlobs: { secret: secrets.blobSecret },
     ...(queueInfo ? { queueInfo } : {}),
+    ...(o.modelsDirs ? { countTokens: tokenCounter(o.modelsDirs) } : {}),
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
     // the playground may offer the local key only when nothing but this machine can reach us
     ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
@@ -253,6 +257,7 @@ async function main(): Promise<void> {
     port,
     ...(env.PUBLIC_BASE_URL ? { publicBaseUrl: env.PUBLIC_BASE_URL } : {}),
     catalog: () => catalogThread.catalog(),
+    modelsDirs: [env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR],
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
     ...localEdgeSettings(env),
   });

@@ -11,6 +11,10 @@ export const JobIdParam = z.object({
   id: z.string().max(200).meta({ param: { name: 'id', in: 'path' }, example: 'job_01jd8x2m3q4r5s6t7v8w9x0y1z', description: `a job id (${JOB_ID_RE.source})` }),
 });
 
+export const ModelIdParam = z.object({
+  id: z.string().max(200).meta({ param: { name: 'id', in: 'path' }, example: 'shapes-base', description: 'a model id from GET /v1/models' }),
+});
+
 export const ListJobsQuery = z.object({
   limit: z.coerce
     .number()

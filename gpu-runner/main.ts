@@ -370,10 +370,43 @@ export async function startRunner(
   };
 }
 
-/** First signal drains, second forces. `onExit` gets the exit code. */
-export function installSignalHandlers(stop: { close(): Promise<void>; abortNow(): Promise<void> }, logger: Logger, onExit: (code: number) => void = (c) => process.exit(c)): void {
+export interface SignalOptions {
+  /**
+   * A signal this soon after the previous one counts as the same. One Ctrl-C reaches every
+   * process of the terminal's process group, and `npm start` and tsx relay it to their child
+   * as well, so the server often gets the same keypress two or three times within a few
+   * tens of ms; a person pressing twice is slower than this.
+   */
+  coalesceMs?: number;
+  /** the forced stop exits after this long even if it has not finished (a store that hangs) */
+  forceExitMs?: number;
+  /** where the signals come from (tests); default the process */
+  source?: Pick<NodeJS.Process, 'on'>;
+  now?: () => number;
+}
+
+/**
+ * First signal drains, second forces. `onExit` gets the exit code. The forced stop still
+ * waits for the current UNet call to return (the sampler threads end only then, see
+ * sampler-thread.ts), so the process never exits with a native call in flight.
+ */
+export function installSignalHandlers(
+  stop: { close(): Promise<void>; abortNow(): Promise<void> },
+  logger: Logger,
+  onExit: (code: number) => void = (c) => process.exit(c),
+  opts: SignalOptions = {},
+): void {
+  const coalesceMs = opts.coalesceMs ?? 300;
+  const now = opts.now ?? Date.now;
   let signals = 0;
+  let last = -Infinity;
   const handler = (sig: NodeJS.Signals) => {
+    const at = now();
+    if (at - last < coalesceMs) {
+      logger.info('the same signal again within a moment: counted once', { signal: sig, after_ms: at - last });
+      return;
+    }
+    last = at;
     signals++;
     if (signals === 1) {
       logger.info('draining; send the signal again to stop at once', { signal: sig });
@@ -385,15 +418,18 @@ export function installSignalHandlers(stop: { close(): Promise<void>; abortNow()
           onExit(1);
         },
       );
-    } else {
+    } else if (signals === 2) {
       logger.warn('stopping now; running jobs go back to the queue', { signal: sig });
-      const force = setTimeout(() => onExit(1), 3000);
+      const force = setTimeout(() => onExit(1), opts.forceExitMs ?? 15_000);
       force.unref();
       stop.abortNow().finally(() => onExit(1));
+    } else {
+      logger.warn('already stopping: waiting for the current UNet call to return', { signal: sig });
     }
   };
-  process.on('SIGTERM', handler);
-  process.on('SIGINT', handler);
+  const source = opts.source ?? process;
+  source.on('SIGTERM', handler);
+  source.on('SIGINT', handler);
 }
 
 async function main(): Promise<void> {

@@ -46,6 +46,7 @@ import { type ObjectStore, StorageFullError } from '../shared/ports/store.ts';
 import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
 import { EngineInputError, type Engine, type EngineProgress } from './engine/types.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { PreviewWriter } from './preview-writer.ts';
 import { type WebhookMessage, webhookEventType } from './webhook-message.ts';
 
 export interface WorkerLoopOptions {
@@ -67,6 +68,8 @@ export interface WorkerLoopOptions {
   /** a job running longer is aborted and counts as a failed attempt (a stuck engine must not hold the queue) */
   jobTimeoutSeconds?: number;
   progressIntervalMs?: number;
+  /** live previews are written at most this often (preview-writer.ts); null: no previews */
+  previewIntervalMs?: number | null;
   receiveWaitSeconds?: number;
   /** transient failures: delay = min(max, base * 2^(attempt-1)), with jitter */
   retryBackoff?: { baseSeconds: number; maxSeconds: number };
@@ -125,6 +128,7 @@ const DEFAULTS = {
   cancelPollMs: 1000,
   jobTimeoutSeconds: 3600,
   progressIntervalMs: 250,
+  previewIntervalMs: 500 as number | null,
   receiveWaitSeconds: 10,
   retryBackoff: { baseSeconds: 10, maxSeconds: 600 },
   poisonDelaySeconds: 5,
@@ -166,6 +170,7 @@ export class WorkerLoop {
     need(o.cancelPollMs >= 10, 'cancelPollMs', 'a number >= 10', o.cancelPollMs);
     need(o.jobTimeoutSeconds > 0 && o.jobTimeoutSeconds <= 86_400, 'jobTimeoutSeconds', 'a number of seconds in (0, 86400]', o.jobTimeoutSeconds);
     need(o.progressIntervalMs >= 0, 'progressIntervalMs', 'a number >= 0', o.progressIntervalMs);
+    need(o.previewIntervalMs === null || o.previewIntervalMs >= 0, 'previewIntervalMs', 'a number >= 0 or null', o.previewIntervalMs);
     need(Number.isInteger(o.receiveWaitSeconds) && o.receiveWaitSeconds >= 0 && o.receiveWaitSeconds <= 20, 'receiveWaitSeconds', 'an integer from 0 to 20', o.receiveWaitSeconds);
     need(o.retryBackoff.baseSeconds >= 0 && o.retryBackoff.maxSeconds >= o.retryBackoff.baseSeconds && o.retryBackoff.maxSeconds <= 43_200, 'retryBackoff', '{ baseSeconds >= 0, maxSeconds in [baseSeconds, 43200] }', JSON.stringify(o.retryBackoff));
     need(Number.isInteger(o.poisonDelaySeconds) && o.poisonDelaySeconds >= 0, 'poisonDelaySeconds', 'an integer >= 0', o.poisonDelaySeconds);
@@ -422,9 +427,19 @@ export class WorkerLoop {
       await checkCancel();
       const referenceImages = await this.referenceImages(req);
       if (run.reason) throw new DOMException(run.reason, 'AbortError');
+      const previews =
+        this.o.previewIntervalMs === null
+          ? null
+          : new PreviewWriter({ repo: this.repo, tenant, jobId: req.id, intervalMs: this.o.previewIntervalMs, clock: this.o.clock, logger: this.o.logger, mayWrite: () => !run.detached && !run.reason });
       const result = await this.o.engine.generate(spec, {
         signal: run.controller.signal,
         referenceImages,
+        // the runner's warnings (a prompt cut to the token limit) show on the record at once
+        onWarning: (w) => {
+          status = { ...status, warnings: [...(status.warnings ?? []), w] };
+          void this.writeStatus(run, status, false);
+        },
+        ...(previews ? { preview: { everyMs: this.o.previewIntervalMs!, onFrame: (f) => previews.offer(f) } } : {}),
         onProgress: (p) => {
           latest = p;
           const now = this.o.clock();
@@ -433,7 +448,7 @@ export class WorkerLoop {
             void this.writeStatus(run, status, false);
           }
         },
-      });
+      }).finally(() => previews?.close());
       clearInterval(heartbeat);
       clearInterval(cancelTimer);
       clearTimeout(deadline);
@@ -450,7 +465,7 @@ export class WorkerLoop {
             this.repo.putOutput(
               tenant,
               req.id,
-              { source: o.source, index: o.index, kind: o.kind, content_type: o.contentType, ...(o.width !== undefined ? { width: o.width } : {}), ...(o.height !== undefined ? { height: o.height } : {}) },
+              { source: o.source, ...(o.model !== undefined ? { model: o.model } : {}), index: o.index, kind: o.kind, content_type: o.contentType, ...(o.width !== undefined ? { width: o.width } : {}), ...(o.height !== undefined ? { height: o.height } : {}) },
               o.bytes,
             ),
           ),
@@ -843,12 +858,13 @@ export class WorkerLoop {
 }
 
 function toProgress(p: EngineProgress): Progress {
-  return { step: p.step, total: p.total, phase: p.phase, image: p.image, images: p.images };
+  return { step: p.step, total: p.total, phase: p.phase, image: p.image, images: p.images, ...(p.model !== undefined ? { model: p.model } : {}) };
 }
 
-/** UNet calls done before a cancel: whole images plus the steps of the current one. */
+/** UNet calls done before a cancel: the engine's count, or whole images plus the steps of the current one. */
 function partialEvals(spec: JobSpec, p: EngineProgress | null): number {
   if (!p) return 0;
+  if (p.unetEvals !== undefined) return p.unetEvals;
   const n = spec.models.length;
   const end = spec.aggregation.window[1];
   const perImage = unetEvalsPerImage(n, spec.sampler.steps, end, spec.outputs.per_model);

@@ -15,12 +15,17 @@
  *   DATA_DIR/secrets/        pepper, blob-signing-key, webhook-secret (0600, created once)
  *   DATA_DIR/local-api-key   the key `npm start` created for you (0600)
  *
+ * A running `npm start` also announces itself in a per-user runtime folder (RUNTIME_DIR/
+ * server-{pid}.json: its URL and DATA_DIR, as `jupyter server list` finds its servers), so
+ * `amdm keys` run from another folder or shell puts keys where the server reads them.
+ *
  * Every process opens its own handles; the fs store writes atomically and the SQLite
  * database uses WAL with short transactions and a busy timeout, so the server, a runner and
  * the CLI can share one DATA_DIR at the same time.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FsStore, STALE_TEMP_MS } from '../adapters/embedded/fs-store.ts';
 import { SqliteAdmission } from '../adapters/embedded/sqlite-admission.ts';
@@ -57,6 +62,77 @@ export function dataLayout(dataDir: string): DataLayout {
     secretsDir: join(root, 'secrets'),
     localKeyFile: join(root, 'local-api-key'),
   };
+}
+
+/** Whether a single node ever started from this layout (its pepper exists). */
+export function isInitialized(layout: DataLayout): boolean {
+  return existsSync(join(layout.secretsDir, 'pepper'));
+}
+
+/**
+ * Where running single nodes announce themselves: AMDM_RUNTIME_DIR, else
+ * XDG_RUNTIME_DIR/amdm, else TMPDIR/amdm-{uid}. Per user, so nobody else's servers show.
+ */
+export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.AMDM_RUNTIME_DIR) return resolve(env.AMDM_RUNTIME_DIR);
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'amdm');
+  return join(tmpdir(), `amdm-${process.getuid?.() ?? 'user'}`);
+}
+
+export interface RunningServer {
+  pid: number;
+  url: string;
+  data_dir: string;
+  started_at: string;
+}
+
+/** Announce this process as a running server; returns the function that withdraws it. */
+export function announceServer(dir: string, server: Omit<RunningServer, 'pid' | 'started_at'>): () => void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `server-${process.pid}.json`);
+  const tmp = `${file}.tmp`;
+  const entry: RunningServer = { pid: process.pid, url: server.url, data_dir: resolve(server.data_dir), started_at: new Date().toISOString() };
+  writeFileSync(tmp, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+  return () => {
+    try {
+      unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  };
+}
+
+/** The servers running now; entries of processes that died without withdrawing (kill -9) are dropped. */
+export function runningServers(dir: string): RunningServer[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /^server-\d+\.json$/.test(n));
+  } catch {
+    return [];
+  }
+  const out: RunningServer[] = [];
+  for (const name of names) {
+    try {
+      const s = JSON.parse(readFileSync(join(dir, name), 'utf8')) as RunningServer;
+      if (!Number.isInteger(s.pid) || typeof s.data_dir !== 'string' || typeof s.url !== 'string') continue;
+      if (isAlive(s.pid)) out.push(s);
+      else unlinkSync(join(dir, name));
+    } catch {
+      // half-written or removed meanwhile
+    }
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, but another user's (not ours to list; keep it, it is in our folder)
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export interface Secrets {

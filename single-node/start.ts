@@ -13,10 +13,14 @@
  * limit) logs the phase it is stuck in and exits 1 (single-node/start-watchdog.ts), rather than
  * leaving a process that never answers.
  *
+ * While it runs it announces its URL and DATA_DIR in the per-user runtime folder
+ * (single-node/data-dir.ts, `runtimeDir`), where `amdm keys` finds them.
+ *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
  * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, AMDM_MAX_ACTIVE_JOBS (queued + running
  * jobs per tenant, 50), AMDM_TRUSTED_PROXY (reverse proxies whose X-Forwarded-For counts, see
- * edge/local.ts), and everything gpu-runner/main.ts reads.
+ * edge/local.ts), AMDM_RUNTIME_DIR (where running servers announce themselves), and
+ * everything gpu-runner/main.ts reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -26,7 +30,7 @@ import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { StorageHealth } from '../shared/storage-health.ts';
-import { dataLayout, loadSecrets } from './data-dir.ts';
+import { announceServer, dataLayout, loadSecrets, runtimeDir } from './data-dir.ts';
 import { startWatchdog } from './start-watchdog.ts';
 
 /** Relative to the working directory when below it, absolute otherwise. */
@@ -84,6 +88,7 @@ async function main(): Promise<void> {
           port,
           publicBaseUrl: config.publicBaseUrl,
           catalog: () => runner.engine.catalog(),
+          modelsDirs: config.modelsDirs,
           adapters: { store: adapters.store, jobs: adapters.jobs, ...(adapters.admission ? { admission: adapters.admission } : {}) },
           allowPrivateWebhooks: config.allowPrivateWebhooks,
           ...edgeSettings,
@@ -99,6 +104,14 @@ async function main(): Promise<void> {
   }
   const key = await start.run('local key', () => localKey(adapters.store, config.dataDir, secrets.pepper));
   start.done({ url: edge.url });
+  // so that `amdm keys` run from any folder puts keys where this server reads them
+  let withdraw = () => {};
+  try {
+    withdraw = announceServer(runtimeDir(env), { url: edge.url, data_dir: layout.dataDir });
+  } catch (err) {
+    logger.warn('could not announce the server for `amdm keys`; give it --data-dir', { dir: runtimeDir(env), err: String(err) });
+  }
+  process.on('exit', () => withdraw());
 
   const examplesDir = resolve(new URL('../examples', import.meta.url).pathname);
   const examples = existsSync(examplesDir) ? readdirSync(examplesDir).filter((f) => f.endsWith('.json')).sort() : [];
@@ -117,7 +130,7 @@ async function main(): Promise<void> {
     `  curl -sS ${edge.url}/v1/jobs -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -H "Prefer: wait=60" --data @${example}`,
     ...(examples.length > 1 ? [`  (other examples: ${examples.filter((e) => e !== 'single.json').map((e) => shortPath(resolve(examplesDir, e))).join(', ')})`] : []),
     '',
-    'More keys: npx amdm keys create --tenant NAME    Stop: Ctrl-C (twice to stop at once)',
+    `More keys: npx amdm keys create --tenant NAME${resolve(layout.dataDir) === resolve('data') ? '' : ` --data-dir ${shortPath(layout.dataDir)}`}    Stop: Ctrl-C (twice to stop at once)`,
     '',
   ];
   process.stdout.write(lines.join('\n'));

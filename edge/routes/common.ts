@@ -32,6 +32,7 @@ const DESCRIPTIONS: Record<number, string> = {
   422: 'The body is well-formed but not valid; `errors` names each field at fault',
   429: 'Rate limit (per tenant; per client address for failed authentication and signed URLs) or concurrent-job cap reached; see Retry-After',
   500: 'Unexpected server failure (the body names only the request id)',
+  501: 'Not available on this deployment',
   507: "The server's storage is full: nothing was written; reads keep working. Retry after Retry-After seconds",
 };
 

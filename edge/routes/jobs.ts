@@ -191,7 +191,7 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     summary: 'Cancel a job',
     description:
       'A queued job is canceled at once and never runs (200). A running job stops at its next sampling step (202; poll the job). ' +
-      'A finished job cannot be canceled (409). Canceling twice is harmless.',
+      'A job that succeeded or failed cannot be canceled (409). Canceling twice is harmless: a canceled job answers 200 with the job.',
     security: BEARER,
     request: { params: JobIdParam },
     responses: {

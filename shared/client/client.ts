@@ -6,11 +6,11 @@
  * Every body type is the contract's z.output, the same definition the edge serves and
  * /openapi.json describes.
  */
-import type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
+import type { CreateUploadBody, FieldError, JobList, JobPreview, JobRecord, JobRequestInput, JobStatus, JobWarning, ModelInfo, ModelList, Problem, TokenCount, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
 import { sleep } from '../sleep.ts';
 import { isComment, readEventStream } from './event-stream.ts';
 
-export type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport };
+export type { CreateUploadBody, FieldError, JobList, JobPreview, JobRecord, JobRequestInput, JobStatus, JobWarning, ModelInfo, ModelList, Problem, TokenCount, UploadTicket, UsageDay, UsageReport };
 
 /** Kept in step with shared/contract's TERMINAL (a test checks): importing it would bundle zod. */
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
@@ -53,6 +53,8 @@ export interface ClientOptions {
 export interface FollowOptions {
   /** every state seen, in order; `via` says whether it came from the stream or from polling */
   onUpdate?: (job: JobRecord, via: 'stream' | 'poll') => void;
+  /** each live preview frame of the running job (the event stream only; polling has none) */
+  onPreview?: (preview: JobPreview) => void;
   signal?: AbortSignal;
   /** polling interval once the stream is given up on */
   pollMs?: number;
@@ -112,6 +114,14 @@ export class ApiClient {
 
   models(): Promise<ModelList> {
     return this.json('GET', '/v1/models');
+  }
+
+  /**
+   * How many tokens `text` is for a model, and how many it reads. A 501 ApiError where the
+   * API has no tokenizer (AWS deployments): count on submit instead (a prompt_truncated warning).
+   */
+  countTokens(modelId: string, text: string, signal?: AbortSignal): Promise<TokenCount> {
+    return this.json('POST', `/v1/models/${encodeURIComponent(modelId)}/tokens`, { body: { text }, ...(signal ? { signal } : {}) });
   }
 
   submit(request: JobRequestInput, opts: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<JobRecord> {
@@ -198,6 +208,10 @@ export class ApiClient {
           if (item.event === 'error') {
             errored = true;
             break;
+          }
+          if (item.event === 'preview' && !finished) {
+            o.onPreview?.(JSON.parse(item.data) as JobPreview);
+            continue;
           }
           if (item.event !== 'job' || finished) continue;
           const job = JSON.parse(item.data) as JobRecord;

@@ -125,6 +125,7 @@ async function startEmbeddedStack(opts: StackOptions): Promise<Stack> {
     port,
     publicBaseUrl: config.publicBaseUrl,
     catalog: () => runner.engine.catalog(),
+    modelsDirs: config.modelsDirs,
     adapters: { store: adapters.store, jobs: adapters.jobs },
     allowPrivateWebhooks: true,
     logger,
