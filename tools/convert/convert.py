@@ -131,27 +131,30 @@ def convert(a, log=print):
                               f"cross_attention_dim {D}")
     tol = tolerance(half, a.tolerance_factor)
 
-    def run(name, wrapper, graph, trace_dims, check_dims, seed):
+    # the trace only has to see every op once: small inputs (torch on Debian's reference
+    # BLAS is slow); the check runs at the sizes the engine uses, other than the trace's,
+    # so the dynamic axes are exercised
+    def run(name, holder, graph, trace_dims, check_dims, seed):
         log(f"exporting {name} ...")
         trace = ex.random_inputs(graph, trace_dims, seed, text_cfg)
         check = ex.random_inputs(graph, check_dims, seed + 1, text_cfg)
-        report[name] = ex.export_and_check(name, wrapper, graph, trace, check, os.path.join(work, name), half=half,
+        report[name] = ex.export_and_check(name, holder, graph, trace, check, os.path.join(work, name), half=half,
                                            check=a.check, tolerance=tol, log=log)
 
     # 1. text encoder
     if "text_encoder" not in shared:
         g = ex.GRAPHS["text_encoder"]
-        run("text_encoder", ex.TextEncoderGraph(p.text_encoder), g, {"batch": 2, "sequence": L}, {"batch": 3, "sequence": L}, 1)
+        run("text_encoder", [ex.TextEncoderGraph(p.take("text_encoder"))], g, {"batch": 1, "sequence": 8}, {"batch": 2, "sequence": L}, 1)
         pk.write_json(os.path.join(work, "text_encoder", "config.json"), p.raw["text_encoder"])
-    p.text_encoder = None
+    p.text_encoder = None  # when shared, it is never exported
     # 2. VAE halves
     if "vae_decoder" not in shared:
         lc = p.cfg["vae"]["latent_channels"]
-        run("vae_decoder", ex.VaeDecoderGraph(p.vae), ex.GRAPHS["vae_decoder"],
-            {"batch": 1, "latent_channels": lc, "latent_height": 8, "latent_width": 8},
+        run("vae_decoder", [ex.VaeDecoderGraph(p.vae)], ex.GRAPHS["vae_decoder"],
+            {"batch": 1, "latent_channels": lc, "latent_height": 4, "latent_width": 4},
             {"batch": 2, "latent_channels": lc, "latent_height": 6, "latent_width": 10}, 3)
-        run("vae_encoder", ex.VaeEncoderGraph(p.vae), ex.GRAPHS["vae_encoder"],
-            {"batch": 1, "channels": 3, "height": 64, "width": 64}, {"batch": 2, "channels": 3, "height": 48, "width": 80}, 5)
+        run("vae_encoder", [ex.VaeEncoderGraph(p.take("vae"))], ex.GRAPHS["vae_encoder"],
+            {"batch": 1, "channels": 3, "height": 32, "width": 32}, {"batch": 2, "channels": 3, "height": 48, "width": 80}, 5)
         for c in ("vae_decoder", "vae_encoder"):
             pk.write_json(os.path.join(work, c, "config.json"), p.raw["vae"])
     p.vae = None
@@ -160,12 +163,11 @@ def convert(a, log=print):
     if a.kind == "ip-adapter":
         enc = p.cfg["image_encoder"]
         s = enc["image_size"]
-        run("image_encoder", ex.Passthrough(p.image_encoder), ex.GRAPHS["image_encoder"],
+        run("image_encoder", [ex.Passthrough(p.take("image_encoder"))], ex.GRAPHS["image_encoder"],
             {"batch": 1, "image_height": s, "image_width": s}, {"batch": 2, "image_height": s, "image_width": s}, 7)
-        p.image_encoder = None
         pk.write_json(os.path.join(work, "image_encoder", "config.json"), p.raw["image_encoder"])
         ip = p.cfg["image_proj"]
-        run("image_proj", ex.Passthrough(p.image_proj), ex.GRAPHS["image_proj"],
+        run("image_proj", [ex.Passthrough(p.take("image_proj"))], ex.GRAPHS["image_proj"],
             {"batch": 1, "embed": ip["image_embed_dim"]}, {"batch": 2, "embed": ip["image_embed_dim"]}, 9)
         pk.write_json(os.path.join(work, "image_proj", "config.json"), ip)
     # 4. UNet
@@ -173,10 +175,8 @@ def convert(a, log=print):
     tokens = p.unet.ip_tokens
     g = ex.unet_graph(grounding, tokens, D)
     seq = L + tokens
-    run("unet", ex.UNetGraph(p.unet), g, {"batch": 2, "height": 16, "width": 16, "sequence": seq},
+    run("unet", [ex.UNetGraph(p.take("unet"))], g, {"batch": 1, "height": 8, "width": 8, "sequence": tokens + 8},
         {"batch": 2, "height": 20, "width": 36, "sequence": seq}, 11)
-    p.unet = None
-    gc.collect()
     pk.write_json(os.path.join(work, "unet", "config.json"), p.raw["unet"])
 
     # 5. tokenizer, scheduler, manifest, provenance

@@ -178,12 +178,8 @@ def convert(src, dst):
         fresh.data_type = onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[arr.dtype]
         g.initializer.append(fresh)
         arrays[t.name] = np.ascontiguousarray(arr)
+    keep.clear()
+    # strict type inference before the payloads go in (it copies the whole model): a
+    # float/half mix anywhere fails here, not in the engine
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     onnx_files.save(model, dst, arrays)
-    check_types(dst)
-
-
-def check_types(path):
-    """Strict type inference over the converted graph: a float/half mix anywhere fails here,
-    not in the engine."""
-    m = onnx.load(path, load_external_data=False)
-    onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)

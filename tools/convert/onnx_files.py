@@ -75,18 +75,21 @@ def save(model, path, tensors=None):
     total = sum(a.nbytes for a in tensors.values()) + sum(len(t.raw_data) for t in model.graph.initializer)
     by_name = {t.name: t for t in model.graph.initializer}
     if total < PROTOBUF_LIMIT - 64 * 1024 ** 2:
-        for name, a in tensors.items():
+        for name in list(tensors):
+            a = tensors.pop(name)  # the bytes move into the proto; keep one copy at a time
             t = by_name[name]
             del t.external_data[:]
             t.data_location = TensorProto.DEFAULT
             t.raw_data = a.tobytes()
+            del a
         if os.path.exists(data_path):
             os.remove(data_path)
         onnx.save(model, path)
         return False
     tmp = data_path + ".tmp"
     with open(tmp, "wb") as out:
-        for name, a in tensors.items():
+        for name in list(tensors):
+            a = tensors.pop(name)
             t = by_name[name]
             pad = -out.tell() % ALIGN
             out.write(b"\0" * pad)

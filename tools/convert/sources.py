@@ -44,6 +44,12 @@ class Pipeline:
         self.scheduler = None
         self.sources = {}
 
+    def take(self, name):
+        """Hand over a module and forget it, so it can be freed once exported."""
+        m = getattr(self, name)
+        setattr(self, name, None)
+        return m
+
 
 def digest(module):
     """sha256 over our parameter names and float32 values: equal for the same weights
