@@ -123,6 +123,19 @@ def convert(a, log=print):
     if os.path.exists(work):
         shutil.rmtree(work)
     os.makedirs(work)
+    try:
+        _write(a, p, work, shared, digests, precision, half, src_name, t_start, log)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # never leave a half-written package behind
+        raise
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(work, out)
+    log(f"wrote {out} in {time.time() - t_start:.1f} s")
+    return out
+
+
+def _write(a, p, work, shared, digests, precision, half, src_name, t_start, log):
     report = {}
     text_cfg, unet_cfg = p.cfg["text_encoder"], p.cfg["unet"]
     L, D = text_cfg["max_position_embeddings"], unet_cfg["cross_attention_dim"]
@@ -202,11 +215,6 @@ def convert(a, log=print):
         "sources": p.sources, "digests": digests, "shared": shared, "components": report,
         "seconds": round(time.time() - t_start, 1),
     })
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(work, out)
-    log(f"wrote {out} in {time.time() - t_start:.1f} s")
-    return out
 
 
 def main(argv=None):
