@@ -229,6 +229,14 @@ class RefusalTest(unittest.TestCase):
     def test_the_wrong_command_for_the_unet_says_which_one(self):
         self.refused(os.path.join(FIX, "gligen"), "a GLIGEN UNet", "use the `gligen` command")
 
+    def test_a_failed_check_refuses_the_package_and_leaves_nothing(self):
+        out = os.path.join(TMP.name, "refused", "strict")
+        code, _, err = cli("sd15", os.path.join(FIX, "sd"), "--out", out, "--tolerance-factor", "1e-9")
+        self.assertEqual(code, 1, err)
+        self.assertIn("text_encoder/model.onnx: output last_hidden_state differs from torch by", err)
+        self.assertFalse(os.path.exists(out))
+        self.assertFalse(os.path.exists(out + ".partial"))
+
     def test_unsupported_config_values_are_named(self):
         src = self.broken_copy(lambda t: None)
         path = os.path.join(src, "unet", "config.json")
