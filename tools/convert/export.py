@@ -73,8 +73,9 @@ GRAPHS = {
     "image_proj": Graph([("image_embeds", torch.float32, ["batch", "embed"])],
                         [("image_prompt_embeds", ["batch", "tokens", "hidden"])]),
 }
-# static dims stay numbers in the graph; the strings above that name non-batch axes of
-# channels etc. are pinned below by the first trace (only these really vary at run time)
+# Named dims are sizes the inputs are built from (random_inputs); only these ones are
+# exported as dynamic axes, the others (channels, hidden, image size) are fixed by the
+# weights and stay numbers in the graph.
 RUNTIME_DYNAMIC = {"batch", "sequence", "height", "width", "latent_height", "latent_width"}
 
 MAX_OBJECTS = 30  # the GLIGEN and InteractDiffusion pipelines pad to 30 objects
