@@ -86,8 +86,9 @@ export interface AppDeps {
   queue: JobQueue;
   /**
    * Counts a tenant's active jobs against `limits.maxActiveJobs`, atomically with the create
-   * when it shares the store's commit log (the single node's SQLite); default: this edge's
-   * own count in memory (edge/active-jobs.ts), exact within one process only.
+   * when it shares the store's commit log (the single node's SQLite), or with a conditional
+   * write shared by every instance (DynamoDB on AWS); default: this edge's own count in memory
+   * (edge/active-jobs.ts), exact within one process only.
    */
   admission?: JobAdmission;
   /** the installed models (the engine's catalog) */
@@ -172,7 +173,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
   need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
-  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, hasRoom }', deps.admission);
+  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'release', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, release, hasRoom }', deps.admission);
   need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
   try {
     checkPepper(deps.pepper);
