@@ -103,7 +103,10 @@ export interface AppDeps {
   localBlobs?: LocalBlobs;
   clock?: Clock;
   random?: RandomBytes;
-  /** per-tenant request rate; default 20 requests/s with bursts of 100 */
+  /**
+   * per-tenant request rate; default 20 requests/s with bursts of 100, counted in this
+   * instance's memory (the AWS root brings one that all instances share)
+   */
   rateLimiter?: RateLimiter;
   /**
    * A cheap read that changes whenever an API key is revoked (shared/api-keys.ts keyRevision):
