@@ -489,6 +489,27 @@ describe('reading, listing, cancelling', () => {
     expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
   });
 
+  it('cancel of a queued job releases its slot at once; of a running job, not (its runner does)', async () => {
+    const released: string[] = [];
+    const admission = {
+      admit: async () => true,
+      withdraw: async () => {},
+      release: async (tenant: string, jobId: string) => {
+        released.push(`${tenant}/${jobId}`);
+      },
+      hasRoom: async () => true,
+      close: async () => {},
+    };
+    const { call, repo } = await setup({ admission });
+    const queued = await (await call('/v1/jobs', { body: single('q') })).json();
+    const running = await (await call('/v1/jobs', { body: single('r') })).json();
+    await repo.putStatus('acme', running.id, runningStatus());
+    expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect(released).toEqual([]);
+    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect(released).toEqual([`acme/${queued.id}`]);
+  });
+
   it('output URLs are signed per read; expired or tampered URLs are 403 problems', async () => {
     const { call, repo, app, advance } = await setup();
     const job = await (await call('/v1/jobs', { body: single() })).json();

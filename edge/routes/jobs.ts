@@ -201,8 +201,13 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     },
   });
   app.openapi(cancelJob, async (c) => {
-    // the admission learns from the store that a canceled job no longer counts
-    const { record, state } = await jobs.cancel(c.get('tenant'), c.req.valid('param').id);
+    const tenant = c.get('tenant');
+    const { record, state } = await jobs.cancel(tenant, c.req.valid('param').id);
+    if (state === 'canceled') {
+      // a queued job that will never run frees its slot now; a running one does when its
+      // runner stops it. Best effort: the admission also reads the cancel from the store.
+      await admission.release(tenant, record.id).catch((err: unknown) => deps.logger.warn('releasing the slot of a canceled job failed', { job_id: record.id, error: (err as Error)?.message ?? String(err) }));
+    }
     c.header('Cache-Control', 'no-store');
     return state === 'canceled' ? c.json(record, 200) : c.json(record, 202);
   });
