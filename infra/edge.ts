@@ -22,6 +22,8 @@ export interface EdgeArgs {
   router: Input<sst.aws.Router>;
   bucketArn: Input<string>;
   jobQueueArn: Input<string>;
+  /** The counters table: active jobs and request rates, shared by every instance (infra/counters.ts). */
+  countersTableArn: Input<string>;
   /** Everything the edge reaches at runtime through `Resource.<Name>`. */
   link: Input<unknown>[];
   /** The API's public URL (the Router's): links in responses point at it. */
@@ -55,8 +57,8 @@ export function edgeFunctionArgs(args: EdgeArgs) {
     },
     // at the root of the function package, where edge/lambda.ts looks for it (LAMBDA_TASK_ROOT)
     copyFiles: [{ from: args.modelCatalog, to: BUNDLED_CATALOG_FILE }],
-    permissions: all([args.bucketArn, args.jobQueueArn]).apply(([bucketArn, jobQueueArn]) =>
-      toSstPermissions(edgePolicy({ bucketArn, jobQueueArn })),
+    permissions: all([args.bucketArn, args.jobQueueArn, args.countersTableArn]).apply(([bucketArn, jobQueueArn, countersTableArn]) =>
+      toSstPermissions(edgePolicy({ bucketArn, jobQueueArn, countersTableArn })),
     ),
     // The function URL is the Router's origin. Protection stays "none" (the Router default):
     // OAC would make every POST carry an x-amz-content-sha256 header, and edge signing would

@@ -1,12 +1,13 @@
 /**
- * What SST makes of our arguments: the real SST Bucket, Queue, Secret and Linkable from the
+ * What SST makes of our arguments: the real SST Bucket, Queue, Dynamo, Secret and Linkable from the
  * generated platform (.sst/platform, made by `npm run infra:install`), built with the argument
  * builders from infra/ under Pulumi mocks.
  *
  * stack.test.ts checks the arguments we pass; this file checks the SST semantics those
  * assertions lean on: that a Bucket without `access` blocks all public access, that
- * `dlq.retry` becomes the redrive policy's maxReceiveCount, that infra/links.ts really removes
- * the sqs and s3 wildcard grants a link carries, and that `sst.Linkable.env` produces variables
+ * `dlq.retry` becomes the redrive policy's maxReceiveCount, that the counters table is
+ * on-demand with the adapters' key and TTL, that infra/links.ts really removes the sqs, s3 and
+ * dynamodb wildcard grants a link carries, and that `sst.Linkable.env` produces variables
  * that the `Resource` object of the sst SDK (what the runner imports) reads back.
  *
  * The components run in a child process bundled like a deploy (see sst-platform-probe.ts).
@@ -120,8 +121,20 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
     expect(probe.facts.webhookDeadLettersArn).not.toBe(probe.facts.jobDeadLettersArn);
   });
 
-  it('links grant sqs:* by default, and grant nothing after infra/links.ts', () => {
+  it('makes the counters table on demand, keyed by pk, with TTL on expires_at (what the adapters read and write)', () => {
+    const [table, ...more] = of('aws:dynamodb/table:Table').filter((t) => t.name === 'CountersTable');
+    expect(more).toEqual([]);
+    expect(table!.inputs).toMatchObject({
+      billingMode: 'PAY_PER_REQUEST',
+      hashKey: 'pk',
+      attributes: [{ name: 'pk', type: 'S' }],
+      ttl: { attributeName: 'expires_at', enabled: true },
+    });
+  });
+
+  it('links grant sqs:* and dynamodb:* by default, and grant nothing after infra/links.ts', () => {
     expect(probe.facts.defaultInclude.flatMap((p: any) => p.actions)).toEqual(['sqs:*']);
+    expect(probe.facts.defaultTableInclude.flatMap((p: any) => p.actions)).toEqual(['dynamodb:*']);
     expect(probe.facts.include).toEqual([]);
   });
 
@@ -129,6 +142,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
     const env = probe.facts.env as Record<string, string>;
     expect(Object.keys(env).sort()).toEqual([
       'SST_RESOURCE_App',
+      'SST_RESOURCE_Counters',
       'SST_RESOURCE_JobDeadLetters',
       'SST_RESOURCE_JobQueue',
       'SST_RESOURCE_Store',
@@ -144,6 +158,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
       expect(Resource.WebhookQueue.url).toBe(probe.facts.webhookQueueUrl);
       expect(Resource.Store.name).toBe(probe.facts.bucketName);
       expect(Resource.JobDeadLetters.url).toBe(probe.facts.jobDeadLettersUrl);
+      expect(Resource.Counters.name).toBe(probe.facts.countersName);
       expect(Resource.WebhookSigningSecret.value).toBe('whsec_dGVzdA==');
       expect(Resource.App).toEqual({ name: 'amdm', stage: 'test' });
     } finally {

@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatModelCatalog } from '../../tools/model-catalog.ts';
 import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES } from './pulumi-mocks.ts';
-import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
+import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimDynamo, ShimQueue } from './sst-shim.ts';
+import { COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE } from '../../adapters/aws/counters-table.ts';
 import { actionsAllowed, parsePolicy } from './policy.ts';
 
 const mocks = new MockStack();
@@ -102,6 +103,19 @@ describe('storage', () => {
   });
 });
 
+describe('counters table', () => {
+  it('is one on-demand DynamoDB table keyed as the adapters read it, with their TTL attribute', () => {
+    const args = component('sst:aws:Dynamo', 'Counters').args;
+    expect(args).toEqual({ fields: { [COUNTERS_KEY]: 'string' }, primaryIndex: { hashKey: COUNTERS_KEY }, ttl: COUNTERS_TTL_ATTRIBUTE });
+    expect([COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE]).toEqual(['pk', 'expires_at']);
+  });
+
+  it('grants nothing by being linked (SST would grant dynamodb:* on it)', () => {
+    const link = (component('sst:aws:Function', 'Edge').args.link as any[]).find((l) => l instanceof ShimDynamo)!;
+    expect(link.getSSTLink()).toEqual({ properties: { name: link.name } });
+  });
+});
+
 describe('queues', () => {
   it('dead-letters a job after 3 receives, into its own DLQ', async () => {
     const jobs = component('sst:aws:Queue', 'JobQueue').args;
@@ -135,9 +149,10 @@ describe('edge', () => {
     expect(source).toMatch(new RegExp(`export const ${exported} = streamHandle\\(`));
   });
 
-  it('links the bucket, the job queue and the key pepper, and nothing else (not the webhook secret)', () => {
+  it('links the bucket, the job queue, the key pepper and the counters table, and nothing else (not the webhook secret)', () => {
     const linked = edge().link as any[];
-    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret']);
+    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Dynamo', 'Queue', 'Secret']);
+    expect(linked.find((l) => l instanceof ShimDynamo)!.logicalName).toBe('Counters');
     const queue = linked.find((l) => l instanceof ShimQueue)!;
     expect(queue.args).toBe(component('sst:aws:Queue', 'JobQueue').args);
     expect(linked.find((l) => l.constructor.name === 'Secret').logicalName).toBe('KeyPepper');
@@ -153,13 +168,13 @@ describe('edge', () => {
   it('refuses to deploy without a catalog, naming the file and the command that writes it', async () => {
     const { createEdge } = await import('../../infra/edge.ts');
     expect(() =>
-      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
+      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', countersTableArn: 't', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
     ).toThrow(/no model catalog at .*no\/such\/catalog\.json.*npm run models:catalog/);
   });
 
-  it('gets no implicit permissions from its links (they would grant sqs:* and s3:*)', () => {
+  it('gets no implicit permissions from its links (they would grant sqs:*, s3:* and dynamodb:*)', () => {
     for (const link of edge().link as any[]) {
-      if (link instanceof ShimBucket || link instanceof ShimQueue) {
+      if (link instanceof ShimBucket || link instanceof ShimQueue || link instanceof ShimDynamo) {
         expect(link.getSSTLink().include ?? []).toEqual([]);
       }
     }
@@ -176,6 +191,18 @@ describe('edge', () => {
     for (const forbidden of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:PurgeQueue']) {
       expect(actionsAllowed(doc, jobQueue)).not.toContain(forbidden);
     }
+  });
+
+  it('may read and conditionally update the counters table, and nothing else there (no delete, scan or put)', async () => {
+    const permissions = await resolve<any[]>(edge().permissions);
+    const doc = parsePolicy({
+      Version: '2012-10-17',
+      Statement: permissions.map((p) => ({ Effect: p.effect === 'deny' ? 'Deny' : 'Allow', Action: p.actions, Resource: p.resources })),
+    });
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(doc, table).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    // and on no other table
+    expect(actionsAllowed(doc, `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/other`)).toEqual([]);
   });
 
   it('reaches S3 only under apikeys/ (read) and tenants/ (read, write, list)', async () => {
@@ -260,9 +287,11 @@ describe('GPU fleet', () => {
   it('wires the runner to its resources through SST_RESOURCE_* variables from sst.Linkable.env', () => {
     const { env } = container();
     expect(env[LINK_ENV_MARKER]).toBe('1');
-    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
+    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['Counters', 'JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
     expect(JSON.parse(env.SST_RESOURCE_JobQueue)).toEqual({ url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT_ID}/amdm-test-jobqueue` });
     expect(JSON.parse(env.SST_RESOURCE_Store)).toEqual({ name: 'amdm-test-store' });
+    // where it releases the slots of finished jobs, by name only (no dynamodb:* from the link)
+    expect(JSON.parse(env.SST_RESOURCE_Counters)).toEqual({ name: 'amdm-test-counters' });
   });
 
   it('configures the runner to agree with the stack: AWS mode, CUDA, lease, receive limit, drain, public URL', () => {
@@ -606,6 +635,14 @@ describe('IAM', () => {
       return { env: Object.fromEntries(c.environment.map((e: any) => [e.name, e.value])) };
     })();
     expect(env).toMatchObject({ AMDM_START_FAILURE_LIMIT: '3', AMDM_START_FAILURE_WINDOW_MINUTES: '30' });
+  });
+
+  it('lets the runner only update the admission items of the counters table (releasing finished jobs)', () => {
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(taskPolicy(), table)).toEqual(['dynamodb:UpdateItem']);
+    const statement = taskPolicy().Statement.find((s) => s.Resource.includes(table))!;
+    // the request windows (rate#...) are the edge's alone
+    expect(statement.Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['admit#*'] } });
   });
 
   it('lets the runner change task protection only on its own cluster tasks', () => {
