@@ -50,6 +50,7 @@ export default $config({
       link: [bucket, queues.jobs, secrets.keyPepper, counters],
       publicBaseUrl: router.url,
       modelCatalog: params.modelCatalog,
+      maxWaitSeconds: params.maxWaitSeconds,
       projectRoot: $cli.paths.root,
     });
 
@@ -140,6 +141,8 @@ export default $config({
       cluster: fleet.cluster.name,
       service: fleet.service.name,
       alerts: alerts.topic.arn,
+      // the active-job counts and request windows (docs/deploy.md, "Limits that differ on AWS")
+      counters: counters.name,
     };
   },
 });

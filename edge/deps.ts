@@ -52,7 +52,10 @@ export interface EdgeLimits {
   maxActiveJobs: number;
   /** jobs per page in GET /v1/jobs */
   maxPageSize: number;
-  /** longest Prefer: wait */
+  /**
+   * longest Prefer: wait, counted from the request's arrival; a longer one is applied as this.
+   * Behind CloudFront it must end well before the origin read timeout (edge/lambda.ts).
+   */
   maxWaitSeconds: number;
   /** longest range of GET /v1/usage, in days */
   maxUsageDays: number;

@@ -65,6 +65,8 @@ beforeAll(async () => {
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     PUBLIC_BASE_URL: 'https://d1234abcd.cloudfront.net',
+    // as infra sets it from the stage parameter (50 by default); 1 so a wait here is short
+    AMDM_MAX_WAIT_SECONDS: '1',
     // the bundle's root on Lambda; the catalog sits there under its bundled name
     LAMBDA_TASK_ROOT: dir,
   });
@@ -232,6 +234,27 @@ describe('edge/lambda.ts', () => {
     expect(res.status).toBe(413);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect((await res.json()).errors).toEqual([expect.objectContaining({ field: 'body' })]);
+  });
+
+  it('applies a Prefer: wait above its cap (AMDM_MAX_WAIT_SECONDS) as the cap, and answers 202 when it is over', async () => {
+    const res = await fetch(`${fnUrl.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'wait=600' },
+      body: JSON.stringify({ models: [{ id: 'shapes-base', role: 'base', prompt: 'waits' }], sampler: { steps: 1, seed: 1 } }),
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('preference-applied')).toBe('wait=1');
+    expect(((await res.json()) as JobRecord).status).toBe('queued');
+  });
+
+  it('fails the cold start with a message naming a bad AMDM_MAX_WAIT_SECONDS', async () => {
+    vi.resetModules();
+    process.env.AMDM_MAX_WAIT_SECONDS = '61.5';
+    try {
+      await expect(import('./lambda.ts')).rejects.toThrow(/AMDM_MAX_WAIT_SECONDS must be a whole number of seconds from 1 to 600 \(got "61\.5"\)/);
+    } finally {
+      process.env.AMDM_MAX_WAIT_SECONDS = '1';
+    }
   });
 
   it('fails the cold start with a message naming a missing catalog', async () => {

@@ -21,8 +21,10 @@
  * the per-tenant request rate (adapters/aws/dynamo-rate-limiter.ts). Counted in each
  * instance's memory, both limits would grow with the number of instances.
  *
- * Environment: PUBLIC_BASE_URL (the Router's URL; infra sets it), AMDM_MODEL_CATALOG (the
- * catalog file; default LAMBDA_TASK_ROOT/model-catalog.json), the AWS SDK's own variables.
+ * Environment: PUBLIC_BASE_URL (the Router's URL; infra sets it), AMDM_MAX_WAIT_SECONDS (the
+ * longest Prefer: wait, below CloudFront's origin read timeout; infra sets it from the stage
+ * parameter, default 50), AMDM_MODEL_CATALOG (the catalog file; default
+ * LAMBDA_TASK_ROOT/model-catalog.json), the AWS SDK's own variables.
  */
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -38,6 +40,18 @@ import { consoleLogger } from './deps.ts';
 const env = process.env;
 const publicBaseUrl = (env.PUBLIC_BASE_URL ?? '').replace(/\/+$/, '');
 if (!publicBaseUrl) throw new Error("PUBLIC_BASE_URL must be the API's public URL (the Router's; infra/edge.ts sets it)");
+/**
+ * The Router's origin read timeout is 60 s, and a Prefer: wait create sends nothing until its
+ * wait is over: past that CloudFront answers 504 for a job it accepted. So the cap here is
+ * lower than the single node's 60 (infra/edge.ts PREFER_WAIT_MARGIN_SECONDS says by how much,
+ * and the stage parameter sets it); a longer wait is applied as the cap.
+ */
+export const DEFAULT_MAX_WAIT_SECONDS = 50;
+const rawWait = env.AMDM_MAX_WAIT_SECONDS;
+const maxWaitSeconds = rawWait === undefined || rawWait === '' ? DEFAULT_MAX_WAIT_SECONDS : Number(rawWait);
+if (!Number.isInteger(maxWaitSeconds) || maxWaitSeconds < 1 || maxWaitSeconds > 600) {
+  throw new Error(`AMDM_MAX_WAIT_SECONDS must be a whole number of seconds from 1 to 600 (got ${JSON.stringify(rawWait)})`);
+}
 // a missing or malformed catalog fails the cold start loudly, naming the file
 const { models } = readModelCatalog(env.AMDM_MODEL_CATALOG || join(env.LAMBDA_TASK_ROOT ?? process.cwd(), BUNDLED_CATALOG_FILE));
 
@@ -80,7 +94,7 @@ export const app = createApp({
   catalog: async () => models,
   pepper: linkedString(Resource, 'keyPepper'),
   publicBaseUrl,
-  limits: { maxJobBodyBytes: LAMBDA_JOB_BODY_LIMIT_BYTES },
+  limits: { maxJobBodyBytes: LAMBDA_JOB_BODY_LIMIT_BYTES, maxWaitSeconds },
 });
 
 export const handler = streamHandle(app);

@@ -9,6 +9,7 @@
  * A bad value fails the deploy before any resource is planned, with a message naming the
  * variable, the value and what is allowed.
  */
+import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge.ts';
 
 export interface StageParams {
   /** EC2 instance types for the GPU Auto Scaling group, in order of preference. */
@@ -41,6 +42,11 @@ export interface StageParams {
   readonly extraCorsOrigins: readonly string[];
   /** The model catalog bundled into the edge Lambda (tools/model-catalog.ts), relative to the project root. */
   readonly modelCatalog: string;
+  /**
+   * The longest `Prefer: wait` the edge honours; longer ones are applied as this. It must end
+   * before CloudFront's origin read timeout (infra/edge.ts).
+   */
+  readonly maxWaitSeconds: number;
 }
 
 /** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
@@ -57,6 +63,7 @@ export const PARAM_ENV = {
   runnerImageTag: 'AMDM_RUNNER_IMAGE_TAG',
   extraCorsOrigins: 'AMDM_CORS_ORIGINS',
   modelCatalog: 'AMDM_MODEL_CATALOG',
+  maxWaitSeconds: 'AMDM_MAX_WAIT_SECONDS',
 } as const satisfies Record<keyof StageParams, string>;
 
 /** The image tag until one is pushed: no such image exists, and the fleet is held at zero (infra/autoscaling.ts). */
@@ -84,6 +91,8 @@ export const DEFAULT_PARAMS: StageParams = {
   extraCorsOrigins: [],
   // written by `npm run models:catalog` beside the packages' checksums.json
   modelCatalog: 'models/catalog.json',
+  // 50 + PREFER_WAIT_MARGIN_SECONDS (8) < CloudFront's 60 s origin read timeout
+  maxWaitSeconds: 50,
 };
 
 /**
@@ -132,6 +141,7 @@ export function readStageParams(env: Readonly<Record<string, string | undefined>
     runnerImageTag: parseImageTag(value('runnerImageTag')),
     extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
     modelCatalog: parseCatalogPath(value('modelCatalog')),
+    maxWaitSeconds: parseInteger('maxWaitSeconds', value('maxWaitSeconds'), 1, ORIGIN_READ_TIMEOUT_SECONDS - PREFER_WAIT_MARGIN_SECONDS - 1),
   };
 }
 

@@ -56,6 +56,7 @@ const env = {
   AMDM_TARGET_BACKLOG_PER_TASK: '2',
   AMDM_RUNNER_IMAGE_TAG: 'abc1234',
   AMDM_CORS_ORIGINS: 'http://localhost:5173',
+  AMDM_MAX_WAIT_SECONDS: '45',
   // relative to the project root, as SST's copyFiles requires
   AMDM_MODEL_CATALOG: relative(root, catalogFile),
 };
@@ -143,6 +144,19 @@ describe('edge', () => {
     expect(edge().url.router.readTimeout).toBe('60 seconds');
   });
 
+  it('caps Prefer: wait (the stage parameter) so that the cap plus the margin ends before the origin read timeout', async () => {
+    const { PREFER_WAIT_MARGIN_SECONDS, ORIGIN_READ_TIMEOUT_SECONDS } = await import('../../infra/edge.ts');
+    const cap = Number(edge().environment.AMDM_MAX_WAIT_SECONDS);
+    expect(cap).toBe(45);
+    const readTimeout = Number(/^(\d+) seconds$/.exec(edge().url.router.readTimeout)![1]);
+    expect(readTimeout).toBe(ORIGIN_READ_TIMEOUT_SECONDS);
+    expect(cap + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    // and the default does too: the largest cap a stage may set
+    const { DEFAULT_PARAMS, readStageParams } = await import('../../infra/params.ts');
+    expect(DEFAULT_PARAMS.maxWaitSeconds + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    expect(() => readStageParams({ AMDM_MAX_WAIT_SECONDS: String(readTimeout - PREFER_WAIT_MARGIN_SECONDS) })).toThrow(/AMDM_MAX_WAIT_SECONDS=52 is out of range; allowed: 1\.\.51/);
+  });
+
   it('names a handler file that exports `handler`', () => {
     const [file, exported] = (edge().handler as string).split('.');
     const source = readFileSync(join(root, `${file}.ts`), 'utf8');
@@ -168,7 +182,7 @@ describe('edge', () => {
   it('refuses to deploy without a catalog, naming the file and the command that writes it', async () => {
     const { createEdge } = await import('../../infra/edge.ts');
     expect(() =>
-      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', countersTableArn: 't', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
+      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', countersTableArn: 't', maxWaitSeconds: 50, link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
     ).toThrow(/no model catalog at .*no\/such\/catalog\.json.*npm run models:catalog/);
   });
 
@@ -711,6 +725,7 @@ describe('outputs', () => {
     // for the manual start after a failed one (docs/deploy.md)
     expect(await resolve(outputs.service as any)).toBe('runnerservice-mock');
     expect(await resolve(outputs.alerts as any)).toBe(`arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`);
+    expect(await resolve(outputs.counters as any)).toBe('amdm-test-counters');
   });
 });
 
