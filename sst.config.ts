@@ -31,7 +31,7 @@ export default $config({
     const params = readStageParams(process.env);
     linksCarryNoPermissions();
 
-    const router = createRouter();
+    const router = createRouter({ rateLimitPerIp: params.wafRateLimitPerIp });
     const { bucket } = createStorage({
       corsOrigins: [router.url, ...params.extraCorsOrigins],
       retentionDays: params.retentionDays,

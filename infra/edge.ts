@@ -12,7 +12,8 @@
  * checksums.json beside it.
  */
 import { join } from 'node:path';
-import { all, type Input } from '@pulumi/pulumi';
+import type { wafv2 } from '@pulumi/aws';
+import { all, output, type Input } from '@pulumi/pulumi';
 import { BUNDLED_CATALOG_FILE, readDeployableCatalog } from '../tools/model-catalog.ts';
 import { edgePolicy, toSstPermissions } from './iam.ts';
 
@@ -90,8 +91,64 @@ export function edgeFunctionArgs(args: EdgeArgs) {
   };
 }
 
-export function createRouter() {
-  return new sst.aws.Router('Api');
+/** The name SST's Router gives its rate-based rule (.sst/platform/src/components/aws/router.ts). */
+export const WAF_RATE_RULE = 'RateLimitPerIP';
+const RATE_LIMITED_BODY = 'rate-limited';
+
+/**
+ * The Router with AWS WAF in front (SST's `waf` option: a web ACL in us-east-1, scope
+ * CLOUDFRONT, attached to the distribution): one rate-based rule that blocks a client address
+ * past `rateLimitPerIp` requests in 5 minutes, before any request reaches the edge Lambda.
+ * That is what bounds unauthenticated floods here: the Lambda sees CloudFront's address, not
+ * the client's, so the edge cannot limit failed authentications per address as the single
+ * node does.
+ *
+ * SST's managed rule groups (core rule set, known bad inputs, SQL injection) are off: they
+ * match on request bodies, and a prompt is free text ("a sign that says ' OR 1=1") and a
+ * reference image is base64, so they would turn away valid jobs with CloudFront's 403 instead
+ * of a problem naming the field, and each group adds its monthly and per-request fees.
+ */
+export function routerArgs(opts: { rateLimitPerIp: number }) {
+  return {
+    waf: {
+      rateLimitPerIp: opts.rateLimitPerIp,
+      managedRules: { coreRuleSet: false, knownBadInputs: false, sqlInjection: false },
+    },
+    transform: { waf: answerBlockedWith429 },
+  };
+}
+
+/**
+ * WAF blocks with a bare 403 by default, which reads as "your key is refused". A client over
+ * the rate gets what the API answers for its own limits instead: 429, Retry-After and a
+ * problem body (WAF has no application/problem+json; JSON is the nearest it serves). WAF
+ * re-checks the rate often, not once per window, so a minute is a fair time to come back.
+ */
+export function answerBlockedWith429(args: wafv2.WebAclArgs): undefined {
+  args.customResponseBodies = [
+    {
+      key: RATE_LIMITED_BODY,
+      contentType: 'APPLICATION_JSON',
+      content: JSON.stringify({
+        type: 'urn:amdm:problem:rate-limited',
+        title: 'Too many requests',
+        status: 429,
+        detail: 'too many requests from this address; retry in a minute',
+      }),
+    },
+  ];
+  args.rules = output(args.rules ?? []).apply((rules) =>
+    rules.map((rule) =>
+      rule.name === WAF_RATE_RULE
+        ? { ...rule, action: { block: { customResponse: { responseCode: 429, customResponseBodyKey: RATE_LIMITED_BODY, responseHeaders: [{ name: 'retry-after', value: '60' }] } } } }
+        : rule,
+    ),
+  );
+  return undefined;
+}
+
+export function createRouter(opts: { rateLimitPerIp: number }) {
+  return new sst.aws.Router('Api', routerArgs(opts));
 }
 
 export function createEdge(args: EdgeArgs) {

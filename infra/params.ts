@@ -47,6 +47,8 @@ export interface StageParams {
    * before CloudFront's origin read timeout (infra/edge.ts).
    */
   readonly maxWaitSeconds: number;
+  /** Requests one client address may make in 5 minutes before the Router's WAF blocks it with a 429. */
+  readonly wafRateLimitPerIp: number;
 }
 
 /** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
@@ -64,6 +66,7 @@ export const PARAM_ENV = {
   extraCorsOrigins: 'AMDM_CORS_ORIGINS',
   modelCatalog: 'AMDM_MODEL_CATALOG',
   maxWaitSeconds: 'AMDM_MAX_WAIT_SECONDS',
+  wafRateLimitPerIp: 'AMDM_WAF_RATE_PER_IP',
 } as const satisfies Record<keyof StageParams, string>;
 
 /** The image tag until one is pushed: no such image exists, and the fleet is held at zero (infra/autoscaling.ts). */
@@ -93,6 +96,9 @@ export const DEFAULT_PARAMS: StageParams = {
   modelCatalog: 'models/catalog.json',
   // 50 + PREFER_WAIT_MARGIN_SECONDS (8) < CloudFront's 60 s origin read timeout
   maxWaitSeconds: 50,
+  // The API lets one tenant make 20 requests a second (6000 in WAF's 5-minute window): a client
+  // with one key on one address never meets the WAF before the API's own 429.
+  wafRateLimitPerIp: 6000,
 };
 
 /**
@@ -142,6 +148,8 @@ export function readStageParams(env: Readonly<Record<string, string | undefined>
     extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
     modelCatalog: parseCatalogPath(value('modelCatalog')),
     maxWaitSeconds: parseInteger('maxWaitSeconds', value('maxWaitSeconds'), 1, ORIGIN_READ_TIMEOUT_SECONDS - PREFER_WAIT_MARGIN_SECONDS - 1),
+    // WAF's rate-based rules allow 10 to 2,000,000,000 requests per window
+    wafRateLimitPerIp: parseInteger('wafRateLimitPerIp', value('wafRateLimitPerIp'), 10, 2_000_000_000),
   };
 }
 

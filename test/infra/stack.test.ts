@@ -57,6 +57,7 @@ const env = {
   AMDM_RUNNER_IMAGE_TAG: 'abc1234',
   AMDM_CORS_ORIGINS: 'http://localhost:5173',
   AMDM_MAX_WAIT_SECONDS: '45',
+  AMDM_WAF_RATE_PER_IP: '3000',
   // relative to the project root, as SST's copyFiles requires
   AMDM_MODEL_CATALOG: relative(root, catalogFile),
 };
@@ -101,6 +102,34 @@ describe('storage', () => {
       filter: { tag: { key: 'amdm-expire', value: 'job-output' } },
       expiration: { days: 9 },
     });
+  });
+});
+
+describe('the Router\'s WAF', () => {
+  const router = () => component('sst:aws:Router', 'Api').args;
+
+  it('blocks a client address past the stage\'s rate in 5 minutes, with no managed rule groups', () => {
+    expect(router().waf).toEqual({ rateLimitPerIp: 3000, managedRules: { coreRuleSet: false, knownBadInputs: false, sqlInjection: false } });
+  });
+
+  it('answers a blocked client 429 with Retry-After and a problem body, not WAF\'s bare 403', async () => {
+    // the web ACL SST's Router builds with our rateLimitPerIp (router.ts createWaf)
+    const acl: any = {
+      scope: 'CLOUDFRONT',
+      defaultAction: { allow: {} },
+      rules: [{ name: 'RateLimitPerIP', priority: 0, action: { block: {} }, statement: { rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } }, visibilityConfig: {} }],
+      visibilityConfig: {},
+    };
+    router().transform.waf(acl, {}, 'ApiWaf');
+    const [rule] = await resolve<any[]>(acl.rules);
+    expect(rule.statement).toEqual({ rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } });
+    expect(rule.action).toEqual({
+      block: { customResponse: { responseCode: 429, customResponseBodyKey: 'rate-limited', responseHeaders: [{ name: 'retry-after', value: '60' }] } },
+    });
+    expect(acl.customResponseBodies).toHaveLength(1);
+    const body = acl.customResponseBodies[0];
+    expect(body).toMatchObject({ key: 'rate-limited', contentType: 'APPLICATION_JSON' });
+    expect(JSON.parse(body.content)).toMatchObject({ type: 'urn:amdm:problem:rate-limited', status: 429 });
   });
 });
 
