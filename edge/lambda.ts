@@ -43,7 +43,7 @@ if (!publicBaseUrl) throw new Error("PUBLIC_BASE_URL must be the API's public UR
 /**
  * The Router's origin read timeout is 60 s, and a Prefer: wait create sends nothing until its
  * wait is over: past that CloudFront answers 504 for a job it accepted. So the cap here is
- * lower than the single node's 60 (infra/edge.ts PREFER_WAIT_MARGIN_SECONDS says by how much,
+ * lower than the single node's 60 (infra/edge-timing.ts PREFER_WAIT_MARGIN_SECONDS says by how much,
  * and the stage parameter sets it); a longer wait is applied as the cap.
  */
 export const DEFAULT_MAX_WAIT_SECONDS = 50;

@@ -15,25 +15,14 @@ import { join } from 'node:path';
 import type { wafv2 } from '@pulumi/aws';
 import { all, output, type Input } from '@pulumi/pulumi';
 import { BUNDLED_CATALOG_FILE, readDeployableCatalog } from '../tools/model-catalog.ts';
+import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge-timing.ts';
 import { edgePolicy, toSstPermissions } from './iam.ts';
 
 export const EDGE_HANDLER = 'edge/lambda.handler';
 
-/**
- * How long the Router (CloudFront) waits for the edge's next bytes: CloudFront's longest origin
- * read timeout without a quota increase. The SSE route keeps streams alive well within it; a
- * `Prefer: wait` create sends nothing until its wait is over, so its cap must end before it.
- */
-export const ORIGIN_READ_TIMEOUT_SECONDS = 60;
-/**
- * What a `Prefer: wait` answer spends before its first byte besides the wait itself (which
- * counts from the start of the create, its writes included): the edge Lambda's cold start,
- * authentication and the rate limit (S3 and DynamoDB reads), and the read of the job after the
- * wait. The cap (AMDM_MAX_WAIT_SECONDS) plus this stays below ORIGIN_READ_TIMEOUT_SECONDS, or
- * CloudFront would answer 504 for a job it accepted, and a client retrying without an
- * Idempotency-Key would start a second GPU job.
- */
-export const PREFER_WAIT_MARGIN_SECONDS = 8;
+// the Router's timing, in a file of its own so that infra/params.ts (which the CLI imports)
+// reads it without the SST globals this file needs
+export { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge-timing.ts';
 
 export interface EdgeArgs {
   router: Input<sst.aws.Router>;

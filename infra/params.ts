@@ -9,7 +9,7 @@
  * A bad value fails the deploy before any resource is planned, with a message naming the
  * variable, the value and what is allowed.
  */
-import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge.ts';
+import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge-timing.ts';
 
 export interface StageParams {
   /** EC2 instance types for the GPU Auto Scaling group, in order of preference. */
@@ -44,7 +44,7 @@ export interface StageParams {
   readonly modelCatalog: string;
   /**
    * The longest `Prefer: wait` the edge honours; longer ones are applied as this. It must end
-   * before CloudFront's origin read timeout (infra/edge.ts).
+   * before CloudFront's origin read timeout (infra/edge-timing.ts).
    */
   readonly maxWaitSeconds: number;
   /** Requests one client address may make in 5 minutes before the Router's WAF blocks it with a 429. */
