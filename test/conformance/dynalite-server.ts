@@ -3,14 +3,14 @@
  * like the service) on 127.0.0.1 and a free port, with an SDK client pointed at it, and the
  * counters table made as the stack makes it (adapters/aws/counters-table.ts, infra/counters.ts).
  */
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import { COUNTERS_KEY } from '../../adapters/aws/counters-table.ts';
 
 export interface Dynalite {
   endpoint: string;
   client: DynamoDBClient;
-  /** a fresh, empty counters table; its name */
+  /** a fresh, empty counters table, once it is ACTIVE; its name */
   createCountersTable(): Promise<string>;
   stop(): Promise<void>;
 }
@@ -39,7 +39,14 @@ export async function startDynalite(): Promise<Dynalite> {
           BillingMode: 'PAY_PER_REQUEST',
         }),
       );
-      return name;
+      // CREATING until a timer of dynalite's fires (as on DynamoDB, where it takes seconds): an
+      // item written before then is a ResourceNotFoundException, which a busy machine did hit
+      for (let i = 0; i < 2000; i++) {
+        const { Table } = await client.send(new DescribeTableCommand({ TableName: name }));
+        if (Table?.TableStatus === 'ACTIVE') return name;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      throw new Error(`dynalite: table ${name} did not become ACTIVE`);
     },
     async stop() {
       client.destroy();
