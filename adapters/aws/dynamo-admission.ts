@@ -22,7 +22,13 @@
  *   job never got its request and index entry (the mark of acceptance) belongs to a create
  *   that died; and a job admitted longer ago than `maxJobAgeMs` (the job queue's message
  *   retention) has no message left for a runner to take.
- * So a refusal means `cap` jobs are active, and the store reads happen only at the cap.
+ * So a refusal means `cap` jobs are active, and the store reads happen only at the cap (for
+ * `hasRoom`, the early look before a body is read, at most every `minRefreshMs` per tenant and
+ * instance). One gap is left open on purpose: a create that died after writing its request, and
+ * whose admission was dropped after the grace, can still be accepted by a retry with the same
+ * Idempotency-Key (edge/jobs-service.ts finishes an abandoned acceptance); that job then runs
+ * outside the count, one over the cap while it runs (closing that would put an admission into
+ * the replay path of edge/jobs-service.ts, for a create that died ten minutes earlier).
  *
  * The item carries a TTL (`expires_at`) moved forward by every admission, past `maxJobAgeMs`:
  * DynamoDB deletes the item of a tenant idle for longer than any job can stay active, whose
