@@ -52,6 +52,16 @@ describe('live preview frames', () => {
     expect([f.image, f.images, f.method]).toEqual([1, 2, 'vae_decode_x0']);
   });
 
+  it('do not show the window’s end twice: the pictures of the aggregated run are those after it', () => {
+    const f = new PreviewFrames();
+    f.add(frame({ step: 1 }));
+    expect(f.aggregatedSinceWindowEnd(ORDER).map((p) => p.step)).toEqual([1, 1, 1]);
+    f.add(frame({ step: 4, windowEnd: true }));
+    expect(f.aggregatedSinceWindowEnd(ORDER)).toEqual([]);
+    f.add(frame({ step: 6, phase: 'base_only', ids: ['shapes-base'] }));
+    expect(f.aggregatedSinceWindowEnd(ORDER).map((p) => `${p.id}@${p.step}`)).toEqual(['shapes-base@6']);
+  });
+
   it('drop a frame no newer than one already taken (a reconnected stream sends the last again)', () => {
     const f = new PreviewFrames();
     expect(f.add(frame({ step: 3, seq: 100 }))).toBe(true);

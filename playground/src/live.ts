@@ -101,6 +101,15 @@ export class PreviewFrames {
     return [...this.latest.values()].filter((p) => p.run === run).sort((a, b) => rank(a.id) - rank(b.id));
   }
 
+  /**
+   * The last picture of each model in the aggregated run, less those the window's end
+   * already shows (until a later frame comes, the latest frame is the window's end).
+   */
+  aggregatedSinceWindowEnd(order: readonly string[]): PreviewPicture[] {
+    const shown = new Set(this.windowEndFrame?.pictures.map((p) => `${p.id}\u0000${p.step}`));
+    return this.pictures('aggregated', order).filter((p) => !shown.has(`${p.id}\u0000${p.step}`));
+  }
+
   get windowEnd(): WindowEndFrame | null {
     return this.windowEndFrame;
   }

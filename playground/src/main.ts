@@ -786,7 +786,7 @@ function renderPreview(job: JobRecord): void {
   append(els.preview, [
     h('h3', {}, `Live preview${previews.images > 1 ? ` · image ${previews.image} of ${previews.images}` : ''}`),
     h('p', { class: 'hint' }, PREVIEW_METHODS[previews.method] ?? `Pictures made by ${previews.method}.`),
-    row('In the aggregated run', previews.pictures('aggregated', order).map((p) => picture(`now:${p.id}`, p, `Preview: ${pictureLabel(p)}`, `${p.id} · step ${p.step} of ${p.total}`))),
+    row('In the aggregated run', previews.aggregatedSinceWindowEnd(order).map((p) => picture(`now:${p.id}`, p, `Preview: ${pictureLabel(p)}`, `${p.id} · step ${p.step} of ${p.total}`))),
     end ? row(`End of the window: pulled together (step ${end.step} of ${end.total})`, end.pictures.map((p) => picture(`end:${p.id}`, p, `Preview at the end of the window: ${pictureLabel(p)}`, p.id))) : null,
     row('Each model alone', previews.pictures('solo', order).map((p) => picture(`solo:${p.id}`, p, `Preview: ${pictureLabel(p)}`, `${p.id} alone · step ${p.step} of ${p.total}`))),
   ]);

@@ -278,9 +278,9 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     // each model alone too, with what it costs; enough steps that the previews have a run to show
     const solo = page.getByRole('checkbox', { name: /^Also run each model alone/ });
     await solo.check();
-    await page.getByLabel('Steps').fill('30');
-    expect(await page.locator('#' + (await solo.getAttribute('aria-describedby'))).textContent()).toMatch(/: 87 more UNet evaluations, 177 for the whole job\.$/);
-    const withSolo = { ...(example as object), sampler: { steps: 30, seed: 7 }, outputs: { per_model: true, solo: true } };
+    await page.getByLabel('Steps').fill('50');
+    expect(await page.locator('#' + (await solo.getAttribute('aria-describedby'))).textContent()).toMatch(/: 147 more UNet evaluations, 297 for the whole job\.$/);
+    const withSolo = { ...(example as object), sampler: { steps: 50, seed: 7 }, outputs: { per_model: true, solo: true } };
     expect(JobRequest.parse(await shownRequest())).toEqual(JobRequest.parse(withSolo));
 
     // Generate: what is sent is the example, with solo; live previews show while it runs
@@ -290,8 +290,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     await preview.getByRole('heading', { name: 'Live preview' }).waitFor();
     expect(await preview.textContent()).toContain('decoded by the VAE');
     // the frame of the window's end stays on show, where the models were just pulled together
-    await preview.getByRole('heading', { name: /^End of the window: pulled together \(step 4 of 30\)$/ }).waitFor({ timeout: 60_000 });
-    expect(await preview.getByRole('img', { name: /^Preview at the end of the window: shapes-layout in the aggregated run, step 4 of 30$/ }).count()).toBe(1);
+    await preview.getByRole('heading', { name: /^End of the window: pulled together \(step 4 of 50\)$/ }).waitFor({ timeout: 60_000 });
+    expect(await preview.getByRole('img', { name: /^Preview at the end of the window: shapes-layout in the aggregated run, step 4 of 50$/ }).count()).toBe(1);
     const images = page.locator('#images img');
     await expect.poll(() => images.evaluateAll((els) => els.length === 6 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 60_000 }).toBe(true);
     expect(posted).toHaveLength(1);
@@ -310,7 +310,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await page.locator('#images a[download]').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).download))).toEqual(
       ['aggregated', 'solo-shapes-base', 'solo-shapes-layout', 'solo-shapes-style', 'shapes-layout', 'shapes-style'].map((n) => `${first}-${n}-0.png`),
     );
-    expect(await page.locator('#result-details').textContent()).toContain('Each model alone87 of the 177 UNet evaluations estimated for the job');
+    expect(await page.locator('#result-details').textContent()).toContain('Each model alone147 of the 297 UNet evaluations estimated for the job');
 
     // the finished three-model job, for docs/playground.png (tall enough to hold the whole page unscrolled)
     await page.locator('#history-list img').first().waitFor({ timeout: 30_000 });
@@ -337,7 +337,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await page.getByRole('checkbox', { name: 'shapes-layout' }).isChecked()).toBe(true);
     expect(await page.getByRole('checkbox', { name: 'shapes-style' }).isChecked()).toBe(true);
     expect(await page.getByLabel('Seed').inputValue()).toBe('7');
-    expect(await page.getByLabel('Steps').inputValue()).toBe('30');
+    expect(await page.getByLabel('Steps').inputValue()).toBe('50');
     expect(await solo.isChecked()).toBe(true);
     await page.locator('details.model-card summary', { hasText: 'shapes-layout' }).click();
     expect(await page.getByRole('group', { name: 'Box 2' }).getByLabel('Phrase').inputValue()).toBe('square');
