@@ -38,6 +38,7 @@ import {
 } from '../shared/job-repository.ts';
 import { checkImage, imageTypeOf } from '../shared/image-header.ts';
 import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
+import { sleep } from '../shared/sleep.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import { type CommitLog, StorageFullError } from '../shared/ports/store.ts';
 import type { ResolvedDeps } from './deps.ts';
@@ -563,17 +564,4 @@ class KeyedMutex {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     };
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

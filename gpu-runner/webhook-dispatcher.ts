@@ -22,7 +22,7 @@ import { JobRepository, type UrlSigner, type WebhookAttempt } from '../shared/jo
 import { LeaseLostError, type JobQueue, type Lease } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { addressProblem, webhookUrlProblem } from '../shared/webhook-url-policy.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { WebhookMessage } from './webhook-message.ts';
 import type { WebhookMessage as WebhookMessageType } from './webhook-message.ts';
 

@@ -18,7 +18,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { Resource } from 'sst/resource';
 import { linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
 import { type BatchResponse, deliverWebhookBatch, type SqsEvent } from './aws/webhook-batch.ts';
-import { jsonLogger } from './logger.ts';
+import { jsonLogger } from '../shared/logger.ts';
 import { DEFAULT_RETRY_SCHEDULE } from './webhook-dispatcher.ts';
 
 /** What a webhook receiver would like its output URLs to last; capped by the credentials (above). */

@@ -44,8 +44,9 @@ import { JobRepository, type StoredOutput, type StoredRequest, type StoredStatus
 import { LeaseLostError, type JobQueue, type Lease } from '../shared/ports/queue.ts';
 import { type ObjectStore, StorageFullError } from '../shared/ports/store.ts';
 import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
+import { sleep } from '../shared/sleep.ts';
 import { EngineInputError, type Engine, type EngineProgress } from './engine/types.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { PreviewWriter } from './preview-writer.ts';
 import { type WebhookMessage, webhookEventType } from './webhook-message.ts';
 
@@ -774,7 +775,7 @@ export class WorkerLoop {
       req.spec.models.map(async (m, k) => {
         const key = m.reference_image?.key;
         if (!key) return null;
-        if (!key.startsWith(`tenants/${req.tenant}/uploads/`)) throw new PermanentJobError('the reference image is not one of this tenant\'s uploads', `models[${k}].reference_image`);
+        if (!key.startsWith(this.repo.uploadsPrefix(req.tenant))) throw new PermanentJobError('the reference image is not one of this tenant\'s uploads', `models[${k}].reference_image`);
         const obj = await this.o.store.get(key);
         if (!obj) throw new PermanentJobError('the reference image upload no longer exists', `models[${k}].reference_image`);
         if (obj.body.byteLength > this.o.maxReferenceImageBytes) {
@@ -903,16 +904,3 @@ function cleanMessage(message: string): string {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const round = (x: number) => Math.round(x * 10) / 10;
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}

@@ -37,7 +37,7 @@ import { JOB_ID_RE } from '../../shared/ids.ts';
 import { JobRepository, MAX_INV_TIME, type StoredStatus } from '../../shared/job-repository.ts';
 import type { JobQueue, Lease } from '../../shared/ports/queue.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { type Logger, errorFields } from '../logger.ts';
+import { type Logger, errorFields } from '../../shared/logger.ts';
 import { type WebhookMessage, webhookEventType } from '../webhook-message.ts';
 
 /** The exit code of a runner that gave up starting (EX_CONFIG, sysexits.h); infra/alerts.ts matches it. */
