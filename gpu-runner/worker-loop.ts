@@ -48,7 +48,7 @@ import { sleep } from '../shared/sleep.ts';
 import { EngineInputError, type Engine, type EngineProgress } from './engine/types.ts';
 import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { PreviewWriter } from './preview-writer.ts';
-import { type WebhookMessage, webhookEventType } from './webhook-message.ts';
+import { type WebhookMessage, webhookEventType } from '../webhooks/message.ts';
 
 export interface WorkerLoopOptions {
   queue: JobQueue;

@@ -38,7 +38,7 @@ import { JobRepository, MAX_INV_TIME, type StoredStatus } from '../../shared/job
 import type { JobQueue, Lease } from '../../shared/ports/queue.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
 import { type Logger, errorFields } from '../../shared/logger.ts';
-import { type WebhookMessage, webhookEventType } from '../webhook-message.ts';
+import { type WebhookMessage, webhookEventType } from '../../webhooks/message.ts';
 
 /** The exit code of a runner that gave up starting (EX_CONFIG, sysexits.h); infra/alerts.ts matches it. */
 export const RUNNER_GAVE_UP_EXIT_CODE = 78;
