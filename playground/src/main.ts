@@ -22,7 +22,9 @@ const PHASES: Record<string, string> = {
   decoding: 'decoding',
 };
 
-const EXAMPLE_PROMPTS = { base: 'a red circle and a blue square', auxiliary: 'a circle and a square' };
+/** The caption-only model is the one that learned color words; the others never saw one. */
+const EXAMPLE_PROMPTS = { caption: 'a red circle and a blue square', conditioned: 'a circle and a square' };
+const captionOnly = (m: ModelInfo) => !m.conditions.grounding && !m.conditions.reference_image;
 
 interface ModelEntry {
   form: FormModel;
@@ -122,8 +124,10 @@ async function loadModels(): Promise<void> {
   errors.clear();
   els.modelsStatus.textContent = `${catalog.length} model${catalog.length === 1 ? '' : 's'} installed.`;
   if (!catalog.some((m) => m.id === baseId)) {
-    // a caption-only model makes the natural base; the auxiliaries add layout or style
-    baseId = (catalog.find((m) => !m.conditions.grounding && !m.conditions.reference_image) ?? catalog[0])?.id ?? '';
+    // the grounding model makes the best base: any other base re-decides the positions
+    // until the last steps, while the grounding model keeps its boxes and takes the colors
+    // and the background from the auxiliaries (docs/control-table.md)
+    baseId = (catalog.find((m) => m.conditions.grounding) ?? catalog.find(captionOnly) ?? catalog[0])?.id ?? '';
     auxIds.length = 0;
   }
   renderPicker();
@@ -141,7 +145,7 @@ function entry(id: string, role: 'base' | 'auxiliary'): ModelEntry {
       form: {
         id,
         role,
-        prompt: EXAMPLE_PROMPTS[role],
+        prompt: captionOnly(info) ? EXAMPLE_PROMPTS.caption : EXAMPLE_PROMPTS.conditioned,
         negativePrompt: '',
         guidance: '',
         p: '',

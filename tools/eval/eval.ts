@@ -28,7 +28,7 @@ interface Item {
 }
 interface Row {
   row: string;
-  config: { kinds: string[]; steps: number; weights: number[]; p: number[]; window: [number, number]; clamp?: boolean };
+  config: { kinds: string[]; steps: number; weights: number[]; p: number[]; window: [number, number]; clamp?: boolean; schedule?: { weights?: number[][]; p?: number[][] } };
   [metric: string]: unknown;
 }
 
@@ -52,7 +52,12 @@ function specFor(row: Row, it: Item): JobSpec {
   }));
   return {
     models,
-    aggregation: { window: c.window, clamp: c.clamp ?? false, weights: c.kinds.length === 1 ? 'single' : 'explicit' },
+    aggregation: {
+      window: c.window,
+      clamp: c.clamp ?? false,
+      weights: c.kinds.length === 1 ? 'single' : c.schedule ? 'schedule' : 'explicit',
+      ...(c.schedule ? { schedule: c.schedule } : {}),
+    },
     sampler: { steps: c.steps, seed: it.seed, width: 32, height: 32, scheduler: 'ddim', eta: 0 },
     outputs: { images: 1, per_model: false, latents: false },
     estimate: { unet_evals: 0 },

@@ -234,7 +234,41 @@ def stage_target(runner, store):
     run_settings(runner, store, "target", second)
 
 
-STAGES = {"base-choice": stage_base_choice, "target": stage_target}
+def phased(kinds, phases, norm, pscale, steps, window):
+    """A weight schedule in phases: [(raw weights, number of window steps), ...]. norm
+    'l2-then-sum': unit L2 at the window's first step, summing to 1 after; 'sum': summing
+    to 1 throughout."""
+    rows = [raw for raw, n in phases for _ in range(n)]
+    assert len(rows) == window[1] - window[0] + 1
+    sched = [normalized(r, "l2" if (j == 0 and norm == "l2-then-sum") else "sum") for j, r in enumerate(rows)]
+    p = [v * pscale for v in (P2 if len(kinds) == 2 else P3)]
+    return setting(kinds, steps, window, sched[0], p, schedule={"weights": sched},
+                   phases=[[list(raw), n] for raw, n in phases], norm=norm, p_scale=pscale)
+
+
+STYLE_PHASE = (0.25, 0.5, 1.0)                  # layout, caption, style
+COLOR_PHASES = [(0.25, 1.0, 0.25), (0.25, 1.0, 0.0)]
+
+
+def stage_schedule(runner, store):
+    """The weight schedule the hand-off curves suggest: the style model's latent first
+    (the layout model keeps a background from t ~ 700 on), then the caption model's until
+    the colors have settled (t ~ 500 to 400); and the reverse order as a control."""
+    out = []
+    for steps, firsts, ends in ((10, (1, 2), (3, 4, 5)), (20, (2, 4), (7, 9, 11))):
+        for m, end, color, norm in itertools.product(firsts, ends, COLOR_PHASES, ("l2-then-sum", "sum")):
+            out.append(phased(TARGET_KINDS, [(STYLE_PHASE, m), (color, end - m)], norm, 1 / 16, steps, (1, end)))
+            out.append(phased(TARGET_KINDS, [(color, end - m), (STYLE_PHASE, m)], norm, 1 / 16, steps, (1, end)))
+    res = run_settings(runner, store, "schedule", out)
+    top = max(res, key=lambda r: target_key(r["metrics"]))["setting"]
+    # around the best: p
+    prm = top["params"]
+    phases = [(tuple(raw), n) for raw, n in prm["phases"]]
+    more = [phased(TARGET_KINDS, phases, prm["norm"], ps, top["steps"], tuple(top["window"])) for ps in (1 / 32, 1 / 8, 1 / 4)]
+    run_settings(runner, store, "schedule", more)
+
+
+STAGES = {"base-choice": stage_base_choice, "target": stage_target, "schedule": stage_schedule}
 
 
 def main():
