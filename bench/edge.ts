@@ -44,12 +44,12 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import { startLocalEdge } from '../edge/local.ts';
 import { TokenBucketLimiter } from '../edge/middleware/rate-limit/index.ts';
 import { createApiKey } from '../shared/api-keys.ts';
-import type { SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
+import { DEFAULT_SQLITE_WRITER, type SqliteWriter } from '../adapters/embedded/sqlite-database.ts';
 import { JobRequest } from '../shared/contract/index.ts';
 import { CATALOG, jobBody } from './job-bodies.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
-import { dataLayout, loadSecrets, openEmbedded, SINGLE_NODE_WRITER } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 
 /** The part of autocannon's API used here (the package ships no types). */
 interface AutocannonRequest {
@@ -299,7 +299,7 @@ async function main(): Promise<void> {
   });
 
   console.log(
-    `bench:edge: ${values.adapters} adapters${values.adapters === 'embedded' ? ` (SQLite writer ${writer ?? `${SINGLE_NODE_WRITER}, the default`})` : ''}, ${connections} connections, ${duration} s per run after ${warmup} s of warm-up; ` +
+    `bench:edge: ${values.adapters} adapters${values.adapters === 'embedded' ? ` (SQLite writer ${writer ?? `${DEFAULT_SQLITE_WRITER}, the default`})` : ''}, ${connections} connections, ${duration} s per run after ${warmup} s of warm-up; ` +
       `${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}, ` +
       `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
   );

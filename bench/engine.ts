@@ -6,7 +6,8 @@
  * ms per image with the official schedule (every model runs every step), and the share of
  * wall time spent outside onnxruntime. Where /usr/bin/python3 has torch it also times the
  * PyTorch reference (tools/shapes/bench_torch.py) on the same inputs and thread count.
- * The last line is one JSON object for N = 3, 50 steps, window 1-3.
+ * Then the cost of live previews (a frame after every step, against none; per picture against
+ * one UNet call). The last line is one JSON object for N = 3, 50 steps, window 1-3.
  *
  *   npm run bench:engine -- [--threads 1] [--repeats 5]
  */
@@ -88,6 +89,35 @@ for (const n of [1, 2, 3]) {
     last = row;
   }
 }
+// live previews: a VAE decode of every active model's x0 estimate per frame. Measured with a
+// frame after every step (the worst case; the runner asks for one every 500 ms at most)
+// against the same job without previews, and per frame against one UNet call.
+for (const size of [32, 64]) {
+  const s = { ...spec(3, 20), sampler: { ...spec(3, 20).sampler, width: size, height: size } };
+  await engine.generate(s, { preview: { everyMs: 0, onFrame: () => {} } });
+  const plain: number[] = [];
+  const framed: number[] = [];
+  let frames = 0;
+  let pictures = 0;
+  let evals = 0;
+  for (let r = 0; r < repeats; r++) {
+    const a = await engine.generate(s);
+    plain.push(a.timings.totalMs);
+    evals = a.unetEvals;
+    frames = 0;
+    pictures = 0;
+    const b = await engine.generate(s, { preview: { everyMs: 0, onFrame: (f) => { frames++; pictures += f.models.length; } } });
+    framed.push(b.timings.totalMs);
+  }
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  const perEval = median(plain) / evals;
+  const perPicture = (median(framed) - median(plain)) / pictures;
+  console.log(
+    `previews ${size}x${size}, 3 models, 20 steps: ${round(median(plain))} ms without, ${round(median(framed))} ms with a frame every step (${frames} frames, ${pictures} pictures); ` +
+      `${round(perPicture, 2)} ms per picture = ${round(perPicture / perEval, 3)} of a UNet call (${round(perEval, 2)} ms)`,
+  );
+}
+
 await engine.dispose();
 console.log(JSON.stringify(last));
 

@@ -9,11 +9,11 @@
  * a run-time failure, 1.
  */
 import { writeFile } from 'node:fs/promises';
-import { ApiClient, ApiError, NetworkError, describeProblem, type JobRecord } from '../shared/client/client.ts';
+import { ApiClient, ApiError, NetworkError, describeProblem, outputFileName, type JobRecord, type JobWarning } from '../shared/client/client.ts';
 import { UsageError } from './command.ts';
 
-export { ApiClient, ApiError, NetworkError, describeProblem };
-export type { JobRecord, UsageReport } from '../shared/client/client.ts';
+export { ApiClient, ApiError, NetworkError, describeProblem, outputFileName };
+export type { JobPreview, JobRecord, UsageReport } from '../shared/client/client.ts';
 
 /** Where `npm start` serves the API unless told otherwise. */
 export const DEFAULT_URL = 'http://127.0.0.1:8787';
@@ -69,6 +69,11 @@ export async function download(url: string, path: string): Promise<number> {
   return bytes.byteLength;
 }
 
+/** "warning: sampler.width: width 100 was rounded to 96: ..." */
+export function describeWarning(w: JobWarning): string {
+  return `warning: ${w.field}: ${w.message}`;
+}
+
 /** "step 7/20 aggregating" or the queue reason: the state of a job in a few words. */
 export function describeState(job: Pick<JobRecord, 'status' | 'progress' | 'queue'>): string {
   if (job.status === 'queued') return job.queue ? `queued${job.queue.position !== null ? ` (position ${job.queue.position})` : ''}: ${job.queue.reason}` : 'queued';
@@ -77,5 +82,6 @@ export function describeState(job: Pick<JobRecord, 'status' | 'progress' | 'queu
   const image = p.images > 1 ? ` image ${p.image}/${p.images}` : '';
   if (job.status === 'succeeded') return `succeeded: ${p.total} steps${p.images > 1 ? `, ${p.images} images` : ''}`;
   if (job.status !== 'running') return `${job.status} at step ${p.step}/${p.total}${image}`;
-  return `running: step ${p.step}/${p.total} ${p.phase.replace('_', ' ')}${image}`;
+  const phase = p.phase === 'solo' ? `${p.model ?? 'a model'} alone` : p.phase.replace('_', ' ');
+  return `running: step ${p.step}/${p.total} ${phase}${image}`;
 }

@@ -9,6 +9,8 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   generate: () => import('./commands/generate.ts'),
   tokenize: () => import('./commands/tokenize.ts'),
   keys: () => import('./commands/keys.ts'),
+  // an AWS account and stage, with the operator's credentials
+  aws: () => import('./commands/aws.ts'),
   // client commands: talk to a server (AMDM_URL, AMDM_API_KEY)
   submit: () => import('./commands/submit.ts'),
   status: () => import('./commands/status.ts'),

@@ -10,6 +10,8 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
+import { StorageFullError } from '../shared/ports/store.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { encodeCursor } from './jobs-service.ts';
 import { TokenBucketLimiter } from './middleware/rate-limit/index.ts';
@@ -336,9 +338,42 @@ describe('POST /v1/jobs', () => {
     const r2 = await slow;
     expect(r2.status).toBe(202);
     expect(r2.headers.get('preference-applied')).toBe('wait=1');
-    const bad = await call('/v1/jobs', { body: single(), headers: { prefer: 'wait=61' } });
-    expect(bad.status).toBe(400);
-    expect((await bad.json()).errors[0].field).toBe('header Prefer');
+    for (const prefer of ['wait=soon', 'wait=0', 'wait=1.5', 'wait=-3']) {
+      const bad = await call('/v1/jobs', { body: single(), headers: { prefer } });
+      expect(bad.status, prefer).toBe(400);
+      expect((await bad.json()).errors[0].field).toBe('header Prefer');
+    }
+  });
+
+  it('Prefer: wait above the cap is no error: applied as the cap, answered 202 with the job once it is over', async () => {
+    // a cap of 2 s stands for AWS's 50 s below CloudFront's 60 s origin timeout
+    const { call, advance } = await setup({ limits: { maxWaitSeconds: 2 } });
+    for (const prefer of ['wait=600', `wait=${'9'.repeat(40)}`]) {
+      const pending = call('/v1/jobs', { body: single(prefer), headers: { prefer } });
+      await new Promise((r) => setTimeout(r, 50));
+      advance(2001);
+      const res = await pending;
+      expect(res.status, prefer).toBe(202);
+      expect(res.headers.get('preference-applied')).toBe('wait=2');
+      expect((await res.json()).status).toBe('queued');
+    }
+  });
+
+  it('Prefer: wait counts from the start of the create: a slow create shortens the wait', { timeout: 10_000 }, async () => {
+    const { call, advance, store } = await setup({ limits: { maxWaitSeconds: 2 } });
+    // S3 taking 1.5 s to write the index entry (the fake clock moves as the write lands)
+    const put = store.put.bind(store);
+    store.put = async (key, body, type) => {
+      if (key.includes('/index/')) advance(1500);
+      return put(key, body, type);
+    };
+    const pending = call('/v1/jobs', { body: single(), headers: { prefer: 'wait=2' } });
+    await new Promise((r) => setTimeout(r, 50));
+    // 2.1 s after the create started: past the cap, though only 0.6 s after the create ended
+    advance(600);
+    const res = await pending;
+    expect(res.status).toBe(202);
+    expect(res.headers.get('preference-applied')).toBe('wait=2');
   });
 
   it('429 at the per-tenant cap of active jobs, and again free once one finishes', async () => {
@@ -467,13 +502,17 @@ describe('reading, listing, cancelling', () => {
     expect((await call(`/v1/jobs?limit=1&cursor=${p1.next_cursor}`)).status).toBe(200);
   });
 
-  it('cancel: queued -> canceled at once (200); running -> requested (202); finished -> 409', async () => {
+  it('cancel: queued -> canceled at once (200); running -> requested (202); canceled again -> 200; finished -> 409', async () => {
     const { call, repo } = await setup();
     const queued = await (await call('/v1/jobs', { body: single('q') })).json();
     const c1 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
     expect(c1.status).toBe(200);
-    expect((await c1.json()).status).toBe('canceled');
-    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(409);
+    const first = await c1.json();
+    expect(first.status).toBe('canceled');
+    // canceling twice is harmless (docs/api.md): the same answer, the same job
+    const again = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual(first);
 
     const running = await (await call('/v1/jobs', { body: single('r') })).json();
     await repo.putStatus('acme', running.id, runningStatus());
@@ -483,8 +522,38 @@ describe('reading, listing, cancelling', () => {
     expect(await repo.getCancel('acme', running.id)).not.toBeNull();
     // asking again while the runner has not stopped yet is harmless
     expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
-    const c3 = await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+    // the runner stopped it: canceled, and a late cancel still answers 200
+    await repo.putStatus('acme', running.id, runningStatus({ status: 'canceled', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const late = await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' });
+    expect(late.status).toBe(200);
+    expect((await late.json()).status).toBe('canceled');
+    // a job that succeeded cannot be canceled
+    const ok = await (await call('/v1/jobs', { body: single('s') })).json();
+    await repo.putStatus('acme', ok.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z' }));
+    const c3 = await call(`/v1/jobs/${ok.id}/cancel`, { method: 'POST' });
+    expect(c3.status).toBe(409);
     expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
+  });
+
+  it('cancel of a queued job releases its slot at once; of a running job, not (its runner does)', async () => {
+    const released: string[] = [];
+    const admission = {
+      admit: async () => true,
+      withdraw: async () => {},
+      release: async (tenant: string, jobId: string) => {
+        released.push(`${tenant}/${jobId}`);
+      },
+      hasRoom: async () => true,
+      close: async () => {},
+    };
+    const { call, repo } = await setup({ admission });
+    const queued = await (await call('/v1/jobs', { body: single('q') })).json();
+    const running = await (await call('/v1/jobs', { body: single('r') })).json();
+    await repo.putStatus('acme', running.id, runningStatus());
+    expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect(released).toEqual([]);
+    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect(released).toEqual([`acme/${queued.id}`]);
   });
 
   it('output URLs are signed per read; expired or tampered URLs are 403 problems', async () => {
@@ -538,6 +607,176 @@ describe('reading, listing, cancelling', () => {
   });
 });
 
+/**
+ * A store that finds its disk full while `disk.full` is set: every put and delete rejects with
+ * StorageFullError, told to `health` as the embedded adapters tell their observer, and a
+ * write that succeeds tells it there is room again. `disk.writes` counts the writes tried.
+ */
+function fillable(store: MemoryStore, health: StorageHealth) {
+  const where = '/srv/amdm/data/store';
+  const disk = { full: false, writes: 0 };
+  const put = store.put.bind(store);
+  const del = store.delete.bind(store);
+  const guarded =
+    <A extends unknown[]>(write: (...args: A) => Promise<void>) =>
+    async (...args: A): Promise<void> => {
+      disk.writes++;
+      if (disk.full) {
+        const err = new StorageFullError(where, 'ENOSPC');
+        health.full(err);
+        throw err;
+      }
+      await write(...args);
+      health.room(where);
+    };
+  store.put = guarded(put);
+  store.delete = guarded(del);
+  return disk;
+}
+
+describe('a full disk', () => {
+  async function fullSetup() {
+    const logged: string[] = [];
+    const logger = { error: (m: string) => logged.push(m), warn() {}, info: (m: string) => logged.push(m) };
+    const storageHealth = new StorageHealth({ logger });
+    const w = await setup({ storageHealth });
+    const disk = fillable(w.store, storageHealth);
+    return { ...w, disk, logged };
+  }
+
+  it('writes answer 507 naming the cause, with Retry-After and never the path; reads keep working', async () => {
+    const { call, disk, app } = await fullSetup();
+    const queued = await (await call('/v1/jobs', { body: single('before') })).json();
+    const ticket = await (await call('/v1/uploads', { body: { content_type: 'image/png' } })).json();
+    disk.full = true;
+
+    const refused = [
+      ['create', await call('/v1/jobs', { body: single('during') })],
+      ['cancel', await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })],
+      ['upload', await app.request(new URL(ticket.upload_url).pathname + new URL(ticket.upload_url).search, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: PNG })],
+    ] as const;
+    for (const [what, res] of refused) {
+      expect(res.status, what).toBe(507);
+      expect(res.headers.get('content-type'), what).toBe('application/problem+json');
+      expect(res.headers.get('retry-after'), what).toBe('60');
+      const text = await res.text();
+      expect(text, what).not.toMatch(/srv|amdm\/data/);
+      expect(JSON.parse(text), what).toMatchObject({
+        type: 'urn:amdm:problem:insufficient-storage',
+        title: 'Insufficient storage',
+        status: 507,
+        detail: expect.stringMatching(/storage is full \(no space left on the device, ENOSPC\)/),
+      });
+    }
+    // reads write nothing, so they are answered as ever
+    const read = await call(`/v1/jobs/${queued.id}`);
+    expect(read.status).toBe(200);
+    expect((await read.json()).status).toBe('queued');
+    expect((await call('/v1/jobs')).status).toBe(200);
+    expect((await call('/v1/models')).status).toBe(200);
+  });
+
+  it('Idempotency-Key: a retry of a job that exists writes nothing, so it is answered on a full disk', async () => {
+    const { call, disk, queue } = await fullSetup();
+    const h = { 'idempotency-key': 'order-full' };
+    const first = await call('/v1/jobs', { body: single(), headers: h });
+    expect(first.status).toBe(202);
+    const { id } = await first.json();
+    disk.full = true;
+    disk.writes = 0;
+    const again = await call('/v1/jobs', { body: single(), headers: h });
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((await again.json()).id).toBe(id);
+    // the same key with another body is still refused, from what is stored
+    const other = await call('/v1/jobs', { body: single('another body'), headers: h });
+    expect(other.status).toBe(422);
+    expect((await other.json()).type).toBe('urn:amdm:problem:idempotency-key-reused');
+    expect(disk.writes).toBe(0);
+    // a new key needs a claim and a job: that is a write
+    expect((await call('/v1/jobs', { body: single(), headers: { 'idempotency-key': 'order-new' } })).status).toBe(507);
+    expect((await queue.stats()).visible).toBe(1);
+  });
+
+  it('/healthz is degraded with the cause while the storage is full, logged once; ok again after a write succeeds', async () => {
+    const { call, disk, app, logged } = await fullSetup();
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    disk.full = true;
+    for (let i = 0; i < 3; i++) expect((await call('/v1/jobs', { body: single(`try ${i}`) })).status).toBe(507);
+    const health = await app.request('/healthz');
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'degraded', reason: 'store full: no space left on the device (ENOSPC)', since: expect.any(String) });
+    expect(logged.filter((m) => /storage full/.test(m))).toHaveLength(1);
+    disk.full = false;
+    expect((await call('/v1/jobs', { body: single('after') })).status).toBe(202);
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    expect(logged.filter((m) => /room again/.test(m))).toHaveLength(1);
+  });
+});
+
+describe('warnings and previews', () => {
+  it('the 202 already carries what shaping changed or found pointless; the runner\'s warnings join on reads', async () => {
+    const trained = (id: string, extra: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({ ...model(id, extra), sizes: { default: [64, 64], min: 32, max: 128, multiple: 16, trained: { min: 64, max: 64 } } });
+    const { call, repo } = await setup({ catalog: async () => [trained('shapes-base'), trained('shapes-layout', { grounding: { max_objects: 4 } })] });
+    const body = {
+      models: [
+        { id: 'shapes-base', role: 'base', prompt: 'a red circle', weight: 1 },
+        { id: 'shapes-layout', role: 'auxiliary', prompt: 'a circle', weight: 0 },
+      ],
+      aggregation: { window: [0, 0] },
+      sampler: { steps: 4, seed: 1, width: 100, height: 64 },
+    };
+    const res = await call('/v1/jobs', { body });
+    expect(res.status).toBe(202);
+    const created = await res.json();
+    expect(created.warnings).toEqual([
+      { code: 'size_rounded', field: 'sampler.width', message: 'width 100 was rounded to 96: model "shapes-base" renders multiples of 16 pixels' },
+      { code: 'size_untrained', field: 'sampler.width', message: 'model "shapes-base" was trained at 64×64 pixels; at 96×64 it renders, but expect repeated or broken objects' },
+      { code: 'window_empty', field: 'aggregation.window', message: expect.stringMatching(/^window \[0, 0\] aggregates no step .*the auxiliary models cannot change the image/) },
+      { code: 'auxiliary_weight_zero', field: 'models[1].weight', message: expect.stringMatching(/^model "shapes-layout" gets aggregation weight 0, so it cannot change the image/) },
+    ]);
+    expect(created.spec.sampler.width).toBe(96);
+    const truncated = { code: 'prompt_truncated', field: 'models[0].prompt', message: 'the prompt has 40 tokens but model "shapes-base" reads 32: the first 32 of 40 were kept, the last 8 dropped' } as const;
+    await repo.putStatus('acme', created.id, runningStatus({ warnings: [truncated] }));
+    const read = await (await call(`/v1/jobs/${created.id}`)).json();
+    expect(read.warnings).toEqual([...created.warnings, truncated]);
+    // a request that needs nothing changed has none
+    expect((await (await call('/v1/jobs', { body: single() })).json()).warnings).toEqual([]);
+  });
+
+  it('the event stream sends each new preview frame of a running job as `event: preview`, in order, once', async () => {
+    const { call, repo } = await setup();
+    const job = await (await call('/v1/jobs', { body: single() })).json();
+    const frame = (seq: number, step: number, windowEnd: boolean) => ({
+      seq,
+      at: '2025-03-01T10:00:01.000Z',
+      image: 1,
+      images: 1,
+      step,
+      total: 4,
+      phase: 'aggregating' as const,
+      window_end: windowEnd,
+      method: 'vae_decode_x0' as const,
+      models: [{ id: 'shapes-base', run: 'aggregated' as const, width: 32, height: 32, png: 'data:image/png;base64,iVBORw0KGgo=' }],
+    });
+    await repo.putStatus('acme', job.id, runningStatus());
+    await repo.putPreview('acme', job.id, { v: 1, latest: frame(7, 3, false), window_end: frame(5, 2, true) });
+    const res = await call(`/v1/jobs/${job.id}/events`);
+    setTimeout(() => void repo.putPreview('acme', job.id, { v: 1, latest: frame(9, 4, false), window_end: frame(5, 2, true) }), 50);
+    setTimeout(() => void repo.putStatus('acme', job.id, runningStatus({ status: 'succeeded', finished_at: '2025-03-01T10:00:02.000Z', updated_at: 'z' })), 1200);
+    const blocks = (await res.text()).split('\n\n').filter((b) => b.startsWith('event: '));
+    const previews = blocks.filter((b) => b.startsWith('event: preview')).map((b) => JSON.parse(b.split('\ndata: ')[1]!));
+    expect(previews.map((p) => [p.seq, p.step, p.window_end, p.job_id])).toEqual([
+      [5, 2, true, job.id],
+      [7, 3, false, job.id],
+      [9, 4, false, job.id],
+    ]);
+    expect(previews[0]).toEqual({ job_id: job.id, ...frame(5, 2, true) });
+    // the job events are all there, the last one finished
+    expect(JSON.parse(blocks.at(-1)!.split('\ndata: ')[1]!).status).toBe('succeeded');
+  });
+});
+
 describe('the app as a whole', () => {
   it('serves a valid OpenAPI 3.1 document covering every route with examples', async () => {
     const { app } = await setup();
@@ -546,7 +785,7 @@ describe('the app as a whole', () => {
     await SwaggerParser.validate(structuredClone(doc));
     const ops = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown }> }> }>>).flatMap(([p, m]) => Object.entries(m).map(([verb, op]) => ({ id: `${verb} ${p}`, op })));
     expect(ops.map((o) => o.id).sort()).toEqual(
-      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
+      ['get /healthz', 'get /v1/blobs/{key}', 'get /v1/jobs', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'get /v1/models', 'get /v1/usage', 'post /v1/jobs', 'post /v1/jobs/{id}/cancel', 'post /v1/models/{id}/tokens', 'post /v1/uploads', 'put /v1/blobs/{key}'].sort(),
     );
     for (const { id, op } of ops) {
       const withContent = Object.values(op.responses).flatMap((r) => Object.values(r.content ?? {}));
@@ -555,6 +794,8 @@ describe('the app as a whole', () => {
     }
     expect(doc.components.schemas).toHaveProperty('JobRequest');
     expect(doc.components.schemas).toHaveProperty('Problem');
+    expect(doc.components.schemas).toHaveProperty('JobPreview');
+    expect(doc.components.schemas).toHaveProperty('JobWarning');
   });
 
   it('health and models', async () => {

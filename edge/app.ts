@@ -5,12 +5,13 @@
  *
  * Order of the pipeline: request id -> auth (all /v1 routes except the signed blob URLs)
  * -> per-tenant rate limit -> route middleware (concurrency cap, body limit) -> zod
- * validation -> handler. Every failure is thrown and becomes a problem+json response in
- * the one onError.
+ * validation -> handler. A failed authentication and a signed-URL request are limited per
+ * client address instead, when the root says where requests come from. Every failure is
+ * thrown and becomes a problem+json response in the one onError.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { requestId } from 'hono/request-id';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { verifyApiKey } from '../shared/api-keys.ts';
 import { JobRepository } from '../shared/job-repository.ts';
 import { BLOB_ROUTE_PREFIX } from '../shared/signed-url.ts';
@@ -19,15 +20,19 @@ import { ActiveJobTracker } from './active-jobs.ts';
 import { type AppDeps, resolveDeps } from './deps.ts';
 import { JobsService } from './jobs-service.ts';
 import { auth } from './middleware/auth/index.ts';
-import { problemNotFound, problemOnError, validationProblem } from './middleware/problem/index.ts';
-import { rateLimit } from './middleware/rate-limit/index.ts';
+import { ProblemError, problemNotFound, problemOnError, validationProblem } from './middleware/problem/index.ts';
+import { rateLimit, rateLimited } from './middleware/rate-limit/index.ts';
+import { addressBucket } from './client-address.ts';
 import { registerBlobRoutes } from './routes/blobs.ts';
 import type { EdgeApp, EdgeEnv, RouteContext } from './routes/common.ts';
 import { registerDocsRoutes } from './routes/docs.ts';
 import { registerEventRoutes } from './routes/events.ts';
+import { registerHealthRoutes } from './routes/health.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
-import { registerModelRoutes, registerSystemRoutes, registerUploadRoutes, registerUsageRoutes } from './routes/misc.ts';
+import { registerModelRoutes } from './routes/models.ts';
 import { registerPlaygroundRoutes } from './routes/playground.ts';
+import { registerUploadRoutes } from './routes/uploads.ts';
+import { registerUsageRoutes } from './routes/usage.ts';
 
 export type { AppDeps } from './deps.ts';
 
@@ -36,8 +41,8 @@ export const API_VERSION = '1.0.0';
 export function createApp(input: AppDeps): EdgeApp {
   const deps = resolveDeps(input);
   const repo = new JobRepository(deps.store);
-  const active = new ActiveJobTracker(repo, { cap: deps.limits.maxActiveJobs, now: () => deps.clock.now() });
-  const jobs = new JobsService(deps, repo, active);
+  const admission = input.admission ?? new ActiveJobTracker(repo, { now: () => deps.clock.now() });
+  const jobs = new JobsService(deps, repo, admission);
 
   const app: EdgeApp = new OpenAPIHono<EdgeEnv>({
     // one rule for every zod-validated input: body problems are 422, the rest 400, each naming its field
@@ -55,7 +60,7 @@ export function createApp(input: AppDeps): EdgeApp {
     },
   });
 
-  app.onError(problemOnError({ logger: deps.logger }));
+  app.onError(problemOnError({ logger: deps.logger, onStorageFull: (err) => deps.storageHealth.full(err) }));
   app.notFound(problemNotFound());
   app.use(requestId());
 
@@ -63,26 +68,50 @@ export function createApp(input: AppDeps): EdgeApp {
     verify: (key) => verifyApiKey(deps.store, deps.pepper, key),
     cacheSeconds: deps.limits.keyCacheSeconds,
     now: () => deps.clock.now(),
+    ...(deps.keyRevision ? { revision: deps.keyRevision } : {}),
   });
   const limit = rateLimit({ limiter: deps.rateLimiter });
+  /**
+   * Requests that carry no working key (an unknown key, or a signed URL) are limited per
+   * client address, each kind in its own bucket: they have no tenant to be charged to.
+   */
+  const perAddress = async (c: Context, kind: 'unauthenticated' | 'signed-url', what: string): Promise<void> => {
+    const address = deps.clientAddress?.(c);
+    if (address === undefined) return;
+    const r = await deps.addressLimiter.take(`${kind} ${addressBucket(address)}`);
+    if (!r.ok) throw rateLimited(r.retryAfterSeconds, what);
+  };
   // signed blob URLs carry their own credential; everything else under /v1 needs a key
   const apiGuard: MiddlewareHandler<EdgeEnv> = async function apiGuard(c, next) {
-    if (c.req.path.startsWith(BLOB_ROUTE_PREFIX)) return next();
-    // auth's own env type is narrower than the app's; the variables it sets are part of EdgeEnv
-    return authenticate(c as never, async () => {
-      await limit(c, next);
-    });
+    if (c.req.path.startsWith(BLOB_ROUTE_PREFIX)) {
+      await perAddress(c, 'signed-url', 'too many signed-URL requests from this address');
+      return next();
+    }
+    let authenticated = false;
+    try {
+      // auth's own env type is narrower than the app's; the variables it sets are part of EdgeEnv
+      return await authenticate(c as never, async () => {
+        authenticated = true;
+        await limit(c, next);
+      });
+    } catch (err) {
+      // only a failed authentication spends the address's tokens, never a valid key's request
+      if (!authenticated && err instanceof ProblemError && err.status === 401) {
+        await perAddress(c, 'unauthenticated', 'too many requests without a valid API key from this address');
+      }
+      throw err;
+    }
   };
   app.use('/v1/*', apiGuard);
 
-  const ctx: RouteContext = { deps, repo, jobs, active };
+  const ctx: RouteContext = { deps, repo, jobs, admission };
   registerJobRoutes(app, ctx);
   registerEventRoutes(app, ctx);
   registerModelRoutes(app, ctx);
   registerUploadRoutes(app, ctx);
   registerUsageRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
-  registerSystemRoutes(app);
+  registerHealthRoutes(app, ctx);
   registerPlaygroundRoutes(app, ctx);
   registerDocsRoutes(app, ctx);
 

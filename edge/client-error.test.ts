@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG } from '../bench/job-bodies.ts';
 import { createApiKey } from '../shared/api-keys.ts';
-import { dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { type LocalEdge, startLocalEdge } from './local.ts';
 
 let dataDir: string;

@@ -2,14 +2,17 @@
  * What the edge needs from its composition root, and the checks that make a wrong root fail
  * at construction (naming the option) instead of on the first request.
  */
+import type { Context } from 'hono';
 import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { checkPepper } from '../shared/api-keys.ts';
 import { MIN_SECRET_BYTES } from '../shared/signed-url.ts';
 import { cryptoRandomBytes, type RandomBytes } from '../shared/ids.ts';
 import type { QueueInfoValue, StoredRequest } from '../shared/job-repository.ts';
-import type { Logger } from './middleware/problem/index.ts';
+import { jsonLogger, type Logger } from '../shared/logger.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
 import { TokenBucketLimiter, type RateLimiter } from './middleware/rate-limit/index.ts';
 
 export interface Clock {
@@ -21,6 +24,8 @@ export interface Clock {
 export interface BlobSigner {
   signGet(key: string, ttlSeconds: number): Promise<string>;
   signPut(key: string, ttlSeconds: number, contentType: string): Promise<string>;
+  /** headers the upload must send besides Content-Type, because the URL signs them (ObjectStore.signedPutHeaders) */
+  putHeaders?(key: string): Readonly<Record<string, string>>;
 }
 
 /**
@@ -47,11 +52,14 @@ export interface EdgeLimits {
   maxActiveJobs: number;
   /** jobs per page in GET /v1/jobs */
   maxPageSize: number;
-  /** longest Prefer: wait */
+  /**
+   * longest Prefer: wait, counted from the request's arrival; a longer one is applied as this.
+   * Behind CloudFront it must end well before the origin read timeout (edge/lambda.ts).
+   */
   maxWaitSeconds: number;
   /** longest range of GET /v1/usage, in days */
   maxUsageDays: number;
-  /** how long a verified API key is trusted without reading the store (revocation delay) */
+  /** how long a verified API key is trusted without reading the store (the revocation delay without `keyRevision`) */
   keyCacheSeconds: number;
   /**
    * Idempotency claims: the wait between writing a claim and reading the claims, which must
@@ -79,6 +87,13 @@ export interface AppDeps {
   store: ObjectStore;
   /** the jobs queue */
   queue: JobQueue;
+  /**
+   * Counts a tenant's active jobs against `limits.maxActiveJobs`, atomically with the create
+   * when it shares the store's commit log (the single node's SQLite), or with a conditional
+   * write shared by every instance (DynamoDB on AWS); default: this edge's own count in memory
+   * (edge/active-jobs.ts), exact within one process only.
+   */
+  admission?: JobAdmission;
   /** the installed models (the engine's catalog) */
   catalog: () => Promise<ModelInfo[]>;
   /** API key hashing pepper (kept outside the store) */
@@ -91,8 +106,24 @@ export interface AppDeps {
   localBlobs?: LocalBlobs;
   clock?: Clock;
   random?: RandomBytes;
-  /** per-tenant request rate; default 20 requests/s with bursts of 100 */
+  /**
+   * per-tenant request rate; default 20 requests/s with bursts of 100, counted in this
+   * instance's memory (the AWS root brings one that all instances share)
+   */
   rateLimiter?: RateLimiter;
+  /**
+   * A cheap read that changes whenever an API key is revoked (shared/api-keys.ts keyRevision):
+   * set, a revocation takes effect on the next request; absent, within `limits.keyCacheSeconds`.
+   */
+  keyRevision?: () => Promise<string | null>;
+  /**
+   * The address a request came from, proxies resolved (edge/client-address.ts), or undefined
+   * when unknown. Set: requests that fail authentication and requests to signed blob URLs
+   * are limited per address by `addressLimiter`. Absent: they are not.
+   */
+  clientAddress?: (c: Context) => string | undefined;
+  /** per-address rate of the requests above; default 20 requests/s with bursts of 100, each kind its own bucket */
+  addressLimiter?: RateLimiter;
   limits?: Partial<EdgeLimits>;
   /** local development only: accept webhooks to loopback and private addresses */
   allowPrivateWebhooks?: boolean;
@@ -103,14 +134,29 @@ export interface AppDeps {
   queueInfo?: (req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>;
   logger?: Logger;
   /**
+   * Counts a prompt's tokens with the model's tokenizer (POST /v1/models/{id}/tokens); null
+   * for an unknown model. Absent where the edge has no tokenizer (the Lambda bundle): the
+   * route then answers 501.
+   */
+  countTokens?: (modelId: string, text: string) => Promise<{ tokens: number; maxTokens: number } | null>;
+  /**
    * Single node on loopback only: the local API key, which the playground offers to fill in
    * (GET /playground/local-key). Never set it on a deployment that faces a network.
    */
   localApiKey?: () => Promise<string | null>;
+  /**
+   * Whether the storage is full, reported on /healthz; the edge tells it of each write
+   * refused for lack of room. Share the runner's and the adapters' in one process (npm start);
+   * default: one of the edge's own.
+   */
+  storageHealth?: StorageHealth;
 }
 
-export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey'>> {
+export interface ResolvedDeps extends Required<Omit<AppDeps, 'localBlobs' | 'queueInfo' | 'limits' | 'localApiKey' | 'admission' | 'clientAddress' | 'keyRevision' | 'countTokens'>> {
   localBlobs: LocalBlobs | null;
+  keyRevision: (() => Promise<string | null>) | null;
+  clientAddress: ((c: Context) => string | undefined) | null;
+  countTokens: AppDeps['countTokens'] | null;
   localApiKey: (() => Promise<string | null>) | null;
   queueInfo: ((req: StoredRequest, messageId: string | undefined) => Promise<QueueInfoValue>) | null;
   limits: EdgeLimits;
@@ -130,16 +176,11 @@ function describe(v: unknown): string {
 const hasMethods = (o: unknown, names: string[]): boolean =>
   typeof o === 'object' && o !== null && names.every((n) => typeof (o as Record<string, unknown>)[n] === 'function');
 
-export const consoleLogger: Logger = {
-  error: (msg, fields) => console.error(JSON.stringify({ level: 'error', msg, ...fields })),
-  warn: (msg, fields) => console.warn(JSON.stringify({ level: 'warn', msg, ...fields })),
-  info: (msg, fields) => console.log(JSON.stringify({ level: 'info', msg, ...fields })),
-};
-
 export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
   need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
+  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'release', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, release, hasRoom }', deps.admission);
   need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
   try {
     checkPepper(deps.pepper);
@@ -167,9 +208,14 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   if (deps.clock !== undefined) need(hasMethods(deps.clock, ['now']), 'clock', 'a Clock { now(): number }', deps.clock);
   if (deps.random !== undefined) need(typeof deps.random === 'function', 'random', 'a function (n) => Uint8Array', deps.random);
   if (deps.rateLimiter !== undefined) need(hasMethods(deps.rateLimiter, ['take']), 'rateLimiter', 'a RateLimiter { take }', deps.rateLimiter);
+  if (deps.addressLimiter !== undefined) need(hasMethods(deps.addressLimiter, ['take']), 'addressLimiter', 'a RateLimiter { take }', deps.addressLimiter);
+  if (deps.keyRevision !== undefined) need(typeof deps.keyRevision === 'function', 'keyRevision', 'a function () => Promise<string | null>', deps.keyRevision);
+  if (deps.clientAddress !== undefined) need(typeof deps.clientAddress === 'function', 'clientAddress', 'a function (c) => string | undefined', deps.clientAddress);
   if (deps.queueInfo !== undefined) need(typeof deps.queueInfo === 'function', 'queueInfo', 'a function', deps.queueInfo);
   if (deps.logger !== undefined) need(hasMethods(deps.logger, ['error', 'warn', 'info']), 'logger', 'a Logger { error, warn, info }', deps.logger);
+  if (deps.countTokens !== undefined) need(typeof deps.countTokens === 'function', 'countTokens', 'a function (modelId, text) => Promise<{ tokens, maxTokens } | null>', deps.countTokens);
   if (deps.localApiKey !== undefined) need(typeof deps.localApiKey === 'function', 'localApiKey', 'a function () => Promise<string | null>', deps.localApiKey);
+  if (deps.storageHealth !== undefined) need(deps.storageHealth instanceof StorageHealth, 'storageHealth', 'a StorageHealth', deps.storageHealth);
   if (deps.allowPrivateWebhooks !== undefined) need(typeof deps.allowPrivateWebhooks === 'boolean', 'allowPrivateWebhooks', 'a boolean', deps.allowPrivateWebhooks);
 
   const limits: EdgeLimits = { ...DEFAULT_LIMITS };
@@ -182,6 +228,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(limits.maxWaitSeconds <= 600, 'limits.maxWaitSeconds', 'at most 600', limits.maxWaitSeconds);
 
   const store = deps.store;
+  const logger = deps.logger ?? jsonLogger('edge');
   return {
     store,
     queue: deps.queue,
@@ -191,15 +238,21 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
     signer: deps.signer ?? {
       signGet: (key, ttl) => store.signedGetUrl(key, ttl),
       signPut: (key, ttl, ct) => store.signedPutUrl(key, ttl, ct),
+      putHeaders: (key) => store.signedPutHeaders?.(key) ?? {},
     },
     localBlobs: deps.localBlobs ?? null,
     clock: deps.clock ?? { now: () => Date.now() },
     random: deps.random ?? cryptoRandomBytes,
     rateLimiter: deps.rateLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
+    keyRevision: deps.keyRevision ?? null,
+    clientAddress: deps.clientAddress ?? null,
+    addressLimiter: deps.addressLimiter ?? new TokenBucketLimiter({ ratePerSecond: 20, burst: 100 }),
     limits,
     allowPrivateWebhooks: deps.allowPrivateWebhooks ?? false,
     queueInfo: deps.queueInfo ?? null,
-    logger: deps.logger ?? consoleLogger,
+    logger,
     localApiKey: deps.localApiKey ?? null,
+    storageHealth: deps.storageHealth ?? new StorageHealth({ logger }),
+    countTokens: deps.countTokens ?? null,
   };
 }

@@ -8,7 +8,9 @@
  * The index entry is the mark of acceptance; an idempotent retry that finds a job without
  * it finishes the acceptance itself. Where store and queue share one transactional log (the
  * single node's SQLite file), the three writes go out together and commit in one
- * transaction instead: one fsync per create, not three in a row.
+ * transaction instead: one fsync per create, not three in a row. The tenant's cap on active
+ * jobs is checked by the same step that counts the job in (JobAdmission.admit); on the single
+ * node that admission is a guarded write of the same transaction.
  */
 import {
   JOB_ID_RE,
@@ -36,10 +38,12 @@ import {
 } from '../shared/job-repository.ts';
 import { checkImage, imageTypeOf } from '../shared/image-header.ts';
 import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
-import type { ActiveJobTracker } from './active-jobs.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
+import { type CommitLog, StorageFullError } from '../shared/ports/store.ts';
 import type { ResolvedDeps } from './deps.ts';
 import { canonicalJson, sha256Hex } from './hashing.ts';
 import { type FieldProblem, ProblemError, validationProblem } from './middleware/problem/index.ts';
+import { tooManyActiveJobs } from './middleware/rate-limit/index.ts';
 
 /** A claim older than this no longer binds its key: the key may be reused (as Stripe's 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
@@ -81,7 +85,7 @@ export class JobsService {
   constructor(
     private readonly d: ResolvedDeps,
     private readonly repo: JobRepository,
-    private readonly active: ActiveJobTracker,
+    private readonly admission: JobAdmission,
   ) {
     this.random = d.random === cryptoRandomBytes ? pooledCryptoRandom() : d.random;
     this.sign = (key, ttl) => this.d.signer.signGet(key, ttl);
@@ -166,12 +170,22 @@ export class JobsService {
       const release = await this.keyLocks.acquire(`${tenant}/${keyHash}`);
       let winner: IdempotencyClaim | null;
       try {
-        await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
-        if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
-        winner = await this.winningClaim(tenant, keyHash, now);
-        if (winner?.job_id === jobId) {
-          const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
-          return { record: this.assembleCreated(stored), replayed: false };
+        // A retry of a job that exists is answered from what is stored, without writing a
+        // claim of its own: it works on a full disk, and that claim could never win anyway.
+        winner = await this.claimOfExistingJob(tenant, keyHash, now);
+        if (!winner) {
+          await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
+          if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
+          winner = await this.winningClaim(tenant, keyHash, now);
+          if (winner?.job_id === jobId) {
+            const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads).catch(async (err: unknown) => {
+              // refused at the cap or by a full disk: a retry with this key must not wait for a
+              // job that never comes (the delete is best effort: a full disk may refuse it too)
+              if ((err instanceof ProblemError && err.status === 429) || err instanceof StorageFullError) await this.d.store.delete(this.repo.idempotencyClaimKey(tenant, keyHash, now, jobId)).catch(() => {});
+              throw err;
+            });
+            return { record: this.assembleCreated(stored), replayed: false };
+          }
         }
       } finally {
         release();
@@ -183,7 +197,10 @@ export class JobsService {
     return { record: this.assembleCreated(stored), replayed: false };
   }
 
-  /** Store the job, queue it, then mark it accepted (the index entry). */
+  /**
+   * Admit the job under the tenant's cap, store it, queue it, then mark it accepted (the index
+   * entry). Throws the 429 problem when the tenant is at its cap, having written nothing.
+   */
   private async accept(
     tenant: string,
     now: number,
@@ -202,27 +219,49 @@ export class JobsService {
       spec,
       webhook: request.webhook ? { url: request.webhook.url } : null,
     };
-    if (this.oneTransaction(tenant, now, jobId)) {
-      // issued in this turn, so they join one commit: all three are durable, or none
-      await Promise.all([this.repo.putRequest(stored), this.enqueue(stored), this.repo.putIndex(tenant, now, jobId)]);
-    } else {
-      await this.repo.putRequest(stored);
-      await this.enqueue(stored);
-      await this.repo.putIndex(tenant, now, jobId);
+    const cap = this.d.limits.maxActiveJobs;
+    const log = this.oneTransaction(tenant, now, jobId);
+    if (log && this.admission.commitLog?.() === log) {
+      // one unit: the admission guards the three writes, so a create at the cap commits none
+      // of them, and the count and the create are one step for every process on the file
+      const [admitted, ...writes] = log.unit(() => [
+        this.admission.admit(tenant, jobId, cap),
+        this.repo.putRequest(stored),
+        this.enqueue(stored),
+        this.repo.putIndex(tenant, now, jobId),
+      ]);
+      const [outcome, ...results] = await Promise.allSettled([admitted, ...writes]);
+      if (outcome!.status === 'rejected') throw outcome!.reason;
+      if (!outcome!.value) throw tooManyActiveJobs(cap);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      return stored;
     }
-    this.active.add(tenant, jobId);
+    if (!(await this.admission.admit(tenant, jobId, cap))) throw tooManyActiveJobs(cap);
+    try {
+      if (log) {
+        // issued in this turn, so they join one commit: all three are durable, or none
+        await Promise.all([this.repo.putRequest(stored), this.enqueue(stored), this.repo.putIndex(tenant, now, jobId)]);
+      } else {
+        await this.repo.putRequest(stored);
+        await this.enqueue(stored);
+        await this.repo.putIndex(tenant, now, jobId);
+      }
+    } catch (err) {
+      await this.admission.withdraw(tenant, jobId).catch(() => {});
+      throw err;
+    }
     return stored;
   }
 
-  /** Whether the request, its queue message and its index entry all join one transactional log. */
-  private oneTransaction(tenant: string, now: number, jobId: string): boolean {
+  /** The transactional log the request, its queue message and its index entry all join, if there is one. */
+  private oneTransaction(tenant: string, now: number, jobId: string): CommitLog | undefined {
     const log = this.d.queue.commitLog?.();
     const store = this.d.store;
-    return (
-      log !== undefined &&
+    return log !== undefined &&
       store.commitLog?.(this.repo.requestKey(tenant, jobId)) === log &&
       store.commitLog(this.repo.indexKey(tenant, now, jobId)) === log
-    );
+      ? log
+      : undefined;
   }
 
   private async enqueue(req: StoredRequest): Promise<void> {
@@ -250,6 +289,15 @@ export class JobsService {
       live.push({ claim, age });
     }
     return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
+  }
+
+  /** The first live claim, in key order, whose job exists: the one winningClaim() picks outright. */
+  private async claimOfExistingJob(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
+    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
+      if (!(now - Date.parse(claim.created_at) <= IDEMPOTENCY_TTL_MS)) continue;
+      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
+    }
+    return null;
   }
 
   /**
@@ -283,7 +331,6 @@ export class JobsService {
           // or may not have enqueued it. Enqueue (again): the runner drops a duplicate message.
           await this.enqueue(req);
           await this.repo.putIndex(tenant, createdMs, req.id);
-          this.active.add(tenant, req.id);
           continue;
         }
       }
@@ -418,6 +465,8 @@ export class JobsService {
     const parts = JOB_ID_RE.test(jobId) ? await this.repo.getParts(tenant, jobId) : null;
     if (!parts) throw notFound(jobId);
     const status = derivedStatus(parts.status, parts.cancel);
+    // canceling twice is harmless: a canceled job answers as it did the first time
+    if (status === 'canceled') return { record: await this.assemble(parts), state: 'canceled' };
     if (isTerminal(status)) {
       throw new ProblemError(409, {
         type: 'job-finished',

@@ -2,24 +2,37 @@
  * The edge's single-node root: builds createApp's deps from DATA_DIR (filesystem store,
  * SQLite queue, secrets) and serves the app with @hono/node-server on 127.0.0.1.
  *
- * `npm start` (tools/start.ts) calls startLocalEdge in the same process as the runner and
+ * `npm start` (single-node/start.ts) calls startLocalEdge in the same process as the runner and
  * hands it the shared adapters and the engine's catalog. Run alone (`npx tsx
  * edge/local.ts`), it opens its own adapters and reads the catalog from an engine in a
  * sampler thread, so onnxruntime never loads on the edge's event loop.
+ *
+ * It also tells the app where each request comes from (the socket's peer, or the client a
+ * trusted reverse proxy names in X-Forwarded-For), so that requests without a valid key and
+ * signed-URL requests are limited per address, and how to see at once that `amdm keys
+ * revoke` (any process) revoked a key: the key revision, one SQLite row read per request.
  */
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIP, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Context } from 'hono';
+import { SqliteQueue } from '../adapters/embedded/sqlite-queue.ts';
+import { keyRevision } from '../shared/api-keys.ts';
 import type { ModelInfo } from '../shared/contract/index.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
-import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { jsonLogger, type Logger } from '../shared/logger.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
+import { BUILTIN_MODELS_DIR, dataLayout, embeddedQueueInfo, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
+import { tokenCounter } from '../gpu-runner/engine/token-counter.ts';
 import { createApp } from './app.ts';
 import { answerClientErrors } from './client-error.ts';
+import { clientAddress, type ProxyTrust } from './client-address.ts';
 import type { EdgeLimits } from './deps.ts';
-import type { Logger } from './middleware/problem/index.ts';
 import type { RateLimiter } from './middleware/rate-limit/index.ts';
 
 export interface LocalEdgeOptions {
@@ -30,13 +43,31 @@ export interface LocalEdgeOptions {
   /** what clients use to reach this server; default http://{host}:{port} */
   publicBaseUrl?: string;
   catalog: () => Promise<ModelInfo[]>;
-  /** share the runner's handles in one process; default: open our own */
-  adapters?: { store: ObjectStore; jobs: JobQueue };
+  /**
+   * share the runner's handles in one process; default: open our own. Without `admission`,
+   * the cap on active jobs is this process's own count (edge/active-jobs.ts).
+   */
+  adapters?: { store: ObjectStore; jobs: JobQueue; admission?: JobAdmission };
+  /** the model packages' folders: their tokenizers answer POST /v1/models/{id}/tokens (absent: 501) */
+  modelsDirs?: string[];
   allowPrivateWebhooks?: boolean;
   limits?: Partial<EdgeLimits>;
   rateLimiter?: RateLimiter;
+  /**
+   * Reverse proxies in front of this server (addresses or CIDR blocks): only when the direct
+   * peer is one of them does X-Forwarded-For say who the client is (edge/client-address.ts).
+   * Default none: the peer is the client.
+   */
+  trustedProxies?: string[];
+  /** per client address: requests without a valid key, and signed-URL requests; default 20/s, bursts of 100 */
+  addressLimiter?: RateLimiter;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Whether the storage is full, for /healthz: share the runner's (and the adapters') in one
+   * process; default one of our own, watching the adapters we open.
+   */
+  storageHealth?: StorageHealth;
 }
 
 export interface LocalEdge {
@@ -50,11 +81,14 @@ export interface LocalEdge {
 export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const host = o.host ?? '127.0.0.1';
   const publicBaseUrl = (o.publicBaseUrl ?? `http://${host}:${o.port}`).replace(/\/+$/, '');
+  const trust = proxyTrust(o.trustedProxies ?? [], 'option "trustedProxies"');
   const layout = dataLayout(o.dataDir);
   const secrets = loadSecrets(layout, o.env);
-  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl });
+  const storageHealth = o.storageHealth ?? new StorageHealth({ logger: o.logger ?? jsonLogger('edge') });
+  const own = o.adapters ? null : openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl, storage: storageHealth });
   const adapters = o.adapters ?? own!;
-  const position = embeddedQueueInfo(layout);
+  // the embedded jobs queue can say where a job stands; any other queue leaves it to its counts
+  const queueInfo = adapters.jobs instanceof SqliteQueue ? embeddedQueueInfo(adapters.jobs) : null;
   // The catalog changes only when the models folder does. Requests get the last good copy
   // at once and a stale one is refreshed behind them: asking the engine can take as long
   // as one sampling step when its thread is busy.
@@ -76,17 +110,24 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
   const app = createApp({
     store: adapters.store,
     queue: adapters.jobs,
+    ...(adapters.admission ? { admission: adapters.admission } : {}),
     catalog,
     pepper: secrets.pepper,
     publicBaseUrl,
     localBlobs: { secret: secrets.blobSecret },
-    queueInfo: position.info,
+    ...(queueInfo ? { queueInfo } : {}),
+    ...(o.modelsDirs ? { countTokens: tokenCounter(o.modelsDirs) } : {}),
     allowPrivateWebhooks: o.allowPrivateWebhooks ?? false,
     // the playground may offer the local key only when nothing but this machine can reach us
     ...(isLoopback(host) && isLoopback(new URL(publicBaseUrl).hostname) ? { localApiKey: () => readLocalKey(layout.localKeyFile) } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
     ...(o.rateLimiter ? { rateLimiter: o.rateLimiter } : {}),
+    clientAddress: (c) => requestAddress(c, trust),
+    // a SQLite row: cheap enough to read on every request, so `amdm keys revoke` takes effect at once
+    keyRevision: () => keyRevision(adapters.store),
+    ...(o.addressLimiter ? { addressLimiter: o.addressLimiter } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
+    storageHealth,
   });
 
   const server = await new Promise<Server>((resolve, reject) => {
@@ -111,10 +152,82 @@ export async function startLocalEdge(o: LocalEdgeOptions): Promise<LocalEdge> {
         const force = setTimeout(() => server.closeAllConnections(), 5000);
         await closed;
         clearTimeout(force);
-        position.close();
         if (own) await own.close();
       })()),
   };
+}
+
+/**
+ * The single node's edge settings from its environment, for both roots that start it (this
+ * file's main and single-node/start.ts): AMDM_MAX_ACTIVE_JOBS (queued + running jobs per tenant,
+ * default 50) and AMDM_TRUSTED_PROXY (comma-separated addresses or CIDR blocks of the
+ * reverse proxies in front of the server; default none).
+ */
+export function localEdgeSettings(env: NodeJS.ProcessEnv): Pick<LocalEdgeOptions, 'limits' | 'trustedProxies'> {
+  const out: Pick<LocalEdgeOptions, 'limits' | 'trustedProxies'> = {};
+  const raw = env.AMDM_MAX_ACTIVE_JOBS;
+  if (raw !== undefined && raw !== '') {
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`AMDM_MAX_ACTIVE_JOBS must be a positive integer (got ${JSON.stringify(raw)})`);
+    out.limits = { maxActiveJobs: n };
+  }
+  const proxies = (env.AMDM_TRUSTED_PROXY ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (proxies.length > 0) {
+    proxyTrust(proxies, 'AMDM_TRUSTED_PROXY');
+    out.trustedProxies = proxies;
+  }
+  return out;
+}
+
+/** An address literal as the socket reports it or a proxy writes it, canonical, or null. */
+function parseAddress(literal: string): string | null {
+  let a = literal;
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(a);
+  if (bracketed) a = bracketed[1]!;
+  else if (/^\d{1,3}(?:\.\d{1,3}){3}:\d{1,5}$/.test(a)) a = a.slice(0, a.lastIndexOf(':'));
+  // an IPv4 client of a dual-stack socket
+  if (/^::ffff:\d{1,3}(?:\.\d{1,3}){3}$/i.test(a)) a = a.slice(7);
+  const family = isIP(a);
+  if (family === 4) return a;
+  if (family !== 6) return null;
+  try {
+    // the WHATWG serializer: lowercase, no leading zeros, the longest zero run as '::'
+    return new URL(`http://[${a}]/`).hostname.slice(1, -1);
+  } catch {
+    return a.toLowerCase();
+  }
+}
+
+/** Node's BlockList over the given addresses and CIDR blocks; a bad entry is an error naming `what`. */
+function proxyTrust(entries: string[], what: string): ProxyTrust {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [addr, prefix, extra] = entry.trim().split('/');
+    const address = addr === undefined ? null : parseAddress(addr);
+    const family = address === null ? 0 : isIP(address);
+    const bits = prefix === undefined ? null : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
+    if (address === null || extra !== undefined || (bits !== null && !(bits >= 0 && bits <= (family === 4 ? 32 : 128)))) {
+      throw new Error(`${what}: ${JSON.stringify(entry)} is not an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8`);
+    }
+    const type = family === 4 ? 'ipv4' : 'ipv6';
+    if (bits === null) list.addAddress(address, type);
+    else list.addSubnet(address, bits, type);
+  }
+  return { parse: parseAddress, trusted: (a) => entries.length > 0 && list.check(a, isIP(a) === 4 ? 'ipv4' : 'ipv6') };
+}
+
+/** Who sent the request: the socket's peer, or whom a trusted proxy says it forwarded. */
+function requestAddress(c: Context, trust: ProxyTrust): string | undefined {
+  let peer: string | undefined;
+  try {
+    peer = getConnInfo(c).remote.address;
+  } catch {
+    // not served through @hono/node-server (app.request in a test): no address
+    return undefined;
+  }
+  const canonical = peer === undefined ? null : parseAddress(peer);
+  if (canonical === null) return undefined;
+  return clientAddress(canonical, c.req.header('x-forwarded-for'), trust);
 }
 
 function isLoopback(hostname: string): boolean {
@@ -144,9 +257,11 @@ async function main(): Promise<void> {
     port,
     ...(env.PUBLIC_BASE_URL ? { publicBaseUrl: env.PUBLIC_BASE_URL } : {}),
     catalog: () => catalogThread.catalog(),
+    modelsDirs: [env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR],
     allowPrivateWebhooks: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',
+    ...localEdgeSettings(env),
   });
-  console.log(JSON.stringify({ level: 'info', component: 'edge', msg: 'listening', url: edge.url }));
+  jsonLogger('edge').info('listening', { url: edge.url });
   let signals = 0;
   const stop = () => {
     if (++signals > 1) process.exit(1);

@@ -11,6 +11,10 @@ export const JobIdParam = z.object({
   id: z.string().max(200).meta({ param: { name: 'id', in: 'path' }, example: 'job_01jd8x2m3q4r5s6t7v8w9x0y1z', description: `a job id (${JOB_ID_RE.source})` }),
 });
 
+export const ModelIdParam = z.object({
+  id: z.string().max(200).meta({ param: { name: 'id', in: 'path' }, example: 'shapes-base', description: 'a model id from GET /v1/models' }),
+});
+
 export const ListJobsQuery = z.object({
   limit: z.coerce
     .number()
@@ -33,14 +37,20 @@ export const UsageQuery = z.object({
   to: day.optional().meta({ param: { name: 'to', in: 'query' }, example: '2025-01-31', description: 'last day (UTC), inclusive; default today' }),
 });
 
-export const Health = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const Health = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    reason: z.string().optional().meta({ description: 'what is wrong, when degraded' }),
+    since: z.string().optional().meta({ description: 'when it began (ISO 8601), when degraded' }),
+  })
+  .meta({ id: 'Health' });
 
 export const PreferHeader = z.object({
   prefer: z
     .string()
     .max(200)
     .optional()
-    .meta({ param: { name: 'prefer', in: 'header' }, example: 'wait=30', description: 'wait=N (1-60): answer when the job finishes or after N seconds (RFC 7240)' }),
+    .meta({ param: { name: 'prefer', in: 'header' }, example: 'wait=30', description: 'wait=N (seconds, >= 1): answer when the job finishes or N seconds after the create started (RFC 7240); a wait above the deployment\'s cap (60 s on a single node, 50 s on AWS by default) is applied as the cap, as Preference-Applied says' }),
   'idempotency-key': z
     .string()
     .max(1000)

@@ -1,26 +1,3 @@
-/** One JSON object per line on stderr/stdout: what the runner did, greppable and parseable. */
-export interface Logger {
-  error(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-}
-
-export function jsonLogger(component: string, opts: { quiet?: boolean } = {}): Logger {
-  const line = (level: string, msg: string, fields?: Record<string, unknown>) =>
-    JSON.stringify({ t: new Date().toISOString(), level, component, msg, ...fields });
-  return {
-    error: (msg, fields) => console.error(line('error', msg, fields)),
-    warn: (msg, fields) => console.error(line('warn', msg, fields)),
-    info: (msg, fields) => {
-      if (!opts.quiet) console.log(line('info', msg, fields));
-    },
-  };
-}
-
-export const silentLogger: Logger = { error() {}, warn() {}, info() {} };
-
-/** An error as a log field: message and stack, never the whole object graph. */
-export function errorFields(err: unknown): Record<string, unknown> {
-  const e = err as { name?: string; message?: string; stack?: string };
-  return { error: e?.message ?? String(err), error_name: e?.name, stack: e?.stack };
-}
+// The logger moved to shared/logger.ts; the worker loop and the webhook modules still import
+// it from here until they are split (#10), then this file goes.
+export * from '../shared/logger.ts';

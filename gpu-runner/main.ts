@@ -11,7 +11,9 @@
  * from the SST links in the environment (SST_RESOURCE_*, read through the sst SDK's
  * `Resource`), copies the models from s3://BUCKET/models/ into AMDM_MODELS_DIR (verified
  * against checksums.json) before warm-up, and keeps ECS task scale-in protection on while a
- * job is held (through ECS_AGENT_URI). Webhooks are delivered there by the webhook Lambda
+ * job is held (through ECS_AGENT_URI), and frees each finished job's slot in its tenant's
+ * active-job count (the `Counters` table, adapters/aws/dynamo-admission.ts) at once, rather
+ * than at the edge's next look at the store. Webhooks are delivered there by the webhook Lambda
  * (infra/webhooks.ts), not by this process: it only enqueues them. The mode is never
  * guessed from the environment: `npm start` under `sst shell` stays a single node.
  *
@@ -23,22 +25,30 @@
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
  * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
- * plus the secrets of tools/single-node.ts; on AWS also ECS_AGENT_URI (set by ECS) and the
- * AWS SDK's own variables (AWS_REGION, credentials from the task role).
+ * plus the secrets of single-node/data-dir.ts; on AWS also ECS_AGENT_URI and
+ * ECS_CONTAINER_METADATA_URI_V4 (set by ECS), AMDM_START_FAILURE_LIMIT and
+ * AMDM_START_FAILURE_WINDOW_MINUTES (when a runner that cannot start gives up for the fleet:
+ * gpu-runner/aws/start-failure.ts), and the AWS SDK's own variables (AWS_REGION, credentials
+ * from the task role).
  */
 import { pathToFileURL } from 'node:url';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Resource } from 'sst/resource';
-import { type Links, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
+import { type Links, linkedAdmission, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
+import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
-import type { ObjectStore } from '../shared/ports/store.ts';
-import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
+import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
+import { BUILTIN_MODELS_DIR, DEFAULT_MAX_RECEIVES, dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 import { LivenessFile } from './aws/liveness.ts';
-import { type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
+import { MODELS_PREFIX, type ModelSource, s3ModelSource, syncModels } from './aws/model-sync.ts';
 import { ScaleInGuard } from './aws/scale-in-guard.ts';
+import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES, StartFailures, ecsApi, ecsFleetControl } from './aws/start-failure.ts';
 import { TaskProtection } from './aws/task-protection.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
 import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';
@@ -46,7 +56,7 @@ import { WorkerLoop } from './worker-loop.ts';
 export type RunnerMode = 'single-node' | 'aws';
 
 /** Where the runner copies its models from on AWS: s3://BUCKET/models/ (docs/deploy.md). */
-export const MODELS_PREFIX = 'models/';
+export { MODELS_PREFIX };
 
 export interface RunnerConfig {
   mode: RunnerMode;
@@ -73,6 +83,11 @@ export interface RunnerConfig {
   livenessFile: string | null;
   /** the ECS agent of this task (ECS_AGENT_URI), for scale-in protection; undefined outside ECS */
   ecsAgentUri: string | undefined;
+  /** this task's metadata endpoint (ECS_CONTAINER_METADATA_URI_V4): its service, for giving up a start; undefined outside ECS */
+  ecsMetadataUri: string | undefined;
+  /** failed starts within the window, since the last good one, after which the runner gives up for the fleet (gpu-runner/aws/start-failure.ts) */
+  startFailureLimit: number;
+  startFailureWindowMinutes: number;
 }
 
 export interface RunnerAdapters {
@@ -85,6 +100,15 @@ export interface RunnerAdapters {
   webhookSecret: string | null;
   /** where models come from before warm-up (AWS: the bucket); null: they are on disk already */
   modelSource: ModelSource | null;
+  /** single node: the tenants' caps on active jobs, for the edge that `npm start` runs beside the runner */
+  admission?: JobAdmission;
+  /**
+   * Told of each job that finished (JobAdmission.release); AWS: the shared count's slot comes
+   * free at once. Absent on the single node, whose admission reads the finish from the store.
+   */
+  releaseSlot?: (tenant: string, jobId: string) => Promise<void>;
+  /** what a start that fails does beyond exiting (AWS: gpu-runner/aws/start-failure.ts); null: nothing */
+  startFailures: StartFailures | null;
   close(): Promise<void>;
 }
 
@@ -124,6 +148,9 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     ...(env.AMDM_ENGINE_MODULE ? { engine: { module: env.AMDM_ENGINE_MODULE, options: parseJsonEnv(env, 'AMDM_ENGINE_OPTIONS') } } : {}),
     livenessFile: env.AMDM_LIVENESS_FILE || null,
     ecsAgentUri: env.ECS_AGENT_URI || undefined,
+    ecsMetadataUri: env.ECS_CONTAINER_METADATA_URI_V4 || undefined,
+    startFailureLimit: int(env, 'AMDM_START_FAILURE_LIMIT', DEFAULT_START_FAILURE_LIMIT, 1, 100),
+    startFailureWindowMinutes: int(env, 'AMDM_START_FAILURE_WINDOW_MINUTES', DEFAULT_START_FAILURE_WINDOW_MINUTES, 1, 1440),
   };
 }
 
@@ -146,11 +173,18 @@ function parseJsonEnv(env: NodeJS.ProcessEnv, name: string): unknown {
 
 /** What the AWS mode is built from; every field defaults to the production source. */
 export interface AwsRunnerOptions {
+  /**
+   * Single node: told of writes the embedded adapters find no room for, and of the next one
+   * that succeeds (give the StorageHealth handed to startRunner). S3 and SQS are never full.
+   */
+  storage?: StorageObserver;
   /** the SST links; default `Resource` from the sst SDK (SST_RESOURCE_* in the task's environment) */
   links?: Links;
   /** default: clients on the default credential chain (the task role), destroyed on close */
   s3?: S3Client;
   sqs?: SQSClient;
+  ecs?: ECSClient;
+  dynamo?: DynamoDBClient;
   /** how the ECS agent is called; default the global fetch */
   fetch?: typeof globalThis.fetch;
   logger?: Logger;
@@ -164,8 +198,13 @@ export function selectAdapters(config: RunnerConfig, env: NodeJS.ProcessEnv = pr
   if (config.mode === 'aws') return awsAdapters(config, aws);
   const layout = dataLayout(config.dataDir);
   const secrets = loadSecrets(layout, env);
-  const embedded = openEmbedded(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: config.publicBaseUrl, maxReceives: config.maxReceives });
-  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null };
+  const embedded = openEmbedded(layout, {
+    blobSecret: secrets.blobSecret,
+    publicBaseUrl: config.publicBaseUrl,
+    maxReceives: config.maxReceives,
+    ...(aws.storage ? { storage: aws.storage } : {}),
+  });
+  return { ...embedded, jobsDeadLetter: embedded.jobsDeadLetter, webhookSecret: secrets.webhookSecret, modelSource: null, startFailures: null };
 }
 
 function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapters {
@@ -174,8 +213,13 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
   // clients are built once, here, and only when the caller brought none
   const s3 = aws.s3 ?? new S3Client({});
   const sqs = aws.sqs ?? new SQSClient({});
-  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs])];
+  const ecs = aws.ecs ?? new ECSClient({});
+  const dynamo = aws.dynamo ?? new DynamoDBClient({});
+  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs]), ...(aws.ecs ? [] : [ecs]), ...(aws.dynamo ? [] : [dynamo])];
   const store = linkedStore(links, s3);
+  // the runner only ever releases: the edge admits
+  const admission = linkedAdmission(links, dynamo, store);
+  const releaseSlot = (tenant: string, jobId: string) => admission.release(tenant, jobId);
   const jobs = linkedQueue(links, 'jobs', sqs);
   const jobsDeadLetter = linkedQueue(links, 'jobsDeadLetter', sqs);
   // send only: the webhook Lambda consumes this queue (the task role may not receive from it)
@@ -191,10 +235,21 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
     webhooks,
     webhookSecret: null,
     modelSource: s3ModelSource(s3, linkedString(links, 'store'), MODELS_PREFIX),
+    releaseSlot,
+    startFailures: new StartFailures({
+      store,
+      jobs,
+      webhooks,
+      releaseSlot,
+      fleet: config.ecsMetadataUri ? ecsFleetControl({ metadataUri: config.ecsMetadataUri, fetch: aws.fetch ?? globalThis.fetch, ecs: ecsApi(ecs) }) : null,
+      limit: config.startFailureLimit,
+      windowMinutes: config.startFailureWindowMinutes,
+      logger,
+    }),
     async close() {
       // called after the drain (startRunner's cleanup): every lease is settled, so the guard
       // clears protection and ECS may stop this task
-      const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
+      const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close(), admission.close()]);
       for (const client of owned) client.destroy();
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the AWS adapters failed');
@@ -207,14 +262,21 @@ export interface RunnerHandle {
   /** null when another consumer delivers webhooks (AWS) */
   dispatcher: WebhookDispatcher | null;
   engine: SamplerPool;
+  /** `ok`, or `degraded` with the reason while the storage is full (for /healthz) */
+  health(): HealthReport;
   /** drain: stop taking jobs, let running ones finish within the grace period, then clean up */
   close(): Promise<void>;
   /** force: release running jobs now and clean up */
   abortNow(): Promise<void>;
 }
 
-export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters, opts: { logger?: Logger; ownsAdapters?: boolean } = {}): Promise<RunnerHandle> {
+export async function startRunner(
+  config: RunnerConfig,
+  adapters: RunnerAdapters,
+  opts: { logger?: Logger; ownsAdapters?: boolean; storageHealth?: StorageHealth } = {},
+): Promise<RunnerHandle> {
   const logger = opts.logger ?? jsonLogger('runner');
+  const storageHealth = opts.storageHealth ?? new StorageHealth({ logger });
   // first, so the health check sees a live process through model sync and warm-up
   const liveness = config.livenessFile ? new LivenessFile({ path: config.livenessFile, log: (line) => logger.warn(line) }) : null;
   await liveness?.start();
@@ -251,6 +313,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     queue: adapters.jobs,
     deadLetterQueue: adapters.jobsDeadLetter,
     webhookQueue: adapters.webhooks,
+    releaseSlot: adapters.releaseSlot ?? null,
     store: adapters.store,
     engine,
     maxReceives: config.maxReceives,
@@ -259,6 +322,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     gracePeriodSeconds: config.gracePeriodSeconds,
     jobTimeoutSeconds: config.jobTimeoutSeconds,
     retryBackoff: config.retryBackoff,
+    storageHealth,
     logger,
   });
   const dispatcher =
@@ -276,6 +340,8 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
         });
   loop.start();
   dispatcher?.start();
+  // later start failures count from here (best effort, never fails the start)
+  void adapters.startFailures?.recordStart();
   logger.info('runner started', {
     mode: config.mode,
     concurrency: config.concurrency,
@@ -310,6 +376,7 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
     loop,
     dispatcher,
     engine,
+    health: () => storageHealth.report(),
     close: () => (closing ??= cleanup(() => loop.close())),
     abortNow: async () => {
       await loop.abortNow();
@@ -319,10 +386,43 @@ export async function startRunner(config: RunnerConfig, adapters: RunnerAdapters
   };
 }
 
-/** First signal drains, second forces. `onExit` gets the exit code. */
-export function installSignalHandlers(stop: { close(): Promise<void>; abortNow(): Promise<void> }, logger: Logger, onExit: (code: number) => void = (c) => process.exit(c)): void {
+export interface SignalOptions {
+  /**
+   * A signal this soon after the previous one counts as the same. One Ctrl-C reaches every
+   * process of the terminal's process group, and `npm start` and tsx relay it to their child
+   * as well, so the server often gets the same keypress two or three times within a few
+   * tens of ms; a person pressing twice is slower than this.
+   */
+  coalesceMs?: number;
+  /** the forced stop exits after this long even if it has not finished (a store that hangs) */
+  forceExitMs?: number;
+  /** where the signals come from (tests); default the process */
+  source?: Pick<NodeJS.Process, 'on'>;
+  now?: () => number;
+}
+
+/**
+ * First signal drains, second forces. `onExit` gets the exit code. The forced stop still
+ * waits for the current UNet call to return (the sampler threads end only then, see
+ * sampler-thread.ts), so the process never exits with a native call in flight.
+ */
+export function installSignalHandlers(
+  stop: { close(): Promise<void>; abortNow(): Promise<void> },
+  logger: Logger,
+  onExit: (code: number) => void = (c) => process.exit(c),
+  opts: SignalOptions = {},
+): void {
+  const coalesceMs = opts.coalesceMs ?? 300;
+  const now = opts.now ?? Date.now;
   let signals = 0;
+  let last = -Infinity;
   const handler = (sig: NodeJS.Signals) => {
+    const at = now();
+    if (at - last < coalesceMs) {
+      logger.info('the same signal again within a moment: counted once', { signal: sig, after_ms: at - last });
+      return;
+    }
+    last = at;
     signals++;
     if (signals === 1) {
       logger.info('draining; send the signal again to stop at once', { signal: sig });
@@ -334,22 +434,39 @@ export function installSignalHandlers(stop: { close(): Promise<void>; abortNow()
           onExit(1);
         },
       );
-    } else {
+    } else if (signals === 2) {
       logger.warn('stopping now; running jobs go back to the queue', { signal: sig });
-      const force = setTimeout(() => onExit(1), 3000);
+      const force = setTimeout(() => onExit(1), opts.forceExitMs ?? 15_000);
       force.unref();
       stop.abortNow().finally(() => onExit(1));
+    } else {
+      logger.warn('already stopping: waiting for the current UNet call to return', { signal: sig });
     }
   };
-  process.on('SIGTERM', handler);
-  process.on('SIGINT', handler);
+  const source = opts.source ?? process;
+  source.on('SIGTERM', handler);
+  source.on('SIGINT', handler);
 }
 
 async function main(): Promise<void> {
   const logger = jsonLogger('runner');
   const config = runnerConfigFromEnv();
-  const adapters = selectAdapters(config);
-  const runner = await startRunner(config, adapters, { logger });
+  // one record of a full disk for the adapters and the loop: the cause is logged once
+  const storageHealth = new StorageHealth({ logger });
+  const adapters = selectAdapters(config, process.env, { storage: storageHealth });
+  let runner: RunnerHandle;
+  try {
+    runner = await startRunner(config, adapters, { logger, storageHealth });
+  } catch (err) {
+    if (!adapters.startFailures) throw err;
+    // record it, and after repeated failures fail the waiting jobs and scale to zero
+    const outcome = await adapters.startFailures.handle(err).catch((handling: unknown) => {
+      logger.error('handling the start failure failed', errorFields(handling));
+      return { exitCode: 1 };
+    });
+    await adapters.close().catch(() => {});
+    process.exit(outcome.exitCode);
+  }
   installSignalHandlers(runner, logger);
 }
 

@@ -6,7 +6,7 @@
 import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
 import { EngineInputError, type Engine, type EngineResult, type GenerateOptions } from './engine/types.ts';
 
-export function createEngine(options: { stepMs: number }): Engine {
+export function createEngine(options: { stepMs: number; meeting?: SharedArrayBuffer }): Engine {
   let disposed = false;
   return {
     async catalog(): Promise<ModelInfo[]> {
@@ -18,6 +18,18 @@ export function createEngine(options: { stepMs: number }): Engine {
       if (prompt === 'input') throw new EngineInputError('prompt is not allowed', 'models[0].prompt');
       if (prompt === 'crash') process.exit(3); // in a worker thread this ends only the thread
       if (prompt === 'hang') for (;;) {} // a native call that never returns, deaf to any abort
+      if (prompt === 'meet') {
+        // every thread of the pool shares `meeting` (workerData): a job returns only once the
+        // other has started, so the pool passes this only when it runs both at the same time
+        const met = new Int32Array(options.meeting!);
+        Atomics.add(met, 0, 1);
+        Atomics.notify(met, 0);
+        const deadline = Date.now() + 30_000;
+        while (Atomics.load(met, 0) < 2) {
+          if (Date.now() > deadline) throw new Error('the other job never started while this one ran');
+          Atomics.wait(met, 0, 1, 100);
+        }
+      }
       const steps = spec.sampler.steps;
       // fully synchronous between steps: only the shared flag can stop it
       for (let i = 0; i < steps; i++) {

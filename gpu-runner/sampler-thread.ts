@@ -13,10 +13,18 @@
  * Cancellation crosses the thread boundary twice over: a message (handled whenever the
  * worker's event loop turns) and a shared flag read at every progress callback, i.e. at
  * every sampling step even if the engine never yields to the event loop in between.
+ *
+ * A thread is never ended while a call may be inside onnxruntime: terminating a worker (or
+ * exiting the process, which terminates its workers) during a native run() makes the
+ * binding fail to throw into the dying JavaScript environment, and the C++ runtime aborts
+ * the whole process ("terminate called after throwing an instance of 'Napi::Error'", exit
+ * 134). terminate() and dispose() first cancel the calls in flight and wait until they have
+ * returned (the end of the current UNet call); only a call that ignores the cancel for
+ * `abortGraceMs` is cut off anyway.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
-import { EngineInputError, type Engine, type EngineProgress, type EngineResult, type GenerateOptions } from './engine/types.ts';
+import type { JobSpec, JobWarning, ModelInfo } from '../shared/contract/index.ts';
+import { EngineInputError, type Engine, type EngineProgress, type EngineResult, type GenerateOptions, type PreviewFrame } from './engine/types.ts';
 
 /** Which module builds the engine inside the thread, and with what options (structured-cloneable). */
 export interface EngineFactoryRef {
@@ -52,12 +60,14 @@ interface SerializedError {
 }
 
 type ToWorker =
-  | { type: 'generate'; id: number; spec: JobSpec; referenceImages: (Uint8Array | null)[] | null; cancelFlag: SharedArrayBuffer }
+  | { type: 'generate'; id: number; spec: JobSpec; referenceImages: (Uint8Array | null)[] | null; cancelFlag: SharedArrayBuffer; previewEveryMs: number | null }
   | { type: 'cancel'; id: number; reason: string }
   | { type: 'catalog' | 'warm' | 'dispose'; id: number };
 
 type FromWorker =
   | { type: 'progress'; id: number; progress: EngineProgress }
+  | { type: 'warning'; id: number; warning: JobWarning }
+  | { type: 'preview'; id: number; frame: PreviewFrame }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number; error: SerializedError };
 
@@ -86,8 +96,14 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   onProgress?: (p: EngineProgress) => void;
+  onWarning?: (w: JobWarning) => void;
+  onFrame?: (f: PreviewFrame) => void;
   /** the thread the call went to: a dying thread fails only its own calls */
   worker: Worker;
+  /** a generate's shared cancel flag */
+  cancelFlag?: SharedArrayBuffer;
+  /** resolves once the call has returned, however */
+  settled: Promise<void>;
 }
 
 /** One worker thread hosting one engine. Spawned lazily; respawned after a crash. */
@@ -140,20 +156,57 @@ export class SamplerThread implements Engine {
       p.onProgress?.(m.progress);
       return;
     }
+    if (m.type === 'warning') {
+      p.onWarning?.(m.warning);
+      return;
+    }
+    if (m.type === 'preview') {
+      p.onFrame?.(m.frame);
+      return;
+    }
     this.pending.delete(m.id);
     if (m.type === 'result') p.resolve(m.value);
     else p.reject(deserializeError(m.error));
   }
 
-  private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, onProgress?: (p: EngineProgress) => void): { id: number; done: Promise<T> } {
+  private call<T>(msg: Omit<ToWorker, 'id'> & { type: ToWorker['type'] }, callbacks: Pick<Pending, 'onProgress' | 'onWarning' | 'onFrame'> = {}): { id: number; done: Promise<T> } {
     if (this.disposed) throw new Error('the sampler thread was disposed');
     const worker = (this.worker ??= this.spawn());
     const id = this.nextId++;
+    let entry!: Pending;
     const done = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, worker, ...(onProgress ? { onProgress } : {}) });
+      entry = { resolve: resolve as (v: unknown) => void, reject, worker, settled: Promise.resolve(), ...callbacks };
+      if ('cancelFlag' in msg) entry.cancelFlag = msg.cancelFlag as SharedArrayBuffer;
     });
+    entry.settled = done.then(
+      () => {},
+      () => {},
+    );
+    this.pending.set(id, entry);
     worker.postMessage({ ...msg, id });
     return { id, done };
+  }
+
+  /**
+   * Cancel every generate in flight on `w` and wait (at most `timeoutMs`) until every call
+   * there has returned, so that no onnxruntime call is running when the thread ends.
+   * Returns whether the thread got there in time.
+   */
+  private async quiesce(w: Worker, reason: string, timeoutMs: number): Promise<boolean> {
+    const calls = [...this.pending].filter(([, p]) => p.worker === w);
+    if (calls.length === 0) return true;
+    for (const [id, p] of calls) {
+      if (!p.cancelFlag) continue;
+      Atomics.store(new Int32Array(p.cancelFlag), 0, 1);
+      w.postMessage({ type: 'cancel', id, reason } satisfies ToWorker);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([
+      Promise.all(calls.map(([, p]) => p.settled)).then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return inTime;
   }
 
   catalog(): Promise<ModelInfo[]> {
@@ -170,8 +223,8 @@ export class SamplerThread implements Engine {
     if (signal?.aborted) throw new DOMException(String(signal.reason ?? 'aborted'), 'AbortError');
     const flag = new SharedArrayBuffer(4);
     const { id, done } = this.call<EngineResult>(
-      { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag } as Omit<ToWorker, 'id'> & { type: 'generate' },
-      opts.onProgress,
+      { type: 'generate', spec, referenceImages: opts.referenceImages ?? null, cancelFlag: flag, previewEveryMs: opts.preview?.everyMs ?? null } as Omit<ToWorker, 'id'> & { type: 'generate' },
+      { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}), ...(opts.preview ? { onFrame: opts.preview.onFrame } : {}) },
     );
     let killer: NodeJS.Timeout | null = null;
     const onAbort = () => {
@@ -195,14 +248,23 @@ export class SamplerThread implements Engine {
     }
   }
 
-  /** Ask the engine to free its sessions, then end the thread (forcibly after the timeout). */
+  /**
+   * Cancel what runs, ask the engine to free its sessions, then end the thread (forcibly
+   * after the timeout).
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     const w = this.worker;
     if (w) {
+      // sessions must not be released under a run() that is still using them
+      await this.quiesce(w, 'shutdown', this.opts.abortGraceMs ?? 10_000);
+    }
+    if (w && this.worker === w) {
       try {
         const { done } = this.call<void>({ type: 'dispose' });
-        await Promise.race([done, new Promise((r) => setTimeout(r, this.opts.disposeTimeoutMs ?? 5000).unref())]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([done, new Promise((r) => (timer = setTimeout(r, this.opts.disposeTimeoutMs ?? 5000)))]);
+        clearTimeout(timer);
       } catch {
         // a crashed or stuck thread is terminated below either way
       }
@@ -211,11 +273,18 @@ export class SamplerThread implements Engine {
     await this.terminate();
   }
 
-  /** End the thread now, whatever it is doing (a running job is lost: release its lease first). */
+  /**
+   * End the thread now: what runs is canceled and the thread ends as soon as the current
+   * UNet call returns (a running job is lost: release its lease first).
+   */
   async terminate(): Promise<void> {
     const w = this.worker;
     this.worker = null;
-    if (w) await w.terminate();
+    if (!w) return;
+    const grace = this.opts.abortGraceMs ?? 10_000;
+    // past the grace the call is stuck in native code; ending the thread is the last resort
+    await this.quiesce(w, 'shutdown', grace);
+    await w.terminate();
   }
 }
 
@@ -316,6 +385,10 @@ async function serve(): Promise<void> {
                 if (Atomics.load(flag, 0) === 1 && !controller.signal.aborted) controller.abort('canceled');
                 port.postMessage({ type: 'progress', id: m.id, progress } satisfies FromWorker);
               },
+              onWarning: (warning) => port.postMessage({ type: 'warning', id: m.id, warning } satisfies FromWorker),
+              ...(m.previewEveryMs !== null
+                ? { preview: { everyMs: m.previewEveryMs, onFrame: (frame: PreviewFrame) => port.postMessage({ type: 'preview', id: m.id, frame } satisfies FromWorker) } }
+                : {}),
             });
             port.postMessage({ type: 'result', id: m.id, value: result } satisfies FromWorker);
           } finally {

@@ -50,7 +50,11 @@ export interface WebhookDispatcherOptions {
   concurrency?: number;
   visibilitySeconds?: number;
   receiveWaitSeconds?: number;
-  outputUrlTtlSeconds?: number;
+  /**
+   * lifetime of the payload's output URLs; a function is asked at each delivery (on AWS: no
+   * longer than the signing credentials live, S3Store.presignableSeconds)
+   */
+  outputUrlTtlSeconds?: number | (() => Promise<number>);
   userAgent?: string;
   /** DNS, injectable for tests */
   lookup?: Lookup;
@@ -213,7 +217,7 @@ export class WebhookDispatcher {
     const n = attempts.length + 1;
     const record = await this.repo.assemble(parts, {
       sign: this.o.signUrl,
-      urlTtlSeconds: this.o.outputUrlTtlSeconds,
+      urlTtlSeconds: typeof this.o.outputUrlTtlSeconds === 'function' ? await this.o.outputUrlTtlSeconds() : this.o.outputUrlTtlSeconds,
       now,
       baseUrl: this.o.publicBaseUrl,
     });

@@ -59,6 +59,9 @@ beforeAll(async () => {
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
+    // role credentials that expire in 20 minutes: payload URLs must not outlive them
+    AWS_SESSION_TOKEN: 'test-session',
+    AWS_CREDENTIAL_EXPIRATION: new Date(Date.now() + 20 * 60_000).toISOString(),
     PUBLIC_BASE_URL: 'https://api.example.com/',
     AMDM_WEBHOOK_RETRY_SCHEDULE: '1,1',
     AMDM_ALLOW_PRIVATE_WEBHOOKS: '1',
@@ -154,7 +157,16 @@ describe('webhook Lambda handler', () => {
     expect(payload.type).toBe('job.succeeded');
     expect(payload.data.id).toBe(id);
     // output URLs in the payload are S3 presigned URLs of the job's output
-    expect(new URL(payload.data.outputs[0]!.url).searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+    const url = new URL(payload.data.outputs[0]!.url);
+    expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+    // minted for no longer than the signing credentials live (20 minutes, less a margin),
+    // and the payload says so
+    const lifetime = Number(url.searchParams.get('X-Amz-Expires'));
+    expect(lifetime).toBeLessThanOrEqual(20 * 60 - 60);
+    expect(lifetime).toBeGreaterThan(15 * 60);
+    const signedAt = Date.parse(url.searchParams.get('X-Amz-Date')!.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'));
+    const stated = Date.parse((payload.data.outputs[0] as unknown as { expires_at: string }).expires_at);
+    expect(Math.abs(stated - (signedAt + lifetime * 1000))).toBeLessThan(5_000);
   });
 
   it('drops a message that is not a webhook message, and reports the other records of the batch on their own', async () => {

@@ -21,6 +21,9 @@ import { type BatchResponse, deliverWebhookBatch, type SqsEvent } from './aws/we
 import { jsonLogger } from './logger.ts';
 import { DEFAULT_RETRY_SCHEDULE } from './webhook-dispatcher.ts';
 
+/** What a webhook receiver would like its output URLs to last; capped by the credentials (above). */
+const WEBHOOK_OUTPUT_URL_TTL_SECONDS = 3600;
+
 /** Time kept back from the function's timeout to answer the mapping after giving up waiting. */
 const DEADLINE_MARGIN_MS = 2_000;
 
@@ -43,6 +46,9 @@ const dispatcher = {
   store,
   secret: linkedString(Resource, 'webhookSecret'),
   signUrl: (key: string, ttl: number) => store.signedGetUrl(key, ttl),
+  // an hour when the role's credentials last that long; never longer than they do. The
+  // receiver gets fresh URLs at any time from the job (GET urls.self re-mints them).
+  outputUrlTtlSeconds: () => store.presignableSeconds(WEBHOOK_OUTPUT_URL_TTL_SECONDS),
   publicBaseUrl,
   retrySchedule: retryScheduleFromEnv(env.AMDM_WEBHOOK_RETRY_SCHEDULE),
   allowPrivate: env.AMDM_ALLOW_PRIVATE_WEBHOOKS === '1',

@@ -8,6 +8,8 @@ import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import type { JobSpec, ModelInfo } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredRequest } from '../shared/job-repository.ts';
+import type { JobQueue } from '../shared/ports/queue.ts';
+import { StorageFullError } from '../shared/ports/store.ts';
 import { EngineInputError, type Engine, type EngineResult, type GenerateOptions } from './engine/types.ts';
 import { silentLogger } from './logger.ts';
 import { WorkerLoop, type WorkerLoopOptions } from './worker-loop.ts';
@@ -85,11 +87,11 @@ function world(over: Partial<WorkerLoopOptions> = {}) {
     loops.push(loop);
     return loop;
   };
-  const submit = async (prompt: string, opts: { webhook?: boolean; steps?: number } = {}) => {
+  const submit = async (prompt: string, opts: { webhook?: boolean; steps?: number; delaySeconds?: number } = {}) => {
     const now = Date.now();
     const req: StoredRequest = { v: 1, id: newJobId(now), tenant: 'acme', created_at: new Date(now).toISOString(), spec: spec(prompt, opts.steps), webhook: opts.webhook ? { url: 'https://hooks.example/x' } : null };
     await repo.putRequest(req);
-    await queue.send(JSON.stringify({ v: 1, job_id: req.id, tenant: 'acme', enqueued_at: req.created_at }));
+    await queue.send(JSON.stringify({ v: 1, job_id: req.id, tenant: 'acme', enqueued_at: req.created_at }), opts.delaySeconds ? { delaySeconds: opts.delaySeconds } : undefined);
     return req.id;
   };
   const status = (id: string) => repo.getStatus('acme', id);
@@ -106,6 +108,113 @@ function world(over: Partial<WorkerLoopOptions> = {}) {
   const usageKeys = async () => (await store.list('tenants/acme/usage/')).keys;
   return { store, queue, dlq, webhooks, engine, repo, make, submit, status, until, terminal, usageKeys };
 }
+
+/**
+ * The runner's disk, filled and freed by the test: while `full`, every store write (and, with
+ * `queue`, every queue call that writes) rejects with StorageFullError, as the embedded
+ * adapters do. `refused` counts the writes turned away.
+ */
+function fillableDisk(w: ReturnType<typeof world>, opts: { queue: boolean }) {
+  const disk = { full: false, refused: 0, receivesRefused: 0, outputsRefused: 0 };
+  const refuseWhileFull = <A extends unknown[], R>(where: string, write: (...args: A) => Promise<R>, what = '') =>
+    async (...args: A): Promise<R> => {
+      if (disk.full) {
+        disk.refused++;
+        if (what === 'receive') disk.receivesRefused++;
+        if (String(args[0]).includes('/out/')) disk.outputsRefused++;
+        throw new StorageFullError(where, where.endsWith('.sqlite') ? 'SQLITE_FULL' : 'ENOSPC');
+      }
+      return write(...args);
+    };
+  w.store.put = refuseWhileFull('/data/store', w.store.put.bind(w.store));
+  w.store.delete = refuseWhileFull('/data/store', w.store.delete.bind(w.store));
+  if (opts.queue) {
+    for (const q of [w.queue, w.webhooks, w.dlq] as JobQueue[]) {
+      for (const m of ['send', 'receive', 'extend', 'ack', 'release'] as const) {
+        (q as unknown as Record<string, unknown>)[m] = refuseWhileFull('/data/queue/queues.sqlite', (q[m] as (...a: unknown[]) => Promise<unknown>).bind(q), m);
+      }
+    }
+  }
+  return disk;
+}
+
+function recordingLogger() {
+  const lines: string[] = [];
+  const at = (level: string) => (msg: string) => void lines.push(`${level} ${msg}`);
+  return { lines, logger: { error: at('error'), warn: at('warn'), info: at('info') } };
+}
+
+describe('WorkerLoop on a full disk', () => {
+  it('a job whose writes find the disk full waits for space with its lease and its result kept, then finishes exactly once', async () => {
+    const { lines, logger } = recordingLogger();
+    // the blobs' disk is full, the queue still writes (a database log with room): the lease is
+    // extended while the job waits, so a second runner never gets it
+    const w = world({ logger, visibilitySeconds: 2, storageRetryMs: 50 });
+    const disk = fillableDisk(w, { queue: false });
+    w.engine.stepMs = 10;
+    const id = await w.submit('ok', { steps: 20, webhook: true });
+    const loop = w.make();
+    loop.start();
+    w.make().start();
+    await w.until(async () => ((await w.status(id))?.progress?.step ?? 0) >= 3, 'a few steps');
+    disk.full = true;
+    // waiting well past the 2 s lease, trying again every 50 ms (or giving up on the job)
+    const held = async () => (await w.queue.stats()).inFlight === 1;
+    await w.until(async () => disk.refused >= 60 || !(await held()), 'the writes to be refused for a while');
+    expect(await held(), 'the job is still leased').toBe(true);
+    expect(w.engine.calls).toBe(1);
+    expect((await w.status(id))!.status).toBe('running');
+    expect(loop.health()).toMatchObject({ status: 'degraded', reason: 'store full: no space left on the device (ENOSPC)' });
+    disk.full = false;
+    const s = await w.terminal(id);
+    expect(s).toMatchObject({ status: 'succeeded', attempt: 1, outputs: [{ source: 'aggregated' }] });
+    expect(w.engine.calls).toBe(1);
+    // the tenant is billed for the run, not for the wait: each refused output write was
+    // followed by a pause of storageRetryMs (setTimeout waits at least that long)
+    expect(disk.outputsRefused).toBeGreaterThan(2);
+    expect(s.timings.run_ms! - s.usage!.runner_ms).toBeGreaterThanOrEqual((disk.outputsRefused - 1) * 45);
+    expect(await w.usageKeys()).toHaveLength(1);
+    expect((await w.webhooks.stats()).visible).toBe(1);
+    expect(loop.health()).toEqual({ status: 'ok' });
+    // the cause once, its end once; no retry, no per-write warning
+    expect(lines.filter((l) => /storage full/.test(l))).toEqual([expect.stringMatching(/^error storage full/)]);
+    expect(lines.filter((l) => /room again/.test(l))).toHaveLength(1);
+    expect(lines.filter((l) => /^(warn|error)/.test(l) && !/storage full/.test(l))).toEqual([]);
+  });
+
+  it('with the queue on the full disk too, nothing is leased, failed or dead-lettered; all jobs finish once space is freed', async () => {
+    const { lines, logger } = recordingLogger();
+    const w = world({ logger, visibilitySeconds: 2, storageRetryMs: 50, concurrency: 2 });
+    const disk = fillableDisk(w, { queue: true });
+    w.engine.stepMs = 10;
+    const running = await w.submit('ok', { steps: 20 });
+    const loop = w.make();
+    loop.start();
+    await w.until(async () => ((await w.status(running))?.progress?.step ?? 0) >= 3, 'a few steps');
+    // accepted before the disk fills, due after: leasing it is a write the full disk refuses
+    const waiting = await w.submit('ok', { steps: 4, delaySeconds: 1 });
+    disk.full = true;
+    const parked = async () => { const d = await w.dlq.stats(); return d.visible + d.inFlight + d.delayed > 0; };
+    const complaints = () => lines.filter((l) => /^(warn|error)/.test(l) && !/storage full/.test(l));
+    await w.until(
+      async () => (disk.refused >= 100 && disk.receivesRefused >= 5) || w.engine.calls > 1 || complaints().length > 0 || (await parked()),
+      'the writes and receives to be refused for a while',
+    );
+    expect(complaints(), 'logged besides the full disk').toEqual([]);
+    expect(await parked(), 'a job in the dead-letter queue').toBe(false);
+    expect(w.engine.calls).toBe(1);
+    expect(loop.health().status).toBe('degraded');
+    disk.full = false;
+    const [a, b] = await Promise.all([w.terminal(running), w.terminal(waiting)]);
+    expect(a).toMatchObject({ status: 'succeeded', attempt: 1 });
+    expect(b).toMatchObject({ status: 'succeeded', attempt: 1 });
+    expect(w.engine.calls).toBe(2);
+    expect(await w.usageKeys()).toHaveLength(2);
+    expect(await w.dlq.stats()).toEqual({ visible: 0, inFlight: 0, delayed: 0 });
+    expect(lines.filter((l) => /^error storage full/.test(l))).toHaveLength(2); // the blob store and the queue's database
+    expect(lines.filter((l) => /^(warn|error)/.test(l) && !/storage full/.test(l))).toEqual([]);
+  });
+});
 
 describe('WorkerLoop', () => {
   it('runs a job: running + progress, outputs, succeeded, one usage record, one webhook, acked', async () => {
@@ -261,6 +370,33 @@ describe('WorkerLoop', () => {
     expect(w.engine.calls).toBe(0);
     const [hook] = await w.webhooks.receive({ visibilitySeconds: 5, waitSeconds: 1 });
     expect(JSON.parse(hook!.body).type).toBe('job.failed');
+  });
+
+  it('every way a job ends releases its slot once its terminal status is stored; a failing release fails nothing', async () => {
+    const released: { id: string; stored: string | undefined }[] = [];
+    const { lines, logger } = recordingLogger();
+    let calls = 0;
+    const w = world({ logger });
+    const loop = w.make({
+      releaseSlot: async (tenant, id) => {
+        expect(tenant).toBe('acme');
+        released.push({ id, stored: (await w.status(id))?.status });
+        if (calls++ === 0) throw new Error('ProvisionedThroughputExceededException');
+      },
+    });
+    // a job whose runners kept dying (three receives, first in the queue): the dead-letter path ends it
+    const dead = await w.submit('ok');
+    for (let i = 0; i < 3; i++) expect((await w.queue.receive({ visibilitySeconds: 0 }))[0]?.body).toContain(dead);
+    const ok = await w.submit('ok');
+    const bad = await w.submit('input');
+    const canceled = await w.submit('ok');
+    await w.repo.putCancel('acme', canceled, { requested_at: new Date().toISOString() });
+    loop.start();
+    for (const id of [ok, bad, canceled, dead]) await w.terminal(id);
+    await w.until(async () => released.length >= 4, 'four releases');
+    expect(Object.fromEntries(released.map((r) => [r.id, r.stored]))).toEqual({ [ok]: 'succeeded', [bad]: 'failed', [canceled]: 'canceled', [dead]: 'failed' });
+    expect((await w.status(ok))!.status).toBe('succeeded');
+    expect(lines.filter((l) => l.startsWith("warn releasing the job's slot failed"))).toHaveLength(1);
   });
 
   it('extends the lease while a job runs longer than the visibility timeout', async () => {

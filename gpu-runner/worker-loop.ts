@@ -19,6 +19,13 @@
  * `maxReceives` fails the job with the reason. Messages the queue dead-lettered anyway
  * (the runner died during every attempt) are drained from the DLQ and their jobs failed.
  *
+ * A full disk (StorageFullError from the store or the queue) is no fault of the job: it never
+ * fails it, never uses up an attempt, and never loses what was computed. A write of a job that
+ * finds the storage full is tried again every `storageRetryMs` while the loop keeps the lease,
+ * until space is freed; receiving waits the same way. The cause is logged once, when the
+ * storage fills, and once when it has room again (shared/storage-health.ts), and `health()`
+ * reports it meanwhile (the single node's /healthz).
+ *
  * Shutdown: close() stops receiving and lets running jobs finish within the grace period;
  * then it releases their leases (visibility 0) so another runner starts them at once.
  */
@@ -33,11 +40,13 @@ import {
 import { unetEvalsPerImage } from '../shared/amdm/math.ts';
 import { JOB_ID_RE } from '../shared/ids.ts';
 import { TENANT_RE } from '../shared/api-keys.ts';
-import { JobRepository, type StoredOutput, type StoredRequest, type StoredStatus, utcDay } from '../shared/job-repository.ts';
+import { JobRepository, type StoredOutput, type StoredRequest, type StoredStatus, type UsageRecord, utcDay } from '../shared/job-repository.ts';
 import { LeaseLostError, type JobQueue, type Lease } from '../shared/ports/queue.ts';
-import type { ObjectStore } from '../shared/ports/store.ts';
+import { type ObjectStore, StorageFullError } from '../shared/ports/store.ts';
+import { type HealthReport, StorageHealth } from '../shared/storage-health.ts';
 import { EngineInputError, type Engine, type EngineProgress } from './engine/types.ts';
 import { type Logger, errorFields, jsonLogger } from './logger.ts';
+import { PreviewWriter } from './preview-writer.ts';
 import { type WebhookMessage, webhookEventType } from './webhook-message.ts';
 
 export interface WorkerLoopOptions {
@@ -50,6 +59,11 @@ export interface WorkerLoopOptions {
   deadLetterQueue?: JobQueue | null;
   /** the webhook outbox */
   webhookQueue?: JobQueue | null;
+  /**
+   * Told once a job's terminal status is stored (JobAdmission.release): on AWS the job's slot
+   * in its tenant's active-job count comes free at once. Best effort, never fails a job.
+   */
+  releaseSlot?: ((tenant: string, jobId: string) => Promise<void>) | null;
   /** jobs run at once (one sampler thread each) */
   concurrency?: number;
   visibilitySeconds?: number;
@@ -59,12 +73,18 @@ export interface WorkerLoopOptions {
   /** a job running longer is aborted and counts as a failed attempt (a stuck engine must not hold the queue) */
   jobTimeoutSeconds?: number;
   progressIntervalMs?: number;
+  /** live previews are written at most this often (preview-writer.ts); null: no previews */
+  previewIntervalMs?: number | null;
   receiveWaitSeconds?: number;
   /** transient failures: delay = min(max, base * 2^(attempt-1)), with jitter */
   retryBackoff?: { baseSeconds: number; maxSeconds: number };
   /** poison messages are released with this delay until the queue dead-letters them */
   poisonDelaySeconds?: number;
   maxReferenceImageBytes?: number;
+  /** how often a write (or a receive) that found the storage full is tried again */
+  storageRetryMs?: number;
+  /** where a full storage is reported and logged once; share the adapters' (default: the loop's own) */
+  storageHealth?: StorageHealth;
   clock?: () => number;
   /** uniform in [0, 1): jitter */
   random?: () => number;
@@ -97,6 +117,12 @@ interface Run {
   terminal: boolean;
   writes: Promise<void>;
   lastWrite: number;
+  /** when the lease was last taken or extended */
+  lastExtend: number;
+  /** aborted when the run is detached by shutdown or a lost lease: ends a wait for storage */
+  stopWaiting: AbortController;
+  /** time spent waiting for a full disk: not the tenant's to pay (usage.runner_ms leaves it out) */
+  storageWaitMs: number;
   done: Promise<void>;
 }
 
@@ -107,17 +133,21 @@ const DEFAULTS = {
   cancelPollMs: 1000,
   jobTimeoutSeconds: 3600,
   progressIntervalMs: 250,
+  previewIntervalMs: 500 as number | null,
   receiveWaitSeconds: 10,
   retryBackoff: { baseSeconds: 10, maxSeconds: 600 },
   poisonDelaySeconds: 5,
   maxReferenceImageBytes: 10 * 1024 * 1024,
+  storageRetryMs: 2000,
 };
 
 export class WorkerLoop {
-  private readonly o: Required<Omit<WorkerLoopOptions, 'deadLetterQueue' | 'webhookQueue'>> & {
+  private readonly o: Required<Omit<WorkerLoopOptions, 'deadLetterQueue' | 'webhookQueue' | 'storageHealth' | 'releaseSlot'>> & {
     deadLetterQueue: JobQueue | null;
     webhookQueue: JobQueue | null;
+    releaseSlot: ((tenant: string, jobId: string) => Promise<void>) | null;
   };
+  private readonly storage: StorageHealth;
   private readonly repo: JobRepository;
   private readonly runs = new Set<Run>();
   private readonly stopReceiving = new AbortController();
@@ -129,7 +159,7 @@ export class WorkerLoop {
   processed = 0;
 
   constructor(options: WorkerLoopOptions) {
-    const o = { ...DEFAULTS, clock: Date.now, random: Math.random, logger: jsonLogger('runner'), deadLetterQueue: null, webhookQueue: null, ...options };
+    const o = { ...DEFAULTS, clock: Date.now, random: Math.random, logger: jsonLogger('runner'), deadLetterQueue: null, webhookQueue: null, releaseSlot: null, ...options };
     const need = (ok: boolean, name: string, what: string, got: unknown) => {
       if (!ok) throw new TypeError(`WorkerLoop: option "${name}" must be ${what} (got ${typeof got === 'object' ? typeof got : String(got)})`);
     };
@@ -146,16 +176,25 @@ export class WorkerLoop {
     need(o.cancelPollMs >= 10, 'cancelPollMs', 'a number >= 10', o.cancelPollMs);
     need(o.jobTimeoutSeconds > 0 && o.jobTimeoutSeconds <= 86_400, 'jobTimeoutSeconds', 'a number of seconds in (0, 86400]', o.jobTimeoutSeconds);
     need(o.progressIntervalMs >= 0, 'progressIntervalMs', 'a number >= 0', o.progressIntervalMs);
+    need(o.previewIntervalMs === null || o.previewIntervalMs >= 0, 'previewIntervalMs', 'a number >= 0 or null', o.previewIntervalMs);
     need(Number.isInteger(o.receiveWaitSeconds) && o.receiveWaitSeconds >= 0 && o.receiveWaitSeconds <= 20, 'receiveWaitSeconds', 'an integer from 0 to 20', o.receiveWaitSeconds);
     need(o.retryBackoff.baseSeconds >= 0 && o.retryBackoff.maxSeconds >= o.retryBackoff.baseSeconds && o.retryBackoff.maxSeconds <= 43_200, 'retryBackoff', '{ baseSeconds >= 0, maxSeconds in [baseSeconds, 43200] }', JSON.stringify(o.retryBackoff));
     need(Number.isInteger(o.poisonDelaySeconds) && o.poisonDelaySeconds >= 0, 'poisonDelaySeconds', 'an integer >= 0', o.poisonDelaySeconds);
+    need(o.storageRetryMs >= 10 && o.storageRetryMs <= 600_000, 'storageRetryMs', 'a number of ms from 10 to 600000', o.storageRetryMs);
+    need(options.storageHealth === undefined || options.storageHealth instanceof StorageHealth, 'storageHealth', 'a StorageHealth', options.storageHealth);
     this.o = o;
+    this.storage = options.storageHealth ?? new StorageHealth({ logger: o.logger });
     this.repo = new JobRepository(o.store);
   }
 
   /** Jobs running right now. */
   get running(): number {
     return this.runs.size;
+  }
+
+  /** `ok`, or `degraded` with the reason while the storage is full. */
+  health(): HealthReport {
+    return this.storage.report();
   }
 
   start(): void {
@@ -217,6 +256,7 @@ export class WorkerLoop {
         run.detached = true;
         run.reason = 'shutdown';
         run.controller.abort('shutdown');
+        run.stopWaiting.abort();
         try {
           await this.o.queue.release(run.lease, 0);
           this.o.logger.warn('released a running job for another runner', { message_id: run.lease.messageId });
@@ -231,6 +271,8 @@ export class WorkerLoop {
 
   private async receiveLoop(): Promise<void> {
     let failures = 0;
+    /** the storage a receive found full: a receive that leases (writes) again proves it has room */
+    let fullAt: string | null = null;
     const signal = this.stopReceiving.signal;
     while (!signal.aborted) {
       while (this.runs.size >= this.o.concurrency && !signal.aborted) await new Promise<void>((r) => this.slotWaiters.push(r));
@@ -244,8 +286,20 @@ export class WorkerLoop {
           signal,
         });
         failures = 0;
+        if (fullAt !== null && leases.length > 0) {
+          this.storage.room(fullAt);
+          fullAt = null;
+        }
       } catch (err) {
         if (signal.aborted) break;
+        if (err instanceof StorageFullError) {
+          // the queue cannot lease a message on a full disk; the message stays where it is.
+          // Logged once (storage health), and tried again soon: space may come back any time.
+          this.storage.full(err);
+          fullAt = err.where;
+          await sleep(this.o.storageRetryMs, signal);
+          continue;
+        }
         failures++;
         this.o.logger.error('receive failed; backing off', { failures, ...errorFields(err) });
         await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)), signal);
@@ -257,10 +311,31 @@ export class WorkerLoop {
   }
 
   private track(lease: Lease): void {
-    const run: Run = { lease, tenant: '', jobId: '', controller: new AbortController(), reason: null, detached: false, terminal: false, writes: Promise.resolve(), lastWrite: 0, done: Promise.resolve() };
+    const run: Run = {
+      lease,
+      tenant: '',
+      jobId: '',
+      controller: new AbortController(),
+      reason: null,
+      detached: false,
+      terminal: false,
+      writes: Promise.resolve(),
+      lastWrite: 0,
+      lastExtend: this.o.clock(),
+      stopWaiting: new AbortController(),
+      storageWaitMs: 0,
+      done: Promise.resolve(),
+    };
     this.runs.add(run);
     run.done = this.handle(run)
       .catch(async (err) => {
+        if (err instanceof StorageFullError) {
+          // a write no wait covers (a release) found no room: the job is untouched and comes
+          // back when its lease ends; the full disk is logged once, not per message
+          this.storage.full(err);
+          if (!run.detached) await this.o.queue.release(lease, Math.ceil(this.o.storageRetryMs / 1000)).catch(() => {});
+          return;
+        }
         this.o.logger.error('unexpected failure handling a message; releasing it', { message_id: lease.messageId, ...errorFields(err) });
         if (!run.detached) await this.o.queue.release(lease, this.backoffSeconds(lease.receiveCount)).catch(() => {});
       })
@@ -297,7 +372,7 @@ export class WorkerLoop {
 
     if (status && isTerminal(status.status)) {
       log.info('redelivered a finished job; acking without rework', { ...ctx, status: status.status });
-      await this.ensureAftermath(req, status);
+      await this.ensureAftermath(req, status, run);
       await this.ack(run);
       return;
     }
@@ -358,9 +433,19 @@ export class WorkerLoop {
       await checkCancel();
       const referenceImages = await this.referenceImages(req);
       if (run.reason) throw new DOMException(run.reason, 'AbortError');
+      const previews =
+        this.o.previewIntervalMs === null
+          ? null
+          : new PreviewWriter({ repo: this.repo, tenant, jobId: req.id, intervalMs: this.o.previewIntervalMs, clock: this.o.clock, logger: this.o.logger, mayWrite: () => !run.detached && !run.reason });
       const result = await this.o.engine.generate(spec, {
         signal: run.controller.signal,
         referenceImages,
+        // the runner's warnings (a prompt cut to the token limit) show on the record at once
+        onWarning: (w) => {
+          status = { ...status, warnings: [...(status.warnings ?? []), w] };
+          void this.writeStatus(run, status, false);
+        },
+        ...(previews ? { preview: { everyMs: this.o.previewIntervalMs!, onFrame: (f) => previews.offer(f) } } : {}),
         onProgress: (p) => {
           latest = p;
           const now = this.o.clock();
@@ -369,7 +454,7 @@ export class WorkerLoop {
             void this.writeStatus(run, status, false);
           }
         },
-      });
+      }).finally(() => previews?.close());
       clearInterval(heartbeat);
       clearInterval(cancelTimer);
       clearTimeout(deadline);
@@ -381,11 +466,14 @@ export class WorkerLoop {
       const outputs: StoredOutput[] = [];
       for (const o of result.outputs) {
         outputs.push(
-          await this.repo.putOutput(
-            tenant,
-            req.id,
-            { source: o.source, index: o.index, kind: o.kind, content_type: o.contentType, ...(o.width !== undefined ? { width: o.width } : {}), ...(o.height !== undefined ? { height: o.height } : {}) },
-            o.bytes,
+          // computed is computed: on a full disk the images wait in memory for room, never redone
+          await this.untilStored(run, () =>
+            this.repo.putOutput(
+              tenant,
+              req.id,
+              { source: o.source, ...(o.model !== undefined ? { model: o.model } : {}), index: o.index, kind: o.kind, content_type: o.contentType, ...(o.width !== undefined ? { width: o.width } : {}), ...(o.height !== undefined ? { height: o.height } : {}) },
+              o.bytes,
+            ),
           ),
         );
       }
@@ -396,7 +484,7 @@ export class WorkerLoop {
         status: 'succeeded',
         finished_at: iso(finishedAt),
         progress: latest ? toProgress(latest) : status.progress,
-        usage: { unet_evals: result.unetEvals, images: result.outputs.filter((o) => o.kind === 'image' && o.source === 'aggregated').length, runner_ms: runMs },
+        usage: { unet_evals: result.unetEvals, images: result.outputs.filter((o) => o.kind === 'image' && o.source === 'aggregated').length, runner_ms: runMs - run.storageWaitMs },
         timings: { queued_ms: startedAt - createdMs, run_ms: runMs, onnx_ms: round(result.timings.onnxMs), outside_onnx_ms: round(result.timings.outsideOnnxMs) },
         outputs,
       });
@@ -423,10 +511,18 @@ export class WorkerLoop {
           status: 'canceled',
           finished_at: iso(finishedAt),
           // billed for the steps it ran; a job canceled before its first step costs nothing
-          usage: done ? { unet_evals: partialEvals(spec, done), images: 0, runner_ms: finishedAt - startedAt } : null,
+          usage: done ? { unet_evals: partialEvals(spec, done), images: 0, runner_ms: finishedAt - startedAt - run.storageWaitMs } : null,
           timings: { ...status.timings, run_ms: finishedAt - startedAt },
         });
         this.o.logger.info('canceled while running', { ...ctx, at_step: done?.step ?? 0 });
+        return;
+      }
+      if (err instanceof StorageFullError) {
+        // untilStored() gives up only on a detached run; should a full disk surface anywhere
+        // else, the job still goes back to the queue as it is, never failed for it
+        this.storage.full(err);
+        await this.o.queue.release(lease, Math.ceil(this.o.storageRetryMs / 1000)).catch(() => {});
+        run.detached = true;
         return;
       }
       if (err instanceof EngineInputError || err instanceof PermanentJobError) {
@@ -493,22 +589,30 @@ export class WorkerLoop {
     this.processed++;
   }
 
-  /** The usage record and the webhook of a terminal job, if they are not there yet. */
+  /**
+   * The release of a terminal job's slot, then its usage record and its webhook if they are not
+   * there yet. With the run that holds the job, its writes wait for room on a full disk
+   * (untilStored).
+   */
   private async ensureAftermath(req: StoredRequest, status: StoredStatus, run?: Run): Promise<void> {
-    if (status.usage && status.finished_at) {
-      const day = utcDay(status.finished_at);
+    await this.releaseSlot(req);
+    const stored = <T>(write: () => Promise<T>): Promise<T> => (run ? this.untilStored(run, write) : write());
+    const { usage, finished_at: finishedAt } = status;
+    if (usage && finishedAt) {
+      const day = utcDay(finishedAt);
       if (!(await this.repo.getUsage(req.tenant, day, req.id))) {
-        await this.repo.putUsage({
+        const record: UsageRecord = {
           v: 1,
           job_id: req.id,
           tenant: req.tenant,
           day,
-          finished_at: status.finished_at,
+          finished_at: finishedAt,
           status: status.status as 'succeeded' | 'failed' | 'canceled',
-          images: status.usage.images,
-          unet_evals: status.usage.unet_evals,
-          runner_ms: status.usage.runner_ms,
-        });
+          images: usage.images,
+          unet_evals: usage.unet_evals,
+          runner_ms: usage.runner_ms,
+        };
+        await stored(() => this.repo.putUsage(record));
       }
     }
     if (req.webhook && !status.webhook_enqueued) {
@@ -517,10 +621,24 @@ export class WorkerLoop {
         return;
       }
       const message: WebhookMessage = { v: 1, job_id: req.id, tenant: req.tenant, type: webhookEventType(status.status) };
-      await this.o.webhookQueue.send(JSON.stringify(message));
+      const webhooks = this.o.webhookQueue;
+      await stored(() => webhooks.send(JSON.stringify(message)));
       const marked = { ...status, webhook_enqueued: true };
       if (run) await this.writeStatus(run, marked, true);
       else await this.repo.putStatus(req.tenant, req.id, marked);
+    }
+  }
+
+  /**
+   * The terminal status is stored: the tenant's active-job count may let the next job in. A
+   * failure is logged, not thrown: the admission also finds the job finished in the store.
+   */
+  private async releaseSlot(req: StoredRequest): Promise<void> {
+    if (!this.o.releaseSlot) return;
+    try {
+      await this.o.releaseSlot(req.tenant, req.id);
+    } catch (err) {
+      this.o.logger.warn("releasing the job's slot failed; the admission reads the finish from the store instead", { job_id: req.id, tenant: req.tenant, ...errorFields(err) });
     }
   }
 
@@ -550,29 +668,84 @@ export class WorkerLoop {
    */
   private writeStatus(run: Run, status: StoredStatus, must: boolean): Promise<void> {
     run.lastWrite = this.o.clock();
+    const put = () => this.repo.putStatus(run.tenant, run.jobId, { ...status, updated_at: iso(this.o.clock()) });
     const next = run.writes.then(async () => {
       if (run.detached) return;
-      await this.repo.putStatus(run.tenant, run.jobId, { ...status, updated_at: iso(this.o.clock()) });
+      // a `must` write waits for room on a full disk; progress is dropped (the next one says more)
+      await (must ? this.untilStored(run, put) : put());
     });
     run.writes = next.catch((err) => {
-      if (!must) this.o.logger.warn('progress write failed', { message_id: run.lease.messageId, ...errorFields(err) });
+      if (must) return;
+      if (err instanceof StorageFullError) this.storage.full(err);
+      else this.o.logger.warn('progress write failed', { message_id: run.lease.messageId, ...errorFields(err) });
     });
     return must ? next : run.writes;
+  }
+
+  /**
+   * One write of the job `run` holds. While the storage is full, the job is kept: the write is
+   * tried again every storageRetryMs with the lease kept alive, and no attempt is used up. Only
+   * a detached run (shutdown released it, or its lease was lost) stops waiting, with the error.
+   */
+  private async untilStored<T>(run: Run, write: () => Promise<T>): Promise<T> {
+    let fullAt: string | null = null;
+    for (;;) {
+      try {
+        const result = await write();
+        // adapters that watch their storage say so themselves; this covers those that do not
+        if (fullAt !== null) this.storage.room(fullAt);
+        return result;
+      } catch (err) {
+        if (!(err instanceof StorageFullError)) throw err;
+        this.storage.full(err);
+        fullAt = err.where;
+        if (run.detached) throw err;
+        const waitFrom = this.o.clock();
+        await sleep(this.o.storageRetryMs, run.stopWaiting.signal);
+        await this.keepLease(run);
+        run.storageWaitMs += this.o.clock() - waitFrom;
+        if (run.detached) throw err;
+      }
+    }
+  }
+
+  /** Extends the lease of a run waiting for storage, at the heartbeat's pace. */
+  private async keepLease(run: Run): Promise<void> {
+    if (run.detached || this.o.clock() - run.lastExtend < (this.o.visibilitySeconds * 1000) / 2) return;
+    try {
+      await this.o.queue.extend(run.lease, this.o.visibilitySeconds);
+      run.lastExtend = this.o.clock();
+    } catch (err) {
+      if (err instanceof LeaseLostError) {
+        this.o.logger.error('lease lost while waiting for storage; abandoning the job to its new holder', { message_id: run.lease.messageId });
+        run.detached = true;
+        run.controller.abort('lease lost');
+        run.stopWaiting.abort();
+        return;
+      }
+      // the queue on the full disk cannot extend either: the lease outlives its timeout, and
+      // the message is still ours until another receiver leases it (which the same disk stops)
+      if (err instanceof StorageFullError) this.storage.full(err);
+      else this.o.logger.warn('lease extension failed; will retry', { message_id: run.lease.messageId, ...errorFields(err) });
+    }
   }
 
   private async heartbeat(run: Run, current: () => StoredStatus): Promise<void> {
     if (run.detached) return;
     try {
       await this.o.queue.extend(run.lease, this.o.visibilitySeconds);
+      run.lastExtend = this.o.clock();
     } catch (err) {
       if (err instanceof LeaseLostError) {
         // another runner has the job now: stop, and write nothing more
         this.o.logger.error('lease lost; abandoning the job to its new holder', { message_id: run.lease.messageId });
         run.detached = true;
         run.controller.abort('lease lost');
+        run.stopWaiting.abort();
         return;
       }
-      this.o.logger.warn('lease extension failed; will retry at the next beat', { message_id: run.lease.messageId, ...errorFields(err) });
+      if (err instanceof StorageFullError) this.storage.full(err);
+      else this.o.logger.warn('lease extension failed; will retry at the next beat', { message_id: run.lease.messageId, ...errorFields(err) });
       return;
     }
     // keep updated_at fresh even when no step finishes for a while (first model load)
@@ -587,7 +760,7 @@ export class WorkerLoop {
 
   private async ack(run: Run): Promise<void> {
     try {
-      await this.o.queue.ack(run.lease);
+      await this.untilStored(run, () => this.o.queue.ack(run.lease));
     } catch (err) {
       if (!(err instanceof LeaseLostError)) throw err;
       // another runner holds it now; it will find the job terminal and ack without rework
@@ -631,6 +804,11 @@ export class WorkerLoop {
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
+        if (err instanceof StorageFullError) {
+          this.storage.full(err);
+          await sleep(this.o.storageRetryMs, signal);
+          continue;
+        }
         failures++;
         this.o.logger.error('dead-letter receive failed; backing off', { failures, ...errorFields(err) });
         await sleep(Math.min(60_000, 1000 * 2 ** Math.min(failures, 6)), signal);
@@ -640,7 +818,8 @@ export class WorkerLoop {
         try {
           await this.deadLetter(dlq, lease);
         } catch (err) {
-          this.o.logger.error('handling a dead letter failed; it comes back later', { message_id: lease.messageId, ...errorFields(err) });
+          if (err instanceof StorageFullError) this.storage.full(err);
+          else this.o.logger.error('handling a dead letter failed; it comes back later', { message_id: lease.messageId, ...errorFields(err) });
           await dlq.release(lease, 60).catch(() => {});
         }
       }
@@ -700,12 +879,13 @@ export class WorkerLoop {
 }
 
 function toProgress(p: EngineProgress): Progress {
-  return { step: p.step, total: p.total, phase: p.phase, image: p.image, images: p.images };
+  return { step: p.step, total: p.total, phase: p.phase, image: p.image, images: p.images, ...(p.model !== undefined ? { model: p.model } : {}) };
 }
 
-/** UNet calls done before a cancel: whole images plus the steps of the current one. */
+/** UNet calls done before a cancel: the engine's count, or whole images plus the steps of the current one. */
 function partialEvals(spec: JobSpec, p: EngineProgress | null): number {
   if (!p) return 0;
+  if (p.unetEvals !== undefined) return p.unetEvals;
   const n = spec.models.length;
   const end = spec.aggregation.window[1];
   const perImage = unetEvalsPerImage(n, spec.sampler.steps, end, spec.outputs.per_model);

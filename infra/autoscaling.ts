@@ -13,12 +13,25 @@
  *    `idleMinutes`, a second alarm sets the desired count to 0. ECS then stops only tasks
  *    without scale-in protection; a runner that still holds a job keeps running.
  *
+ * A fleet that cannot start must not be restarted forever (infra/alerts.ts scales it to zero
+ * when tasks are wanted and none has run for `startTimeoutMinutes`). So the start from zero
+ * only answers jobs younger than that: the jobs that were waiting while the fleet failed are
+ * older, and they keep it at zero, and notified, until an operator starts it again
+ * (docs/deploy.md). They stay queued, never lost; a job submitted later does not restart the
+ * fleet either while they wait, since the age is the oldest job's. A runner that fails to
+ * start on its own terms fails the waiting jobs instead (gpu-runner/aws/start-failure.ts),
+ * which empties the queue, so the next job starts the fleet again.
+ *
+ * The warm pool (`minTasks`) is the scalable target's minimum: no policy goes below it. With
+ * no runner image pushed yet (the bootstrap tag) minimum and maximum are 0: there is nothing
+ * a task could run, and an instance pulling a missing image forever is money for nothing.
+ *
  * Target tracking must never choose zero itself, or the idle time would be whatever its own
  * scale-in alarm decides (15 minutes, not configurable). Its metric is therefore floored at a
  * small positive value while tasks run: a proportional scale-in from n tasks then asks for at
  * least one.
  */
-import { interpolate, output, type Input } from '@pulumi/pulumi';
+import { interpolate, output, type Input, type Resource } from '@pulumi/pulumi';
 import { appautoscaling, cloudwatch } from '@pulumi/aws';
 
 /** Backlog per task: the series target tracking holds at the target value. */
@@ -26,8 +39,12 @@ export const BACKLOG_PER_TASK_EXPRESSION = '(visible + inflight) / running';
 /** Floor for the tracked metric while any task runs (see the header). */
 export const BACKLOG_FLOOR = 0.01;
 export const TRACKED_EXPRESSION = `IF(backlog < ${BACKLOG_FLOOR}, ${BACKLOG_FLOOR}, backlog)`;
-/** 1 when jobs wait (visible or in flight) and no task is desired, else 0. */
-export const START_FROM_ZERO_EXPRESSION = 'IF(FILL(desired, 0) == 0 AND (FILL(visible, 0) + FILL(inflight, 0)) > 0, 1, 0)';
+/**
+ * 1 when jobs wait (visible or in flight), no task is desired, and the oldest job is younger
+ * than the start timeout (`$START_TIMEOUT_SECONDS`, see the header), else 0.
+ */
+export const START_FROM_ZERO_EXPRESSION =
+  'IF(FILL(desired, 0) == 0 AND (FILL(visible, 0) + FILL(inflight, 0)) > 0 AND FILL(oldest, 0) < $START_TIMEOUT_SECONDS, 1, 0)';
 /** All the work the queue holds: waiting plus leased. Zero means idle. */
 export const QUEUE_WORK_EXPRESSION = 'FILL(visible, 0) + FILL(inflight, 0)';
 
@@ -38,25 +55,43 @@ export interface ScalingArgs {
   serviceName: Input<string>;
   jobQueueArn: Input<string>;
   maxTasks: number;
+  /** tasks kept with an empty queue (the warm pool) */
+  minTasks: number;
+  /** false while no runner image exists (the bootstrap tag): the fleet stays at zero */
+  imagePushed: boolean;
+  /** jobs older than this do not start the fleet from zero (see the header) */
+  startTimeoutMinutes: number;
   idleMinutes: number;
   targetBacklogPerTask: number;
+  /** Application Auto Scaling's service-linked role when this deploy creates it (infra/service-roles.ts) */
+  serviceLinkedRole?: Resource[];
 }
 
 export function createRunnerScaling(args: ScalingArgs) {
   if (!Number.isInteger(args.idleMinutes) || args.idleMinutes < 1 || args.idleMinutes > 1440) {
     throw new RangeError(`createRunnerScaling: idleMinutes=${args.idleMinutes}; allowed: 1..1440`);
   }
+  if (!Number.isInteger(args.minTasks) || args.minTasks < 0 || args.minTasks > args.maxTasks) {
+    throw new RangeError(`createRunnerScaling: minTasks=${args.minTasks}; allowed: 0..${args.maxTasks}`);
+  }
+  if (!Number.isInteger(args.startTimeoutMinutes) || args.startTimeoutMinutes < 1) {
+    throw new RangeError(`createRunnerScaling: startTimeoutMinutes=${args.startTimeoutMinutes}; allowed: a whole number >= 1`);
+  }
   if (!(args.targetBacklogPerTask > BACKLOG_FLOOR)) {
     throw new RangeError(`createRunnerScaling: targetBacklogPerTask=${args.targetBacklogPerTask}; allowed: > ${BACKLOG_FLOOR}`);
   }
 
-  const target = new appautoscaling.Target('RunnerScalingTarget', {
-    serviceNamespace: 'ecs',
-    scalableDimension: 'ecs:service:DesiredCount',
-    resourceId: interpolate`service/${args.clusterName}/${args.serviceName}`,
-    minCapacity: 0,
-    maxCapacity: args.maxTasks,
-  });
+  const target = new appautoscaling.Target(
+    'RunnerScalingTarget',
+    {
+      serviceNamespace: 'ecs',
+      scalableDimension: 'ecs:service:DesiredCount',
+      resourceId: interpolate`service/${args.clusterName}/${args.serviceName}`,
+      minCapacity: args.imagePushed ? args.minTasks : 0,
+      maxCapacity: args.imagePushed ? args.maxTasks : 0,
+    },
+    { dependsOn: args.serviceLinkedRole ?? [] },
+  );
   const targetRef = {
     serviceNamespace: target.serviceNamespace,
     scalableDimension: target.scalableDimension,
@@ -113,7 +148,13 @@ export function createRunnerScaling(args: ScalingArgs) {
       alarmStat('visible', sqs.visible, 'Maximum'),
       alarmStat('inflight', sqs.inflight, 'Maximum'),
       alarmStat('desired', ecsTasks('DesiredTaskCount'), 'Maximum'),
-      { id: 'start', expression: START_FROM_ZERO_EXPRESSION, label: 'work waiting with no task', returnData: true },
+      alarmStat('oldest', sqs.oldest, 'Maximum'),
+      {
+        id: 'start',
+        expression: START_FROM_ZERO_EXPRESSION.replace('$START_TIMEOUT_SECONDS', String(args.startTimeoutMinutes * 60)),
+        label: 'young work waiting with no task',
+        returnData: true,
+      },
     ],
     alarmActions: [startFromZero.arn],
   });
@@ -145,7 +186,7 @@ export function createRunnerScaling(args: ScalingArgs) {
     alarmActions: [scaleToZero.arn],
   });
 
-  return { target, backlogTracking, startFromZero, startFromZeroAlarm, scaleToZero, scaleToZeroAlarm };
+  return { target, targetRef, backlogTracking, startFromZero, startFromZeroAlarm, scaleToZero, scaleToZeroAlarm, ecsTasks, sqs };
 }
 
 /** SQS metrics are keyed by queue name, the last field of arn:aws:sqs:REGION:ACCOUNT:NAME. */
@@ -157,7 +198,7 @@ export function queueNameFromArn(arn: string): string {
   return parts[5]!;
 }
 
-interface MetricRef {
+export interface MetricRef {
   namespace: string;
   metricName: string;
   dimensions: Record<string, Input<string>>;
@@ -173,6 +214,7 @@ function sqsMetrics(queueName: Input<string>) {
     visible: metric('ApproximateNumberOfMessagesVisible'),
     // "Not visible" is SQS for leased: the jobs runners are working on right now.
     inflight: metric('ApproximateNumberOfMessagesNotVisible'),
+    oldest: metric('ApproximateAgeOfOldestMessage'),
   };
 }
 
@@ -200,7 +242,7 @@ function toTrackingQuery(q: TrackingInput) {
   };
 }
 
-function alarmStat(id: string, metric: MetricRef, statistic: string) {
+export function alarmStat(id: string, metric: MetricRef, statistic: string) {
   return {
     id,
     returnData: false,

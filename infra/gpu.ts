@@ -15,7 +15,7 @@
  * Everything here is a function of plain inputs (ARNs, names, numbers), so the Pulumi mock
  * tests build it exactly as a deploy does.
  */
-import { all, interpolate, jsonStringify, type Input } from '@pulumi/pulumi';
+import { all, interpolate, jsonStringify, type Input, type Resource } from '@pulumi/pulumi';
 import { autoscaling, cloudwatch, ec2, ecr, ecs, getAvailabilityZones, getCallerIdentity, getRegion, iam, ssm } from '@pulumi/aws';
 import {
   EC2_TRUST_POLICY,
@@ -24,42 +24,19 @@ import {
   runnerTaskPolicy,
   serviceTrustPolicy,
 } from './iam.ts';
-import { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queues.ts';
+import {
+  MODEL_CACHE_HOST_PATH,
+  MODEL_CACHE_VOLUME,
+  RUNNER_UID,
+  runnerContainerDefinition,
+} from './runner-task.ts';
+
+// the runner's task settings live in infra/runner-task.ts (pure, for tools too); re-exported here
+export * from './runner-task.ts';
 
 /** The ECS GPU-optimized Amazon Linux 2023 AMI, as AWS publishes it. */
 export const GPU_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id';
 
-export const RUNNER_CONTAINER = 'runner';
-/** Rewritten every 10 s by the runner (gpu-runner/aws/liveness.ts), read by the health check. */
-export const RUNNER_LIVENESS_FILE = '/tmp/amdm-runner.alive';
-/**
- * The container health check: healthy while the liveness file is fresh (gpu-runner/aws/
- * healthcheck.mjs, 60 s by default). An unhealthy essential container makes ECS replace the
- * task; the start period (ECS's maximum, 300 s) covers the model sync and warm-up, during
- * which the runner already beats (it starts the liveness file first).
- */
-export const RUNNER_HEALTH_CHECK = {
-  command: ['CMD', 'node', 'gpu-runner/aws/healthcheck.mjs'],
-  interval: 30,
-  timeout: 5,
-  retries: 3,
-  startPeriod: 300,
-} as const;
-/** The runner's model cache inside the container (filled from s3://BUCKET/models/ at start). */
-export const RUNNER_MODELS_DIR = '/var/cache/amdm/models';
-/**
- * ECS allows at most 120 s between SIGTERM and SIGKILL on EC2. The runner drains in that
- * window: it finishes or releases its job (the lease goes back to the queue) and clears its
- * task protection. Its own grace period is shorter, so the release happens before the kill.
- */
-export const RUNNER_STOP_TIMEOUT_SECONDS = 120;
-export const RUNNER_GRACE_SECONDS = 90;
-/**
- * Soft memory reservation for the runner container. Every default instance type has 16 GiB;
- * 12 GiB leaves room for the ECS agent and the OS, and being soft lets the runner use more
- * when a bigger type has it.
- */
-export const RUNNER_MEMORY_RESERVATION_MIB = 12 * 1024;
 /** Root volume: the CUDA image (~8 GB), its extraction, and the model cache. */
 export const ROOT_VOLUME_GIB = 100;
 
@@ -86,7 +63,18 @@ export interface GpuFleetArgs {
   jobQueueArn: Input<string>;
   jobDeadLetterQueueArn: Input<string>;
   webhookQueueArn: Input<string>;
+  /** the counters table, where the runner releases finished jobs (infra/counters.ts) */
+  countersTableArn: Input<string>;
   logRetentionDays?: number;
+  /**
+   * A non-production stage: `sst remove` must finish. The ASG, the service and the image
+   * repository are then deleted with what they hold (protected instances, running tasks,
+   * pushed images) instead of waiting for them, which never ends for scale-in-protected
+   * instances. Production keeps the waits (and refuses removal anyway: `protect`).
+   */
+  forceRemoval: boolean;
+  /** Service-linked roles created by this deploy (infra/service-roles.ts), to exist before their users. */
+  serviceLinkedRoles?: { ecs: Resource[]; ec2AutoScaling: Resource[] };
 }
 
 export function createGpuFleet(args: GpuFleetArgs) {
@@ -102,11 +90,16 @@ export function createGpuFleet(args: GpuFleetArgs) {
 
   const network = createNetwork(args);
 
-  const cluster = new ecs.Cluster('GpuCluster', {
-    // Container Insights publishes RunningTaskCount and DesiredTaskCount per service, which
-    // the backlog-per-task scaling divides by and the scale-from-zero alarm checks.
-    settings: [{ name: 'containerInsights', value: 'enabled' }],
-  });
+  const ecsRole = args.serviceLinkedRoles?.ecs ?? [];
+  const cluster = new ecs.Cluster(
+    'GpuCluster',
+    {
+      // Container Insights publishes RunningTaskCount and DesiredTaskCount per service, which
+      // the backlog-per-task scaling divides by and the scale-from-zero alarm checks.
+      settings: [{ name: 'containerInsights', value: 'enabled' }],
+    },
+    { dependsOn: ecsRole },
+  );
 
   const logGroup = new cloudwatch.LogGroup('RunnerLogs', {
     name: `/amdm/${args.stage}/runner`,
@@ -118,6 +111,8 @@ export function createGpuFleet(args: GpuFleetArgs) {
     // back to its commit.
     imageTagMutability: 'IMMUTABLE',
     imageScanningConfiguration: { scanOnPush: true },
+    // ECR refuses to delete a repository that holds images
+    forceDelete: args.forceRemoval,
   });
   new ecr.LifecyclePolicy('RunnerImagesLifecycle', {
     repository: repository.name,
@@ -187,6 +182,10 @@ export function createGpuFleet(args: GpuFleetArgs) {
       // Required by managed termination protection: instances are born protected, and ECS
       // lifts the protection only from instances that run no task.
       protectFromScaleIn: true,
+      // Deleting the group otherwise first scales it to zero and waits, and protected
+      // instances never leave (hashicorp/terraform#18507): force deletion terminates them with
+      // the group (DeleteAutoScalingGroup ForceDelete). Only where `sst remove` is expected.
+      forceDelete: args.forceRemoval,
       mixedInstancesPolicy: {
         launchTemplate: {
           launchTemplateSpecification: { launchTemplateId: launchTemplate.id, version: '$Latest' },
@@ -207,26 +206,31 @@ export function createGpuFleet(args: GpuFleetArgs) {
       ],
     },
     // Managed scaling owns the instance count; a deploy must not reset it.
-    { ignoreChanges: ['desiredCapacity'] },
+    { ignoreChanges: ['desiredCapacity'], dependsOn: args.serviceLinkedRoles?.ec2AutoScaling ?? [] },
   );
 
-  const capacityProvider = new ecs.CapacityProvider('GpuCapacity', {
-    autoScalingGroupProvider: {
-      autoScalingGroupArn: autoScalingGroup.arn,
-      managedTerminationProtection: 'ENABLED',
-      managedDraining: 'ENABLED',
-      managedScaling: {
-        status: 'ENABLED',
-        // 100: no idle spare instance. A spare GPU instance would cost more than the cold start
-        // it saves at this scale.
-        targetCapacity: 100,
-        minimumScalingStepSize: 1,
-        maximumScalingStepSize: args.maxTasks,
-        // GPU AMI boot, ECS agent registration and the first image pull take minutes.
-        instanceWarmupPeriod: 300,
+  const capacityProvider = new ecs.CapacityProvider(
+    'GpuCapacity',
+    {
+      autoScalingGroupProvider: {
+        autoScalingGroupArn: autoScalingGroup.arn,
+        managedTerminationProtection: 'ENABLED',
+        managedDraining: 'ENABLED',
+        managedScaling: {
+          status: 'ENABLED',
+          // 100: no idle spare instance. A spare GPU instance would cost more than the cold start
+          // it saves at this scale.
+          targetCapacity: 100,
+          minimumScalingStepSize: 1,
+          maximumScalingStepSize: args.maxTasks,
+          // GPU AMI boot, ECS agent registration and the first image pull take minutes.
+          instanceWarmupPeriod: 300,
+        },
       },
     },
-  });
+    // CreateCapacityProvider is the call that fails without ECS's service-linked role
+    { dependsOn: ecsRole },
+  );
 
   const clusterCapacity = new ecs.ClusterCapacityProviders('GpuClusterCapacity', {
     clusterName: cluster.name,
@@ -242,6 +246,7 @@ export function createGpuFleet(args: GpuFleetArgs) {
     // Bridge: the runner accepts no connections, so it needs no ENI of its own (GPU
     // instances have few), and the bridge is what the one-hop metadata limit keys on.
     networkMode: 'bridge',
+    volumes: [{ name: MODEL_CACHE_VOLUME, hostPath: MODEL_CACHE_HOST_PATH }],
     executionRoleArn: roles.executionRole.arn,
     taskRoleArn: roles.taskRole.arn,
     containerDefinitions: jsonStringify(
@@ -277,6 +282,8 @@ export function createGpuFleet(args: GpuFleetArgs) {
       deploymentCircuitBreaker: { enable: true, rollback: true },
       enableEcsManagedTags: true,
       propagateTags: 'SERVICE',
+      // removal does not wait for the tasks to drain (a protected task may hold a job)
+      forceDelete: args.forceRemoval,
     },
     {
       // Application Auto Scaling owns desiredCount; a deploy must not reset it to 0 under a
@@ -320,66 +327,6 @@ export async function lookupPlacement(maxZones = 3) {
   };
 }
 
-/**
- * The runner container. Its settings are the variables gpu-runner/main.ts reads, chosen to
- * agree with the rest of the stack: the lease matches the queue's visibility timeout, the
- * receive limit matches the redrive policy, the grace period ends before ECS's SIGKILL.
- */
-export function runnerContainerDefinition(args: {
-  image: string;
-  environment: Record<string, string>;
-  /** env var name -> SSM parameter ARN */
-  secrets: Record<string, string>;
-  logGroupName: string;
-  region: string;
-}) {
-  const environment: Record<string, string> = {
-    // S3 and SQS from the SST links, model sync, task protection (gpu-runner/main.ts)
-    AMDM_MODE: 'aws',
-    AMDM_LIVENESS_FILE: RUNNER_LIVENESS_FILE,
-    AWS_REGION: args.region,
-    ORT_PROVIDER: 'cuda',
-    AMDM_MODELS_DIR: RUNNER_MODELS_DIR,
-    RUNNER_VISIBILITY_SECONDS: String(JOB_VISIBILITY_TIMEOUT_SECONDS),
-    AMDM_MAX_RECEIVES: String(JOB_MAX_RECEIVE_COUNT),
-    RUNNER_GRACE_SECONDS: String(RUNNER_GRACE_SECONDS),
-    ...args.environment,
-  };
-  const byName = ([a]: [string, string], [b]: [string, string]) => (a < b ? -1 : a > b ? 1 : 0);
-  return {
-    name: RUNNER_CONTAINER,
-    image: args.image,
-    essential: true,
-    memoryReservation: RUNNER_MEMORY_RESERVATION_MIB,
-    // One whole GPU per task: ECS places the task only on an instance with a free GPU and
-    // exposes exactly that device to the container.
-    resourceRequirements: [{ type: 'GPU', value: '1' }],
-    environment: Object.entries(environment)
-      .sort(byName)
-      .map(([name, value]) => ({ name, value })),
-    secrets: Object.entries(args.secrets)
-      .sort(byName)
-      .map(([name, valueFrom]) => ({ name, valueFrom })),
-    stopTimeout: RUNNER_STOP_TIMEOUT_SECONDS,
-    // An init process forwards SIGTERM to node and reaps the sampler's children.
-    linuxParameters: { initProcessEnabled: true },
-    // A wedged runner (its event loop stuck) stops rewriting the liveness file; ECS then
-    // replaces the task, and its leases come back to the queue when they expire.
-    healthCheck: { ...RUNNER_HEALTH_CHECK, command: [...RUNNER_HEALTH_CHECK.command] },
-    logConfiguration: {
-      logDriver: 'awslogs',
-      options: {
-        'awslogs-group': args.logGroupName,
-        'awslogs-region': args.region,
-        'awslogs-stream-prefix': 'runner',
-        // Never block the runner on a slow log API; drop lines rather than stall sampling.
-        mode: 'non-blocking',
-        'max-buffer-size': '4m',
-      },
-    },
-  };
-}
-
 /** ECS agent configuration for the GPU instances. */
 export function ecsUserData(clusterName: string): string {
   return [
@@ -393,6 +340,11 @@ export function ecsUserData(clusterName: string): string {
     'echo "ECS_ENABLE_TASK_IAM_ROLE=true" >> /etc/ecs/ecs.config',
     // The runner image is large; keep it cached across task restarts on the same instance.
     'echo "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached" >> /etc/ecs/ecs.config',
+    // The model cache the runner tasks bind-mount: made here, owned by the image's user,
+    // since Docker would create a missing host path owned by root and the runner could not write.
+    `mkdir -p ${MODEL_CACHE_HOST_PATH}`,
+    `chown ${RUNNER_UID}:${RUNNER_UID} ${MODEL_CACHE_HOST_PATH}`,
+    `chmod 0750 ${MODEL_CACHE_HOST_PATH}`,
     '',
   ].join('\n');
 }
@@ -462,15 +414,17 @@ function createRoles(args: GpuFleetArgs, clusterName: Input<string>, secretParam
   const taskRole = new iam.Role('RunnerTaskRole', { assumeRolePolicy: ecsTasksTrust });
   const taskPolicy = new iam.RolePolicy('RunnerTaskPolicy', {
     role: taskRole.id,
-    policy: all([args.bucketArn, args.jobQueueArn, args.jobDeadLetterQueueArn, args.webhookQueueArn, clusterName]).apply(
-      ([bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, cluster]) =>
+    policy: all([args.bucketArn, args.jobQueueArn, args.jobDeadLetterQueueArn, args.webhookQueueArn, args.countersTableArn, clusterName]).apply(
+      ([bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, countersTableArn, cluster]) =>
         JSON.stringify(
           runnerTaskPolicy({
             bucketArn,
             jobQueueArn,
             jobDeadLetterQueueArn,
             webhookQueueArn,
+            countersTableArn,
             clusterTasksArn: `arn:aws:ecs:${args.region}:${args.accountId}:task/${cluster}/*`,
+            clusterServicesArn: `arn:aws:ecs:${args.region}:${args.accountId}:service/${cluster}/*`,
           }),
         ),
     ),

@@ -7,18 +7,28 @@
  *
  * The split of roles follows the store's one-writer-per-key rule:
  * - the edge creates jobs (request.json, cancel.json, index, idempotency, uploads) and reads
- *   API keys and job records; it may enqueue jobs but never consume them;
- * - the runner consumes jobs, writes status/outputs/usage, reads models, and enqueues
- *   webhooks (send only);
+ *   API keys and job records; it may enqueue jobs but never consume them; it counts active
+ *   jobs and request rates in the counters table (read and conditional update, never delete);
+ * - the runner consumes jobs, writes status/outputs/usage, reads models, enqueues webhooks
+ *   (send only), and releases finished jobs from the active-job counts (update of `admit#`
+ *   items only);
  * - the webhook Lambda consumes the webhook queue (SST's subscription grants exactly that),
  *   reads job records and writes only the webhook attempt records.
  * Admin keys (apikeys/ writes, apikey-ids/) belong to the operator's own credentials.
  *
- * ListBucket matters beyond listing: for a GetObject of a key that does not exist, S3 answers
- * 404 NoSuchKey only when the caller may list that key's prefix (it evaluates s3:ListBucket
- * with the key as s3:prefix), and 403 AccessDenied otherwise. The stores read missing keys
- * all the time (no cancel.json yet, an unknown API key), and a 403 would be an error, not
- * "absent". So every role may list exactly the prefixes it reads.
+ * ListBucket matters beyond listing. For a GetObject (or HeadObject) of a key that does not
+ * exist, S3 answers 404 NoSuchKey when the caller has s3:ListBucket on the bucket and 403
+ * AccessDenied when it does not (GetObject API reference, "Permissions"). What that check
+ * puts in the request context is not documented: whether an `s3:prefix` condition on the
+ * ListBucket grant is evaluated against the key (Ceph's RGW says AWS does, in its PR 68577)
+ * or fails because a GetObject has no s3:prefix (what the review of this stack reported).
+ * Only AWS can settle it, so the stack does not depend on the answer: every role that reads
+ * keys which may be absent (API keys, status.json, cancel.json, request.json, webhook
+ * attempts, model files) holds s3:ListBucket on the bucket without a condition. That lets
+ * those roles list every key name in the bucket; it grants no read of any object, the names
+ * under apikeys/ are peppered hashes, and the edge already lists every tenant's jobs.
+ * The stores still treat an AccessDenied on a read as an error with a message that says
+ * this (adapters/aws/s3-store.ts), never as "absent".
  */
 
 export interface PolicyStatement {
@@ -37,6 +47,8 @@ export interface PolicyDocument {
 export interface EdgeArns {
   bucketArn: string;
   jobQueueArn: string;
+  /** the counters table (infra/counters.ts) */
+  countersTableArn: string;
 }
 
 export interface RunnerArns {
@@ -46,10 +58,14 @@ export interface RunnerArns {
   webhookQueueArn: string;
   /** ARN pattern of the fleet cluster's tasks: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/* */
   clusterTasksArn: string;
+  /** ARN pattern of the fleet cluster's services: arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/* */
+  clusterServicesArn: string;
+  /** the counters table (infra/counters.ts) */
+  countersTableArn: string;
 }
 
 export function edgePolicy(arns: EdgeArns): PolicyDocument {
-  const { bucketArn, jobQueueArn } = arns;
+  const { bucketArn, jobQueueArn, countersTableArn } = arns;
   return {
     Version: '2012-10-17',
     Statement: [
@@ -77,23 +93,25 @@ export function edgePolicy(arns: EdgeArns): PolicyDocument {
         Action: ['s3:PutObject', 's3:PutObjectTagging'],
         Resource: [`${bucketArn}/tenants/*`],
       },
+      // Job listing and idempotency claims list under tenants/; an unknown API key, a job
+      // without cancel.json or status.json must read as NoSuchKey (401, "not canceled",
+      // "queued"), not AccessDenied (500).
+      listBucketForMissingKeys(bucketArn),
       {
-        Sid: 'ListReadPrefixes',
+        Sid: 'CountActiveJobsAndRequests',
         Effect: 'Allow',
-        // Job listing and idempotency claims list under tenants/. apikeys/ is here only so
-        // that an unknown API key reads as NoSuchKey (401) rather than AccessDenied (500): the
-        // edge never lists it, and the object names are peppered hashes, useless without the
-        // pepper.
-        Action: ['s3:ListBucket'],
-        Resource: [bucketArn],
-        Condition: { StringLike: { 's3:prefix': ['tenants/*', 'apikeys/*'] } },
+        // admit#{tenant}: read the admitted jobs, admit one (conditional update), release one;
+        // rate#{subject}#{window}: count a request (conditional update). No delete, no scan:
+        // items go through the table's TTL.
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: [countersTableArn],
       },
     ],
   };
 }
 
 export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
-  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn } = arns;
+  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn, clusterServicesArn, countersTableArn } = arns;
   return {
     Version: '2012-10-17',
     Statement: [
@@ -132,12 +150,23 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         Action: ['s3:PutObject', 's3:PutObjectTagging'],
         Resource: [`${bucketArn}/tenants/*`],
       },
+      // status.json and cancel.json of a job that has none yet, a model file missing from the
+      // upload, the fleet's start records (gpu-runner/aws/start-failure.ts)
+      listBucketForMissingKeys(bucketArn),
       {
-        Sid: 'ListModelsAndJobs',
+        Sid: 'RecordStarts',
         Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: [bucketArn],
-        Condition: { StringLike: { 's3:prefix': ['models/*', 'tenants/*'] } },
+        // one record per start and per failed start, tagged for expiry (gpu-runner/aws/start-failure.ts)
+        Action: ['s3:PutObject', 's3:PutObjectTagging'],
+        Resource: [`${bucketArn}/fleet/*`],
+      },
+      {
+        Sid: 'GiveUpStarting',
+        Effect: 'Allow',
+        // after repeated failed starts with no other task running: read the service's running
+        // count, then set its desired count to 0; only the services of the fleet's own cluster
+        Action: ['ecs:DescribeServices', 'ecs:UpdateService'],
+        Resource: [clusterServicesArn],
       },
       {
         Sid: 'TaskScaleInProtection',
@@ -146,6 +175,15 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         // pattern keeps a runner from protecting (or unprotecting) tasks of any other cluster.
         Action: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection'],
         Resource: [clusterTasksArn],
+      },
+      {
+        Sid: 'ReleaseJobSlots',
+        Effect: 'Allow',
+        // a finished job leaves its tenant's active-job count (adapters/aws/dynamo-admission.ts);
+        // only the admit# items, so a runner can neither read nor reset the request counts
+        Action: ['dynamodb:UpdateItem'],
+        Resource: [countersTableArn],
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['admit#*'] } },
       },
     ],
   };
@@ -179,15 +217,22 @@ export function webhookDeliveryPolicy(arns: WebhookDeliveryArns): PolicyDocument
         Action: ['s3:PutObject'],
         Resource: [`${bucketArn}/tenants/*/jobs/*/webhook/*`],
       },
-      {
-        Sid: 'ListJobRecords',
-        Effect: 'Allow',
-        // the attempts of a job are listed; and missing keys must read as 404 (see above)
-        Action: ['s3:ListBucket'],
-        Resource: [bucketArn],
-        Condition: { StringLike: { 's3:prefix': ['tenants/*'] } },
-      },
+      // the attempts of a job are listed; status.json and cancel.json may be absent
+      listBucketForMissingKeys(bucketArn),
     ],
+  };
+}
+
+/**
+ * s3:ListBucket on the whole bucket, with no s3:prefix condition: what makes S3 answer a
+ * missing key with 404 instead of 403 whatever the answer to the question in the header.
+ */
+export function listBucketForMissingKeys(bucketArn: string): PolicyStatement {
+  return {
+    Sid: 'ListBucketSoMissingKeysRead404',
+    Effect: 'Allow',
+    Action: ['s3:ListBucket'],
+    Resource: [bucketArn],
   };
 }
 

@@ -9,12 +9,27 @@
  * A bad value fails the deploy before any resource is planned, with a message naming the
  * variable, the value and what is allowed.
  */
+import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge-timing.ts';
 
 export interface StageParams {
   /** EC2 instance types for the GPU Auto Scaling group, in order of preference. */
   readonly gpuInstanceTypes: readonly string[];
   /** Upper bound for runner tasks (and GPU instances: one task per GPU). */
   readonly maxTasks: number;
+  /**
+   * Runner tasks kept running with an empty queue (a warm pool): jobs skip the cold start, at
+   * the price of that many GPU instances around the clock (docs/deploy.md). 0 scales to zero.
+   */
+  readonly minTasks: number;
+  /**
+   * Minutes runner tasks may be wanted with none running before the fleet is declared unable
+   * to start (alarm, notification, scale to zero; infra/alerts.ts).
+   */
+  readonly startTimeoutMinutes: number;
+  /** An email address subscribed to the stage's alerts (it must confirm the subscription). */
+  readonly alertEmail: string | null;
+  /** An existing SNS topic that also receives the stage's alerts (chat, paging), by ARN. */
+  readonly alertTopicArn: string | null;
   /** Minutes the job queue must stay empty (visible + in flight == 0) before scaling to zero. */
   readonly idleMinutes: number;
   /** Days before objects tagged as job outputs expire from the bucket. */
@@ -25,37 +40,65 @@ export interface StageParams {
   readonly runnerImageTag: string;
   /** Origins besides the Router's own URL allowed to GET/PUT the bucket from a browser. */
   readonly extraCorsOrigins: readonly string[];
-  /** The model catalog bundled into the edge Lambda (tools/model-catalog.ts), relative to the project root. */
+  /** The model catalog bundled into the edge Lambda (shared/model-catalog.ts), relative to the project root. */
   readonly modelCatalog: string;
+  /**
+   * The longest `Prefer: wait` the edge honours; longer ones are applied as this. It must end
+   * before CloudFront's origin read timeout (infra/edge-timing.ts).
+   */
+  readonly maxWaitSeconds: number;
+  /** Requests one client address may make in 5 minutes before the Router's WAF blocks it with a 429. */
+  readonly wafRateLimitPerIp: number;
 }
 
 /** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
 export const PARAM_ENV = {
   gpuInstanceTypes: 'AMDM_GPU_INSTANCE_TYPES',
   maxTasks: 'AMDM_MAX_TASKS',
+  minTasks: 'AMDM_MIN_TASKS',
+  startTimeoutMinutes: 'AMDM_START_TIMEOUT_MINUTES',
+  alertEmail: 'AMDM_ALERT_EMAIL',
+  alertTopicArn: 'AMDM_ALERT_TOPIC_ARN',
   idleMinutes: 'AMDM_IDLE_MINUTES',
   retentionDays: 'AMDM_RETENTION_DAYS',
   targetBacklogPerTask: 'AMDM_TARGET_BACKLOG_PER_TASK',
   runnerImageTag: 'AMDM_RUNNER_IMAGE_TAG',
   extraCorsOrigins: 'AMDM_CORS_ORIGINS',
   modelCatalog: 'AMDM_MODEL_CATALOG',
+  maxWaitSeconds: 'AMDM_MAX_WAIT_SECONDS',
+  wafRateLimitPerIp: 'AMDM_WAF_RATE_PER_IP',
 } as const satisfies Record<keyof StageParams, string>;
+
+/** The image tag until one is pushed: no such image exists, and the fleet is held at zero (infra/autoscaling.ts). */
+export const BOOTSTRAP_IMAGE_TAG = 'bootstrap';
 
 export const DEFAULT_PARAMS: StageParams = {
   // Single-GPU x86_64 types that the ECS GPU AMI supports; several types raise the chance that
   // one of them has capacity when a scale-out from zero needs an instance right now.
   gpuInstanceTypes: ['g5.xlarge', 'g6.xlarge', 'g4dn.xlarge'],
   maxTasks: 2,
+  minTasks: 0,
+  // A task counts as running once its image is pulled and its container started, so this
+  // covers instance launch, boot, agent registration and the image pull (docs/deploy.md puts
+  // them at a few minutes each); each minute beyond a real start is paid GPU time.
+  startTimeoutMinutes: 20,
+  alertEmail: null,
+  alertTopicArn: null,
   idleMinutes: 15,
   retentionDays: 7,
   targetBacklogPerTask: 3,
   // Placeholder until the first image is pushed (docs/deploy.md): the service sits at zero
   // tasks until a job arrives, so a first deploy without an image costs nothing and breaks
   // nothing but a job that would fail to start.
-  runnerImageTag: 'bootstrap',
+  runnerImageTag: BOOTSTRAP_IMAGE_TAG,
   extraCorsOrigins: [],
   // written by `npm run models:catalog` beside the packages' checksums.json
   modelCatalog: 'models/catalog.json',
+  // 50 + PREFER_WAIT_MARGIN_SECONDS (8) < CloudFront's 60 s origin read timeout
+  maxWaitSeconds: 50,
+  // The API lets one tenant make 20 requests a second (6000 in WAF's 5-minute window): a client
+  // with one key on one address never meets the WAF before the API's own 429.
+  wafRateLimitPerIp: 6000,
 };
 
 /**
@@ -86,16 +129,45 @@ export function readStageParams(env: Readonly<Record<string, string | undefined>
     return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
   };
 
+  const maxTasks = parseInteger('maxTasks', value('maxTasks'), 1, MAX_TASKS_LIMIT);
+  const minTasks = parseInteger('minTasks', value('minTasks'), 0, MAX_TASKS_LIMIT);
+  if (minTasks > maxTasks) {
+    throw new StageParamError(`${PARAM_ENV.minTasks}=${minTasks} is above ${PARAM_ENV.maxTasks}=${maxTasks}; allowed: 0..${maxTasks}`);
+  }
   return {
     gpuInstanceTypes: parseInstanceTypes(value('gpuInstanceTypes')),
-    maxTasks: parseInteger('maxTasks', value('maxTasks'), 1, MAX_TASKS_LIMIT),
+    maxTasks,
+    minTasks,
+    startTimeoutMinutes: parseInteger('startTimeoutMinutes', value('startTimeoutMinutes'), 10, MAX_IDLE_MINUTES),
+    alertEmail: parseEmail(value('alertEmail')),
+    alertTopicArn: parseTopicArn(value('alertTopicArn')),
     idleMinutes: parseInteger('idleMinutes', value('idleMinutes'), 1, MAX_IDLE_MINUTES),
     retentionDays: parseInteger('retentionDays', value('retentionDays'), 1, MAX_RETENTION_DAYS),
     targetBacklogPerTask: parseInteger('targetBacklogPerTask', value('targetBacklogPerTask'), 1, 1000),
     runnerImageTag: parseImageTag(value('runnerImageTag')),
     extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
     modelCatalog: parseCatalogPath(value('modelCatalog')),
+    maxWaitSeconds: parseInteger('maxWaitSeconds', value('maxWaitSeconds'), 1, ORIGIN_READ_TIMEOUT_SECONDS - PREFER_WAIT_MARGIN_SECONDS - 1),
+    // WAF's rate-based rules allow 10 to 2,000,000,000 requests per window
+    wafRateLimitPerIp: parseInteger('wafRateLimitPerIp', value('wafRateLimitPerIp'), 10, 2_000_000_000),
   };
+}
+
+function parseEmail(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  // SNS sends a confirmation mail; a typo would only ever show as alerts that never arrive
+  if (!/^[^\s@,]+@[^\s@,]+\.[^\s@,]+$/.test(raw)) {
+    throw new StageParamError(`${PARAM_ENV.alertEmail}="${raw}" is not an email address; allowed: one address, e.g. ops@example.com`);
+  }
+  return raw;
+}
+
+function parseTopicArn(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  if (!/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/.test(raw)) {
+    throw new StageParamError(`${PARAM_ENV.alertTopicArn}="${raw}" is not an SNS topic ARN; allowed: arn:aws:sns:REGION:ACCOUNT:NAME`);
+  }
+  return raw;
 }
 
 function parseCatalogPath(raw: string | undefined): string {

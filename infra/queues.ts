@@ -12,20 +12,10 @@
  * on every receive and extend; this queue default only matters to a consumer that does not.
  */
 import type { Input } from '@pulumi/pulumi';
+import { JOB_MAX_RECEIVE_COUNT, JOB_MESSAGE_RETENTION_SECONDS, WEBHOOK_MAX_RECEIVE_COUNT, WEBHOOK_VISIBILITY_TIMEOUT_SECONDS, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queue-settings.ts';
 
-export const JOB_VISIBILITY_TIMEOUT_SECONDS = 120;
-/** A job that failed three deliveries (crash, lost lease, unhandled error) goes to the DLQ. */
-export const JOB_MAX_RECEIVE_COUNT = 3;
-/**
- * Receives of one webhook message before SQS dead-letters it. The dispatcher
- * (gpu-runner/webhook-dispatcher.ts) makes 8 attempts by default, releasing the message with a
- * delay between them, and gives up on its own; each attempt is one receive. Early wake-ups
- * and lost leases add receives, so the redrive sits well above the schedule: it only catches
- * messages that crash the dispatcher every time.
- */
-export const WEBHOOK_MAX_RECEIVE_COUNT = 16;
-/** One delivery attempt: the dispatcher's HTTP timeout (15 s) with margin for signing and S3. */
-export const WEBHOOK_VISIBILITY_TIMEOUT_SECONDS = 60;
+export { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS, WEBHOOK_MAX_RECEIVE_COUNT, WEBHOOK_VISIBILITY_TIMEOUT_SECONDS };
+
 
 const DAY = 24 * 60 * 60;
 /**
@@ -34,7 +24,7 @@ const DAY = 24 * 60 * 60;
  */
 const DEAD_LETTER_RETENTION_SECONDS = 14 * DAY;
 /** Jobs and webhooks: 4 days (the SQS default) covers a weekend of the fleet being broken. */
-const SOURCE_RETENTION_SECONDS = 4 * DAY;
+const SOURCE_RETENTION_SECONDS = JOB_MESSAGE_RETENTION_SECONDS;
 
 export function deadLetterArgs() {
   return {

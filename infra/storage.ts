@@ -2,8 +2,9 @@
  * Storage: the one private bucket that holds API keys, job records, outputs, usage and models
  * (key layout in docs/architecture.md).
  *
- * Expiry is by object tag, not by prefix: outputs live under tenants/{t}/jobs/{id}/out/, and an
- * S3 lifecycle prefix cannot contain a wildcard for the tenant. Expiring all of tenants/ would
+ * Expiry is by object tag, not by prefix: outputs live under tenants/{t}/jobs/{id}/out/ and
+ * uploads under tenants/{t}/uploads/, and an S3 lifecycle prefix cannot contain a wildcard for
+ * the tenant. Expiring all of tenants/ would
  * also delete usage records (billing) and API-facing records, so the writer of an expendable
  * object tags it instead (EXPIRING_OBJECT_TAG) and one rule expires everything tagged.
  */

@@ -6,12 +6,16 @@
  * Lambda bundle includes it like any other import, and the local server serves the same
  * bytes. Nothing is fetched at run time and no font is downloaded.
  *
+ * The playground's presets are the request files in examples/, embedded in its page as
+ * JSON: the Lambda edge has no examples/ folder to read, and one page load needs no second
+ * request for them.
+ *
  * Runs from `npm run build:ui`, before `npm start` (prestart) and before every vitest run
  * (playground/vitest-setup.ts). The write is atomic and skipped when nothing changed, so
  * concurrent runs in one checkout do not disturb each other.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -20,6 +24,7 @@ import type { UiAsset, UiAssetBundle } from './generated/ui-assets.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SRC = join(HERE, 'src');
+const EXAMPLES = join(HERE, '..', 'examples');
 export const GENERATED_MODULE = join(HERE, 'generated', 'ui-assets.js');
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -43,6 +48,25 @@ async function bundle(entry: string, format: 'esm' | 'iife'): Promise<string> {
 async function minifyCss(entry: string): Promise<string> {
   const out = await build({ entryPoints: [join(SRC, entry)], bundle: true, minify: true, write: false, logLevel: 'silent', charset: 'utf8' });
   return out.outputFiles[0]!.text;
+}
+
+/**
+ * examples/*.json as the page's presets, `[{ name, request }]`, fewest models first (a
+ * newcomer meets the simplest first), as text safe inside <script type="application/json">:
+ * every "<" escaped, so no "</script>" in a prompt can end the element.
+ */
+export function examplesJson(dir = EXAMPLES): string {
+  const presets = readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => {
+      try {
+        return { name: f.slice(0, -'.json'.length), request: JSON.parse(readFileSync(join(dir, f), 'utf8')) as { models: unknown[] } };
+      } catch (err) {
+        throw new Error(`examples/${f}: not valid JSON: ${(err as Error).message}`);
+      }
+    })
+    .sort((a, b) => a.request.models.length - b.request.models.length || a.name.localeCompare(b.name));
+  return JSON.stringify(presets).replaceAll('<', '\\u003c');
 }
 
 /** Source maps are not shipped: drop the comments that would make browsers ask for them. */
@@ -73,8 +97,14 @@ export async function buildUiAssets(): Promise<UiAssetBundle> {
   const license = `swagger-ui-dist ${swaggerVersion}\n\n${swagger('LICENSE')}\n${swagger('NOTICE')}\n\n${swagger('swagger-ui-bundle.js.LICENSE.txt')}`;
   files['/assets/swagger-ui-bundle.js.LICENSE.txt'] = { contentType: 'text/plain; charset=utf-8', body: license, etag: `"${hash(license).slice(0, 32)}"`, immutable: false };
 
+  const inserts: Record<string, string> = { examples: examplesJson() };
   const page = (template: string): UiAsset => {
-    const body = readFileSync(join(SRC, template), 'utf8').replace(/\{\{([\w.-]+)\}\}/g, (_, logical: string) => {
+    const body = readFileSync(join(SRC, template), 'utf8').replace(/\{\{(=?)([\w.-]+)\}\}/g, (_, raw: string, logical: string) => {
+      if (raw) {
+        // {{=name}}: text generated here, not an asset name
+        if (!Object.hasOwn(inserts, logical)) throw new Error(`${template}: nothing to insert as "${logical}" (have ${Object.keys(inserts).join(', ')})`);
+        return inserts[logical]!;
+      }
       const name = names[logical];
       if (!name) throw new Error(`${template}: no asset "${logical}" (have ${Object.keys(names).join(', ')})`);
       return name;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../adapters/memory/memory-store.ts';
-import { createApiKey, hashApiKey, listApiKeys, parseApiKey, revokeApiKey, timingSafeEqual, verifyApiKey } from './api-keys.ts';
+import { createApiKey, hashApiKey, keyRevision, listApiKeys, parseApiKey, revokeApiKey, timingSafeEqual, verifyApiKey } from './api-keys.ts';
 
 const pepper = 'pepper-'.repeat(4);
 
@@ -54,6 +54,19 @@ describe('api keys', () => {
     await expect(createApiKey(store, { tenant: 'Acme', pepper })).rejects.toThrow(/tenant must match/);
     await expect(createApiKey(store, { tenant: '../x', pepper })).rejects.toThrow(/tenant must match/);
     await expect(createApiKey(store, { tenant: 'acme', pepper: 'short' })).rejects.toThrow(/pepper must be/);
+  });
+
+  it('every revocation, a repeated one too, moves the key revision; creating a key does not', async () => {
+    const store = new MemoryStore();
+    const a = await createApiKey(store, { tenant: 'acme', pepper });
+    expect(await keyRevision(store)).toBeNull();
+    await createApiKey(store, { tenant: 'acme', pepper });
+    expect(await keyRevision(store)).toBeNull();
+    await revokeApiKey(store, { keyIdOrKey: a.keyId, pepper });
+    const first = await keyRevision(store);
+    expect(first).not.toBeNull();
+    await revokeApiKey(store, { keyIdOrKey: a.keyId, pepper });
+    expect(await keyRevision(store)).not.toBe(first);
   });
 
   it('revoke of an unknown id is null', async () => {

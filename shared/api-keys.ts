@@ -8,7 +8,13 @@
  *   apikeys/{sha256(pepper || key)}.json  -> { tenant, keyId, created_at, hash }
  *   apikey-ids/{keyId}.json               -> { keyId, tenant, hash, created_at }
  *   apikeys-revoked/{keyId}.json          -> { keyId, revoked_at }
+ *   apikeys-revision.json                 -> a new random value after every revocation
  * Only the admin CLI writes them. Web Crypto only: the edge imports this module.
+ *
+ * The revision lets an edge that caches verified keys drop its cache the moment a key is
+ * revoked, from any process, at the price of one small read per request: the single node,
+ * where that read is a SQLite row, does so (edge/local.ts); the AWS edge, where it would be
+ * an S3 GET per request, trusts a verified key for `keyCacheSeconds` instead.
  */
 import type { ObjectStore } from './ports/store.ts';
 import { cryptoRandomBytes, randomAlnum, type RandomBytes } from './ids.ts';
@@ -97,13 +103,26 @@ export async function verifyApiKey(store: ObjectStore, pepper: string, key: stri
   return { tenant: rec.tenant, keyId: rec.keyId };
 }
 
+/** Changes on every revocation; see keyRevision. */
+export const KEY_REVISION_KEY = 'apikeys-revision.json';
+
+/**
+ * The current key revision: any change means some key was revoked since it was last read
+ * (the value carries no meaning beyond that). Null before the first revocation.
+ */
+export async function keyRevision(store: ObjectStore): Promise<string | null> {
+  const obj = await store.get(KEY_REVISION_KEY);
+  return obj ? new TextDecoder().decode(obj.body) : null;
+}
+
 /**
  * Revoke by key id or by the full key. Deleting apikeys/{hash}.json is what stops the key
- * working; the tombstone keeps `keys list` truthful. Returns null for an unknown key id.
+ * working; the tombstone keeps `keys list` truthful; the new key revision, written last,
+ * tells caching edges to look again. Returns null for an unknown key id.
  */
 export async function revokeApiKey(
   store: ObjectStore,
-  opts: { keyIdOrKey: string; pepper: string; now?: Date },
+  opts: { keyIdOrKey: string; pepper: string; now?: Date; random?: RandomBytes },
 ): Promise<{ keyId: string; tenant: string; alreadyRevoked: boolean } | null> {
   const keyId = parseApiKey(opts.keyIdOrKey)?.keyId ?? (KEY_ID_RE.test(opts.keyIdOrKey) ? opts.keyIdOrKey : null);
   if (!keyId) return null;
@@ -111,14 +130,15 @@ export async function revokeApiKey(
   if (!obj) return null;
   const rec = JSON.parse(new TextDecoder().decode(obj.body)) as ApiKeyRecord;
   const alreadyRevoked = (await store.get(`apikeys-revoked/${keyId}.json`)) !== null;
+  const revokedAt = (opts.now ?? new Date()).toISOString();
   await store.delete(`apikeys/${rec.hash}.json`);
   if (!alreadyRevoked) {
-    await store.put(
-      `apikeys-revoked/${keyId}.json`,
-      JSON.stringify({ keyId, revoked_at: (opts.now ?? new Date()).toISOString() }),
-      'application/json',
-    );
+    await store.put(`apikeys-revoked/${keyId}.json`, JSON.stringify({ keyId, revoked_at: revokedAt }), 'application/json');
   }
+  // after the delete: an edge that sees the new revision and looks the key up finds it gone.
+  // Random, so two admins revoking at once each leave a value no edge has seen.
+  const revision = randomAlnum(16, opts.random ?? cryptoRandomBytes);
+  await store.put(KEY_REVISION_KEY, JSON.stringify({ revision, keyId, revoked_at: revokedAt }), 'application/json');
   return { keyId, tenant: rec.tenant, alreadyRevoked };
 }
 

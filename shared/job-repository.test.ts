@@ -57,6 +57,8 @@ describe('JobRepository', () => {
     expect(repo.webhookAttemptKey('t', 'job_x', 3)).toBe('tenants/t/jobs/job_x/webhook/0003.json');
     expect(repo.usageKey('t', '2025-01-01', 'job_x')).toBe('tenants/t/usage/2025-01-01/job_x.json');
     expect(repo.uploadKey('t', 'upl_abcdefghij')).toBe('tenants/t/uploads/upl_abcdefghij');
+    expect(repo.uploadKey('t', 'upl_abcdefghij').startsWith(repo.uploadsPrefix('t'))).toBe(true);
+    expect(repo.uploadKey('t', 'upl_abcdefghij').startsWith(repo.uploadsPrefix('u'))).toBe(false);
     expect(repo.idempotencyClaimKey('t', 'h', 5, 'job_x')).toBe('tenants/t/idempotency/h/000000000000005-job_x.json');
   });
 

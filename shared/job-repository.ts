@@ -12,7 +12,9 @@ import type { ObjectStore } from './ports/store.ts';
 import {
   type JobRecord,
   type JobSpec,
+  type JobPreview,
   type JobStatus,
+  type JobWarning,
   type Output,
   type Problem,
   type Progress,
@@ -34,6 +36,8 @@ export interface StoredRequest {
 
 export interface StoredOutput {
   source: string;
+  /** the model the image comes from; absent in outputs stored before it existed */
+  model?: string;
   index: number;
   kind: 'image' | 'latent';
   content_type: string;
@@ -72,6 +76,19 @@ export interface StoredStatus {
   webhook_enqueued: boolean;
   /** when the job waits for another attempt after a transient failure */
   retry?: { failed_attempt: number; max_attempts: number; error: string; next_attempt_at: string } | null;
+  /** what the runner found while running (a prompt cut to the token limit); shaping's are in the spec */
+  warnings?: JobWarning[];
+}
+
+/** One preview frame as stored and streamed (`event: preview`); see JobPreview in the contract. */
+export type StoredPreviewFrame = Omit<JobPreview, 'job_id'>;
+
+/** preview.json: written by the runner holding the lease, overwritten while the job runs. */
+export interface StoredPreview {
+  v: 1;
+  latest: StoredPreviewFrame | null;
+  /** the frame of the window's last step of the latest image that had one */
+  window_end: StoredPreviewFrame | null;
 }
 
 /** cancel.json: written once by the edge. */
@@ -163,9 +180,15 @@ export class JobRepository {
   cancelKey(tenant: string, jobId: string): string {
     return `${this.jobPrefix(tenant, jobId)}cancel.json`;
   }
-  outputKey(tenant: string, jobId: string, source: string, index: number, kind: 'image' | 'latent'): string {
-    // a model id never contains '/', so the key stays inside the job's out/ folder
-    return `${this.jobPrefix(tenant, jobId)}out/${source}-${index}.${kind === 'image' ? 'png' : 'f32'}`;
+  outputKey(tenant: string, jobId: string, source: string, index: number, kind: 'image' | 'latent', model?: string): string {
+    // a model id never contains '/', so the key stays inside the job's out/ folder; solo
+    // images are one per model, so their name carries it
+    const name = source === 'solo' && model ? `solo-${model}` : source;
+    return `${this.jobPrefix(tenant, jobId)}out/${name}-${index}.${kind === 'image' ? 'png' : 'f32'}`;
+  }
+  /** preview.json: the latest small preview of every model's latent, overwritten while the job runs */
+  previewKey(tenant: string, jobId: string): string {
+    return `${this.jobPrefix(tenant, jobId)}preview.json`;
   }
   webhookAttemptKey(tenant: string, jobId: string, attempt: number): string {
     // zero-padded so byte order is attempt order
@@ -191,8 +214,12 @@ export class JobRepository {
   idempotencyClaimKey(tenant: string, keyHash: string, timeMs: number, jobId: string): string {
     return `${this.idempotencyPrefix(tenant, keyHash)}${String(timeMs).padStart(15, '0')}-${jobId}.json`;
   }
+  /** Every upload of the tenant is under it: a reference image's key outside it is not the tenant's. */
+  uploadsPrefix(tenant: string): string {
+    return `tenants/${tenant}/uploads/`;
+  }
   uploadKey(tenant: string, uploadId: string): string {
-    return `tenants/${tenant}/uploads/${uploadId}`;
+    return `${this.uploadsPrefix(tenant)}${uploadId}`;
   }
   usagePrefix(tenant: string): string {
     return `tenants/${tenant}/usage/`;
@@ -257,9 +284,13 @@ export class JobRepository {
   }
 
   async putOutput(tenant: string, jobId: string, out: Omit<StoredOutput, 'key'>, bytes: Uint8Array): Promise<StoredOutput> {
-    const key = this.outputKey(tenant, jobId, out.source, out.index, out.kind);
+    const key = this.outputKey(tenant, jobId, out.source, out.index, out.kind, out.model);
     await this.store.put(key, bytes, out.content_type);
     return { ...out, key };
+  }
+
+  async putPreview(tenant: string, jobId: string, preview: StoredPreview): Promise<void> {
+    await this.putJson(this.previewKey(tenant, jobId), preview);
   }
 
   async putUsage(rec: UsageRecord): Promise<void> {
@@ -296,6 +327,9 @@ export class JobRepository {
   }
   getCancel(tenant: string, jobId: string): Promise<StoredCancel | null> {
     return this.getJson<StoredCancel>(this.cancelKey(tenant, jobId));
+  }
+  getPreview(tenant: string, jobId: string): Promise<StoredPreview | null> {
+    return this.getJson<StoredPreview>(this.previewKey(tenant, jobId));
   }
 
   /** All objects of a job, read in parallel; null when the job does not exist for this tenant. */
@@ -345,6 +379,7 @@ export class JobRepository {
       outputs = await Promise.all(
         st.outputs.map(async (o) => ({
           source: o.source,
+          ...(o.model !== undefined ? { model: o.model } : {}),
           index: o.index,
           kind: o.kind,
           content_type: o.content_type,
@@ -393,6 +428,7 @@ export class JobRepository {
       usage: st?.usage ?? null,
       timings: st?.timings ?? { queued_ms: null, run_ms: null, onnx_ms: null, outside_onnx_ms: null },
       error: st?.error ?? null,
+      warnings: [...(req.spec.warnings ?? []), ...(st?.warnings ?? [])],
       outputs,
       webhook: req.webhook
         ? {

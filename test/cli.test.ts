@@ -127,6 +127,18 @@ describe('amdm client failures: one line, exit 2 for bad input, 1 otherwise', ()
     expect(after).toBe(before);
   });
 
+  it('a misspelt field is reported as the unknown field with what is allowed, not as the field it left missing', async () => {
+    // "promt" leaves "prompt" missing: zod reports the missing one first ("expected string, received undefined")
+    const misspelt = await amdm('submit', requestFile('misspelt.json', { models: [{ id: 'shapes-base', role: 'base', promt: 'a red circle' }] }), ...conn());
+    expect(misspelt.code).toBe(2);
+    expect(misspelt.err).toMatch(/^amdm submit: .*misspelt\.json: models\[0\]\.promt: unknown field "promt"; allowed: id, role, prompt, .* \(and 1 more\)\n$/);
+    // the same order from the server, for clients that send without checking first
+    const res = await stack.api('/v1/jobs', { body: { models: [{ id: 'shapes-base', role: 'base', promt: 'x' }], sampler: { seeed: 1 } } });
+    expect(res.status).toBe(422);
+    const fields = ((await res.json()) as { errors: { field: string }[] }).errors.map((e) => e.field);
+    expect(fields).toEqual(['models[0].promt', 'sampler.seeed', 'models[0].prompt']);
+  });
+
   it('a request the server refuses (unknown model) is exit 2 naming the field; a file that is not JSON too', async () => {
     const unknown = await amdm('submit', requestFile('unknown.json', { models: [{ id: 'no-such-model', role: 'base', prompt: 'x' }] }), ...conn());
     expect(unknown.code).toBe(2);
@@ -153,6 +165,10 @@ describe('amdm client failures: one line, exit 2 for bad input, 1 otherwise', ()
     const badDay = await amdm('usage', '--from', '2025-02-30', ...conn());
     expect(badDay.code).toBe(2);
     expect(badDay.err).toMatch(/query\.from: must be a real calendar date/);
-    for (const r of [noKey, badKey, missing, down, badDay]) expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+    // only --from, more than a year ago: the line names the option given, not the `to` the server filled in
+    const longAgo = await amdm('usage', '--from', '2000-01-01', ...conn());
+    expect(longAgo.code).toBe(2);
+    expect(longAgo.err).toMatch(/^amdm usage: query\.from: at most 366 days before `to` \(not given: today, \d{4}-\d\d-\d\d\); give `to` as well \(HTTP 400\)\n$/);
+    for (const r of [noKey, badKey, missing, down, badDay, longAgo]) expect(r.err.trimEnd().split('\n')).toHaveLength(1);
   });
 });

@@ -12,7 +12,7 @@ import { CATALOG } from '../bench/job-bodies.ts';
 import { startLocalEdge } from '../edge/local.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import { SQLITE_QUEUE_FILE } from '../adapters/embedded/sqlite-queue.ts';
-import { dataLayout, loadSecrets, openEmbedded } from '../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded } from '../single-node/data-dir.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -56,7 +56,7 @@ describe('create on the single node', () => {
     const before = adapters.store.commitLog?.('tenants/acme/index/x');
     expect(before).toBeDefined();
     expect(adapters.jobs.commitLog?.()).toBe(before);
-    const commits = () => (before as { stats: { commits: number } }).stats.commits;
+    const commits = () => (before as unknown as { stats: { commits: number } }).stats.commits;
     const c0 = commits();
     const res = await create(1);
     expect(res.status).toBe(202);

@@ -1,6 +1,6 @@
 /**
  * `npm run models:catalog -- [--models DIR] [--out FILE] [--check]`: writes the catalog the
- * edge Lambda serves (tools/model-catalog.ts) from a folder of model packages.
+ * edge Lambda serves (shared/model-catalog.ts) from a folder of model packages.
  *
  * The models come from the engine itself (`createEngine(...).catalog()`, which reads only
  * each package's JSON), so the Lambda lists exactly what a runner with the same folder
@@ -13,8 +13,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine } from '../gpu-runner/engine/index.ts';
-import { BUILTIN_MODELS_DIR } from './single-node.ts';
-import { formatModelCatalog, modelsChecksumsSha256 } from './model-catalog.ts';
+import { BUILTIN_MODELS_DIR } from '../single-node/data-dir.ts';
+import { formatModelCatalog, modelsChecksumsSha256 } from '../shared/model-catalog.ts';
 
 /** The catalog file's text for the packages in `modelsDir`. */
 export async function modelCatalogText(modelsDir: string): Promise<string> {

@@ -43,6 +43,11 @@ export interface S3StoreOptions {
   tags?: (key: string) => Readonly<Record<string, string>> | null;
 }
 
+/** Kept back from the signing credentials' expiry: clocks differ, and a download takes time to start. */
+const PRESIGN_EXPIRY_MARGIN_SECONDS = 60;
+/** See presignableSeconds: the edge's own output URL lifetime (edge/deps.ts outputUrlTtlSeconds). */
+export const PRESIGN_UNKNOWN_TEMPORARY_SECONDS = 900;
+
 /** S3's limits: at most 10 tags; keys 1-128 and values 0-256 characters of a restricted set. */
 const TAG_CHARS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 
@@ -68,6 +73,36 @@ function isNoSuchKey(err: unknown): boolean {
   // some S3-compatible servers answer a missing key with a bare 404; a missing bucket is a
   // misconfiguration and must not read as "no object"
   return e?.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket';
+}
+
+/** S3 refused a read with 403 AccessDenied. */
+function isAccessDenied(err: unknown): boolean {
+  const e = err as { name?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403;
+}
+
+/**
+ * A read that S3 refused. Never "absent": S3 answers a missing key with 403 instead of 404
+ * when the caller lacks s3:ListBucket on the bucket, so a denied read may be a missing key or
+ * a real lack of access, and guessing either way would be wrong. The message says how to
+ * tell them apart.
+ */
+export class StoreAccessDeniedError extends Error {
+  override name = 'StoreAccessDeniedError';
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    readonly action: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `S3 denied ${action} on s3://${bucket}/${key} (403 AccessDenied). ` +
+        `If the key may be absent, S3 answers 403 instead of 404 unless the caller holds s3:ListBucket on arn:aws:s3:::${bucket} ` +
+        `with no s3:prefix condition (infra/iam.ts listBucketForMissingKeys); otherwise the role lacks ${action} on the key. ` +
+        'Treated as an error, not as a missing key.',
+      options,
+    );
+  }
 }
 
 export class S3Store implements ObjectStore {
@@ -107,8 +142,7 @@ export class S3Store implements ObjectStore {
     const objectKey = this.objectKey(key);
     const bytes = checkBodyType(body);
     const type = checkContentType(contentType);
-    const tags = this.tags?.(key);
-    const tagging = tags ? encodeTagging(tags, key) : undefined;
+    const tagging = this.tagging(key);
     await this.client.send(
       new PutObjectCommand({
         Bucket: this.bucket,
@@ -129,6 +163,7 @@ export class S3Store implements ObjectStore {
       return { body: await out.Body.transformToByteArray(), contentType: out.ContentType ?? DEFAULT_CONTENT_TYPE };
     } catch (err) {
       if (isNoSuchKey(err)) return null;
+      if (isAccessDenied(err)) throw new StoreAccessDeniedError(this.bucket, objectKey, 's3:GetObject', { cause: err });
       throw err;
     }
   }
@@ -165,14 +200,48 @@ export class S3Store implements ObjectStore {
   }
 
   /**
-   * The URL signs the Content-Type header, so the upload must send exactly `contentType`.
+   * The longest lifetime, up to `wantedSeconds`, that a URL presigned now keeps: a presigned
+   * URL stops working when the credentials that signed it expire, whatever its X-Amz-Expires
+   * (AWS Knowledge Center, "presigned URL ... expiring before the expiration time"). Callers
+   * mint with this and state it (expires_at), so a URL never claims more than it holds.
+   *
+   * - credentials with an expiration (the ECS task role, STS): until then, less a minute;
+   * - temporary credentials with no stated expiration (a Lambda role's, from environment
+   *   variables; AWS says such services "don't necessarily comply with the role's session
+   *   duration"): at most `unknownTemporarySeconds`, the lifetime the edge already gives the
+   *   URLs of every job read made with the same credentials; a reader that needs longer
+   *   reads the job again and gets fresh ones;
+   * - long-term keys: `wantedSeconds`.
+   */
+  async presignableSeconds(wantedSeconds: number, unknownTemporarySeconds = PRESIGN_UNKNOWN_TEMPORARY_SECONDS): Promise<number> {
+    checkSignedUrlTtl(wantedSeconds);
+    const credentials = await this.client.config.credentials();
+    if (credentials.expiration) {
+      const left = Math.floor((credentials.expiration.getTime() - Date.now()) / 1000) - PRESIGN_EXPIRY_MARGIN_SECONDS;
+      return Math.max(1, Math.min(wantedSeconds, left));
+    }
+    if (credentials.sessionToken) return Math.min(wantedSeconds, unknownTemporarySeconds);
+    return wantedSeconds;
+  }
+
+  /**
+   * The URL signs the Content-Type header, so the upload must send exactly `contentType`, and,
+   * when the key's tag rule gives it tags, the x-amz-tagging header (signedPutHeaders).
+   *
+   * Tags travel as a signed header, never as a query parameter: whether S3 applies an
+   * x-amz-tagging query parameter of a presigned PUT is disputed in public reports
+   * (aws/aws-sdk#782 says it is ignored), while a signed header is applied and cannot be left
+   * out, since S3 refuses a request without a header its signature covers. So an upload
+   * either carries its expiry tag or is not stored.
    */
   async signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string> {
     this.checkOpen();
+    const tagging = this.tagging(key);
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: this.objectKey(key),
       ContentType: checkContentType(contentType),
+      ...(tagging !== undefined ? { Tagging: tagging } : {}),
     });
     // Since SDK 3.729 the default checksum middleware signs a CRC32 of the (empty) body into
     // the URL, and S3 then rejects every real upload with a checksum mismatch. The uploader's
@@ -191,8 +260,21 @@ export class S3Store implements ObjectStore {
     );
     return getSignedUrl(this.client, command, {
       expiresIn: checkSignedUrlTtl(ttlSeconds),
-      signableHeaders: new Set(['content-type']),
+      signableHeaders: new Set(['content-type', ...(tagging !== undefined ? ['x-amz-tagging'] : [])]),
+      // the presigner moves x-amz-* headers into the query unless told otherwise
+      unhoistableHeaders: new Set(tagging !== undefined ? ['x-amz-tagging'] : []),
     });
+  }
+
+  /** The header a PUT to signedPutUrl(key) must send: the key's tags, as that URL signed them. */
+  signedPutHeaders(key: string): Readonly<Record<string, string>> {
+    const tagging = this.tagging(key);
+    return tagging !== undefined ? { 'x-amz-tagging': tagging } : {};
+  }
+
+  private tagging(key: string): string | undefined {
+    const tags = this.tags?.(key);
+    return tags ? encodeTagging(tags, key) : undefined;
   }
 
   /** The S3Client belongs to the caller, who destroys it. */

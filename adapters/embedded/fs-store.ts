@@ -31,15 +31,22 @@
  * which syncs all their files in parallel and each touched directory once, then resolves
  * them together. Under load one round serves tens of puts; alone, a put is a round of its own.
  *
+ * A full disk (ENOSPC, EDQUOT) rejects the put with StorageFullError after the temp file is
+ * removed, so the target keeps its old object and no space stays taken.
+ *
+ * Crash debris: a process killed during a put leaves its temp file behind (readers and listings
+ * skip '@' names, so it is invisible, but it holds space). `sweepTempFiles()` removes temp
+ * files older than STALE_TEMP_MS; the single node runs it at start (single-node/data-dir.ts).
+ *
  * Listing walks the directories in UTF-8 byte order of the keys, so its cost grows with the
  * size of the listed directories; fine for a local deployment, which is what this store is for.
  */
 import * as fs from 'node:fs';
-import { readdir, rmdir, unlink } from 'node:fs/promises';
+import { readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import type { ListResult, ObjectStore, StorageObserver, StoredObject } from '../../shared/ports/store.ts';
 import { BlobUrlSigner, type BlobSigningOptions } from '../blob-url-signer.ts';
 import {
   checkBodyType,
@@ -49,6 +56,7 @@ import {
   compareBytes,
   showKey,
 } from '../store-rules.ts';
+import { asStorageFull } from './storage-full.ts';
 
 export interface FsStoreOptions {
   /** directory holding the objects; created when missing */
@@ -56,6 +64,8 @@ export interface FsStoreOptions {
   signing: BlobSigningOptions;
   /** clock for URL expiry, in ms; tests may pin it */
   now?: () => number;
+  /** told when a put finds the disk full, and when a put succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 /** What the group commit has done since the store opened; for tests and the bench. */
@@ -77,6 +87,13 @@ export const MAX_ESCAPED_SEGMENT_BYTES = 240;
 const DIR_SUFFIX = '@';
 /** temp names carry no segment, so they fit NAME_MAX whatever the key */
 const TEMP_PREFIX = '@tmp-';
+/**
+ * A temp file untouched for this long belongs to a write that died: the longest put (a 10 MiB
+ * upload: one write, one fdatasync, one rename) takes seconds even on a slow disk. And were a
+ * stalled writer to outlive this, its rename would find the file gone and the put would start
+ * over (the ENOENT retry in put()), so a sweep never loses an acknowledged write.
+ */
+export const STALE_TEMP_MS = 10 * 60_000;
 const HEADER_MAGIC = '#amdm-object v1';
 /** the magic, the longest length and type, and the separators */
 const MAX_HEADER_BYTES = HEADER_MAGIC.length + ' length='.length + 16 + ' type='.length + 255 + 1;
@@ -276,6 +293,7 @@ export class FsStore implements ObjectStore {
   private readonly signer: BlobUrlSigner;
   private readonly now: () => number;
   private readonly commits = new GroupCommit();
+  private readonly storage: StorageObserver | null;
   /**
    * Directories whose entries, up to the root, this process has made or seen made durable.
    * A directory not in here may have been created a moment ago (by us or by another process
@@ -295,6 +313,7 @@ export class FsStore implements ObjectStore {
     this.root = resolve(opts.root);
     this.signer = new BlobUrlSigner('FsStore', opts.signing);
     this.now = opts.now ?? Date.now;
+    this.storage = opts.storage ?? null;
   }
 
   /** Counters of the group commit (rounds, files, directory syncs) since the store opened. */
@@ -312,8 +331,14 @@ export class FsStore implements ObjectStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.writeDurably(dir, name, header, bytes);
+        this.storage?.room(this.root);
         return;
       } catch (err) {
+        const full = asStorageFull(err, this.root);
+        if (full) {
+          this.storage?.full(full);
+          throw full;
+        }
         if (!isMissing(err) || attempt === 3) throw err;
         this.forgetDir(dir);
       }
@@ -382,6 +407,48 @@ export class FsStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /**
+   * Removes the temp files of puts that died (kill -9, power cut) and were last written more
+   * than `olderThanMs` ago (default STALE_TEMP_MS), anywhere under the root. Fresh ones may
+   * belong to a put in flight, here or in another process, and are kept. Safe to run in
+   * several processes at once. Resolves with the number removed.
+   */
+  async sweepTempFiles(opts: { olderThanMs?: number } = {}): Promise<{ removed: number }> {
+    this.checkOpen();
+    const olderThanMs = opts.olderThanMs ?? STALE_TEMP_MS;
+    if (!(olderThanMs >= 0)) throw new RangeError(`FsStore.sweepTempFiles: olderThanMs must be a number >= 0; got ${String(opts.olderThanMs)}`);
+    // file times are wall-clock times, whatever clock the URLs are signed with
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    const visit = async (dir: string): Promise<void> => {
+      let entries: fs.Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isMissing(err)) return;
+        throw err;
+      }
+      for (const entry of entries) {
+        if (entry.isDirectory()) {
+          if (entry.name.endsWith(DIR_SUFFIX)) await visit(join(dir, entry.name));
+          continue;
+        }
+        if (!entry.name.startsWith(TEMP_PREFIX)) continue;
+        const path = join(dir, entry.name);
+        try {
+          if ((await stat(path)).mtimeMs > cutoff) continue;
+          await unlink(path);
+          removed++;
+        } catch (err) {
+          // renamed by its writer, or removed by another process's sweep
+          if (!isMissing(err)) throw err;
+        }
+      }
+    };
+    await visit(this.root);
+    return { removed };
   }
 
   /** Checks the key and maps it to its directory and file name. */

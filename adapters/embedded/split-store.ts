@@ -65,8 +65,6 @@ export class SplitStore implements ObjectStore {
   readonly records: ObjectStore;
   readonly blobs: ObjectStore;
   private closed = false;
-  /** an adoption in progress: every call waits for it */
-  private adopting: Promise<unknown> | null = null;
 
   constructor(opts: SplitStoreOptions) {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('SplitStore: options are required');
@@ -91,64 +89,24 @@ export class SplitStore implements ObjectStore {
     return flat;
   }
 
-  /** The records' log for a record key; none while legacy records are being adopted (a put waits for that). */
+  /** The records' log for a record key. */
   commitLog(key: string): CommitLog | undefined {
-    return this.adopting ? undefined : this.route(key).commitLog?.(key);
+    return this.route(key).commitLog?.(key);
   }
 
   async put(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
-    if (this.adopting) await this.adopting;
     return this.route(key).put(key, body, contentType);
   }
 
   async get(key: string): Promise<StoredObject | null> {
-    if (this.adopting) await this.adopting;
     return this.route(key).get(key);
   }
 
   async delete(key: string): Promise<void> {
-    if (this.adopting) await this.adopting;
     return this.route(key).delete(key);
   }
 
-  /**
-   * Moves every record found in the blobs store (the layout before records had a store of
-   * their own) into the records store, then deletes it from the blobs store. A record the
-   * records store already holds is newer and is kept. Calls made meanwhile wait for the end.
-   * Safe to run again, or in two processes at once.
-   */
-  adoptRecordsFromBlobs(): Promise<{ moved: number }> {
-    this.checkOpen();
-    const run = (async () => {
-      let moved = 0;
-      let cursor: string | null = null;
-      do {
-        const page: ListResult = await this.blobs.list('', { cursor, limit: 1000 });
-        for (const key of page.keys) {
-          if (isBlobKey(key)) continue;
-          const obj = await this.blobs.get(key);
-          if (obj && (await this.records.get(key)) === null) await this.records.put(key, obj.body, obj.contentType);
-          await this.blobs.delete(key);
-          moved++;
-        }
-        cursor = page.cursor;
-      } while (cursor !== null);
-      return { moved };
-    })();
-    const gate: Promise<unknown> = run.then(
-      () => {
-        if (this.adopting === gate) this.adopting = null;
-      },
-      () => {
-        if (this.adopting === gate) this.adopting = null;
-      },
-    );
-    this.adopting = gate;
-    return run;
-  }
-
   async list(prefix: string, opts?: { cursor?: string | null; limit?: number }): Promise<ListResult> {
-    if (this.adopting) await this.adopting;
     this.checkOpen();
     const { cursor, limit } = checkListOptions(prefix, opts);
     const fromRecords = prefixMayHoldRecords(prefix);
@@ -174,19 +132,16 @@ export class SplitStore implements ObjectStore {
   }
 
   async signedGetUrl(key: string, ttlSeconds: number): Promise<string> {
-    if (this.adopting) await this.adopting;
     return this.route(key).signedGetUrl(key, ttlSeconds);
   }
 
   async signedPutUrl(key: string, ttlSeconds: number, contentType: string): Promise<string> {
-    if (this.adopting) await this.adopting;
     return this.route(key).signedPutUrl(key, ttlSeconds, contentType);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.adopting) await this.adopting;
     const results = await Promise.allSettled([this.records.close(), this.blobs.close()]);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) throw new AggregateError(failed.map((f) => f.reason), 'SplitStore: closing a store failed');

@@ -19,11 +19,14 @@
  * write of a SqliteStore in the same file, is inserted by a single transaction just after that
  * turn, so a burst of API requests shares one WAL fsync, and each send still resolves only after
  * its message is durable.
+ *
+ * Every call that writes (send, a receive that leases, extend, ack, release) rejects with
+ * StorageFullError when the disk is full, and its transaction is not made.
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { LeaseLostError, type JobQueue, type Lease, type QueueStats, type ReceiveOptions } from '../../shared/ports/queue.ts';
-import type { CommitLog } from '../../shared/ports/store.ts';
+import type { CommitLog, StorageObserver } from '../../shared/ports/store.ts';
 import {
   checkBody,
   checkExtendSeconds,
@@ -53,8 +56,10 @@ export interface SqliteQueueOptions {
   pollIntervalMs?: number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
-  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  /** where group commits of this file run in this process (sqlite-database.ts); default DEFAULT_SQLITE_WRITER, or the writer of whoever opened the file first here */
   writer?: SqliteWriter;
+  /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 const INSERT_SQL = 'INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)';
@@ -69,6 +74,16 @@ function timeOrderedId(nowMs: number): string {
   const random = randomUUID();
   const t = nowMs.toString(16).padStart(12, '0');
   return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${random.slice(15)}`;
+}
+
+const changed = (r: Database.RunResult): boolean => r.changes > 0;
+
+/** Where a message stands in its queue (SqliteQueue.position). */
+export interface QueuePosition {
+  /** messages delivered before it (visible earlier, ties by send order), up to the cap; null when it is not in the queue */
+  ahead: number | null;
+  /** messages leased now, up to the cap */
+  inFlight: number;
 }
 
 interface Row {
@@ -110,6 +125,10 @@ export class SqliteQueue implements JobQueue {
   private readonly unlease: Database.Statement<[number, string, string, string]>;
   private readonly nextVisible: Database.Statement<[string, number], { next: number | null }>;
   private readonly count: Database.Statement<[number, number, number, string], QueueStats>;
+  private readonly placeById: Database.Statement<[string, string], { visible_at: number; seq: number }>;
+  private readonly placeByBody = new Map<number, Database.Statement<string[], { visible_at: number; seq: number }>>();
+  private readonly countAhead: Database.Statement<[string, number, number, number, number], { n: number }>;
+  private readonly countLeased: Database.Statement<[string, number, number], { n: number }>;
   private readonly receiveTx: (max: number, visibilitySeconds: number) => { leases: Lease[]; moved: boolean };
 
   constructor(opts: SqliteQueueOptions) {
@@ -137,7 +156,11 @@ export class SqliteQueue implements JobQueue {
     }
 
     // every queue and store on this file in this process shares one connection and one group commit
-    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, { busyTimeoutMs, ...(opts.writer ? { writer: opts.writer } : {}) });
+    this.shared = SharedDatabase.acquire(opts.dir, SQLITE_QUEUE_FILE, {
+      busyTimeoutMs,
+      ...(opts.writer ? { writer: opts.writer } : {}),
+      ...(opts.storage ? { storage: opts.storage } : {}),
+    });
     const file = this.shared.file;
     this.db = this.shared.db;
     this.channel = `${file}\0${this.name}`;
@@ -174,6 +197,14 @@ export class SqliteQueue implements JobQueue {
               COALESCE(SUM(visible_at > ? AND lease_token IS NOT NULL), 0) AS inFlight,
               COALESCE(SUM(visible_at > ? AND lease_token IS NULL), 0) AS delayed
          FROM messages WHERE queue = ?`,
+    );
+    this.placeById = this.db.prepare('SELECT visible_at, seq FROM messages WHERE id = ? AND queue = ?');
+    // index range scans capped at `max` rows: position() runs on the request path
+    this.countAhead = this.db.prepare(
+      'SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND (visible_at < ? OR (visible_at = ? AND seq < ?)) LIMIT ?)',
+    );
+    this.countLeased = this.db.prepare(
+      'SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE queue = ? AND visible_at > ? AND lease_token IS NOT NULL LIMIT ?)',
     );
 
     const receive = this.db.transaction((max: number, visibilitySeconds: number) => {
@@ -262,7 +293,7 @@ export class SqliteQueue implements JobQueue {
       if (signal?.aborted || this.closed) return [];
       // read before receiving: a commit by another process after this point wakes the wait
       const version = this.dataVersion();
-      const { leases, moved } = this.receiveTx(max, visibilitySeconds);
+      const { leases, moved } = this.shared.writeNow(() => this.receiveTx(max, visibilitySeconds), (r) => r.leases.length > 0 || r.moved);
       if (moved && this.deadLetter) wake(this.deadLetter.channel);
       if (leases.length > 0) {
         // waiters of this queue must re-plan around the new lease expiries
@@ -280,7 +311,7 @@ export class SqliteQueue implements JobQueue {
     this.checkOpen();
     checkLease('extend', lease);
     const seconds = checkExtendSeconds(visibilitySeconds);
-    const { changes } = this.setVisibleAt.run(Date.now() + seconds * 1000, lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.setVisibleAt.run(Date.now() + seconds * 1000, lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
     wake(this.channel);
   }
@@ -292,7 +323,7 @@ export class SqliteQueue implements JobQueue {
   async ack(lease: Lease): Promise<void> {
     this.checkOpen();
     checkLease('ack', lease);
-    const { changes } = this.deleteLeased.run(lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.deleteLeased.run(lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
   }
 
@@ -300,7 +331,7 @@ export class SqliteQueue implements JobQueue {
     this.checkOpen();
     checkLease('release', lease);
     const delay = checkReleaseDelay(delaySeconds);
-    const { changes } = this.unlease.run(Date.now() + delay * 1000, lease.messageId, this.name, lease.handle);
+    const { changes } = this.shared.writeNow(() => this.unlease.run(Date.now() + delay * 1000, lease.messageId, this.name, lease.handle), changed);
     if (changes === 0) throw new LeaseLostError(lease.messageId);
     wake(this.channel);
   }
@@ -314,6 +345,33 @@ export class SqliteQueue implements JobQueue {
     const now = Date.now();
     const row = this.count.get(now, now, now, this.name)!;
     return { visible: row.visible, inFlight: row.inFlight, delayed: row.delayed };
+  }
+
+  /**
+   * Where a message of this queue stands: how many messages are delivered before it and how
+   * many are leased now, each counted up to `max`. The message is named by its id, or, when
+   * the caller does not know the id (another process sent it), by strings its body contains
+   * (the first message that has them all). Reads only, on this connection.
+   */
+  position(message: { id: string } | { bodyContains: readonly [string, ...string[]] }, max: number): QueuePosition {
+    this.checkOpen();
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`SqliteQueue.position: max must be a positive integer; got ${String(max)}`);
+    const now = Date.now();
+    const row = 'id' in message ? this.placeById.get(message.id, this.name) : this.findByBody(message.bodyContains);
+    const inFlight = this.countLeased.get(this.name, now, max)?.n ?? 0;
+    if (!row) return { ahead: null, inFlight };
+    return { ahead: this.countAhead.get(this.name, row.visible_at, row.visible_at, row.seq, max)?.n ?? 0, inFlight };
+  }
+
+  private findByBody(parts: readonly string[]): { visible_at: number; seq: number } | undefined {
+    let find = this.placeByBody.get(parts.length);
+    if (!find) {
+      const likes = parts.map(() => "body LIKE ? ESCAPE '\\'").join(' AND ');
+      find = this.db.prepare(`SELECT visible_at, seq FROM messages WHERE queue = ? AND ${likes} LIMIT 1`);
+      this.placeByBody.set(parts.length, find);
+    }
+    const like = (p: string) => `%${p.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    return find.get(this.name, ...parts.map(like));
   }
 
   async close(): Promise<void> {

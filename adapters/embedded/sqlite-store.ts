@@ -12,12 +12,13 @@
  *
  * Durability: a put or a delete resolves once its transaction is committed with
  * synchronous=FULL (WAL fsync'd), so it survives a kill -9 and a power cut. A reader sees the
- * old or the new object, never a mix. Reads run on the caller's turn, in microseconds.
+ * old or the new object, never a mix. Reads run on the caller's turn, in microseconds. On a
+ * full disk the put or delete rejects with StorageFullError and its transaction is not made.
  *
  * Signed URLs are the embedded HMAC URLs (shared/signed-url.ts), served by the local edge.
  */
 import Database from 'better-sqlite3';
-import type { CommitLog, ListResult, ObjectStore, StoredObject } from '../../shared/ports/store.ts';
+import type { CommitLog, ListResult, ObjectStore, StorageObserver, StoredObject } from '../../shared/ports/store.ts';
 import { BlobUrlSigner, type BlobSigningOptions } from '../blob-url-signer.ts';
 import { checkBodyType, checkContentType, checkKey, checkListOptions, compareUtf8 } from '../store-rules.ts';
 import { SharedDatabase, type GroupCommitStats, type SqliteWriter } from './sqlite-database.ts';
@@ -36,8 +37,10 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** how long a statement waits for another process's write lock; default 5000 ms */
   busyTimeoutMs?: number;
-  /** where group commits of this file run in this process (sqlite-database.ts); default 'inline' */
+  /** where group commits of this file run in this process (sqlite-database.ts); default DEFAULT_SQLITE_WRITER, or the writer of whoever opened the file first here */
   writer?: SqliteWriter;
+  /** told when a write finds the disk full, and when one succeeds again (shared/ports/store.ts) */
+  storage?: StorageObserver;
 }
 
 const PUT_SQL =
@@ -71,6 +74,7 @@ export class SqliteStore implements ObjectStore {
     this.shared = SharedDatabase.acquire(opts.dir, file, {
       ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
       ...(opts.writer !== undefined ? { writer: opts.writer } : {}),
+      ...(opts.storage ? { storage: opts.storage } : {}),
     });
     const db = this.shared.db;
     try {

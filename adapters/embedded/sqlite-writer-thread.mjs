@@ -5,9 +5,10 @@
 // Plain JavaScript on purpose: a worker starts as plain Node, and loading a TypeScript loader
 // into every writer thread would cost more than this file does.
 //
-// Protocol. In: { batch: number, ops: { sql: string, params: unknown[] }[] }, or
-// { close: true } last. Out: { batches: number[], commit: number } once those batches are
-// durable, { batches: number[], error: { name, message, code } } when their transaction failed
+// Protocol. In: { batch: number, units: { ops: { sql, params, guard? }[], guarded: boolean }[] },
+// or { close: true } last. Out: { batches: number[], commit: number, refused: [batch, unit][] }
+// once those batches are durable (the refused units, whose guard changed no row, committed
+// nothing), { batches: number[], error: { name, message, code } } when their transaction failed
 // (none of them was committed), { closed: true } after close.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
@@ -24,8 +25,31 @@ const statement = (sql) => {
   if (!s) statements.set(sql, (s = db.prepare(sql)));
   return s;
 };
+const REFUSED = Symbol('refused');
+// a nested transaction is a savepoint: throwing rolls back the unit alone
+const guarded = db.transaction((ops) => {
+  for (const op of ops) {
+    const { changes } = statement(op.sql).run(...op.params);
+    if (op.guard && changes === 0) throw REFUSED;
+  }
+});
 const run = db.transaction((batches) => {
-  for (const b of batches) for (const op of b.ops) statement(op.sql).run(...op.params);
+  const refused = [];
+  for (const b of batches) {
+    for (const [i, u] of b.units.entries()) {
+      if (!u.guarded) {
+        for (const op of u.ops) statement(op.sql).run(...op.params);
+        continue;
+      }
+      try {
+        guarded(u.ops);
+      } catch (err) {
+        if (err !== REFUSED) throw err;
+        refused.push([b.batch, i]);
+      }
+    }
+  }
+  return refused;
 });
 let commits = 0;
 let closing = false;
@@ -40,8 +64,8 @@ parentPort.on('message', (first) => {
   if (batches.length > 0) {
     const ids = batches.map((b) => b.batch);
     try {
-      run.immediate(batches);
-      parentPort.postMessage({ batches: ids, commit: ++commits });
+      const refused = run.immediate(batches);
+      parentPort.postMessage({ batches: ids, commit: ++commits, refused });
     } catch (err) {
       parentPort.postMessage({ batches: ids, error: { name: err?.name ?? 'Error', message: String(err?.message ?? err), code: err?.code } });
     }

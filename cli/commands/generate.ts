@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { shapeJobRequest } from '../../shared/contract/index.ts';
 import { createEngine, EngineInputError } from '../../gpu-runner/engine/index.ts';
+import { describeWarning } from '../api-client.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 import { defaultModelsDir } from '../models-dir.ts';
 import { readRequestFile } from '../request-file.ts';
@@ -37,6 +38,11 @@ export const command: CliCommand = {
         throw new UsageError(`${file}: ${e.field}: ${e.message}${shaped.errors.length > 1 ? ` (and ${shaped.errors.length - 1} more)` : ''}`);
       }
       const spec = shaped.spec;
+      const warn = (w: Parameters<typeof describeWarning>[0]) => {
+        // above the bar, which redraws its own line
+        process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : ''}${describeWarning(w)}\n`);
+      };
+      for (const w of spec.warnings ?? []) warn(w);
       const bar = values.quiet
         ? null
         : new cliProgress.SingleBar(
@@ -47,7 +53,8 @@ export const command: CliCommand = {
       let result;
       try {
         result = await engine.generate(spec, {
-          onProgress: (p) => bar?.update(p.step, { image: p.image, images: p.images, phase: p.phase.replace('_', ' ') }),
+          onProgress: (p) => bar?.update(p.step, { image: p.image, images: p.images, phase: p.phase === 'solo' ? `${p.model} alone` : p.phase.replace('_', ' ') }),
+          onWarning: warn,
         });
       } catch (err) {
         if (err instanceof EngineInputError) throw new UsageError(`${file}: ${err.field ?? 'request'}: ${err.message}`);
@@ -57,7 +64,8 @@ export const command: CliCommand = {
       }
       const written: string[] = [];
       for (const o of result.outputs) {
-        const suffix = (o.source === 'aggregated' ? '' : `.${o.source}`) + (o.index > 0 ? `-${o.index}` : '');
+        // OUT.png, OUT.shapes-layout.png (its trajectory in the aggregated run), OUT.solo-shapes-layout.png (alone)
+        const suffix = (o.source === 'aggregated' ? '' : o.source === 'solo' ? `.solo-${o.model}` : `.${o.source}`) + (o.index > 0 ? `-${o.index}` : '');
         const path = o.kind === 'image' ? values.out.replace(/\.png$/, `${suffix}.png`) : values.out.replace(/\.png$/, `${suffix}.latent.f32`);
         await writeFile(path, o.bytes);
         written.push(path);

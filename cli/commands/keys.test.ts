@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { verifyApiKey } from '../../shared/api-keys.ts';
-import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
+import { announceServer, dataLayout, loadSecrets, openEmbeddedStore, type RunningServer } from '../../single-node/data-dir.ts';
 import { UsageError } from '../command.ts';
-import { command } from './keys.ts';
+import { command, singleNodeDir } from './keys.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -48,6 +48,51 @@ describe('amdm keys', () => {
     expect(JSON.parse(list.out)).toEqual([expect.objectContaining({ keyId, tenant: 'acme', revoked_at: expect.any(String) })]);
     expect((await run(['revoke', 'zzzzzzzzzzzz', '--data-dir', dir])).code).toBe(1);
     await store.close();
+  });
+
+  it('without --data-dir, a key goes to the running server\'s data folder, whatever the current folder', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'amdm-keys-data-'));
+    const runtime = mkdtempSync(join(tmpdir(), 'amdm-keys-run-'));
+    dirs.push(dataDir, runtime);
+    const secrets = loadSecrets(dataLayout(dataDir), {}); // the server started there
+    const withdraw = announceServer(runtime, { url: 'http://127.0.0.1:18795', data_dir: dataDir });
+    const saved = { DATA_DIR: process.env.DATA_DIR, AMDM_RUNTIME_DIR: process.env.AMDM_RUNTIME_DIR };
+    delete process.env.DATA_DIR;
+    process.env.AMDM_RUNTIME_DIR = runtime;
+    try {
+      const created = await run(['create', '--tenant', 'bob']);
+      expect(created.code).toBe(0);
+      expect(created.err).toContain(`using the data folder of the server running at http://127.0.0.1:18795: ${dataDir}`);
+      const store = openEmbeddedStore(dataLayout(dataDir), { blobSecret: secrets.blobSecret, publicBaseUrl: 'http://127.0.0.1:1' });
+      expect(await verifyApiKey(store, secrets.pepper, created.out.trim())).toMatchObject({ tenant: 'bob' });
+      await store.close();
+
+      // a folder no running server reads: made, but not silently
+      const other = mkdtempSync(join(tmpdir(), 'amdm-keys-other-'));
+      dirs.push(other);
+      const elsewhere = await run(['create', '--tenant', 'bob', '--data-dir', other]);
+      expect(elsewhere.code).toBe(0);
+      expect(elsewhere.err).toContain(`note: no running server uses ${other}`);
+      expect(elsewhere.err).toContain(`started with DATA_DIR=${other}`);
+    } finally {
+      withdraw();
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  it('never guesses: several running servers, or none and no ./data, is a usage error naming --data-dir', () => {
+    const server = (pid: number, dir: string): RunningServer => ({ pid, url: `http://127.0.0.1:${pid}`, data_dir: dir, started_at: '2025-01-01T00:00:00Z' });
+    expect(() => singleNodeDir(undefined, [server(1, '/a'), server(2, '/b')])).toThrow(/several servers are running: .*--data-dir/);
+    const empty = mkdtempSync(join(tmpdir(), 'amdm-keys-empty-'));
+    dirs.push(empty);
+    expect(() => singleNodeDir(undefined, [], join(empty, 'data'))).toThrow(/no server is running and .* holds no single node's data; start the server first/);
+    // a ./data a server once used is fine
+    loadSecrets(dataLayout(join(empty, 'data')), {});
+    expect(singleNodeDir(undefined, [], join(empty, 'data')).layout.dataDir).toBe(join(empty, 'data'));
+    expect(singleNodeDir('/x', [server(1, '/x')]).note).toBeNull();
   });
 
   it('refuses bad usage with UsageError (exit code 2)', async () => {

@@ -7,7 +7,12 @@
  * - `--data-dir DIR`: a single node's store under DIR;
  * - under `npx sst shell --stage STAGE` (SST_RESOURCE_Store in the environment): the stage's
  *   bucket, `Resource.Store.name`;
- * - otherwise DATA_DIR (default ./data).
+ * - DATA_DIR when set;
+ * - otherwise the DATA_DIR of the single node running now (`npm start` announces it, see
+ *   single-node/data-dir.ts), or ./data when none runs and ./data holds a single node's data.
+ *   Nothing else is guessed: several running servers, or no server and no ./data, is an
+ *   error naming --data-dir, never a key in a folder no server reads. A key made for a
+ *   folder no running server uses says so on stderr.
  *
  * The pepper: AMDM_KEY_PEPPER when set. Otherwise, for S3, the stage's KeyPepper secret
  * (`Resource.KeyPepper.value`, present under `sst shell`); a missing pepper is an error there,
@@ -15,8 +20,9 @@
  * For a single node, DATA_DIR/secrets/pepper (created on first use).
  *
  * Safe while the API runs: every key object has one writer (this command), the single node's
- * store commits each key in a SQLite transaction and S3 writes are atomic. A revoked key stops working within the
- * edge's key cache time (10 s).
+ * store commits each key in a SQLite transaction and S3 writes are atomic. A revoked key stops
+ * working on a single node's next request (revocation moves the key revision its edge reads,
+ * shared/api-keys.ts), and on AWS within the edge's key cache time (10 s).
  */
 import { parseArgs } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -25,11 +31,11 @@ import { hasLink, linkedString, type Links } from '../../adapters/aws/links.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { createApiKey, listApiKeys, revokeApiKey, TENANT_RE } from '../../shared/api-keys.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { dataLayout, loadSecrets, openEmbeddedStore } from '../../tools/single-node.ts';
+import { type DataLayout, type RunningServer, dataLayout, isInitialized, loadSecrets, openEmbeddedStore, runningServers, runtimeDir } from '../../single-node/data-dir.ts';
 import { UsageError, type CliCommand } from '../command.ts';
 
 const USAGE =
-  'keys create --tenant NAME | keys revoke KEY_ID_OR_KEY | keys list  [--data-dir DIR | --store s3://BUCKET[/PREFIX] [--region R]]   manage API keys (single node, or an AWS stage under `sst shell`)';
+  'keys create --tenant NAME | keys revoke KEY_ID_OR_KEY | keys list  [--data-dir DIR | --store s3://BUCKET[/PREFIX] [--region R]]   manage API keys (the running single node, or an AWS stage under `sst shell`)';
 
 interface Target {
   store: ObjectStore;
@@ -75,11 +81,37 @@ function openTarget(values: { 'data-dir'?: string; store?: string; region?: stri
     }
     return s3Target(bucket, prefix, pepper, values.region);
   }
-  const layout = dataLayout(values['data-dir'] ?? env.DATA_DIR ?? './data');
+  const { layout, note } = singleNodeDir(values['data-dir'] ?? env.DATA_DIR, runningServers(runtimeDir(env)));
+  if (note) process.stderr.write(`${note}\n`);
   const secrets = loadSecrets(layout, env);
   // the CLI never hands out blob URLs, but the store always signs with the deployment's key
   const store = openEmbeddedStore(layout, { blobSecret: secrets.blobSecret, publicBaseUrl: env.PUBLIC_BASE_URL ?? 'http://127.0.0.1:8787' });
   return { store, pepper: secrets.pepper, where: layout.dataDir, close: () => store.close() };
+}
+
+/** Which single node's folder: the one given, else the running server's, else ./data if it was ever used. */
+export function singleNodeDir(given: string | undefined, servers: readonly RunningServer[], fallback = './data'): { layout: DataLayout; note: string | null } {
+  const list = () => servers.map((s) => `${s.url} (data in ${s.data_dir})`).join(', ');
+  if (given !== undefined) {
+    const layout = dataLayout(given);
+    const elsewhere = servers.length > 0 && !servers.some((s) => s.data_dir === layout.dataDir);
+    return {
+      layout,
+      note: elsewhere ? `note: no running server uses ${layout.dataDir}; running: ${list()}. Keys made here work only for a server started with DATA_DIR=${layout.dataDir}` : null,
+    };
+  }
+  if (servers.length === 1) {
+    const s = servers[0]!;
+    return { layout: dataLayout(s.data_dir), note: `using the data folder of the server running at ${s.url}: ${s.data_dir}` };
+  }
+  if (servers.length > 1) throw new UsageError(`several servers are running: ${list()}; say which with --data-dir DIR`);
+  const layout = dataLayout(fallback);
+  if (!isInitialized(layout)) {
+    throw new UsageError(
+      `no server is running and ${layout.dataDir} holds no single node's data; start the server first (npm start), or give --data-dir DIR (the folder its banner shows under "data")`,
+    );
+  }
+  return { layout, note: null };
 }
 
 export const command: CliCommand = {

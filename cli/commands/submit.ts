@@ -3,15 +3,19 @@
  * is validated with the contract first (a bad file is one line naming the field, exit 2,
  * and nothing is sent). Without --wait it prints the job id and returns at once; with
  * --wait it follows the job's event stream with a progress bar on stderr until it
- * finishes; --out DIR (implies --wait) downloads the images there and prints their paths.
- * A job that fails or is canceled exits 1.
+ * finishes, and on a color terminal draws the live previews above the bar (each model's
+ * picture, side by side; elsewhere one line per end-of-window preview); --out DIR (implies
+ * --wait) downloads the images there and prints their paths. Warnings (a size rounded, a
+ * prompt cut to the token limit, ...) go to stderr as they appear. A job that fails or is
+ * canceled exits 1.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
 import { UsageError, type CliCommand } from '../command.ts';
-import { CONNECTION_OPTIONS, connect, describeProblem, describeState, download, withApi, type JobRecord } from '../api-client.ts';
+import { CONNECTION_OPTIONS, connect, describeProblem, describeState, describeWarning, download, outputFileName, withApi, type JobPreview, type JobRecord } from '../api-client.ts';
+import { type ColorDepth, previewLine, renderPreview } from '../preview-render.ts';
+import { TerminalBlock } from '../terminal-block.ts';
 import { readRequestFile } from '../request-file.ts';
 
 const USAGE = 'submit REQUEST.json [--wait] [--out DIR] [--json] [--quiet] [--url URL] [--key KEY]   send a job to a server (AMDM_URL, AMDM_API_KEY)';
@@ -38,6 +42,7 @@ export const command: CliCommand = {
     const wait = values.wait === true || values.out !== undefined;
 
     const job = await withApi(() => api.submit(request, values['idempotency-key'] ? { idempotencyKey: values['idempotency-key'] } : {}), file);
+    if (!values.quiet) for (const w of job.warnings ?? []) process.stderr.write(`${describeWarning(w)}\n`);
     if (!wait) {
       process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : `${job.id}\n`);
       if (!values.quiet && !values.json) process.stderr.write(`${describeState(job)}; follow it with: amdm status ${job.id}\n`);
@@ -54,8 +59,7 @@ export const command: CliCommand = {
     if (values.out !== undefined) {
       await mkdir(values.out, { recursive: true });
       for (const o of done.outputs) {
-        const ext = o.kind === 'image' ? 'png' : 'f32';
-        const path = join(values.out, `${done.id}-${o.source}-${o.index}.${ext}`);
+        const path = join(values.out, outputFileName(done.id, o));
         await download(o.url, path);
         if (!values.json) process.stdout.write(`${path}\n`);
       }
@@ -70,34 +74,59 @@ export const command: CliCommand = {
   },
 };
 
-/** Follow the job to its end; a progress bar on a terminal, one line per change otherwise. */
+/**
+ * Follow the job to its end: on a terminal a progress bar with the live previews above it,
+ * otherwise one line per change of status or phase (and per end-of-window preview).
+ */
 async function follow(api: ReturnType<typeof connect>, job: JobRecord, quiet: boolean): Promise<JobRecord> {
-  const tty = process.stderr.isTTY === true;
-  const bar =
-    quiet || !tty
-      ? null
-      : new cliProgress.SingleBar(
-          { format: '[{bar}] {value}/{total} {state}', stream: process.stderr, hideCursor: true, clearOnComplete: false, barsize: 30 },
-          cliProgress.Presets.shades_classic,
-        );
-  bar?.start(job.spec.sampler.steps, 0, { state: describeState(job) });
+  const err = process.stderr;
+  const tty = err.isTTY === true && !quiet;
+  const colors: ColorDepth | null = !tty ? null : err.hasColors?.(2 ** 24) ? 'truecolor' : err.hasColors?.(256) ? '256' : null;
+  const block = tty ? new TerminalBlock(err) : null;
+  const warned = new Set((job.warnings ?? []).map((w) => `${w.code} ${w.field}`));
+  let current = job;
+  let preview: string[] = [];
   let last = '';
-  const show = (j: JobRecord) => {
-    const state = describeState(j);
-    if (bar) {
-      bar.setTotal(j.progress?.total ?? j.spec.sampler.steps);
-      bar.update(j.status === 'succeeded' ? (j.progress?.total ?? 0) : (j.progress?.step ?? 0), { state });
+  const lines = () => [...preview, barLine(current, block?.columns ?? 80)];
+  const onUpdate = (j: JobRecord) => {
+    current = j;
+    for (const w of j.warnings ?? []) {
+      const key = `${w.code} ${w.field}`;
+      if (warned.has(key)) continue;
+      warned.add(key);
+      if (block) block.log(describeWarning(w), lines());
+      else if (!quiet) err.write(`${describeWarning(w)}\n`);
+    }
+    if (block) {
+      if (j.status !== 'running') preview = [];
+      block.render(lines());
     } else if (!quiet) {
       // without a terminal, a line per change of status or phase, not per step
-      const key = `${j.status} ${j.progress?.phase ?? ''} ${j.progress?.image ?? ''}`;
-      if (key !== last) process.stderr.write(`${j.id} ${state}\n`);
+      const key = `${j.status} ${j.progress?.phase ?? ''} ${j.progress?.image ?? ''} ${j.progress?.model ?? ''}`;
+      if (key !== last) err.write(`${j.id} ${describeState(j)}\n`);
       last = key;
     }
   };
-  show(job);
+  const onPreview = (p: JobPreview) => {
+    if (block && colors) {
+      preview = renderPreview(p, { columns: block.columns, colors });
+      block.render(lines());
+    } else if (!quiet && p.window_end) {
+      err.write(`${previewLine(job.id, p)}\n`);
+    }
+  };
+  onUpdate(job);
   try {
-    return await withApi(() => api.follow(job.id, { onUpdate: show }), `job ${job.id}`);
+    return await withApi(() => api.follow(job.id, { onUpdate, onPreview }), `job ${job.id}`);
   } finally {
-    bar?.stop();
+    block?.done();
   }
+}
+
+function barLine(j: JobRecord, columns: number): string {
+  const total = j.progress?.total ?? j.spec.sampler.steps;
+  const step = j.status === 'succeeded' ? total : (j.progress?.step ?? 0);
+  const width = Math.max(10, Math.min(30, columns - 50));
+  const filled = total > 0 ? Math.round((width * step) / total) : 0;
+  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${step}/${total} ${describeState(j)}`;
 }

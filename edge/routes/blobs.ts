@@ -110,7 +110,7 @@ export function registerBlobRoutes(app: EdgeApp, { deps }: RouteContext): void {
     request: { params: keyParam, query: signedQuery },
     responses: {
       200: { description: 'The blob', content: { 'image/png': { schema: z.string().meta({ format: 'binary' }), example: '(PNG bytes)' } } },
-      ...problems(403, 404),
+      ...problems(403, 404, 429),
     },
   });
   app.openAPIRegistry.registerPath({
@@ -124,6 +124,6 @@ export function registerBlobRoutes(app: EdgeApp, { deps }: RouteContext): void {
       query: signedQuery,
       body: { content: { 'image/png': { schema: z.string().meta({ format: 'binary' }), example: '(PNG bytes)' } } },
     },
-    responses: { 204: { description: 'Stored' }, ...problems(403, 404, 409, 413, 422) },
+    responses: { 204: { description: 'Stored' }, ...problems(403, 404, 409, 413, 422, 429, 507) },
   });
 }

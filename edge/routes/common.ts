@@ -2,7 +2,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { Problem } from '../../shared/contract/index.ts';
 import type { JobRepository } from '../../shared/job-repository.ts';
-import type { ActiveJobTracker } from '../active-jobs.ts';
+import type { JobAdmission } from '../../shared/ports/admission.ts';
 import type { ResolvedDeps } from '../deps.ts';
 import type { JobsService } from '../jobs-service.ts';
 import { PROBLEM_CONTENT_TYPE } from '../middleware/problem/index.ts';
@@ -18,7 +18,7 @@ export interface RouteContext {
   deps: ResolvedDeps;
   repo: JobRepository;
   jobs: JobsService;
-  active: ActiveJobTracker;
+  admission: JobAdmission;
 }
 
 const DESCRIPTIONS: Record<number, string> = {
@@ -30,8 +30,10 @@ const DESCRIPTIONS: Record<number, string> = {
   413: 'The body is too large',
   415: 'The body is not application/json',
   422: 'The body is well-formed but not valid; `errors` names each field at fault',
-  429: 'Rate limit or concurrent-job cap reached; see Retry-After',
+  429: 'Rate limit (per tenant; per client address for failed authentication and signed URLs) or concurrent-job cap reached; see Retry-After',
   500: 'Unexpected server failure (the body names only the request id)',
+  501: 'Not available on this deployment',
+  507: "The server's storage is full: nothing was written; reads keep working. Retry after Retry-After seconds",
 };
 
 /** OpenAPI responses for the given problem statuses, all application/problem+json. */

@@ -13,6 +13,11 @@
  * CDN logs, browser history and Referer headers). Browsers read the stream with fetch()
  * and a ReadableStream (shared/client/event-stream.ts), which sends the header.
  *
+ * While the job runs, `event: preview` carries each new live preview frame (a small picture
+ * of every model, see JobPreview in the contract), read from the job's preview.json, which
+ * the runner overwrites at most every 0.5 s; on AWS that is one more S3 read per poll of a
+ * running job. A preview never replaces a job event: clients that ignore it lose nothing.
+ *
  * The stream polls the store: the runner writes status.json (throttled) and nothing
  * pushes. Quiet stretches get a comment line so proxies (CloudFront reads time out after
  * 60 s) keep the connection, and a stream ends by itself after `maxStreamMs`; clients
@@ -20,7 +25,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
-import { type JobRecord, isTerminal } from '../../shared/contract/index.ts';
+import { type JobRecord, JobPreview, isTerminal } from '../../shared/contract/index.ts';
 import { JOB_ID_RE } from '../../shared/ids.ts';
 import { notFound } from '../jobs-service.ts';
 import { EXAMPLE_JOB, JobIdParam } from '../schemas.ts';
@@ -71,7 +76,8 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
     summary: 'Stream a job as server-sent events',
     description:
       'Sends `event: job` with the whole job (as GET /v1/jobs/{id}) first at once, then whenever its status, progress or queue position ' +
-      `changes (coalesced, at most every ${options.pollMs} ms), and closes after the event whose job is finished. Quiet gaps get a ` +
+      `changes (coalesced, at most every ${options.pollMs} ms), and closes after the event whose job is finished. While the job runs, ` +
+      '`event: preview` carries each new live preview (a JobPreview: a small PNG of every model, up to 64×64 pixels). Quiet gaps get a ' +
       `\`: keep-alive\` comment. A stream also closes after ${Math.round(options.maxStreamMs / 60_000)} minutes; reconnect, and the first event is the current state (events carry whole states, so no Last-Event-ID is needed). ` +
       'Send the API key in the Authorization header: the browser EventSource cannot, so read the stream with fetch() (see docs/api.md); ' +
       'keys are never accepted in URLs. Polling GET /v1/jobs/{id} is the fallback.',
@@ -86,6 +92,10 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
     },
   });
 
+  // the data of `event: preview`: no route answers with it as JSON, so it is listed by hand
+  const previewSchema = (z.toJSONSchema(JobPreview, { io: 'output' }).$defs as Record<string, object>).JobPreview!;
+  app.openAPIRegistry.registerComponent('schemas', 'JobPreview', previewSchema as never);
+
   app.openapi(jobEvents, async (c) => {
     const tenant = c.get('tenant');
     const id = c.req.valid('param').id;
@@ -98,16 +108,36 @@ export function registerEventRoutes(app: EdgeApp, ctx: RouteContext, options: Ev
       let last = '';
       let lastWrite = started;
       let sent = 0;
+      let previewSeq = 0;
       try {
         for (;;) {
           const record = await jobs.assemble(parts);
           const fp = fingerprint(record);
           const now = deps.clock.now();
-          if (fp !== last) {
+          let wrote = false;
+          const sendJob = async () => {
+            if (fp === last) return;
             await stream.writeSSE({ event: 'job', data: JSON.stringify(record), ...(sent === 0 ? { retry: options.retryMs } : {}) });
             last = fp;
-            lastWrite = now;
+            wrote = true;
             sent++;
+          };
+          // the first event is always the job; after that previews go first, since they were
+          // made before the state read with them (frames lag the progress they picture)
+          if (sent === 0) await sendJob();
+          if (record.status === 'running') {
+            const preview = await repo.getPreview(tenant, id);
+            // the window's end first when both are new: frames go out in the order they were made
+            const frames = [preview?.window_end, preview?.latest].filter((f): f is NonNullable<typeof f> => !!f && f.seq > previewSeq).sort((a, b) => a.seq - b.seq);
+            for (const f of frames.filter((f, i) => frames.findIndex((g) => g.seq === f.seq) === i)) {
+              await stream.writeSSE({ event: 'preview', data: JSON.stringify({ job_id: id, ...f }) });
+              previewSeq = f.seq;
+              wrote = true;
+            }
+          }
+          await sendJob();
+          if (wrote) {
+            lastWrite = now;
           } else if (now - lastWrite >= options.keepAliveMs) {
             await stream.write(': keep-alive\n\n');
             lastWrite = now;

@@ -3,8 +3,13 @@
  * cache before the runner takes its first job, verified against models/checksums.json
  * ({relative path: sha256 hex}, written by tools/shapes/export.py).
  *
- * - A file already in the cache with the listed hash is kept: a restarted task on the same
- *   instance (or a warm cache volume) starts without downloading gigabytes again.
+ * - A file already in the cache with the listed hash is kept: on AWS the cache is a folder of
+ *   the instance bind-mounted into the task (infra/gpu.ts), so a task restarted on the same
+ *   instance, or the next one after a deploy, starts without downloading gigabytes again.
+ * - Files download in parallel (`concurrency`, default 4): one S3 connection carries far less
+ *   than an instance's network, and a package is a few large files plus small ones. Tasks
+ *   sharing the cache may sync at the same time: each writes its own partial file and
+ *   renames it into place, so they only ever waste a download, never corrupt a file.
  * - A download is streamed to a temporary file while being hashed, and renamed into place
  *   only when the hash matches, so the cache never holds a partial or wrong model; on a
  *   mismatch the sync stops with an error naming the file, since sampling with a corrupt or
@@ -15,15 +20,18 @@
  * The caller passes the source (an S3Client for the bucket, or any ObjectStore-like reader)
  * and the directory; this module reads no environment.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { StoreAccessDeniedError } from '../../adapters/aws/s3-store.ts';
 
 export const MANIFEST_NAME = 'checksums.json';
+/** Where the packages live in the stage's bucket: s3://BUCKET/models/ (docs/deploy.md). */
+export const MODELS_PREFIX = 'models/';
 
 /** Where models come from: relative keys under one prefix. */
 export interface ModelSource {
@@ -44,6 +52,11 @@ export function s3ModelSource(client: S3Client, bucket: string, prefix: string):
         return res.Body as AsyncIterable<Uint8Array>;
       } catch (error) {
         if (error instanceof NoSuchKey || (error as { name?: string })?.name === 'NoSuchKey') return null;
+        // a missing model file without s3:ListBucket reads as 403: say so, never "absent"
+        const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+        if (e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403) {
+          throw new StoreAccessDeniedError(bucket, base + key, 's3:GetObject', { cause: error });
+        }
         throw error;
       }
     },
@@ -73,7 +86,11 @@ export interface ModelSyncOptions {
   source: ModelSource;
   cacheDir: string;
   log?: (line: string) => void;
+  /** files checked or downloaded at once; default 4 */
+  concurrency?: number;
 }
+
+export const DEFAULT_SYNC_CONCURRENCY = 4;
 
 export interface ModelSyncReport {
   /** Files fetched from the source in this run. */
@@ -92,53 +109,76 @@ export class ModelSyncError extends Error {
 export async function syncModels(opts: ModelSyncOptions): Promise<ModelSyncReport> {
   const { source } = opts;
   const log = opts.log ?? (() => {});
+  const concurrency = opts.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new RangeError(`syncModels: concurrency=${concurrency}; allowed: a whole number from 1 to 64`);
+  }
   const cacheDir = resolve(opts.cacheDir);
   const manifest = await readManifest(source);
   const report: ModelSyncReport = { downloaded: [], kept: [] };
 
   await mkdir(cacheDir, { recursive: true });
-  for (const [path, expected] of Object.entries(manifest)) {
-    const target = resolve(cacheDir, path);
-    if ((await fileHash(target)) === expected) {
-      report.kept.push(path);
-      continue;
-    }
-    const body = await source.open(path);
-    if (body === null) {
-      throw new ModelSyncError(`model file ${path} is listed in ${source.describe(MANIFEST_NAME)} but ${source.describe(path)} does not exist`);
-    }
-    await mkdir(dirname(target), { recursive: true });
-    const partial = `${target}.partial-${process.pid}-${Date.now()}`;
-    const hash = createHash('sha256');
-    try {
-      await pipeline(
-        Readable.from(body),
-        async function* (chunks: AsyncIterable<Uint8Array>) {
-          for await (const chunk of chunks) {
-            hash.update(chunk);
-            yield chunk;
-          }
-        },
-        createWriteStream(partial, { flags: 'wx' }),
-      );
-      const actual = hash.digest('hex');
-      if (actual !== expected) {
-        throw new ModelSyncError(
-          `model file ${path} from ${source.describe(path)} has sha256 ${actual}, but ${MANIFEST_NAME} lists ${expected}; refusing to use it`,
-        );
+  // largest first would need sizes the manifest does not have; manifest order it is
+  const queue = Object.entries(manifest);
+  let failure: unknown = null;
+  const worker = async () => {
+    // after the first failure no new file starts; the ones in flight finish or fail
+    for (let next = queue.shift(); next && failure === null; next = queue.shift()) {
+      const [path, expected] = next;
+      try {
+        if (await syncFile(source, cacheDir, path, expected)) {
+          report.downloaded.push(path);
+          log(`model sync: ${path} downloaded and verified`);
+        } else {
+          report.kept.push(path);
+        }
+      } catch (error) {
+        failure ??= error;
       }
-      await rename(partial, target);
-    } finally {
-      await rm(partial, { force: true });
     }
-    report.downloaded.push(path);
-    log(`model sync: ${path} downloaded and verified`);
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+  if (failure !== null) throw failure;
   log(`model sync: ${report.downloaded.length} downloaded, ${report.kept.length} already cached, into ${cacheDir}`);
   return report;
 }
 
-async function readManifest(source: ModelSource): Promise<Record<string, string>> {
+/** Makes one cached file match its hash; true when it had to be downloaded. */
+async function syncFile(source: ModelSource, cacheDir: string, path: string, expected: string): Promise<boolean> {
+  const target = resolve(cacheDir, path);
+  if ((await fileHash(target)) === expected) return false;
+  const body = await source.open(path);
+  if (body === null) {
+    throw new ModelSyncError(`model file ${path} is listed in ${source.describe(MANIFEST_NAME)} but ${source.describe(path)} does not exist`);
+  }
+  await mkdir(dirname(target), { recursive: true });
+  const partial = `${target}.partial-${process.pid}-${randomUUID()}`;
+  const hash = createHash('sha256');
+  try {
+    await pipeline(
+      Readable.from(body),
+      async function* (chunks: AsyncIterable<Uint8Array>) {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(partial, { flags: 'wx' }),
+    );
+    const actual = hash.digest('hex');
+    if (actual !== expected) {
+      throw new ModelSyncError(
+        `model file ${path} from ${source.describe(path)} has sha256 ${actual}, but ${MANIFEST_NAME} lists ${expected}; refusing to use it`,
+      );
+    }
+    await rename(partial, target);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  return true;
+}
+
+export async function readManifest(source: ModelSource): Promise<Record<string, string>> {
   const where = source.describe(MANIFEST_NAME);
   const body = await source.open(MANIFEST_NAME);
   if (body === null) throw new ModelSyncError(`model manifest ${where} does not exist; upload models with their checksums first`);

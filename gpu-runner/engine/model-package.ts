@@ -59,6 +59,8 @@ export const Manifest = z
         min: z.number().int().positive(),
         max: z.number().int().positive(),
         multiple: z.number().int().positive(),
+        /** sides the model was trained at; default the UNet's sample_size × the VAE's scale factor */
+        trained: z.object({ min: z.number().int().positive(), max: z.number().int().positive() }).strict().optional(),
       })
       .strict()
       .optional(),
@@ -224,8 +226,10 @@ export async function readModelPackage(dirIn: string): Promise<ModelPackage> {
     ecosystem = inferEcosystem(vae.latentChannels, vae.scaleFactor, scheduler);
   }
 
+  // diffusers' convention: the UNet's sample_size is the latent side it was trained at
   const defaultSide = unet.sampleSize * vae.scaleFactor;
-  const sizes = manifest?.sizes ?? { default: [defaultSide, defaultSide] as [number, number], min: Math.max(vae.scaleFactor, defaultSide / 2), max: defaultSide * 2, multiple: vae.scaleFactor };
+  const declaredSizes = manifest?.sizes ?? { default: [defaultSide, defaultSide] as [number, number], min: Math.max(vae.scaleFactor, defaultSide / 2), max: defaultSide * 2, multiple: vae.scaleFactor };
+  const sizes = { ...declaredSizes, trained: declaredSizes.trained ?? { min: defaultSide, max: defaultSide } };
   const extraInputs = manifest?.unet_inputs ?? [];
   const conditions: Record<string, unknown> = {};
   for (const c of CONDITION_LIST) {

@@ -8,11 +8,16 @@
  * base, so they stop there (N·(end+1) + (S-end-1) UNet calls instead of N·S), unless the
  * request asked for every model's own image. The base output is bit-identical either way
  * (tested), because the base's arithmetic never reads an auxiliary's state after the window.
+ *
+ * outputs.solo runs every model alone as well, from the noise it started from in the
+ * aggregated run. Before the window's first step every trajectory is the model's own, so
+ * the solo runs fork there and reuse those steps (N·(S - first) extra UNet calls); the
+ * aggregated arithmetic never reads them, so its images do not change.
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AGGREGATING_SCHEDULERS, type JobSpec, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
-import { aggregate, deviationMu, guide, inWindow, lastInfluentialStep, pullToward, scheduledAt } from '../../shared/amdm/math.ts';
+import { AGGREGATING_SCHEDULERS, type JobSpec, type JobWarning, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
+import { aggregate, deviationMu, firstAggregatedStep, guide, inWindow, lastInfluentialStep, pullToward, scheduledAt } from '../../shared/amdm/math.ts';
 import { encodeConditions } from './conditions/index.ts';
 import { encodePng, modelToRgb } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
@@ -20,7 +25,16 @@ import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type Mo
 import { etaNoise, gaussianNoise } from './noise.ts';
 import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
 import { SCHEDULER_REGISTRY, type SchedulerRegistry } from './schedulers/index.ts';
-import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions } from './types.ts';
+import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions, type PreviewFrame } from './types.ts';
+import type { Scheduler } from './schedulers/scheduler.ts';
+
+/**
+ * Previews decode with the VAE, which for small images costs a fraction of a UNet call
+ * (bench:engine measures it). Above this side (pixels) a decode costs as much as several
+ * UNet calls and the picture would bloat the event stream, so larger jobs (SD 1.5 at 512)
+ * get no previews.
+ */
+export const PREVIEW_MAX_SIDE = 64;
 
 export interface EngineOptions extends OrtOptions {
   /** folders holding model packages (each subfolder with amdm.json or model_index.json) */
@@ -142,8 +156,16 @@ export class AmdmEngine implements Engine {
     const latentSize = C * h * w;
 
     // 2. encode conditions, once for all images
+    const warnings: JobWarning[] = [];
+    const warn = (w: JobWarning) => {
+      warnings.push(w);
+      opts.onWarning?.(w);
+    };
     const conds: Conditions[] = [];
-    for (let k = 0; k < N; k++) conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+    for (let k = 0; k < N; k++) {
+      this.promptWarnings(models[k]!, spec.models[k]!, k, warn);
+      conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+    }
 
     // 3. timesteps
     const scheduler = createScheduler(base.pkg.scheduler);
@@ -152,6 +174,21 @@ export class AmdmEngine implements Engine {
     const last = lastInfluentialStep(steps, spec.aggregation.window);
     const keepAll = spec.outputs.per_model || opts.officialSchedule === true || N === 1;
     const constants = { weights: spec.models.map((m) => m.weight), p: spec.models.map((m) => m.p) };
+    const solo = spec.outputs.solo === true && N > 1;
+    const fork = firstAggregatedStep(steps, spec.aggregation.window);
+    const preview = opts.preview && width <= PREVIEW_MAX_SIDE && height <= PREVIEW_MAX_SIDE ? opts.preview : null;
+    let lastFrame = -Infinity;
+    const alphaBarAt = (t: number) => (t >= 0 ? scheduler.schedule.alphasCumprod[t]! : scheduler.config.set_alpha_to_one ? 1 : scheduler.schedule.alphasCumprod[0]!);
+    const frame = async (f: Omit<PreviewFrame, 'models' | 'method'>, latents: { id: string; run: 'aggregated' | 'solo'; x: Float32Array; eps: Float32Array; t: number; step: { predOriginalSample: Float32Array } | null }[]) => {
+      const pictures: PreviewFrame['models'] = [];
+      for (const l of latents) {
+        const x0 = this.previewLatent(scheduler, l.x, l.eps, l.t - delta, alphaBarAt, l.step);
+        const rgb = await this.decodeRgb(base, x0, [C, h, w], width, height, clock);
+        pictures.push({ id: l.id, run: l.run, width, height, png: encodePng(rgb) });
+      }
+      lastFrame = performance.now();
+      preview!.onFrame({ ...f, method: 'vae_decode_x0', models: pictures });
+    };
 
     const outputs: EngineOutput[] = [];
     let unetEvals = 0;
@@ -170,6 +207,8 @@ export class AmdmEngine implements Engine {
         return noise;
       });
       let epsPrev: (Float32Array | null)[] = models.map(() => null);
+      // where the solo runs start: every model's latent entering step `fork`, its own until then
+      let forked: Float32Array[] | null = null;
 
       // 5. denoising loop
       for (let i = 0; i < timesteps.length; i++) {
@@ -178,13 +217,16 @@ export class AmdmEngine implements Engine {
         const active = keepAll || i <= last ? models.map((_, k) => k) : [0];
         const eps: (Float32Array | null)[] = models.map(() => null);
         const y: (Float32Array | null)[] = models.map(() => null);
+        const stepped: ({ predOriginalSample: Float32Array } | null)[] = models.map(() => null);
         for (const k of active) {
           // 5.1 guided noise prediction of model k at its own latent (one batched CFG call)
           const input = scheduler.scaleModelInput(x[k]!, i);
           eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
           unetEvals++;
           // 5.2 scheduler step (the eta-noise stream is drawn only by a scheduler that adds noise)
-          y[k] = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) }).prevSample;
+          const out = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) });
+          y[k] = out.prevSample;
+          stepped[k] = out;
         }
         if (N > 1 && inWindow(i, spec.aggregation.window)) {
           // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu
@@ -200,23 +242,83 @@ export class AmdmEngine implements Engine {
           x = y; // models that stopped after the window stay null
         }
         epsPrev = eps;
+        if (solo && i === fork - 1) forked = x.map((v) => Float32Array.from(v!));
         opts.onStepLatents?.(j, i, x);
-        opts.onProgress?.({ image: j + 1, images, step: i + 1, total: steps, phase: N > 1 && i <= last ? 'aggregating' : 'base_only' });
+        const phase = N > 1 && i <= last ? 'aggregating' : 'base_only';
+        opts.onProgress?.({ image: j + 1, images, step: i + 1, total: steps, phase, unetEvals });
+        const windowEnd = N > 1 && i === spec.aggregation.window[1] && inWindow(i, spec.aggregation.window);
+        if (preview && i < steps - 1 && (i === 0 || windowEnd || performance.now() - lastFrame >= preview.everyMs)) {
+          await frame(
+            { image: j + 1, images, step: i + 1, total: steps, phase, windowEnd },
+            active.map((k) => ({ id: spec.models[k]!.id, run: 'aggregated' as const, x: x[k]!, eps: eps[k]!, t, step: inWindow(i, spec.aggregation.window) ? null : stepped[k]! })),
+          );
+        }
       }
 
       // 6. decode
-      opts.onProgress?.({ image: j + 1, images, step: steps, total: steps, phase: 'decoding' });
-      outputs.push(await this.decode(base, x[0]!, [C, h, w], width, height, 'aggregated', j, clock));
+      opts.onProgress?.({ image: j + 1, images, step: steps, total: steps, phase: 'decoding', unetEvals });
+      outputs.push({ ...(await this.decode(base, x[0]!, [C, h, w], width, height, 'aggregated', j, clock)), model: spec.models[0]!.id });
       if (spec.outputs.per_model) {
-        for (let k = 1; k < N; k++) outputs.push(await this.decode(base, x[k]!, [C, h, w], width, height, spec.models[k]!.id, j, clock));
+        for (let k = 1; k < N; k++) outputs.push({ ...(await this.decode(base, x[k]!, [C, h, w], width, height, spec.models[k]!.id, j, clock)), model: spec.models[k]!.id });
+      }
+
+      // 7. solo: every model alone from the fork, as if the others were not there
+      if (solo) {
+        for (let k = 0; k < N; k++) {
+          const id = spec.models[k]!.id;
+          let xs = forked![k]!;
+          for (let i = fork; i < timesteps.length; i++) {
+            if (opts.signal?.aborted) throw abortError(opts.signal);
+            const t = timesteps[i]!;
+            const eps = await this.predict(models[k]!, conds[k]!, scheduler.scaleModelInput(xs, i), t, [C, h, w], clock);
+            unetEvals++;
+            const out = scheduler.step(eps, i, xs, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) });
+            xs = out.prevSample;
+            opts.onProgress?.({ image: j + 1, images, step: i + 1, total: steps, phase: 'solo', model: id, unetEvals });
+            if (preview && i < steps - 1 && performance.now() - lastFrame >= preview.everyMs) {
+              await frame({ image: j + 1, images, step: i + 1, total: steps, phase: 'solo', windowEnd: false }, [{ id, run: 'solo', x: xs, eps, t, step: out }]);
+            }
+          }
+          outputs.push({ ...(await this.decode(base, xs, [C, h, w], width, height, 'solo', j, clock)), model: id });
+        }
       }
       if (spec.outputs.latents) {
         const lat = x[0]!;
-        outputs.push({ source: 'aggregated', index: j, kind: 'latent', contentType: 'application/octet-stream', bytes: littleEndianBytes(lat) });
+        outputs.push({ source: 'aggregated', model: spec.models[0]!.id, index: j, kind: 'latent', contentType: 'application/octet-stream', bytes: littleEndianBytes(lat) });
       }
     }
     const totalMs = performance.now() - t0;
-    return { outputs, unetEvals, timings: { loadMs, totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms } };
+    return { outputs, unetEvals, timings: { loadMs, totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms }, warnings };
+  }
+
+  /** A prompt longer than the model reads is cut: say so, with how much was kept. */
+  private promptWarnings(m: LoadedModel, s: SpecModel, k: number, warn: (w: JobWarning) => void): void {
+    const room = m.tokenizer.maxLength - 2;
+    for (const [field, text, what] of [['prompt', s.prompt, 'prompt'], ['negative_prompt', s.negative_prompt, 'negative prompt']] as const) {
+      const e = m.tokenizer.encode(text);
+      if (!e.truncated) continue;
+      warn({
+        code: 'prompt_truncated',
+        field: `models[${k}].${field}`,
+        message: `the ${what} has ${e.tokenCount} tokens but model "${s.id}" reads ${room}: the first ${room} of ${e.tokenCount} were kept, the last ${e.tokenCount - room} dropped`,
+      });
+    }
+  }
+
+  /**
+   * The latent a preview shows: x denoised to an estimate of the final latent with the
+   * model's latest noise prediction, at the noise level x is at (timestep prevT). For a
+   * latent that just came out of a plain scheduler step this is the step's own prediction,
+   * which other prediction types and schedulers (v-prediction, Euler) need.
+   */
+  private previewLatent(scheduler: Scheduler, x: Float32Array, eps: Float32Array, prevT: number, alphaBarAt: (t: number) => number, step: { predOriginalSample: Float32Array } | null): Float32Array {
+    if (step || scheduler.config.prediction_type !== 'epsilon') return step?.predOriginalSample ?? x;
+    const a = alphaBarAt(prevT);
+    const sa = Math.sqrt(a);
+    const sb = Math.sqrt(1 - a);
+    const x0 = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) x0[i] = (x[i]! - sb * eps[i]!) / sa;
+    return x0;
   }
 
   /** One CFG-batched UNet call: eps = eps_uncond + g (eps_cond - eps_uncond). */
@@ -244,12 +346,16 @@ export class AmdmEngine implements Engine {
   }
 
   private async decode(base: LoadedModel, latent: Float32Array, chw: number[], width: number, height: number, source: string, index: number, clock: OrtClock): Promise<EngineOutput> {
+    const rgb = await this.decodeRgb(base, latent, chw, width, height, clock);
+    return { source, index, kind: 'image', contentType: 'image/png', bytes: encodePng(rgb), width, height };
+  }
+
+  private async decodeRgb(base: LoadedModel, latent: Float32Array, chw: number[], width: number, height: number, clock: OrtClock) {
     const scaled = new Float32Array(latent.length);
     const inv = 1 / base.pkg.vae.scalingFactor;
     for (let i = 0; i < latent.length; i++) scaled[i] = latent[i]! * inv;
     const out = (await base.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...chw] } }, clock)).sample!;
-    const rgb = modelToRgb(out.data, width, height);
-    return { source, index, kind: 'image', contentType: 'image/png', bytes: encodePng(rgb), width, height };
+    return modelToRgb(out.data, width, height);
   }
 
   async dispose(): Promise<void> {

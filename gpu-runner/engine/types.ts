@@ -3,9 +3,9 @@
  * implementation (pipeline.ts) runs AMDM over ONNX model packages; the runner hosts it in
  * a worker thread because onnxruntime-node's run() blocks the event loop.
  */
-import type { JobSpec, ModelInfo } from '../../shared/contract/index.ts';
+import type { JobSpec, JobWarning, ModelInfo } from '../../shared/contract/index.ts';
 
-export type EnginePhase = 'aggregating' | 'base_only' | 'decoding';
+export type EnginePhase = 'aggregating' | 'base_only' | 'decoding' | 'solo';
 
 export interface EngineProgress {
   /** 1-based image number and count */
@@ -15,11 +15,46 @@ export interface EngineProgress {
   step: number;
   total: number;
   phase: EnginePhase;
+  /** the model running alone, in phase 'solo' */
+  model?: string;
+  /** UNet calls run so far by this generate (what a canceled job is billed) */
+  unetEvals?: number;
+}
+
+/**
+ * A small picture of every model's current state, for live previews. The image is the
+ * model's current latent denoised to an estimate of the final latent with its latest noise
+ * prediction (x0 = (x - sqrt(1 - ᾱ) eps) / sqrt(ᾱ), at the noise level the latent is at), then
+ * decoded by the VAE: during the window it shows the models being pulled together.
+ */
+export interface PreviewFrame {
+  image: number;
+  images: number;
+  /** steps finished (of this image, or of the model's solo run) */
+  step: number;
+  total: number;
+  phase: EnginePhase;
+  /** how the picture was made (see above) */
+  method: 'vae_decode_x0';
+  /** the frame of the window's last step: every model just pulled toward the aggregate */
+  windowEnd: boolean;
+  models: { id: string; run: 'aggregated' | 'solo'; width: number; height: number; png: Uint8Array }[];
+}
+
+export interface PreviewOptions {
+  /** at most one frame per this many ms (plus the first step and the window's end) */
+  everyMs: number;
+  onFrame: (f: PreviewFrame) => void;
 }
 
 export interface EngineOutput {
-  /** 'aggregated' for the base model's final image, or a model id for that model's own image */
+  /**
+   * 'aggregated' for the base model's final image; a model id for that model's own
+   * trajectory inside the aggregated run (outputs.per_model); 'solo' for a model run alone
+   */
   source: string;
+  /** the model the image comes from */
+  model?: string;
   index: number;
   kind: 'image' | 'latent';
   contentType: 'image/png' | 'application/octet-stream';
@@ -40,9 +75,11 @@ export interface EngineTimings {
 
 export interface EngineResult {
   outputs: EngineOutput[];
-  /** CFG-batched UNet calls actually run */
+  /** CFG-batched UNet calls actually run, solo runs included */
   unetEvals: number;
   timings: EngineTimings;
+  /** what the engine changed in the job (a prompt cut to the token limit) */
+  warnings?: JobWarning[];
 }
 
 export interface GenerateOptions {
@@ -66,6 +103,10 @@ export interface GenerateOptions {
   officialSchedule?: boolean;
   /** called after every step with every model's current latent (null for stopped models) */
   onStepLatents?: (image: number, step: number, latents: (Float32Array | null)[]) => void;
+  /** called as soon as the engine changes something in the job (also in the result) */
+  onWarning?: (w: JobWarning) => void;
+  /** live previews; none when absent, or when the latent is too large to decode cheaply */
+  preview?: PreviewOptions;
 }
 
 export interface Engine {

@@ -14,8 +14,11 @@ export const UI_LIMITS = {
   maxSeed: 0xffff_ffff,
 } as const;
 
-/** Official defaults shown as placeholders (OFFICIAL in shared/amdm/math.ts). */
-export const UI_OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5 } as const;
+/**
+ * Official defaults (OFFICIAL in shared/amdm/math.ts): shown as placeholders, and
+ * used to tell a past job's defaults from the values its request gave (form-load.ts).
+ */
+export const UI_OFFICIAL = { omega: 0.5, omega1: 0.47, omega2: 0.5, pBase: 55, pAux: 45, latentNorm: 128 } as const;
 
 /** Request defaults shown as placeholders (the contract's zod defaults). */
 export const UI_DEFAULTS = { steps: 20, guidance: 7.5, window: [1, 3], referenceScale: 0.8 } as const;

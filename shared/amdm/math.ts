@@ -120,6 +120,21 @@ export function unetEvalsPerImage(nModels: number, steps: number, windowEnd: num
   return nModels * aggregated + (steps - aggregated);
 }
 
+/**
+ * The first step at which aggregation can change a latent (the window's start; step 0 never
+ * is). Before it every model follows its own trajectory, exactly as if it ran alone, so a
+ * run of the model alone (outputs.solo) shares those steps and forks there.
+ */
+export function firstAggregatedStep(steps: number, window: readonly [number, number]): number {
+  return Math.min(Math.max(window[0], 1), steps);
+}
+
+/** UNet evaluations per image of running every model alone after the fork (outputs.solo). */
+export function soloUnetEvalsPerImage(nModels: number, steps: number, window: readonly [number, number]): number {
+  if (nModels === 1) return 0;
+  return nModels * (steps - firstAggregatedStep(steps, window));
+}
+
 /** 3. xbar = Σ_k w_k · y_k */
 export function aggregate(y: readonly Float32Array[], weights: readonly number[]): Float32Array {
   const n = y[0]!.length;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { type JobRecord, TERMINAL } from '../contract/index.ts';
-import { ApiClient, ApiError, NetworkError, TERMINAL_STATUSES } from './client.ts';
+import { ApiClient, ApiError, NetworkError, TERMINAL_STATUSES, outputFileName } from './client.ts';
 
 const job = (status: JobRecord['status'], step = 0): JobRecord =>
   ({ id: 'job_x', object: 'job', status, progress: status === 'queued' ? null : { step, total: 4, phase: 'base_only', image: 1, images: 1 } }) as unknown as JobRecord;
@@ -98,14 +98,24 @@ describe('ApiClient errors', () => {
   });
 });
 
+describe('outputFileName', () => {
+  it('names each output by what it is; a model alone carries its model, so three solo images do not share one name', () => {
+    const o = (source: string, model?: string, kind: 'image' | 'latent' = 'image', index = 0) => outputFileName('job_x', { source, ...(model ? { model } : {}), index, kind });
+    expect(o('aggregated', 'shapes-base')).toBe('job_x-aggregated-0.png');
+    expect(o('shapes-layout', 'shapes-layout')).toBe('job_x-shapes-layout-0.png');
+    expect([o('solo', 'shapes-base'), o('solo', 'shapes-layout', 'image', 1)]).toEqual(['job_x-solo-shapes-base-0.png', 'job_x-solo-shapes-layout-1.png']);
+    expect(o('aggregated', 'shapes-base', 'latent')).toBe('job_x-aggregated-0.f32');
+  });
+});
+
 describe('the client in a browser bundle', () => {
   it('keeps the terminal statuses in step with the contract it does not import', () => {
     expect([...TERMINAL_STATUSES]).toEqual([...TERMINAL]);
   });
 
-  it('bundles for the browser from its own files alone: no zod, no node: modules', async () => {
+  it('bundles for the browser from its own files and the shared sleep alone: no zod, no node: modules', async () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const out = await build({ absWorkingDir: root, entryPoints: ['shared/client/client.ts'], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
-    expect(Object.keys(out.metafile.inputs).sort()).toEqual(['shared/client/client.ts', 'shared/client/event-stream.ts']);
+    expect(Object.keys(out.metafile.inputs).sort()).toEqual(['shared/client/client.ts', 'shared/client/event-stream.ts', 'shared/sleep.ts']);
   });
 });

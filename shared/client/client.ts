@@ -6,14 +6,25 @@
  * Every body type is the contract's z.output, the same definition the edge serves and
  * /openapi.json describes.
  */
-import type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
+import type { CreateUploadBody, FieldError, JobList, JobPreview, JobRecord, JobRequestInput, JobStatus, JobWarning, ModelInfo, ModelList, Problem, TokenCount, UploadTicket, UsageDay, UsageReport } from '../contract/index.ts';
+import { sleep } from '../sleep.ts';
 import { isComment, readEventStream } from './event-stream.ts';
 
-export type { CreateUploadBody, FieldError, JobList, JobRecord, JobRequestInput, JobStatus, ModelInfo, ModelList, Problem, UploadTicket, UsageDay, UsageReport };
+export type { CreateUploadBody, FieldError, JobList, JobPreview, JobRecord, JobRequestInput, JobStatus, JobWarning, ModelInfo, ModelList, Problem, TokenCount, UploadTicket, UsageDay, UsageReport };
 
 /** Kept in step with shared/contract's TERMINAL (a test checks): importing it would bundle zod. */
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
 export const isTerminalStatus = (s: JobStatus): boolean => TERMINAL_STATUSES.includes(s);
+
+/**
+ * The file name of an output, as the CLI saves it and the playground offers it for
+ * download: JOB-aggregated-0.png, JOB-shapes-layout-0.png (per_model),
+ * JOB-solo-shapes-layout-0.png (the model alone).
+ */
+export function outputFileName(jobId: string, o: Pick<JobRecord['outputs'][number], 'source' | 'model' | 'index' | 'kind'>): string {
+  const name = o.source === 'solo' ? `solo-${o.model ?? 'model'}` : o.source;
+  return `${jobId}-${name}-${o.index}.${o.kind === 'image' ? 'png' : 'f32'}`;
+}
 
 /** An answer of the API that is not 2xx, with its RFC 9457 problem (or one made up for a non-problem body). */
 export class ApiError extends Error {
@@ -52,6 +63,8 @@ export interface ClientOptions {
 export interface FollowOptions {
   /** every state seen, in order; `via` says whether it came from the stream or from polling */
   onUpdate?: (job: JobRecord, via: 'stream' | 'poll') => void;
+  /** each live preview frame of the running job (the event stream only; polling has none) */
+  onPreview?: (preview: JobPreview) => void;
   signal?: AbortSignal;
   /** polling interval once the stream is given up on */
   pollMs?: number;
@@ -111,6 +124,14 @@ export class ApiClient {
 
   models(): Promise<ModelList> {
     return this.json('GET', '/v1/models');
+  }
+
+  /**
+   * How many tokens `text` is for a model, and how many it reads. A 501 ApiError where the
+   * API has no tokenizer (AWS deployments): count on submit instead (a prompt_truncated warning).
+   */
+  countTokens(modelId: string, text: string, signal?: AbortSignal): Promise<TokenCount> {
+    return this.json('POST', `/v1/models/${encodeURIComponent(modelId)}/tokens`, { body: { text }, ...(signal ? { signal } : {}) });
   }
 
   submit(request: JobRequestInput, opts: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<JobRecord> {
@@ -198,6 +219,10 @@ export class ApiClient {
             errored = true;
             break;
           }
+          if (item.event === 'preview' && !finished) {
+            o.onPreview?.(JSON.parse(item.data) as JobPreview);
+            continue;
+          }
           if (item.event !== 'job' || finished) continue;
           const job = JSON.parse(item.data) as JobRecord;
           progressed = true;
@@ -228,24 +253,10 @@ export class ApiClient {
         if ((err as Error).name === 'AbortError') throw err;
         // transient: keep polling
       }
+      // an abort ends the wait; the check at the top of the loop rejects with its reason
       await sleep(pollMs, o.signal);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** A non-2xx response as an ApiError; a body that is not a problem becomes one naming the status. */

@@ -29,3 +29,12 @@ describe('field errors', () => {
     expect(zodFieldErrors(r.error!.issues, JobRequest, '(body)')).toEqual([{ field: '(body)', message: expect.any(String) }]);
   });
 });
+
+describe('the order of field errors', () => {
+  it('puts unknown fields first: a typo also leaves the real field missing, and the typo is the useful line', () => {
+    const r = JobRequest.safeParse({ models: [{ id: 'a', role: 'base', promt: 'x' }] });
+    const errors = zodFieldErrors(r.error!.issues, JobRequest);
+    expect(errors.map((e) => e.field)).toEqual(['models[0].promt', 'models[0].prompt']);
+    expect(errors[0]!.message).toMatch(/^unknown field "promt"; allowed: id, role, prompt,/);
+  });
+});

@@ -21,15 +21,19 @@ export function fieldPath(path: readonly PropertyKey[], root = 'body'): string {
 
 /**
  * Zod issues -> field errors. Unknown keys are reported one per key, with the keys that
- * are allowed at that place when the schema is given.
+ * are allowed at that place when the schema is given, and they come first: a misspelt
+ * field ("promt") also leaves the real one missing, and zod reports the missing one first
+ * ("prompt: expected string, received undefined"), which points away from the typo. Clients
+ * that show one line (the CLI, describeProblem) show the first error.
  */
 export function zodFieldErrors(issues: readonly z.core.$ZodIssue[], schema?: z.ZodType, root = 'body'): FieldError[] {
+  const unknown: FieldError[] = [];
   const out: FieldError[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       const allowed = schema ? allowedKeysAt(schema, issue.path) : null;
       for (const key of issue.keys) {
-        out.push({
+        unknown.push({
           field: fieldPath([...issue.path, key], root),
           message: `unknown field "${key}"${allowed ? `; allowed: ${allowed.join(', ')}` : ''}`,
         });
@@ -38,7 +42,7 @@ export function zodFieldErrors(issues: readonly z.core.$ZodIssue[], schema?: z.Z
       out.push({ field: fieldPath(issue.path, root), message: issue.message });
     }
   }
-  return out;
+  return [...unknown, ...out];
 }
 
 /** Walk a zod v4 schema along a path to the object there, and return its keys. */

@@ -5,3 +5,4 @@ export * from './models.ts';
 export * from './uploads.ts';
 export * from './schedulers.ts';
 export * from './field-errors.ts';
+export * from './warnings.ts';

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { FieldError } from './field-errors.ts';
 import { JobSpec } from './job-spec.ts';
+import { JobWarning } from './warnings.ts';
 
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
 export type JobStatus = z.output<typeof JobStatus>;
@@ -29,13 +30,56 @@ export const Progress = z
     /** steps done of the current image, and its total */
     step: z.number().int(),
     total: z.number().int(),
-    /** 'aggregating' while the window runs, then 'base_only' */
-    phase: z.enum(['starting', 'aggregating', 'base_only', 'decoding']),
+    /**
+     * 'aggregating' while the window runs, then 'base_only', 'decoding'; 'solo' while a model
+     * runs alone for outputs.solo (`model` says which; step counts its own steps)
+     */
+    phase: z.enum(['starting', 'aggregating', 'base_only', 'decoding', 'solo']),
     image: z.number().int(),
     images: z.number().int(),
+    /** the model running alone, in phase 'solo' */
+    model: z.string().optional(),
   })
   .meta({ id: 'Progress' });
 export type Progress = z.output<typeof Progress>;
+
+/**
+ * A live preview of a running job (`event: preview` on GET /v1/jobs/{id}/events): a small
+ * picture of every model's current state. Each picture is the model's current latent
+ * denoised to an estimate of its final latent with its latest noise prediction, decoded by
+ * the VAE (`method: vae_decode_x0`); during the window it shows the models being pulled
+ * together. Only images up to 64×64 pixels get previews (the shapes family): larger ones
+ * (SD 1.5 at 512×512) would cost several UNet calls per picture, and get none.
+ */
+export const JobPreview = z
+  .object({
+    job_id: z.string(),
+    /** increases with every frame of the job */
+    seq: z.number().int(),
+    at: z.string(),
+    image: z.number().int(),
+    images: z.number().int(),
+    /** steps finished (of the image, or of the model's solo run in phase 'solo') */
+    step: z.number().int(),
+    total: z.number().int(),
+    phase: z.enum(['aggregating', 'base_only', 'decoding', 'solo']),
+    /** the frame of the window's last step: every model just pulled toward the aggregate */
+    window_end: z.boolean(),
+    method: z.enum(['vae_decode_x0']),
+    models: z.array(
+      z.object({
+        id: z.string(),
+        /** 'aggregated': the model inside the aggregated run; 'solo': the model running alone (outputs.solo) */
+        run: z.enum(['aggregated', 'solo']),
+        width: z.number().int(),
+        height: z.number().int(),
+        /** a PNG data URL, at most 64×64 */
+        png: z.string(),
+      }),
+    ),
+  })
+  .meta({ id: 'JobPreview' });
+export type JobPreview = z.output<typeof JobPreview>;
 
 export const QueueInfo = z
   .object({
@@ -68,8 +112,15 @@ export const Timings = z
 
 export const Output = z
   .object({
-    /** 'aggregated' is the base model's final image; a model id is that model's own image */
+    /**
+     * 'aggregated': the base model's final image in the aggregated run. A model id
+     * (outputs.per_model): that model's own trajectory inside the aggregated run, pulled
+     * toward the others during the window; not the model alone. 'solo' (outputs.solo): the
+     * model run alone from the same initial noise, without the others; `model` says which.
+     */
     source: z.string(),
+    /** the model the image comes from (the base for 'aggregated') */
+    model: z.string().optional(),
     index: z.number().int(),
     kind: z.enum(['image', 'latent']),
     content_type: z.string(),
@@ -107,6 +158,8 @@ export const JobRecord = z
     usage: Usage.nullable(),
     timings: Timings,
     error: Problem.nullable(),
+    /** what was changed or is pointless in this job (size rounded, prompt cut, ...); see JobWarning */
+    warnings: z.array(JobWarning),
     outputs: z.array(Output),
     webhook: z.object({ url: z.string(), deliveries: z.array(WebhookDelivery) }).nullable(),
     urls: z.object({ self: z.string(), cancel: z.string(), events: z.string() }),

@@ -134,8 +134,17 @@ export const Outputs = z
   .object({
     /** independent samples; image i uses seed + i */
     images: z.number().int().min(1).max(LIMITS.maxImages).default(1),
-    /** also return every model's own image (keeps every model running to the last step) */
+    /**
+     * also return every model's own image inside the aggregated run: its own trajectory,
+     * pulled toward the others during the window (keeps every model running to the last step)
+     */
     per_model: z.boolean().default(false),
+    /**
+     * also run every model alone, from the same initial noise it had in the aggregated run,
+     * and return its image: what each model makes without the others (extra UNet calls,
+     * metered; see spec.estimate.solo_unet_evals)
+     */
+    solo: z.boolean().default(false),
     /** also return the final base latent (float32 little-endian) */
     latents: z.boolean().default(false),
   })
@@ -154,7 +163,7 @@ export const JobRequest = z
     models: z.array(ModelSpec).min(1).max(LIMITS.maxModels),
     aggregation: Aggregation.default({ window: [1, 3], clamp: false }),
     sampler: Sampler.default({ steps: 20, scheduler: 'ddim', eta: 0 }),
-    outputs: Outputs.default({ images: 1, per_model: false, latents: false }),
+    outputs: Outputs.default({ images: 1, per_model: false, solo: false, latents: false }),
     webhook: Webhook.optional(),
   })
   .strict()

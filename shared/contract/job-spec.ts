@@ -6,10 +6,12 @@
  */
 import { z } from 'zod';
 import type { FieldError } from './field-errors.ts';
-import { OFFICIAL, officialP, officialWeights, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
+import { OFFICIAL, officialP, officialWeights, soloUnetEvalsPerImage, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
 import type { JobRequest } from './job-request.ts';
 import { GroundingObject } from './job-request.ts';
 import { SCHEDULER_NAMES } from './schedulers.ts';
+import { JobWarning } from './warnings.ts';
+import type { JobWarning as JobWarningType } from './warnings.ts';
 import type { ModelInfo } from './models.ts';
 
 export const SpecModel = z.object({
@@ -58,8 +60,16 @@ export const JobSpec = z
       scheduler: z.enum(SCHEDULER_NAMES),
       eta: z.number(),
     }),
-    outputs: z.object({ images: z.number().int(), per_model: z.boolean(), latents: z.boolean() }),
-    estimate: z.object({ unet_evals: z.number().int() }),
+    /** `solo` is absent in jobs stored before it existed (false) */
+    outputs: z.object({ images: z.number().int(), per_model: z.boolean(), solo: z.boolean().optional(), latents: z.boolean() }),
+    estimate: z.object({
+      /** UNet calls (one CFG-batched call each) of the whole job, solo runs included */
+      unet_evals: z.number().int(),
+      /** of which the solo runs (outputs.solo) */
+      solo_unet_evals: z.number().int().optional(),
+    }),
+    /** what shaping changed or found pointless (also in the record's `warnings`) */
+    warnings: z.array(JobWarning).optional(),
   })
   .meta({ id: 'JobSpec' });
 
@@ -77,6 +87,8 @@ export interface ShapeOptions {
 }
 
 export type ShapeResult = { ok: true; spec: JobSpec } | { ok: false; errors: FieldError[] };
+
+const side = (w: number, h: number) => `${w}×${h}`;
 
 /** Resolve a parsed request against the catalog. Errors name the JSON field. */
 export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], opts: ShapeOptions): ShapeResult {
@@ -121,6 +133,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
     }
   });
 
+  const warnings: JobWarningType[] = [];
   const sizes = base.sizes;
   const size = (v: number | undefined, def: number, field: 'width' | 'height'): number => {
     if (v === undefined) return def;
@@ -128,11 +141,24 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
       errors.push({ field: `sampler.${field}`, message: `model "${base.id}" renders ${field} from ${sizes.min} to ${sizes.max} pixels (got ${v})` });
       return def;
     }
-    return roundTo(v, sizes.multiple, sizes.min, sizes.max);
+    const rounded = roundTo(v, sizes.multiple, sizes.min, sizes.max);
+    if (rounded !== v) {
+      warnings.push({ code: 'size_rounded', field: `sampler.${field}`, message: `${field} ${v} was rounded to ${rounded}: model "${base.id}" renders multiples of ${sizes.multiple} pixels` });
+    }
+    return rounded;
   };
   const width = size(req.sampler.width, sizes.default[0], 'width');
   const height = size(req.sampler.height, sizes.default[1], 'height');
   if (errors.length > 0) return { ok: false, errors };
+  const trained = sizes.trained;
+  if (trained && [width, height].some((v) => v < trained.min || v > trained.max)) {
+    const range = trained.min === trained.max ? side(trained.min, trained.max) : `sides from ${trained.min} to ${trained.max}`;
+    warnings.push({
+      code: 'size_untrained',
+      field: width < trained.min || width > trained.max ? 'sampler.width' : 'sampler.height',
+      message: `model "${base.id}" was trained at ${range} pixels; at ${side(width, height)} it renders, but expect repeated or broken objects`,
+    });
+  }
 
   // base first, auxiliaries in the order given
   const order = [baseIndex, ...req.models.map((_, i) => i).filter((i) => i !== baseIndex)];
@@ -161,6 +187,26 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
     source = 'equal';
   }
 
+  // settings under which an auxiliary model runs (and costs) but cannot change the image
+  if (n > 1 && req.aggregation.window[1] < 1) {
+    warnings.push({
+      code: 'window_empty',
+      field: 'aggregation.window',
+      message: `window [${req.aggregation.window.join(', ')}] aggregates no step (step 0 never is): the auxiliary models cannot change the image; start the window at 1 or later`,
+    });
+  }
+  weights.forEach((w, k) => {
+    if (k === 0 || w !== 0) return;
+    const i = order[k]!;
+    // official weights: omega = 1 zeroes every auxiliary; otherwise omega2 (0 or 1) zeroed one of three
+    const omegaIsOne = (req.aggregation.omega ?? (n === 2 ? OFFICIAL.omega : OFFICIAL.omega1)) === 1;
+    const field = source === 'explicit' ? `models[${i}].weight` : n === 3 && !omegaIsOne ? 'aggregation.omega2' : 'aggregation.omega';
+    warnings.push({ code: 'auxiliary_weight_zero', field, message: `model "${req.models[i]!.id}" gets aggregation weight 0, so it cannot change the image (it still runs until the window ends)` });
+  });
+  if (n === 1 && req.outputs.solo) {
+    warnings.push({ code: 'solo_single_model', field: 'outputs.solo', message: 'a job of one model is already that model alone: outputs.solo adds nothing' });
+  }
+
   const latent = { channels: base.latent.channels, width: width / base.latent.vae_scale_factor, height: height / base.latent.vae_scale_factor };
   const models: SpecModel[] = order.map((i, k) => {
     const m = req.models[i]!;
@@ -187,7 +233,8 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
 
   const steps = req.sampler.steps;
   const window = req.aggregation.window;
-  const evals = unetEvalsPerImage(n, steps, window[1], req.outputs.per_model) * req.outputs.images;
+  const soloEvals = req.outputs.solo ? soloUnetEvalsPerImage(n, steps, window) * req.outputs.images : 0;
+  const evals = unetEvalsPerImage(n, steps, window[1], req.outputs.per_model) * req.outputs.images + soloEvals;
   return {
     ok: true,
     spec: {
@@ -202,7 +249,8 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
         eta: req.sampler.eta,
       },
       outputs: req.outputs,
-      estimate: { unet_evals: evals },
+      estimate: { unet_evals: evals, solo_unet_evals: soloEvals },
+      warnings,
     },
   };
 }

@@ -5,6 +5,7 @@
  * a list of them from its composition root (read from disk locally, bundled on Lambda).
  */
 import { z } from 'zod';
+import { LIMITS } from './job-request.ts';
 import { SCHEDULER_NAMES } from './schedulers.ts';
 
 export const ModelInfo = z
@@ -24,6 +25,11 @@ export const ModelInfo = z
       max: z.number().int().positive(),
       /** width and height are rounded to a multiple of this */
       multiple: z.number().int().positive(),
+      /**
+       * the sides (pixels) the model was trained at; outside them it still renders, with
+       * repeated or broken objects, and jobs get a `size_untrained` warning
+       */
+      trained: z.object({ min: z.number().int().positive(), max: z.number().int().positive() }).optional(),
     }),
     conditions: z.object({
       prompt: z.object({ max_tokens: z.number().int().positive() }),
@@ -38,3 +44,23 @@ export type ModelInfo = z.output<typeof ModelInfo>;
 
 export const ModelList = z.object({ object: z.literal('list'), data: z.array(ModelInfo) }).meta({ id: 'ModelList' });
 export type ModelList = z.output<typeof ModelList>;
+
+/** POST /v1/models/{id}/tokens: count a prompt's tokens the way the model will. */
+export const TokenCountBody = z
+  .object({ text: z.string().max(LIMITS.maxPromptChars) })
+  .strict()
+  .meta({ id: 'TokenCountBody' });
+export type TokenCountBody = z.output<typeof TokenCountBody>;
+
+export const TokenCount = z
+  .object({
+    object: z.literal('token_count'),
+    model: z.string(),
+    /** the text's tokens, before any cut */
+    tokens: z.number().int(),
+    /** how many the model reads; a longer prompt is cut there (the job gets a prompt_truncated warning) */
+    max_tokens: z.number().int(),
+    truncated: z.boolean(),
+  })
+  .meta({ id: 'TokenCount' });
+export type TokenCount = z.output<typeof TokenCount>;

@@ -12,6 +12,9 @@
  *   message visible again after `delaySeconds` (0 = now); `ack` deletes it. Using a lease
  *   after it was acked, or after another receiver leased the message, throws LeaseLostError.
  * - `close()` is idempotent.
+ * - A call that must write (`send`, a `receive` that leases, `extend`, `ack`, `release`) and
+ *   finds the storage full rejects with StorageFullError (store.ts) and changes nothing: the
+ *   message and its lease stay as they were. Only the embedded SQLite queue can be full.
  */
 import type { CommitLog } from './store.ts';
 

@@ -4,14 +4,21 @@
  * model, and a style model whose reference image is uploaded), a box is drawn with the
  * mouse and nudged with the keyboard, its phrase typed; a bad seed and an API error (a window past the last step) show next to
  * their fields; the job runs to the image with progress n of n; a long job is canceled
- * from the page; and /docs renders the reference from this server alone.
+ * from the page. A newcomer's round trip: an example preset fills the form (the request
+ * and its curl and fetch snippets show before anything is sent), runs to its images, shows
+ * in the history with a thumbnail, and opening it there fills the form with the same job
+ * again. What issue #13 asks of the page: the prompt's token count while typing, a job's
+ * warnings at their fields, live previews while it runs (the window's end kept), and each
+ * model alone beside the aggregated image. And /docs renders the reference from this
+ * server alone.
  *
  * The engine is the real one when model packages are present (models/ or
- * AMDM_MODELS_DIR), else the slow test double, whose catalog has the same three models.
- * Set AMDM_UPDATE_SCREENSHOT=1 to rewrite docs/playground.png from the finished page
- * (every run takes the screenshot; only then does it replace the committed one).
+ * AMDM_MODELS_DIR), else the slow test double, whose catalog has the same models.
+ * Set AMDM_UPDATE_SCREENSHOT=1 to rewrite docs/playground.png from the finished
+ * three-model example (every run takes the screenshot; only then does it replace the
+ * committed one).
  *
- * Two page loads in all: browser tests are the slowest kind on a shared 2-core machine.
+ * Three page loads in all: browser tests are the slowest kind on a shared 2-core machine.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobRecord } from '../../shared/contract/index.ts';
+import { type JobRecord, JobRequest } from '../../shared/contract/index.ts';
 import { startStack, until, type Stack } from '../e2e/harness.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -83,6 +90,19 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     // pick the base and a grounding model
     await page.getByLabel('Base model').selectOption('shapes-base');
     await page.getByRole('checkbox', { name: 'shapes-layout' }).check();
+
+    // the prompt's token count, from the model's tokenizer, follows the typing
+    const basePrompt = page.getByRole('group', { name: 'Base shapes-base' }).getByLabel('Prompt', { exact: true });
+    const tokenCount = page.locator(`.field:has(#${await basePrompt.getAttribute('id')}) .token-count`);
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toBe('7 / 14 tokens');
+    expect((await basePrompt.getAttribute('aria-describedby'))!.split(' ')).toContain(await tokenCount.getAttribute('id'));
+    await basePrompt.press('End');
+    await basePrompt.pressSequentially(' and a green triangle on a yellow background', { delay: 20 });
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toMatch(/^(\d+) \/ 14 tokens: the last \d+ are dropped$/);
+    expect(await tokenCount.getAttribute('class')).toContain('over');
+    await basePrompt.fill('a red circle and a blue square');
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toBe('7 / 14 tokens');
+    expect(await tokenCount.getAttribute('class')).not.toContain('over');
     const canvas = page.getByRole('application', { name: 'Grounding boxes for shapes-layout' });
     await canvas.scrollIntoViewIfNeeded();
 
@@ -171,18 +191,28 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await download.getAttribute('href')).toMatch(new RegExp(`^${stack.url}/v1/blobs/tenants/alpha/jobs/job_[a-z0-9]+/out/aggregated-0\\.png\\?`));
     expect(await page.locator('#result-details').textContent()).toMatch(/Seed7.*UNet evaluations/s);
 
-    // the finished page, for docs/playground.png (tall enough to hold the whole page unscrolled)
-    await page.evaluate(() => window.scrollTo(0, 0));
-    const height = await page.evaluate(() => document.documentElement.scrollHeight);
-    await page.setViewportSize({ width: 1280, height: Math.min(height, 5000) });
-    const shot = await page.screenshot({ path: process.env.AMDM_UPDATE_SCREENSHOT === '1' ? SCREENSHOT : join(userDataDir, 'playground.png') });
-    expect(shot.subarray(1, 4).toString()).toBe('PNG');
-    await page.setViewportSize({ width: 1280, height: 1000 });
 
-    // cancel from the page: a long job, canceled once it runs
+    // cancel from the page: a long job, canceled once it runs; at a size the models were not
+    // trained at, which the 202 already warns about, at the field like an error but as a warning
     await page.getByLabel('Steps').fill('100');
     await page.getByLabel('Images', { exact: true }).fill('4');
+    await page.getByLabel('Width').fill('64');
+    await page.getByLabel('Height').fill('64');
     await page.getByRole('button', { name: 'Generate' }).click();
+    const warningList = page.locator('#job-warnings');
+    await expect.poll(() => warningList.getByRole('link').allTextContents(), { timeout: 30_000 }).toEqual([
+      'sampler.width: model "shapes-base" was trained at 32×32 pixels; at 64×64 it renders, but expect repeated or broken objects',
+    ]);
+    expect(await warningList.getAttribute('role')).toBe('status');
+    const width = page.getByLabel('Width');
+    const widthWarning = page.locator('.field', { has: width }).locator('.field-warning');
+    expect(await widthWarning.textContent()).toMatch(/^model "shapes-base" was trained at 32×32 pixels/);
+    expect(await widthWarning.evaluate((el) => getComputedStyle(el, '::before').content)).toBe('"Warning: "');
+    expect((await width.getAttribute('aria-describedby'))!.split(' ')).toContain(await widthWarning.getAttribute('id'));
+    expect(await width.getAttribute('class')).toContain('has-warning');
+    // a warning is not an error: the input is not invalid, and nothing is in the error summary
+    expect(await width.getAttribute('aria-invalid')).toBeNull();
+    expect(await page.locator('#error-summary').isHidden()).toBe(true);
     await expect.poll(() => page.locator('#progress-text').textContent(), { timeout: 30_000 }).toMatch(/^Running: Step/);
     await page.getByRole('button', { name: 'Cancel job' }).click();
     await expect.poll(() => page.locator('#progress-text').textContent(), { timeout: 30_000 }).toMatch(/^Canceled at step \d+ of 100/);
@@ -190,6 +220,144 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     const job = (await (await stack.api(`/v1/jobs/${id}`)).json()) as JobRecord;
     expect(job.status).toBe('canceled');
     expect(await page.getByRole('button', { name: 'Generate' }).isEnabled()).toBe(true);
+
+    expect(pageErrors).toEqual([]);
+    expect(foreign).toEqual([]);
+    await page.close();
+  });
+
+  it('runs an example preset, finds it in the history with a thumbnail, and opening it fills the form with the same job', async () => {
+    await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(stack.url).origin });
+    const page = await ctx.newPage();
+    watch(page);
+    const posted: unknown[] = [];
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs') posted.push(r.postDataJSON());
+    });
+    await page.goto(`${stack.url}/`);
+    await expect.poll(() => page.getByRole('status').filter({ hasText: /models? installed/ }).count(), { timeout: 30_000 }).toBe(1);
+    const snippet = page.locator('#request-snippet');
+    const shownRequest = async () => JSON.parse((await snippet.textContent())!) as unknown;
+
+    // an empty page already shows the request it would send; one model: no window, no weights
+    expect(await shownRequest()).toMatchObject({ models: [{ id: 'shapes-base', role: 'base' }] });
+    expect(await page.getByRole('group', { name: 'Aggregation window (steps)' }).isVisible()).toBe(false);
+    // nor each model alone: a job of one model is already that
+    expect(await page.getByRole('checkbox', { name: /^Also run each model alone/ }).isVisible()).toBe(false);
+    // the fp16 copy of the base is not offered beside it, and the page says why
+    expect(await page.getByRole('checkbox', { name: 'shapes-base-fp16' }).count()).toBe(0);
+    await page.getByText(/Not offered: shapes-base-fp16, the same model as the base shapes-base/).waitFor();
+
+    // one click: the three-model example, boxes and reference image included, cards collapsed
+    const example = JSON.parse(readFileSync(fileURLToPath(new URL('../../examples/base-layout-style.json', import.meta.url)), 'utf8')) as unknown;
+    await page.getByRole('button', { name: 'base-layout-style' }).click();
+    await page.getByRole('status').filter({ hasText: 'Loaded examples/base-layout-style.json.' }).waitFor();
+    expect(JobRequest.parse(await shownRequest())).toEqual(JobRequest.parse(example));
+    expect(await page.locator('details.model-card').evaluateAll((ds) => ds.map((d) => [(d as HTMLDetailsElement).open, d.querySelector('summary')!.textContent]))).toEqual([
+      [false, 'Base shapes-base “a red circle and a blue square”'],
+      [false, 'Auxiliary shapes-layout “a circle and a square” · 2 boxes'],
+      [false, 'Auxiliary shapes-style “a circle and a square” · reference image'],
+    ]);
+    expect(await page.getByRole('group', { name: 'Aggregation window (steps)' }).isVisible()).toBe(true);
+
+    // the curl and fetch snippets follow the form, name this server, and hold no key
+    await page.getByLabel('curl').check();
+    const curl = (await snippet.textContent())!;
+    expect(curl).toMatch(new RegExp(`^curl -sS '${stack.url}/v1/jobs'`));
+    expect(curl).toContain('-H "Authorization: Bearer $AMDM_API_KEY"');
+    expect(curl).toContain('"box": [0.06, 0.1, 0.44, 0.48]');
+    await page.getByLabel('Seed').fill('8');
+    expect(await snippet.textContent()).toContain('"seed": 8');
+    await page.getByLabel('Seed').fill('7');
+    await page.getByLabel('JavaScript fetch').check();
+    expect(await snippet.textContent()).toContain('Authorization: `Bearer ${process.env.AMDM_API_KEY}`');
+    await page.getByRole('button', { name: 'Copy' }).click();
+    await page.getByRole('status').filter({ hasText: 'Copied.' }).waitFor();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(await snippet.textContent());
+    expect((await page.locator('.request').textContent())!).not.toContain(stack.key);
+    await page.getByLabel('JSON body of POST /v1/jobs').check();
+
+    // each model alone too, with what it costs; enough steps that the previews have a run to show
+    const solo = page.getByRole('checkbox', { name: /^Also run each model alone/ });
+    await solo.check();
+    await page.getByLabel('Steps').fill('50');
+    expect(await page.locator('#' + (await solo.getAttribute('aria-describedby'))).textContent()).toMatch(/: 147 more UNet evaluations, 297 for the whole job\.$/);
+    const withSolo = { ...(example as object), sampler: { steps: 50, seed: 7 }, outputs: { per_model: true, solo: true } };
+    expect(JobRequest.parse(await shownRequest())).toEqual(JobRequest.parse(withSolo));
+
+    // Generate: what is sent is the example, with solo; live previews show while it runs
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const preview = page.locator('#preview');
+    await expect.poll(() => preview.locator('img').evaluateAll((els) => els.filter((i) => (i as HTMLImageElement).src.startsWith('data:image/png;base64,')).length), { timeout: 60_000 }).toBeGreaterThan(0);
+    await preview.getByRole('heading', { name: 'Live preview' }).waitFor();
+    expect(await preview.textContent()).toContain('decoded by the VAE');
+    // the frame of the window's end stays on show, where the models were just pulled together
+    await preview.getByRole('heading', { name: /^End of the window: pulled together \(step 4 of 50\)$/ }).waitFor({ timeout: 60_000 });
+    expect(await preview.getByRole('img', { name: /^Preview at the end of the window: shapes-layout in the aggregated run, step 4 of 50$/ }).count()).toBe(1);
+    const images = page.locator('#images img');
+    await expect.poll(() => images.evaluateAll((els) => els.length === 6 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 60_000 }).toBe(true);
+    expect(posted).toHaveLength(1);
+    expect(JobRequest.parse(posted[0])).toEqual(JobRequest.parse(withSolo));
+    const first = (await page.locator('#job-id').textContent())!.replace('Job ', '');
+    // every image is labelled for what it is: the aggregated image, each model alone, and each
+    // model's own latent inside the aggregated run (which is not the model alone)
+    const rows = await page.locator('#images .output-row').evaluateAll((rs) => rs.map((r) => [r.querySelector('h3')!.textContent, [...r.querySelectorAll('figcaption')].map((f) => f.textContent)]));
+    expect(rows).toEqual([
+      ['Aggregated', ['Aggregated (base shapes-base) · Download PNG']],
+      ['Each model alone', ['shapes-base alone · Download PNG', 'shapes-layout alone · Download PNG', 'shapes-style alone · Download PNG']],
+      ['Each model’s own latent inside the aggregated run', ['shapes-layout · Download PNG', 'shapes-style · Download PNG']],
+    ]);
+    expect(await page.getByRole('img', { name: /^shapes-layout alone, image 1/ }).count()).toBe(1);
+    expect(await page.getByRole('img', { name: /^shapes-layout: its own latent inside the aggregated run/ }).count()).toBe(1);
+    expect(await page.locator('#images a[download]').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).download))).toEqual(
+      ['aggregated', 'solo-shapes-base', 'solo-shapes-layout', 'solo-shapes-style', 'shapes-layout', 'shapes-style'].map((n) => `${first}-${n}-0.png`),
+    );
+    expect(await page.locator('#result-details').textContent()).toContain('Each model alone147 of the 297 UNet evaluations estimated for the job');
+
+    // the finished three-model job, for docs/playground.png (tall enough to hold the whole page unscrolled)
+    await page.locator('#history-list img').first().waitFor({ timeout: 30_000 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const height = await page.evaluate(() => document.documentElement.scrollHeight);
+    await page.setViewportSize({ width: 1280, height: Math.min(height, 5000) });
+    const shot = await page.screenshot({ path: process.env.AMDM_UPDATE_SCREENSHOT === '1' ? SCREENSHOT : join(userDataDir, 'playground.png') });
+    expect(shot.subarray(1, 4).toString()).toBe('PNG');
+    await page.setViewportSize({ width: 1280, height: 1000 });
+
+    // the history lists it, newest first, with its thumbnail decoded
+    const item = page.locator(`#history-list button[data-job="${first}"]`);
+    await item.waitFor({ timeout: 30_000 });
+    expect(await page.locator('#history-list button').first().getAttribute('data-job')).toBe(first);
+    expect(await item.textContent()).toMatch(/^succeeded · .*shapes-base \+ shapes-layout \+ shapes-style/);
+    await expect.poll(() => item.locator('img').evaluate((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0), { timeout: 30_000 }).toBe(true);
+
+    // another example replaces the form; opening the job from the history brings it all back
+    await page.getByRole('button', { name: 'single', exact: true }).click();
+    expect(await page.getByRole('checkbox', { name: 'shapes-layout' }).isChecked()).toBe(false);
+    await item.click();
+    await page.getByRole('status').filter({ hasText: `Loaded job ${first}.` }).waitFor();
+    expect(await page.getByLabel('Base model').inputValue()).toBe('shapes-base');
+    expect(await page.getByRole('checkbox', { name: 'shapes-layout' }).isChecked()).toBe(true);
+    expect(await page.getByRole('checkbox', { name: 'shapes-style' }).isChecked()).toBe(true);
+    expect(await page.getByLabel('Seed').inputValue()).toBe('7');
+    expect(await page.getByLabel('Steps').inputValue()).toBe('50');
+    expect(await solo.isChecked()).toBe(true);
+    await page.locator('details.model-card summary', { hasText: 'shapes-layout' }).click();
+    expect(await page.getByRole('group', { name: 'Box 2' }).getByLabel('Phrase').inputValue()).toBe('square');
+    await page.locator('details.model-card summary', { hasText: 'shapes-style' }).click();
+    await page.getByText(new RegExp(`^The image job ${first} used \\(upload upl_`)).waitFor();
+    expect(await images.count()).toBe(6);
+    const again = (await shownRequest()) as { models: { reference_image?: { upload_id?: string } }[] };
+    expect(again.models[2]!.reference_image!.upload_id).toMatch(/^upl_/);
+
+    // sent again, it is the same job: the same spec, the same image bytes
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await expect.poll(() => page.locator('#job-id').textContent(), { timeout: 30_000 }).not.toBe(`Job ${first}`);
+    await expect.poll(() => page.locator('#progress-text').textContent(), { timeout: 60_000 }).toMatch(/^Succeeded/);
+    const second = (await page.locator('#job-id').textContent())!.replace('Job ', '');
+    const [a, b] = await Promise.all([first, second].map(async (id) => (await (await stack.api(`/v1/jobs/${id}`)).json()) as JobRecord));
+    expect(b!.spec).toEqual(a!.spec);
+    const bytes = async (job: JobRecord) => Buffer.from(await (await fetch(job.outputs.find((o) => o.source === 'aggregated')!.url)).arrayBuffer());
+    expect((await bytes(b!)).equals(await bytes(a!))).toBe(true);
 
     expect(pageErrors).toEqual([]);
     expect(foreign).toEqual([]);

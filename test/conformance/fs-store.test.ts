@@ -4,12 +4,12 @@
  * group commit, and acknowledged writes surviving kill -9. (Power loss cannot be staged in a
  * test; that half of the promise rests on the fdatasync/fsync order in fs-store.ts.)
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FsStore, MAX_ESCAPED_SEGMENT_BYTES } from '../../adapters/embedded/fs-store.ts';
+import { FsStore, MAX_ESCAPED_SEGMENT_BYTES, STALE_TEMP_MS } from '../../adapters/embedded/fs-store.ts';
 import { crashBody } from './fixtures/fs-store-child.ts';
 import { runChild } from './run-child.ts';
 
@@ -149,6 +149,34 @@ describe.concurrent('FsStore beyond the shared suite', () => {
     await writeFile(join(root, 't@', 'not%zzescaped'), 'foreign');
     expect((await store.list('t/')).keys).toEqual(['t/real']);
     expect(await store.get('t/ghost')).toBeNull();
+  });
+
+  it('sweepTempFiles removes temp files older than STALE_TEMP_MS anywhere under the root, and keeps fresh ones and objects', async () => {
+    const root = freshRoot();
+    const store = new FsStore({ root, signing });
+    await store.put('t/real', 'real');
+    await store.put('tenants/acme/jobs/j1/out/aggregated-0.png', 'png');
+    const deep = join(root, 'tenants@', 'acme@', 'jobs@', 'j1@', 'out@');
+    const stale = [join(root, 't@', '@tmp-1a2b-0123456789ab-0'), join(deep, '@tmp-1a2b-0123456789ab-1')];
+    const fresh = join(deep, '@tmp-3c4d-ba9876543210-0');
+    const oldObject = join(root, 't@', 'real');
+    for (const p of [...stale, fresh]) await writeFile(p, 'half written');
+    // a minute past the documented bound of 10 minutes: left by a write that died
+    const past = new Date(Date.now() - 11 * 60_000);
+    for (const p of [...stale, oldObject]) await utimes(p, past, past);
+
+    expect(await store.sweepTempFiles()).toEqual({ removed: 2 });
+    const left = await filesUnder(root);
+    for (const p of stale) expect(left).not.toContain(relative(root, p));
+    expect(left).toContain(relative(root, fresh));
+    expect(new TextDecoder().decode((await store.get('t/real'))!.body)).toBe('real');
+    expect(new TextDecoder().decode((await store.get('tenants/acme/jobs/j1/out/aggregated-0.png'))!.body)).toBe('png');
+    // a root that does not exist yet has nothing to sweep
+    expect(await new FsStore({ root: freshRoot(), signing }).sweepTempFiles()).toEqual({ removed: 0 });
+    await mkdir(join(root, 'empty@'));
+    expect(await store.sweepTempFiles({ olderThanMs: 0 })).toEqual({ removed: 1 });
+    await expect(store.sweepTempFiles({ olderThanMs: -1 })).rejects.toThrow(/olderThanMs must be a number >= 0; got -1/);
+    expect(STALE_TEMP_MS).toBe(10 * 60_000);
   });
 
   it('removes directories emptied by delete, up to the root', async () => {

@@ -9,6 +9,8 @@
  */
 import { describe, it, type TestContext } from 'vitest';
 import { LeaseLostError, type JobQueue, type Lease } from '../../shared/ports/queue.ts';
+import { StorageFullError } from '../../shared/ports/store.ts';
+import { SMALL_FS, mountSmallFs } from './small-fs.ts';
 
 export interface QueueCapabilities {
   /**
@@ -39,6 +41,11 @@ export interface QueueSuite {
    */
   create(opts?: { deadLetter?: { maxReceives: number } }): Promise<QueueFixture>;
   capabilities: QueueCapabilities;
+  /**
+   * A fresh queue keeping everything under `dir`, a directory on a small filesystem that the
+   * suite fills to the last byte. Absent for queues without a disk of their own (memory, SQS).
+   */
+  onSmallFs?(dir: string): Promise<JobQueue>;
 }
 
 const ZERO = { visible: 0, inFlight: 0, delayed: 0 };
@@ -287,6 +294,45 @@ export function describeQueueConformance(name: string, suite: QueueSuite): void 
       await queue.close();
       await ctx.expect(queue.send('late')).rejects.toThrow(/closed/);
     });
+
+    it.skipIf(!suite.onSmallFs || !SMALL_FS.available)(
+      `on a full disk the calls that write reject with StorageFullError and change nothing; all works once space is freed${suite.onSmallFs && !SMALL_FS.available ? ` (skipped: ${SMALL_FS.reason})` : ''}`,
+      async (ctx) => {
+        const fs = mountSmallFs();
+        const queue = await suite.onSmallFs!(fs.dir);
+        ctx.onTestFinished(async () => {
+          await queue.close();
+          fs.unmount();
+        });
+        const heldId = await queue.send('held');
+        const held = await receiveOne(queue, 30);
+        const waitingId = await queue.send('waiting');
+        fs.fill();
+
+        const refused = async (what: string, call: Promise<unknown>) => {
+          const err = await call.then(() => null, (e: unknown) => e);
+          ctx.expect(err, `${what} on a full disk`).toBeInstanceOf(StorageFullError);
+          ctx.expect(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']).toContain((err as StorageFullError).code);
+        };
+        await refused('send', queue.send('x'.repeat(200_000)));
+        await refused('receive', queue.receive({ visibilitySeconds: 30, waitSeconds: 0 }));
+        await refused('extend', queue.extend(held, 60));
+        await refused('release', queue.release(held, 0));
+        await refused('ack', queue.ack(held));
+        ctx.expect(await queue.stats()).toEqual({ visible: 1, inFlight: 1, delayed: 0 });
+
+        fs.free();
+        await queue.extend(held, 60);
+        await queue.ack(held);
+        const sentId = await queue.send('sent after');
+        const leases = await queue.receive({ visibilitySeconds: 30, waitSeconds: 1, max: 10 });
+        ctx.expect(leases.map((l) => [l.messageId, l.body, l.receiveCount])).toEqual([
+          [waitingId, 'waiting', 1],
+          [sentId, 'sent after', 1],
+        ]);
+        ctx.expect(heldId).not.toBe(waitingId);
+      },
+    );
 
     it('refuses arguments outside the SQS limits, naming the value', async (ctx) => {
       const { queue } = await open(ctx);

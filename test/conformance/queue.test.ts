@@ -30,16 +30,19 @@ afterAll(async () => {
   await rm(dataRoot, { recursive: true, force: true });
 });
 
-describeQueueConformance('sqlite', {
+describeQueueConformance('sqlite (writer inline)', {
   capabilities: { detectsStaleAck: true, acceptsCharactersBeyondBmp: true },
   async create(opts) {
     // a fresh file per test; within it the named queues share one database, as in production
     const dir = join(dataRoot, `db-${++sqliteDirs}`);
-    if (!opts?.deadLetter) return { queue: new SqliteQueue({ dir, queue: 'jobs' }) };
+    if (!opts?.deadLetter) return { queue: new SqliteQueue({ dir, queue: 'jobs', writer: 'inline' }) };
     return {
-      queue: new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: opts.deadLetter.maxReceives } }),
-      deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq' }),
+      queue: new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: opts.deadLetter.maxReceives }, writer: 'inline' }),
+      deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq', writer: 'inline' }),
     };
+  },
+  async onSmallFs(dir) {
+    return new SqliteQueue({ dir, queue: 'jobs', writer: 'inline' });
   },
 });
 
@@ -52,6 +55,9 @@ describeQueueConformance('sqlite (writer thread)', {
       queue: new SqliteQueue({ dir, queue: 'jobs', deadLetter: { queue: 'jobs-dlq', maxReceives: opts.deadLetter.maxReceives }, writer: 'thread' }),
       deadLetterQueue: new SqliteQueue({ dir, queue: 'jobs-dlq', writer: 'thread' }),
     };
+  },
+  async onSmallFs(dir) {
+    return new SqliteQueue({ dir, queue: 'jobs', writer: 'thread' });
   },
 });
 

@@ -12,7 +12,6 @@ import { isBlobKey, prefixMayHoldBlobs, prefixMayHoldRecords, SplitStore } from 
 import { SqliteStore } from '../../adapters/embedded/sqlite-store.ts';
 import { MemoryStore } from '../../adapters/memory/memory-store.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { dataLayout, openEmbeddedStore } from '../../tools/single-node.ts';
 
 const signing = { secret: 'split-store-test-secret-at-least-32-bytes', baseUrl: 'http://127.0.0.1:9/' };
 
@@ -174,44 +173,6 @@ describe.concurrent('SplitStore', () => {
     await fresh.put('tenants/a/jobs/j/out/y.png', 'real');
     expect(await fresh.list('tenants/a/jobs/j/', { limit: 1 })).toEqual({ keys: [], cursor: 'tenants/a/jobs/j/a.json' });
     expect(await listAll(fresh, 'tenants/a/jobs/j/', 1)).toEqual(['tenants/a/jobs/j/out/y.png']);
-  });
-
-  it('adopts the records of the layout before the split: moved into the records store, newer ones kept, blobs left alone', async () => {
-    const records = new MemoryStore();
-    const blobs = new MemoryStore();
-    await blobs.put('apikeys/abc.json', '{"tenant":"acme"}', 'application/json');
-    await blobs.put('tenants/acme/jobs/job_1/request.json', '{"id":"job_1"}', 'application/json');
-    await blobs.put('tenants/acme/jobs/job_1/status.json', '{"status":"queued"}', 'application/json');
-    await blobs.put('tenants/acme/jobs/job_1/out/aggregated-0.png', 'png', 'image/png');
-    await blobs.put('tenants/acme/uploads/upl_a', 'jpeg', 'image/jpeg');
-    await records.put('tenants/acme/jobs/job_1/status.json', '{"status":"running"}', 'application/json');
-    const store = new SplitStore({ records, blobs });
-    const adopted = store.adoptRecordsFromBlobs();
-    // a call made meanwhile waits for the move, so it never misses a record on its way
-    const during = store.get('apikeys/abc.json');
-    expect(await adopted).toEqual({ moved: 3 });
-    expect(new TextDecoder().decode((await during)!.body)).toBe('{"tenant":"acme"}');
-    expect((await blobs.list('')).keys).toEqual(['tenants/acme/jobs/job_1/out/aggregated-0.png', 'tenants/acme/uploads/upl_a']);
-    expect((await records.list('')).keys).toEqual(['apikeys/abc.json', 'tenants/acme/jobs/job_1/request.json', 'tenants/acme/jobs/job_1/status.json']);
-    expect(new TextDecoder().decode((await store.get('tenants/acme/jobs/job_1/status.json'))!.body)).toBe('{"status":"running"}');
-    expect(await store.adoptRecordsFromBlobs()).toEqual({ moved: 0 });
-  });
-
-  it('the single node moves a DATA_DIR of the earlier layout on open, and reads its records at once', async () => {
-    const layout = dataLayout(join(base, `data-${++roots}`));
-    const legacy = new FsStore({ root: layout.storeDir, signing });
-    await legacy.put('apikeys/abc.json', '{"tenant":"acme"}', 'application/json');
-    await legacy.put('tenants/acme/index/000-job_1', '{"id":"job_1"}', 'application/json');
-    await legacy.put('tenants/acme/jobs/job_1/out/aggregated-0.png', 'png', 'image/png');
-    const store = openEmbeddedStore(layout, { blobSecret: signing.secret, publicBaseUrl: 'http://127.0.0.1:9' });
-    try {
-      expect((await store.get('apikeys/abc.json'))?.contentType).toBe('application/json');
-      expect((await store.list('')).keys).toEqual(['apikeys/abc.json', 'tenants/acme/index/000-job_1', 'tenants/acme/jobs/job_1/out/aggregated-0.png']);
-      expect((await store.records.list('')).keys).toEqual(['apikeys/abc.json', 'tenants/acme/index/000-job_1']);
-      expect((await readdir(layout.storeDir)).sort()).toEqual(['tenants@']);
-    } finally {
-      await store.close();
-    }
   });
 
   it('refuses bad options, naming them', () => {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SharedDatabase } from '../../adapters/embedded/sqlite-database.ts';
 import { SQLITE_QUEUE_FILE, SqliteQueue } from '../../adapters/embedded/sqlite-queue.ts';
 import type { Lease } from '../../shared/ports/queue.ts';
 import { runChild } from './run-child.ts';
@@ -197,6 +198,55 @@ describe.concurrent('SqliteQueue beyond the shared suite', () => {
       raw.close();
     }
     expect(() => new SqliteQueue({ dir, queue: 'jobs' })).toThrow(/schema version 99; this build reads version 1/);
+  });
+
+  it('says where a message stands: ahead of it in delivery order and leased, by id or by what its body contains, capped', async () => {
+    const dir = freshDir();
+    const jobs = new SqliteQueue({ dir, queue: 'jobs' });
+    const other = new SqliteQueue({ dir, queue: 'other' });
+    try {
+      const ids: string[] = [];
+      for (const body of ['{"job":"a%b"}', '{"job":"a_b"}', '{"job":"axb"}', '{"job":"last"}']) ids.push(await jobs.send(body));
+      await other.send('{"job":"last"}');
+      expect(jobs.position({ id: ids[0]! }, 10)).toEqual({ ahead: 0, inFlight: 0 });
+      expect(jobs.position({ id: ids[3]! }, 10)).toEqual({ ahead: 3, inFlight: 0 });
+      expect(jobs.position({ id: ids[3]! }, 2)).toEqual({ ahead: 2, inFlight: 0 });
+      // LIKE's wildcards in the strings are literal characters
+      expect(jobs.position({ bodyContains: ['"a_b"'] }, 10)).toEqual({ ahead: 1, inFlight: 0 });
+      expect(jobs.position({ bodyContains: ['"axb"', '{"job"'] }, 10)).toEqual({ ahead: 2, inFlight: 0 });
+      const [lease] = await jobs.receive({ max: 1, visibilitySeconds: 60 });
+      expect(lease!.messageId).toBe(ids[0]);
+      expect(jobs.position({ id: ids[1]! }, 10)).toEqual({ ahead: 0, inFlight: 1 });
+      await jobs.ack(lease!);
+      expect(jobs.position({ id: ids[0]! }, 10)).toEqual({ ahead: null, inFlight: 0 });
+      expect(jobs.position({ bodyContains: ['nowhere'] }, 10)).toEqual({ ahead: null, inFlight: 0 });
+      // another queue's messages are not counted
+      expect(other.position({ bodyContains: ['"last"'] }, 10)).toEqual({ ahead: 0, inFlight: 0 });
+      expect(() => jobs.position({ id: ids[1]! }, 0)).toThrow(/max must be a positive integer; got 0/);
+    } finally {
+      await Promise.all([jobs.close(), other.close()]);
+    }
+  });
+
+  it('one writer per file in a process: the first opener decides (the writer thread by default), another that names a different one is refused', async () => {
+    const dir = freshDir();
+    const writerOf = (q: SqliteQueue) => (q.commitLog() as SharedDatabase).writer;
+    const first = new SqliteQueue({ dir, queue: 'jobs' });
+    try {
+      expect(writerOf(first)).toBe('thread');
+      expect(() => new SqliteQueue({ dir, queue: 'other', writer: 'inline' })).toThrow(/already open in this process with the "thread" writer; this opener asked for "inline"/);
+      for (const writer of ['thread', undefined] as const) {
+        const joined = new SqliteQueue({ dir, queue: 'other', ...(writer ? { writer } : {}) });
+        expect(joined.commitLog()).toBe(first.commitLog());
+        await joined.close();
+      }
+    } finally {
+      await first.close();
+    }
+    // closed everywhere in this process: the next opener decides again
+    const inline = new SqliteQueue({ dir, queue: 'jobs', writer: 'inline' });
+    expect(writerOf(inline)).toBe('inline');
+    await inline.close();
   });
 
   it('refuses bad options, naming them', () => {

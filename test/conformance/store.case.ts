@@ -5,7 +5,8 @@
  * S3 endpoint for S3).
  */
 import { describe, it, type TestContext } from 'vitest';
-import type { ObjectStore } from '../../shared/ports/store.ts';
+import { type ObjectStore, StorageFullError } from '../../shared/ports/store.ts';
+import { SMALL_FS, mountSmallFs } from './small-fs.ts';
 
 export interface StoreCapabilities {
   /**
@@ -26,6 +27,12 @@ export interface StoreSuite {
   /** a fresh, empty store for one test */
   create(): Promise<ObjectStore>;
   capabilities: StoreCapabilities;
+  /**
+   * A fresh store keeping everything under `dir`, a directory on a small filesystem that the
+   * suite fills to the last byte. Absent for adapters without a disk of their own (memory,
+   * S3), which are never full.
+   */
+  onSmallFs?(dir: string): Promise<ObjectStore>;
 }
 
 const decoder = new TextDecoder();
@@ -259,7 +266,9 @@ export function describeStoreConformance(name: string, suite: StoreSuite): void 
     it('a signed PUT URL stores the uploaded body with its content type', async (ctx) => {
       const store = await open(ctx);
       const url = await store.signedPutUrl('tenants/t1/uploads/u1', 60, 'image/png');
-      const response = await fetch(url, { method: 'PUT', body: ALL_BYTES, headers: { 'content-type': 'image/png' } });
+      // what the upload ticket tells a client to send
+      const headers = { ...store.signedPutHeaders?.('tenants/t1/uploads/u1'), 'content-type': 'image/png' };
+      const response = await fetch(url, { method: 'PUT', body: ALL_BYTES, headers });
       ctx.expect(response.status).toBe(200);
       const got = await store.get('tenants/t1/uploads/u1');
       ctx.expect(Array.from(got!.body)).toEqual(Array.from(ALL_BYTES));
@@ -314,6 +323,57 @@ export function describeStoreConformance(name: string, suite: StoreSuite): void 
       }
       ctx.expect(status).toBe(403);
     });
+
+    // keys of both kinds the single node's split store routes (a record, an image), so each of
+    // its stores fills up; to the other adapters they are just two keys
+    it.skipIf(!suite.onSmallFs || !SMALL_FS.available)(
+      `on a full disk a write rejects with StorageFullError and changes nothing; reads go on; the write succeeds once space is freed${suite.onSmallFs && !SMALL_FS.available ? ` (skipped: ${SMALL_FS.reason})` : ''}`,
+      async (ctx) => {
+        const fs = mountSmallFs();
+        const store = await suite.onSmallFs!(fs.dir);
+        ctx.onTestFinished(async () => {
+          await store.close();
+          fs.unmount();
+        });
+        const keys = ['tenants/t1/jobs/j1/status.json', 'tenants/t1/uploads/upl_full0disk0test'];
+        for (const key of keys) await store.put(key, `old ${key}`, 'text/plain');
+        const big = new Uint8Array(256 * 1024).fill(0x5a);
+        fs.fill();
+
+        for (const key of keys) {
+          for (const [target, body] of [[key, big], [`${key}.new`, 'small']] as const) {
+            const err = await store.put(target, body, 'text/plain').then(() => null, (e: unknown) => e);
+            ctx.expect(err, `put ${target} on a full disk`).toBeInstanceOf(StorageFullError);
+            const full = err as StorageFullError;
+            ctx.expect(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']).toContain(full.code);
+            ctx.expect(full.reason).toMatch(/no space|full|quota/);
+            ctx.expect(full.where.startsWith(fs.dir), full.where).toBe(true);
+          }
+          // nothing changed, and reads work
+          const old = await store.get(key);
+          ctx.expect(decoder.decode(old!.body)).toBe(`old ${key}`);
+          ctx.expect(old!.contentType).toBe('text/plain');
+          ctx.expect(await store.get(`${key}.new`)).toBeNull();
+        }
+        ctx.expect((await store.list('tenants/t1/')).keys).toEqual(byteOrder(keys));
+        // a delete may need room too (a database logs it); if refused, it too changes nothing
+        const deleted = await store.delete(keys[0]!).then(() => null, (e: unknown) => e);
+        if (deleted === null) ctx.expect(await store.get(keys[0]!)).toBeNull();
+        else {
+          ctx.expect(deleted).toBeInstanceOf(StorageFullError);
+          ctx.expect(await store.get(keys[0]!)).not.toBeNull();
+        }
+
+        fs.free();
+        for (const key of keys) {
+          await store.put(key, big, 'application/octet-stream');
+          await store.put(`${key}.new`, 'small', 'text/plain');
+          // compared as one Buffer: an element-wise toEqual of 256 KiB takes seconds
+          ctx.expect(Buffer.from((await store.get(key))!.body).equals(big)).toBe(true);
+          ctx.expect(decoder.decode((await store.get(`${key}.new`))!.body)).toBe('small');
+        }
+      },
+    );
 
     it('close is idempotent and later calls are refused', async (ctx) => {
       const store = await open(ctx);

@@ -51,15 +51,21 @@ describeStoreConformance('filesystem', {
     mount.serve(store);
     return store;
   },
+  async onSmallFs(dir) {
+    return new FsStore({ root: join(dir, 'store'), signing: { secret: SECRET, baseUrl: 'http://127.0.0.1:9' } });
+  },
 });
 
-describeStoreConformance('sqlite', {
+describeStoreConformance('sqlite (writer inline)', {
   capabilities: { listsInByteOrder: true, refusesBadSignedUrls: true },
   async create() {
     const mount = blobs.mount(SECRET);
-    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl } });
+    const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl }, writer: 'inline' });
     mount.serve(store);
     return store;
+  },
+  async onSmallFs(dir) {
+    return new SqliteStore({ dir, signing: { secret: SECRET, baseUrl: 'http://127.0.0.1:9' }, writer: 'inline' });
   },
 });
 
@@ -70,6 +76,9 @@ describeStoreConformance('sqlite (writer thread)', {
     const store = new SqliteStore({ dir: join(dataRoot, `store-${++roots}`), signing: { secret: SECRET, baseUrl: mount.baseUrl }, writer: 'thread' });
     mount.serve(store);
     return store;
+  },
+  async onSmallFs(dir) {
+    return new SqliteStore({ dir, signing: { secret: SECRET, baseUrl: 'http://127.0.0.1:9' }, writer: 'thread' });
   },
 });
 
@@ -85,6 +94,10 @@ describeStoreConformance('split (sqlite records + filesystem blobs)', {
     });
     mount.serve(store);
     return store;
+  },
+  async onSmallFs(dir) {
+    const signing = { secret: SECRET, baseUrl: 'http://127.0.0.1:9' };
+    return new SplitStore({ records: new SqliteStore({ dir, signing }), blobs: new FsStore({ root: join(dir, 'blobs'), signing }) });
   },
 });
 

@@ -9,7 +9,8 @@
  */
 import { decode, encode } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobRecord, ModelInfo, QueueMessage } from '../../shared/contract/index.ts';
+import type { JobPreview, JobRecord, ModelInfo, QueueMessage } from '../../shared/contract/index.ts';
+import { ApiClient } from '../../shared/client/client.ts';
 import type { JobQueue, Lease } from '../../shared/ports/queue.ts';
 import { ADAPTER_SETS, startStack, until, type AdapterSet, type Stack } from './harness.ts';
 
@@ -138,6 +139,56 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
       expect(records).toHaveLength(1);
     });
 
+    it('solo, warnings and live previews: each model alone beside the aggregated image, metered; a cut prompt said; previews on the event stream', async () => {
+      const layout = { id: 'shapes-layout', role: 'auxiliary', prompt: 'a circle', grounding: [{ phrase: 'circle', box: [0.1, 0.1, 0.5, 0.5] }] };
+      const long = 'a red circle and a blue square and a green triangle on a yellow background with a purple border and more';
+      const body = { models: [{ id: base.id, role: 'base', prompt: long }, layout], aggregation: { window: [1, 3] }, sampler: { steps: 100, seed: 21, width: 35 }, outputs: { solo: true, images: 2 } };
+      const { res, record } = await job(body);
+      expect(res.status).toBe(202);
+      // the cost of the solo runs is in the answer: per image 2 × (100 − 1) on top of 2 × 4 + 96
+      expect(record.spec.estimate).toEqual({ unet_evals: 2 * (104 + 198), solo_unet_evals: 2 * 198 });
+      // shaping's warnings are in the 202 already
+      expect(record.warnings).toEqual([{ code: 'size_rounded', field: 'sampler.width', message: 'width 35 was rounded to 32: model "shapes-base" renders multiples of 8 pixels' }]);
+
+      const previews: JobPreview[] = [];
+      const client = new ApiClient({ baseUrl: stack.url, apiKey: stack.key });
+      const done = await client.follow(record.id, { onPreview: (p) => previews.push(p) });
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      // the runner's warning (it tokenizes; the edge cannot) joins shaping's
+      expect(done.warnings.map((w) => [w.code, w.field])).toEqual([
+        ['size_rounded', 'sampler.width'],
+        ['prompt_truncated', 'models[0].prompt'],
+      ]);
+      expect(done.outputs.filter((o) => o.kind === 'image').map((o) => `${o.source}:${o.model}:${o.index}`)).toEqual([
+        'aggregated:shapes-base:0', 'solo:shapes-base:0', 'solo:shapes-layout:0',
+        'aggregated:shapes-base:1', 'solo:shapes-base:1', 'solo:shapes-layout:1',
+      ]);
+      for (const o of done.outputs) expect((await fetch(o.url)).status).toBe(200);
+      // metered as run: every UNet call, solo included
+      expect(done.usage).toMatchObject({ images: 2, unet_evals: 604 });
+
+      // previews came through the stream, as small PNGs of the models, the window's end among them
+      expect(previews.length).toBeGreaterThan(0);
+      expect(previews.every((p) => p.job_id === record.id && p.method === 'vae_decode_x0')).toBe(true);
+      expect(previews.map((p) => p.seq)).toEqual([...previews.map((p) => p.seq)].sort((a, b) => a - b));
+      const end = previews.find((p) => p.window_end);
+      expect(end?.models.map((m) => m.id)).toEqual(['shapes-base', 'shapes-layout']);
+      const png = decode(Uint8Array.from(atob(end!.models[0]!.png.split(',')[1]!), (c) => c.charCodeAt(0)));
+      expect([png.width, png.height]).toEqual([done.spec.sampler.width, done.spec.sampler.height]);
+    });
+
+    it('token counts: the single node counts with the model\'s tokenizer; the AWS edge has none and says so', async () => {
+      const client = new ApiClient({ baseUrl: stack.url, apiKey: stack.key });
+      if (adapterSet === 'embedded') {
+        expect(await client.countTokens('shapes-base', 'a red circle and a blue square')).toEqual({ object: 'token_count', model: 'shapes-base', tokens: 7, max_tokens: 14, truncated: false });
+        const unknown = await stack.api('/v1/models/no-such/tokens', { body: { text: 'x' } });
+        expect(unknown.status).toBe(404);
+      } else {
+        const err = await client.countTokens('shapes-base', 'a red circle').catch((e: unknown) => e);
+        expect(err).toMatchObject({ status: 501, problem: { type: 'urn:amdm:problem:token-count-unavailable' } });
+      }
+    });
+
     it('uploads: a reference image PUT through its signed URL drives a job', async () => {
       const models = ((await (await stack.api('/v1/models')).json()) as { data: ModelInfo[] }).data;
       const styled = models.find((m) => m.conditions.reference_image && m.ecosystem === base.ecosystem);
@@ -149,8 +200,9 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
         const tampered = await fetch(ticket.upload_url.replace('method=PUT', 'method=PUT&x=1').replace(/sig=./, 'sig=A'), { method: 'PUT', headers: ticket.headers, body: png });
         expect(tampered.status).toBe(403);
       } else {
-        // a presigned S3 PUT that signs the content type the client must send
-        expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host');
+        // a presigned S3 PUT that signs the content type and the expiry tag the client must send
+        expect(new URL(ticket.upload_url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-type;host;x-amz-tagging');
+        expect(ticket.headers['x-amz-tagging']).toBe('amdm-expire=job-output');
       }
       const put = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: png });
       // the local blob route answers 204, S3 200
@@ -187,7 +239,10 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('the API end to 
 
       const never = await finished(queued.id);
       expect(never).toMatchObject({ status: 'canceled', started_at: null, outputs: [], usage: null });
-      expect((await stack.api(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(409);
+      // canceling again is harmless: 200 with the canceled job
+      const again = await stack.api(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' });
+      expect(again.status).toBe(200);
+      expect(((await again.json()) as JobRecord).status).toBe('canceled');
     });
 
     it('Idempotency-Key: same body -> the same job; another body -> 422', async () => {

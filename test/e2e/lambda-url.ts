@@ -9,7 +9,8 @@
  * - the Function URL service: an HTTP request becomes a payload 2.0 event (lowercase headers,
  *   cookies apart, text bodies as strings and others in base64), and the handler's stream
  *   becomes the HTTP response: prelude -> status, headers and cookies; the rest -> the body,
- *   passed on as it is written, so server-sent events arrive as they happen.
+ *   passed on as it is written, so server-sent events arrive as they happen. An event larger
+ *   than Lambda's payload limit is answered 413 by the service, without the handler.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -54,6 +55,9 @@ export function installLambdaRuntimeGlobal(): void {
 export function isStreamingHandler(fn: unknown): boolean {
   return typeof fn === 'function' && (fn as unknown as Record<symbol, unknown>)[STREAMING] === 'response';
 }
+
+/** Lambda's synchronous invocation payload limit, on the serialized event (Lambda quotas: "6 MB"). */
+export const LAMBDA_MAX_EVENT_BYTES = 6_291_456;
 
 const TEXT_BODY = /^(text\/|application\/(json|[\w.+-]+\+json|xml|x-www-form-urlencoded|javascript))/i;
 
@@ -103,7 +107,8 @@ export async function startFunctionUrl(handler: unknown, opts: { port?: number; 
   if (!isStreamingHandler(handler)) throw new TypeError('startFunctionUrl: the handler is not wrapped in awslambda.streamifyResponse');
   const fn = handler as StreamingHandler;
   const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
-  const server = createServer(async (req, res) => {
+  // Node's default header limit (16 KiB) is below what CloudFront forwards (20,480 bytes)
+  const server = createServer({ maxHeaderSize: 64 * 1024 }, async (req, res) => {
     const port = (server.address() as AddressInfo).port;
     const stream = new PassThrough() as ResponseStream;
     stream.setContentType = (type) => (stream.contentType = type);
@@ -132,6 +137,13 @@ export async function startFunctionUrl(handler: unknown, opts: { port?: number; 
     const deadline = Date.now() + timeoutMs;
     try {
       const event = await toEvent(req, port);
+      // Lambda's invocation payload limit applies to the whole event, before the handler runs
+      const eventBytes = Buffer.byteLength(JSON.stringify(event));
+      if (eventBytes > LAMBDA_MAX_EVENT_BYTES) {
+        res.writeHead(413, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ Message: `Request must be smaller than ${LAMBDA_MAX_EVENT_BYTES} bytes for the InvokeFunction operation` }));
+        return;
+      }
       await fn(event, stream, { awsRequestId: crypto.randomUUID(), functionName: 'amdm-edge', getRemainingTimeInMillis: () => deadline - Date.now() });
     } catch (err) {
       // an invocation error: the Function URL answers 502

@@ -1,5 +1,5 @@
 /**
- * `npm start` itself (tools/start.ts) in a child process: it prints a working key, base
+ * `npm start` itself (single-node/start.ts) in a child process: it prints a working key, base
  * URL and curl; killed with -9 in the middle of a job and started again, the job still
  * completes, exactly once. The engine is the slow test double (AMDM_ENGINE_MODULE), so
  * the test does not depend on the model files and a job lasts long enough to be killed.
@@ -8,7 +8,7 @@
  * loaded, the symptom of a start that never served) ends with a log line naming the phase
  * and a non-zero exit, instead of a silent process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,8 +39,10 @@ function npmStart(
   preload: string[] = [],
 ): { child: ChildProcess; output: () => string; banner: Promise<string>; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   // what `npm start` runs, without npm in between (so the signal reaches the server itself)
-  const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'tools/start.ts'];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), 'single-node/start.ts'];
+  // running servers announce themselves for `amdm keys`: in the test's own folder, not the user's
+  const runtime = { AMDM_RUNTIME_DIR: join(env.DATA_DIR ?? tmpdir(), 'runtime') };
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...runtime, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   children.push(child);
   let out = '';
@@ -87,6 +89,19 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${port}`);
     expect(banner).toMatch(/curl -sS http:\/\/127\.0\.0\.1:\d+\/v1\/jobs -H "Authorization: Bearer amdm_\S+" .*--data @\S*examples\/single\.json/);
     expect(readFileSync(join(dataDir, 'local-api-key'), 'utf8').trim()).toBe(key);
+    // DATA_DIR is not ./data: the key command says where the keys must go
+    expect(banner).toContain(`npx amdm keys create --tenant NAME --data-dir ${dataDir}`);
+    // ...and without it, from another folder, `amdm keys create` finds the running server's folder
+    const { DATA_DIR: _unset, ...cliEnv } = process.env;
+    const made = spawnSync(process.execPath, [join(ROOT, 'bin/amdm.js'), 'keys', 'create', '--tenant', 'bob'], {
+      cwd: tmpdir(),
+      env: { ...cliEnv, AMDM_RUNTIME_DIR: join(dataDir, 'runtime') },
+      encoding: 'utf8',
+    });
+    expect(made.status, made.stderr).toBe(0);
+    expect(made.stderr).toContain(`using the data folder of the server running at http://127.0.0.1:${port}: ${dataDir}`);
+    const bobs = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { headers: { authorization: `Bearer ${made.stdout.trim()}` } });
+    expect(bobs.status).toBe(200);
     // every phase of the start says when it is done, and how long it took
     const phases = logLines(banner).filter((l) => l.component === 'start' && l.msg === 'phase done');
     expect(phases.map((l) => l.phase)).toEqual(['secrets', 'adapters', 'models', 'listen', 'local key']);
@@ -127,6 +142,65 @@ describe('npm start', () => {
     second.child.kill('SIGTERM');
     const code = await new Promise<number | null>((r) => second.child.once('exit', (c) => r(c)));
     expect(code).toBe(0);
+  });
+
+  it('real engine: a second signal mid-job stops at once, exits cleanly and requeues the job once; one Ctrl-C delivered twice only drains', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'amdm-start-'));
+    dirs.push(dataDir);
+    const port = await freePort();
+    // the built-in models on onnxruntime: the sampler thread is inside a native UNet call most of the time
+    const env = { DATA_DIR: dataDir, PORT: String(port) };
+    const first = npmStart(env);
+    const key = /API key\s+(amdm_\S+)/.exec(await first.banner)![1]!;
+    const api = (path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    const job = { models: [{ id: 'shapes-base', role: 'base', prompt: 'a red circle' }], sampler: { steps: 100, seed: 3, width: 64, height: 64 } };
+    const submit = async () => ((await (await api('/v1/jobs', job)).json()) as JobRecord).id;
+    const midway = (id: string) => until(async () => (((await (await api(`/v1/jobs/${id}`)).json()) as JobRecord).progress?.step ?? 0) >= 3, 'the job to be mid-way', 60_000);
+
+    const id = await submit();
+    await midway(id);
+    first.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 700)); // a second keypress, not the same one relayed
+    first.child.kill('SIGINT');
+    const exit = await first.exited;
+    expect(first.output()).not.toMatch(/Napi::Error|terminate called/);
+    expect(exit, first.output()).toEqual({ code: 1, signal: null });
+    const firstLines = logLines(first.output());
+    expect(firstLines.filter((l) => l.msg === 'released a running job for another runner')).toHaveLength(1);
+
+    // a fresh start runs it again, as the second attempt, and bills it once
+    const second = npmStart(env);
+    await second.banner;
+    const done = await until(async () => {
+      const r = (await (await api(`/v1/jobs/${id}`)).json()) as JobRecord;
+      return ['succeeded', 'failed', 'canceled'].includes(r.status) ? r : null;
+    }, 'the job to complete after the restart', 120_000);
+    expect(done.status, second.output()).toBe('succeeded');
+    const runs = logLines(second.output()).filter((l) => l.msg === 'running' && l.job_id === id);
+    expect(runs.map((l) => l.attempt)).toEqual([2]);
+    const usage = await until(async () => {
+      const u = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
+      return u.total.jobs > 0 ? u : null;
+    }, 'the usage record of the job');
+    expect(usage.total).toEqual(expect.objectContaining({ jobs: 1, unet_evals: 100 }));
+
+    // one Ctrl-C reaches the server from the terminal's process group and again from npm/tsx,
+    // a few ms apart: that is one request to drain, so the running job finishes
+    const id2 = await submit();
+    await midway(id2);
+    second.child.kill('SIGINT');
+    second.child.kill('SIGINT');
+    const drained = await second.exited;
+    expect(drained, second.output()).toEqual({ code: 0, signal: null });
+    const secondLines = logLines(second.output());
+    expect(secondLines).toContainEqual(expect.objectContaining({ msg: 'succeeded', job_id: id2 }));
+    expect(secondLines.filter((l) => l.msg === 'stopping now; running jobs go back to the queue')).toEqual([]);
+    expect(second.output()).not.toMatch(/Napi::Error|terminate called/);
   });
 
   it('a warm-up that never finishes: the watchdog names the phase and exits 1', async () => {

@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../gpu-runner/logger.ts';
+import { silentLogger } from '../../shared/logger.ts';
 import { SamplerPool } from '../../gpu-runner/sampler-thread.ts';
 import { WorkerLoop } from '../../gpu-runner/worker-loop.ts';
 import { newJobId } from '../../shared/ids.ts';
 import { JobRepository, type StoredRequest } from '../../shared/job-repository.ts';
-import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../single-node/data-dir.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { CRASHING_ENGINE, SLOW_ENGINE, startRunnerProcess } from './runner-process.ts';
 
@@ -106,6 +106,10 @@ describe('poison', () => {
     expect(status!.error).toMatchObject({ type: 'urn:amdm:problem:dead-lettered', detail: expect.stringMatching(/dead-lettered after 2 deliveries/) });
     // the failure is announced like any other terminal state
     await until(async () => (await w.repo.getStatus('acme', id))?.webhook_enqueued, 'the failure webhook in the outbox', 10_000);
-    expect((await w.adapters.jobsDeadLetter.stats()).visible + (await w.adapters.jobsDeadLetter.stats()).inFlight).toBe(0);
+    // the dead letter is acked after the outbox write, so the queue empties a moment later
+    await until(async () => {
+      const dlq = await w.adapters.jobsDeadLetter.stats();
+      return dlq.visible + dlq.inFlight === 0;
+    }, 'the dead letter acked', 10_000);
   });
 });

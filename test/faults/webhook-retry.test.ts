@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobRecord, WebhookPayload } from '../../shared/contract/index.ts';
-import { dataLayout, loadSecrets } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets } from '../../single-node/data-dir.ts';
 import { startStack, until, type Stack } from '../e2e/harness.ts';
 import { SLOW_ENGINE } from './runner-process.ts';
 

@@ -17,7 +17,7 @@ import { startLocalEdge, type LocalEdge } from '../../edge/local.ts';
 import { TokenBucketLimiter } from '../../edge/middleware/rate-limit/index.ts';
 import { createApiKey } from '../../shared/api-keys.ts';
 import { JobRequest, type ModelInfo } from '../../shared/contract/index.ts';
-import { dataLayout, loadSecrets } from '../../tools/single-node.ts';
+import { dataLayout, loadSecrets } from '../../single-node/data-dir.ts';
 import { type Mutant, mutants, validRequests } from './mutations.ts';
 
 const model = (id: string, conditions: Partial<ModelInfo['conditions']> = {}): ModelInfo => ({

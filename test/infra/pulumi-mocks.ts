@@ -25,7 +25,11 @@ export class MockStack {
   readonly calls: { token: string; inputs: Record<string, any> }[] = [];
   private readonly opts = new Map<string, Registered['opts']>();
 
-  constructor() {
+  /**
+   * `existingRoles`: names of the roles the mocked account already has, as iam.getRoles lists
+   * them (by path prefix); default none, a fresh account.
+   */
+  constructor(private readonly existingRoles: { path: string; name: string }[] = []) {
     const stack = this;
     pulumi.runtime.setMocks(
       {
@@ -48,6 +52,10 @@ export class MockStack {
               return { accountId: ACCOUNT_ID, arn: `arn:aws:iam::${ACCOUNT_ID}:user/ci`, userId: 'AIDAMOCK', id: ACCOUNT_ID };
             case 'aws:index/getAvailabilityZones:getAvailabilityZones':
               return { names: ZONES, zoneIds: ZONES.map((_, i) => `use1-az${i + 1}`), id: REGION };
+            case 'aws:iam/getRoles:getRoles': {
+              const prefix = String(args.inputs.pathPrefix ?? '/');
+              return { names: stack.existingRoles.filter((r) => r.path.startsWith(prefix)).map((r) => r.name), arns: [], id: prefix };
+            }
             case 'aws:ssm/getParameter:getParameter':
               return { name: args.inputs.name, value: GPU_AMI_ID, insecureValue: GPU_AMI_ID, type: 'String', id: args.inputs.name };
             default:

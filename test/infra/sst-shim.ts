@@ -67,6 +67,20 @@ class QueueSubscriber extends Shim {
   }
 }
 
+class Dynamo extends Shim {
+  readonly name: pulumi.Output<string>;
+  readonly arn: pulumi.Output<string>;
+  constructor(name: string, args: any) {
+    super('sst:aws:Dynamo', name, args);
+    this.name = pulumi.output(physical(name));
+    this.arn = pulumi.output(`arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/${physical(name)}`);
+  }
+  // SST's own default: every linked Dynamo grants dynamodb:* (replaced by infra/links.ts).
+  getSSTLink() {
+    return { properties: { name: this.name }, include: [{ type: 'aws.permission', actions: ['dynamodb:*'], resources: [this.arn] }] };
+  }
+}
+
 class Router extends Shim {
   readonly url = pulumi.output('https://d1234abcd.cloudfront.net');
   constructor(name: string, args: any = {}) {
@@ -96,6 +110,15 @@ export const LINK_ENV_MARKER = 'SHIM_FROM_LINKABLE_ENV';
 export const linkEnvCalls: unknown[][] = [];
 
 class Linkable {
+  constructor(
+    readonly logicalName: string,
+    readonly args: { properties: Record<string, unknown> },
+  ) {
+    components.push({ type: 'sst:sst:Linkable', name: logicalName, args });
+  }
+  getSSTLink() {
+    return { properties: this.args.properties };
+  }
   static wrapped = new Map<unknown, (resource: any) => unknown>();
   static wrap(cls: { prototype: any }, cb: (resource: any) => unknown) {
     Linkable.wrapped.set(cls, cb);
@@ -121,9 +144,10 @@ export function installSstShim(stage = 'test') {
   components.length = 0;
   linkEnvCalls.length = 0;
   Object.assign(globalThis, {
-    sst: { aws: { Bucket, Queue, Router, Function }, Secret, Linkable },
+    sst: { aws: { Bucket, Queue, Router, Function, Dynamo }, Secret, Linkable },
     aws: awsProvider,
-    $app: { name: 'amdm', stage, removal: 'remove', protect: false, providers: {} },
+    // as sst.config.ts's app() decides them
+    $app: { name: 'amdm', stage, removal: stage === 'prod' ? 'retain' : 'remove', protect: stage === 'prod', providers: {} },
     $dev: false,
     $cli: { command: 'deploy', paths: { root: SHIM_ROOT } },
     $config: (config: unknown) => config,
@@ -136,4 +160,4 @@ export function component(type: string, name: string): ShimRecord {
   return found[0]!;
 }
 
-export { Bucket as ShimBucket, Queue as ShimQueue };
+export { Bucket as ShimBucket, Dynamo as ShimDynamo, Queue as ShimQueue };

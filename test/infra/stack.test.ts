@@ -14,9 +14,10 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatModelCatalog } from '../../tools/model-catalog.ts';
+import { formatModelCatalog } from '../../shared/model-catalog.ts';
 import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES } from './pulumi-mocks.ts';
-import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
+import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimDynamo, ShimQueue } from './sst-shim.ts';
+import { COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE } from '../../adapters/aws/counters-table.ts';
 import { actionsAllowed, parsePolicy } from './policy.ts';
 
 const mocks = new MockStack();
@@ -46,11 +47,17 @@ afterAll(() => rmSync(catalogDir, { recursive: true, force: true }));
 const env = {
   AMDM_GPU_INSTANCE_TYPES: 'g6.xlarge,g5.xlarge',
   AMDM_MAX_TASKS: '4',
+  AMDM_MIN_TASKS: '1',
+  AMDM_START_TIMEOUT_MINUTES: '25',
+  AMDM_ALERT_EMAIL: 'ops@example.com',
+  AMDM_ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:pager',
   AMDM_IDLE_MINUTES: '20',
   AMDM_RETENTION_DAYS: '9',
   AMDM_TARGET_BACKLOG_PER_TASK: '2',
   AMDM_RUNNER_IMAGE_TAG: 'abc1234',
   AMDM_CORS_ORIGINS: 'http://localhost:5173',
+  AMDM_MAX_WAIT_SECONDS: '45',
+  AMDM_WAF_RATE_PER_IP: '3000',
   // relative to the project root, as SST's copyFiles requires
   AMDM_MODEL_CATALOG: relative(root, catalogFile),
 };
@@ -98,6 +105,47 @@ describe('storage', () => {
   });
 });
 
+describe('the Router\'s WAF', () => {
+  const router = () => component('sst:aws:Router', 'Api').args;
+
+  it('blocks a client address past the stage\'s rate in 5 minutes, with no managed rule groups', () => {
+    expect(router().waf).toEqual({ rateLimitPerIp: 3000, managedRules: { coreRuleSet: false, knownBadInputs: false, sqlInjection: false } });
+  });
+
+  it('answers a blocked client 429 with Retry-After and a problem body, not WAF\'s bare 403', async () => {
+    // the web ACL SST's Router builds with our rateLimitPerIp (router.ts createWaf)
+    const acl: any = {
+      scope: 'CLOUDFRONT',
+      defaultAction: { allow: {} },
+      rules: [{ name: 'RateLimitPerIP', priority: 0, action: { block: {} }, statement: { rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } }, visibilityConfig: {} }],
+      visibilityConfig: {},
+    };
+    router().transform.waf(acl, {}, 'ApiWaf');
+    const [rule] = await resolve<any[]>(acl.rules);
+    expect(rule.statement).toEqual({ rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } });
+    expect(rule.action).toEqual({
+      block: { customResponse: { responseCode: 429, customResponseBodyKey: 'rate-limited', responseHeaders: [{ name: 'retry-after', value: '60' }] } },
+    });
+    expect(acl.customResponseBodies).toHaveLength(1);
+    const body = acl.customResponseBodies[0];
+    expect(body).toMatchObject({ key: 'rate-limited', contentType: 'APPLICATION_JSON' });
+    expect(JSON.parse(body.content)).toMatchObject({ type: 'urn:amdm:problem:rate-limited', status: 429 });
+  });
+});
+
+describe('counters table', () => {
+  it('is one on-demand DynamoDB table keyed as the adapters read it, with their TTL attribute', () => {
+    const args = component('sst:aws:Dynamo', 'Counters').args;
+    expect(args).toEqual({ fields: { [COUNTERS_KEY]: 'string' }, primaryIndex: { hashKey: COUNTERS_KEY }, ttl: COUNTERS_TTL_ATTRIBUTE });
+    expect([COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE]).toEqual(['pk', 'expires_at']);
+  });
+
+  it('grants nothing by being linked (SST would grant dynamodb:* on it)', () => {
+    const link = (component('sst:aws:Function', 'Edge').args.link as any[]).find((l) => l instanceof ShimDynamo)!;
+    expect(link.getSSTLink()).toEqual({ properties: { name: link.name } });
+  });
+});
+
 describe('queues', () => {
   it('dead-letters a job after 3 receives, into its own DLQ', async () => {
     const jobs = component('sst:aws:Queue', 'JobQueue').args;
@@ -125,15 +173,29 @@ describe('edge', () => {
     expect(edge().url.router.readTimeout).toBe('60 seconds');
   });
 
+  it('caps Prefer: wait (the stage parameter) so that the cap plus the margin ends before the origin read timeout', async () => {
+    const { PREFER_WAIT_MARGIN_SECONDS, ORIGIN_READ_TIMEOUT_SECONDS } = await import('../../infra/edge.ts');
+    const cap = Number(edge().environment.AMDM_MAX_WAIT_SECONDS);
+    expect(cap).toBe(45);
+    const readTimeout = Number(/^(\d+) seconds$/.exec(edge().url.router.readTimeout)![1]);
+    expect(readTimeout).toBe(ORIGIN_READ_TIMEOUT_SECONDS);
+    expect(cap + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    // and the default does too: the largest cap a stage may set
+    const { DEFAULT_PARAMS, readStageParams } = await import('../../infra/params.ts');
+    expect(DEFAULT_PARAMS.maxWaitSeconds + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    expect(() => readStageParams({ AMDM_MAX_WAIT_SECONDS: String(readTimeout - PREFER_WAIT_MARGIN_SECONDS) })).toThrow(/AMDM_MAX_WAIT_SECONDS=52 is out of range; allowed: 1\.\.51/);
+  });
+
   it('names a handler file that exports `handler`', () => {
     const [file, exported] = (edge().handler as string).split('.');
     const source = readFileSync(join(root, `${file}.ts`), 'utf8');
     expect(source).toMatch(new RegExp(`export const ${exported} = streamHandle\\(`));
   });
 
-  it('links the bucket, the job queue and the key pepper, and nothing else (not the webhook secret)', () => {
+  it('links the bucket, the job queue, the key pepper and the counters table, and nothing else (not the webhook secret)', () => {
     const linked = edge().link as any[];
-    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret']);
+    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Dynamo', 'Queue', 'Secret']);
+    expect(linked.find((l) => l instanceof ShimDynamo)!.logicalName).toBe('Counters');
     const queue = linked.find((l) => l instanceof ShimQueue)!;
     expect(queue.args).toBe(component('sst:aws:Queue', 'JobQueue').args);
     expect(linked.find((l) => l.constructor.name === 'Secret').logicalName).toBe('KeyPepper');
@@ -149,13 +211,13 @@ describe('edge', () => {
   it('refuses to deploy without a catalog, naming the file and the command that writes it', async () => {
     const { createEdge } = await import('../../infra/edge.ts');
     expect(() =>
-      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
+      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', countersTableArn: 't', maxWaitSeconds: 50, link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
     ).toThrow(/no model catalog at .*no\/such\/catalog\.json.*npm run models:catalog/);
   });
 
-  it('gets no implicit permissions from its links (they would grant sqs:* and s3:*)', () => {
+  it('gets no implicit permissions from its links (they would grant sqs:*, s3:* and dynamodb:*)', () => {
     for (const link of edge().link as any[]) {
-      if (link instanceof ShimBucket || link instanceof ShimQueue) {
+      if (link instanceof ShimBucket || link instanceof ShimQueue || link instanceof ShimDynamo) {
         expect(link.getSSTLink().include ?? []).toEqual([]);
       }
     }
@@ -174,6 +236,18 @@ describe('edge', () => {
     }
   });
 
+  it('may read and conditionally update the counters table, and nothing else there (no delete, scan or put)', async () => {
+    const permissions = await resolve<any[]>(edge().permissions);
+    const doc = parsePolicy({
+      Version: '2012-10-17',
+      Statement: permissions.map((p) => ({ Effect: p.effect === 'deny' ? 'Deny' : 'Allow', Action: p.actions, Resource: p.resources })),
+    });
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(doc, table).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    // and on no other table
+    expect(actionsAllowed(doc, `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/other`)).toEqual([]);
+  });
+
   it('reaches S3 only under apikeys/ (read) and tenants/ (read, write, list)', async () => {
     const permissions = await resolve<any[]>(edge().permissions);
     const s3 = permissions.filter((p) => p.actions.some((a: string) => a.startsWith('s3:')));
@@ -185,8 +259,7 @@ describe('edge', () => {
       'arn:aws:s3:::amdm-test-store/tenants/*',
     ]);
     const list = s3.find((p) => p.actions.includes('s3:ListBucket'));
-    // apikeys/ only so that an unknown key's object reads as NoSuchKey, not AccessDenied
-    expect(list.conditions).toEqual([{ test: 'StringLike', variable: 's3:prefix', values: ['tenants/*', 'apikeys/*'] }]);
+    expect(list.resources).toEqual(['arn:aws:s3:::amdm-test-store']);
     const writes = s3.filter((p) => p.actions.includes('s3:PutObject')).flatMap((p) => p.resources);
     expect(writes).toEqual(['arn:aws:s3:::amdm-test-store/tenants/*']);
   });
@@ -250,15 +323,18 @@ describe('GPU fleet', () => {
     expect(c.image).toBe(`${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com/runnerimages-mock:abc1234`);
     expect(c.logConfiguration.logDriver).toBe('awslogs');
     expect(c.logConfiguration.options['awslogs-group']).toBe('/amdm/prod/runner');
-    expect(c.stopTimeout).toBe(120);
+    // EC2 has no 120 s ceiling (that is Fargate's): long enough for a running job to finish
+    expect(c.stopTimeout).toBe(600);
   });
 
   it('wires the runner to its resources through SST_RESOURCE_* variables from sst.Linkable.env', () => {
     const { env } = container();
     expect(env[LINK_ENV_MARKER]).toBe('1');
-    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
+    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['Counters', 'JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
     expect(JSON.parse(env.SST_RESOURCE_JobQueue)).toEqual({ url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT_ID}/amdm-test-jobqueue` });
     expect(JSON.parse(env.SST_RESOURCE_Store)).toEqual({ name: 'amdm-test-store' });
+    // where it releases the slots of finished jobs, by name only (no dynamodb:* from the link)
+    expect(JSON.parse(env.SST_RESOURCE_Counters)).toEqual({ name: 'amdm-test-counters' });
   });
 
   it('configures the runner to agree with the stack: AWS mode, CUDA, lease, receive limit, drain, public URL', () => {
@@ -272,6 +348,8 @@ describe('GPU fleet', () => {
       AWS_REGION: REGION,
     });
     expect(Number(env.RUNNER_GRACE_SECONDS)).toBeLessThan(container().container.stopTimeout);
+    // the release of an unfinished job and the cleanup fit between the grace period and the kill
+    expect(container().container.stopTimeout - Number(env.RUNNER_GRACE_SECONDS)).toBeGreaterThanOrEqual(60);
     expect(env.AMDM_MODELS_DIR).toMatch(/^\//);
   });
 
@@ -282,6 +360,18 @@ describe('GPU fleet', () => {
     expect(mocks.ofType('aws:iam/rolePolicy:RolePolicy').map((p) => p.name)).not.toContain('RunnerExecutionSecrets');
     expect(Object.keys(env).filter((k) => /Secret|Pepper/.test(k))).toEqual([]);
     expect(JSON.stringify(td.containerDefinitions)).not.toMatch(/WebhookSigningSecret|KeyPepper/);
+  });
+
+  it('keeps the model cache on the instance, shared by the runner tasks it runs', () => {
+    const { td, container: c, env } = container();
+    expect(td.volumes).toEqual([{ name: 'model-cache', hostPath: '/var/cache/amdm/models' }]);
+    expect(c.mountPoints).toEqual([{ sourceVolume: 'model-cache', containerPath: env.AMDM_MODELS_DIR, readOnly: false }]);
+    // the host folder exists before any task and belongs to the image's user (gpu-runner/Dockerfile)
+    const userData = Buffer.from(raw('aws:ec2/launchTemplate:LaunchTemplate').inputs.userData, 'base64').toString();
+    expect(userData).toContain('mkdir -p /var/cache/amdm/models');
+    const uid = /useradd[^\n]*--uid (\d+)/.exec(readFileSync(join(root, 'gpu-runner/Dockerfile'), 'utf8'))?.[1];
+    expect(uid).toBeDefined();
+    expect(userData).toContain(`chown ${uid}:${uid} /var/cache/amdm/models`);
   });
 
   it('checks the runner\'s health with the liveness file the runner writes', () => {
@@ -303,15 +393,48 @@ describe('GPU fleet', () => {
   });
 });
 
+describe('first deploy into an account that never used ECS', () => {
+  const dependsOnNames = async (opts: any) => Promise.all(([opts.dependsOn ?? []].flat() as any[]).map(async (r) => (await resolve<string>(r.urn)).split('::').at(-1)));
+
+  it('creates the ECS, Application Auto Scaling and EC2 Auto Scaling service-linked roles the account lacks', () => {
+    const roles = mocks.ofType('aws:iam/serviceLinkedRole:ServiceLinkedRole');
+    expect(roles.map((r) => r.inputs.awsServiceName).sort()).toEqual([
+      'autoscaling.amazonaws.com',
+      'ecs.amazonaws.com',
+      'ecs.application-autoscaling.amazonaws.com',
+    ]);
+    // they belong to the account: removing this stack must not delete them from under others
+    for (const role of roles) expect(role.opts.retainOnDelete, role.name).toBe(true);
+    // looked up by their documented path, a read that lists nothing when absent
+    const lookups = mocks.calls.filter((c) => c.token === 'aws:iam/getRoles:getRoles').map((c) => c.inputs.pathPrefix).sort();
+    expect(lookups).toEqual(['/aws-service-role/autoscaling.amazonaws.com/', '/aws-service-role/ecs.amazonaws.com/', '/aws-service-role/ecs.application-autoscaling.amazonaws.com/']);
+  });
+
+  it('creates them before the resources whose creation needs them', async () => {
+    expect(await dependsOnNames(raw('aws:ecs/cluster:Cluster').opts)).toContain('EcsServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:ecs/capacityProvider:CapacityProvider').opts)).toContain('EcsServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:autoscaling/group:Group').opts)).toContain('Ec2AutoScalingServiceLinkedRole');
+    expect(await dependsOnNames(raw('aws:appautoscaling/target:Target').opts)).toContain('EcsAutoScalingServiceLinkedRole');
+  });
+});
+
+describe('removal of a protected stage', () => {
+  it('keeps the waits on prod: no forced deletion of the instances, the service or the images', () => {
+    expect(raw('aws:autoscaling/group:Group').inputs.forceDelete).toBe(false);
+    expect(raw('aws:ecs/service:Service').inputs.forceDelete).toBe(false);
+    expect(raw('aws:ecr/repository:Repository').inputs.forceDelete).toBe(false);
+  });
+});
+
 describe('scaling', () => {
   const policies = () => mocks.ofType('aws:appautoscaling/policy:Policy');
   const alarms = () => mocks.ofType('aws:cloudwatch/metricAlarm:MetricAlarm');
   const metricNames = (queries: any[]) =>
     queries.flatMap((q) => [q.metric?.metricName, q.metricStat?.metric?.metricName]).filter(Boolean);
 
-  it('lets the service go from 0 to max tasks', () => {
+  it('lets the service go from the warm pool (min tasks) to max tasks', () => {
     const target = raw('aws:appautoscaling/target:Target').inputs;
-    expect(target).toMatchObject({ minCapacity: 0, maxCapacity: 4, scalableDimension: 'ecs:service:DesiredCount' });
+    expect(target).toMatchObject({ minCapacity: 1, maxCapacity: 4, scalableDimension: 'ecs:service:DesiredCount' });
     expect(target.resourceId).toBe('service/gpucluster-mock/runnerservice-mock');
   });
 
@@ -351,11 +474,16 @@ describe('scaling', () => {
     const alarm = alarms().find((a) => a.inputs.alarmActions?.includes(`arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerstartfromzero-mock`))!;
     expect(alarm).toBeDefined();
     expect(metricNames(alarm.inputs.metricQueries).sort()).toEqual([
+      'ApproximateAgeOfOldestMessage',
       'ApproximateNumberOfMessagesNotVisible',
       'ApproximateNumberOfMessagesVisible',
       'DesiredTaskCount',
     ]);
     expect(alarm.inputs).toMatchObject({ comparisonOperator: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 1 });
+    // jobs that waited through a failed start (older than the start timeout) do not restart it
+    const gate = alarm.inputs.metricQueries.find((q: any) => q.returnData);
+    const oldestId = alarm.inputs.metricQueries.find((q: any) => q.metric?.metricName === 'ApproximateAgeOfOldestMessage').id;
+    expect(gate.expression.replace(/\s/g, '')).toContain(`FILL(${oldestId},0)<${25 * 60}`);
   });
 
   it('scales to zero after the configured idle minutes with nothing visible or in flight', () => {
@@ -373,6 +501,59 @@ describe('scaling', () => {
     const work = alarm.inputs.metricQueries.find((q: any) => q.returnData);
     expect(work.expression).toMatch(/visible/);
     expect(work.expression).toMatch(/inflight/);
+  });
+});
+
+describe('a fleet that cannot start', () => {
+  const alarms = () => mocks.ofType('aws:cloudwatch/metricAlarm:MetricAlarm');
+  const alertTopic = () => raw('aws:sns/topic:Topic', 'Alerts');
+  // the mocked provider's ARN for the topic
+  const topic = () => `arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`;
+
+  it('notifies the operator\'s email and topic', () => {
+    expect(alertTopic().inputs.displayName).toBe('AMDM prod');
+    const sub = raw('aws:sns/topicSubscription:TopicSubscription').inputs;
+    expect(sub).toMatchObject({ protocol: 'email', endpoint: 'ops@example.com', topic: topic() });
+    // CloudWatch and EventBridge may publish, for this account only
+    const policy = JSON.parse(raw('aws:sns/topicPolicy:TopicPolicy').inputs.policy);
+    expect(policy.Statement.map((s: any) => s.Principal.Service).sort()).toEqual(['cloudwatch.amazonaws.com', 'events.amazonaws.com']);
+    for (const s of policy.Statement) expect(s.Condition).toEqual({ StringEquals: { 'aws:SourceAccount': ACCOUNT_ID } });
+  });
+
+  it('alarms when tasks have been wanted for the start timeout with none running, and sets the service to zero', () => {
+    const alarm = alarms().find((a) => a.name === 'RunnerNotStartingAlarm')!;
+    expect(alarm.inputs).toMatchObject({ comparisonOperator: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 25, datapointsToAlarm: 25 });
+    const byName = Object.fromEntries(alarm.inputs.metricQueries.filter((q: any) => q.metric).map((q: any) => [q.metric.metricName, q]));
+    expect(Object.keys(byName).sort()).toEqual(['DesiredTaskCount', 'RunningTaskCount']);
+    const expr = alarm.inputs.metricQueries.find((q: any) => q.returnData).expression.replace(/\s/g, '');
+    expect(expr).toBe(`IF(FILL(${byName.DesiredTaskCount.id},0)>=1ANDFILL(${byName.RunningTaskCount.id},0)==0,1,0)`);
+    const stop = mocks.ofType('aws:appautoscaling/policy:Policy').find((p) => p.name === 'RunnerStopStarting')!;
+    expect(stop.inputs.stepScalingPolicyConfiguration).toMatchObject({ adjustmentType: 'ExactCapacity', stepAdjustments: [{ metricIntervalLowerBound: '0', scalingAdjustment: 0 }] });
+    expect(alarm.inputs.alarmActions).toEqual([topic(), 'arn:aws:sns:us-east-1:123456789012:pager', `arn:aws:appautoscaling:${REGION}:${ACCOUNT_ID}:policy/runnerstopstarting-mock`]);
+  });
+
+  it('alarms when a job has waited an hour, whatever the reason', () => {
+    const alarm = alarms().find((a) => a.name === 'JobsWaitingAlarm')!;
+    expect(alarm.inputs).toMatchObject({ metricName: 'ApproximateAgeOfOldestMessage', namespace: 'AWS/SQS', threshold: 3600, comparisonOperator: 'GreaterThanThreshold' });
+    expect(alarm.inputs.dimensions).toEqual({ QueueName: 'amdm-test-jobqueue' });
+    expect(alarm.inputs.alarmActions).toContain(topic());
+  });
+
+  it('forwards ECS\'s "task failed to start" events, and runners that gave up, to the topic', () => {
+    const rule = JSON.parse(raw('aws:cloudwatch/eventRule:EventRule').inputs.eventPattern);
+    expect(rule).toEqual({
+      source: ['aws.ecs'],
+      'detail-type': ['ECS Task State Change'],
+      detail: {
+        clusterArn: [`arn:aws:ecs:${REGION}:${ACCOUNT_ID}:cluster/gpucluster-mock`],
+        lastStatus: ['STOPPED'],
+        $or: [{ stopCode: ['TaskFailedToStart'] }, { containers: { exitCode: [78] } }],
+      },
+    });
+    const target = raw('aws:cloudwatch/eventTarget:EventTarget').inputs;
+    expect(target.arn).toBe(topic());
+    expect(target.inputTransformer.inputPaths).toEqual({ task: '$.detail.taskArn', code: '$.detail.stopCode', reason: '$.detail.stoppedReason' });
+    expect(JSON.parse(target.inputTransformer.inputTemplate.replace(/<(\w+)>/g, '$1'))).toMatch(/^AMDM prod: runner task task stopped \(code\): reason/);
   });
 });
 
@@ -424,6 +605,42 @@ describe('webhook delivery', () => {
   });
 });
 
+describe('missing keys read as 404 (S3 answers 403 without s3:ListBucket)', () => {
+  const store = 'arn:aws:s3:::amdm-test-store';
+  /** The statements granting s3:ListBucket on the bucket, in IAM's JSON shape, from any role's policy. */
+  const fromSst = (permissions: any[]) =>
+    permissions.map((p) => ({
+      Effect: p.effect === 'deny' ? 'Deny' : 'Allow',
+      Action: p.actions,
+      Resource: p.resources,
+      ...(p.conditions?.length ? { Condition: p.conditions } : {}),
+    }));
+  const roles = async () => ({
+    edge: fromSst(await resolve<any[]>(component('sst:aws:Function', 'Edge').args.permissions)),
+    webhooks: fromSst(await resolve<any[]>(component('sst:aws:QueueLambdaSubscriber', 'WebhookQueueSubscriber').args.subscriber.permissions)),
+    runner: parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerTaskPolicy').inputs.policy).Statement,
+  });
+
+  it('every role that reads keys which may be absent may list the whole bucket, with no condition', async () => {
+    for (const [role, statements] of Object.entries(await roles())) {
+      const list = statements.filter((s: any) => s.Effect === 'Allow' && s.Action.includes('s3:ListBucket') && s.Resource.includes(store));
+      // an s3:prefix condition may not apply to the check a GetObject makes: only an
+      // unconditional grant is certain to turn a missing key into 404 (infra/iam.ts)
+      expect(list.filter((s: any) => s.Condition === undefined), role).toHaveLength(1);
+    }
+  });
+
+  it('and each of them reads keys that may be absent (the reason for the grant)', async () => {
+    const r = await roles();
+    const reads = (statements: any[], arn: string) => actionsAllowed(parsePolicy({ Version: '2012-10-17', Statement: statements }), arn);
+    expect(reads(r.edge, `${store}/apikeys/unknown.json`)).toContain('s3:GetObject');
+    expect(reads(r.edge, `${store}/tenants/t/jobs/j/cancel.json`)).toContain('s3:GetObject');
+    expect(reads(r.webhooks, `${store}/tenants/t/jobs/j/cancel.json`)).toContain('s3:GetObject');
+    expect(reads(r.runner, `${store}/tenants/t/jobs/j/status.json`)).toContain('s3:GetObject');
+    expect(reads(r.runner, `${store}/models/checksums.json`)).toContain('s3:GetObject');
+  });
+});
+
 describe('IAM', () => {
   const taskPolicy = () => parsePolicy(raw('aws:iam/rolePolicy:RolePolicy', 'RunnerTaskPolicy').inputs.policy);
   const store = 'arn:aws:s3:::amdm-test-store';
@@ -447,6 +664,28 @@ describe('IAM', () => {
       's3:PutObjectTagging',
     ]);
     expect(actionsAllowed(taskPolicy(), `${store}/apikeys/abc.json`)).toEqual([]);
+  });
+
+  it('lets a runner that cannot start record it, and set only its own cluster\'s services to zero', () => {
+    expect(actionsAllowed(taskPolicy(), `${store}/fleet/start-failures/0001-task.json`).sort()).toEqual(['s3:PutObject', 's3:PutObjectTagging']);
+    const giveUp = taskPolicy().Statement.find((s) => s.Action.includes('ecs:UpdateService'))!;
+    expect(giveUp.Action.sort()).toEqual(['ecs:DescribeServices', 'ecs:UpdateService']);
+    expect(giveUp.Resource).toEqual([`arn:aws:ecs:${REGION}:${ACCOUNT_ID}:service/gpucluster-mock/*`]);
+    // and the runner knows when to give up: the same numbers as its defaults
+    const { env } = (() => {
+      const td = raw('aws:ecs/taskDefinition:TaskDefinition').inputs;
+      const [c] = JSON.parse(td.containerDefinitions);
+      return { env: Object.fromEntries(c.environment.map((e: any) => [e.name, e.value])) };
+    })();
+    expect(env).toMatchObject({ AMDM_START_FAILURE_LIMIT: '3', AMDM_START_FAILURE_WINDOW_MINUTES: '30' });
+  });
+
+  it('lets the runner only update the admission items of the counters table (releasing finished jobs)', () => {
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(taskPolicy(), table)).toEqual(['dynamodb:UpdateItem']);
+    const statement = taskPolicy().Statement.find((s) => s.Resource.includes(table))!;
+    // the request windows (rate#...) are the edge's alone
+    expect(statement.Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['admit#*'] } });
   });
 
   it('lets the runner change task protection only on its own cluster tasks', () => {
@@ -488,12 +727,34 @@ describe('IAM', () => {
   });
 });
 
+describe('what `amdm aws preflight` reads under `sst shell`', () => {
+  it('links the fleet\'s names and settings as RunnerFleet, and nothing secret', async () => {
+    const fleet = component('sst:sst:Linkable', 'RunnerFleet').args.properties;
+    const resolved = Object.fromEntries(await Promise.all(Object.entries(fleet).map(async ([k, v]) => [k, await resolve(v as any)])));
+    expect(resolved).toEqual({
+      region: REGION,
+      repository: 'runnerimages-mock',
+      imageTag: 'abc1234',
+      instanceTypes: 'g6.xlarge,g5.xlarge',
+      maxTasks: 4,
+      cluster: 'gpucluster-mock',
+      service: 'runnerservice-mock',
+      // the catalog of this deploy records no checksums.json (written without one)
+      catalogChecksumsSha256: '',
+    });
+  });
+});
+
 describe('outputs', () => {
   it('exposes the API URL, bucket, image repository and cluster', async () => {
     expect(await resolve(outputs.api as any)).toBe('https://d1234abcd.cloudfront.net');
     expect(await resolve(outputs.bucket as any)).toBe('amdm-test-store');
     expect(await resolve(outputs.runnerImages as any)).toContain('.dkr.ecr.');
     expect(await resolve(outputs.cluster as any)).toBe('gpucluster-mock');
+    // for the manual start after a failed one (docs/deploy.md)
+    expect(await resolve(outputs.service as any)).toBe('runnerservice-mock');
+    expect(await resolve(outputs.alerts as any)).toBe(`arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`);
+    expect(await resolve(outputs.counters as any)).toBe('amdm-test-counters');
   });
 });
 

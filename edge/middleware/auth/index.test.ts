@@ -63,6 +63,67 @@ describe('auth middleware', () => {
     expect(calls()).toBe(2);
   });
 
+  it('with a revision, a cached key is verified again as soon as the revision changes', async () => {
+    let revision: string | null = null;
+    let valid = true;
+    const app = new Hono<{ Variables: AuthVariables }>();
+    app.onError(problemOnError({ logger: silent }));
+    let calls = 0;
+    app.use(
+      auth({
+        verify: async () => (calls++, valid ? { tenant: 'acme', keyId: 'k1' } : null),
+        cacheSeconds: 10,
+        revision: async () => revision,
+      }),
+    );
+    app.get('/', (c) => c.text('ok'));
+    const h = { headers: { authorization: 'Bearer good' } };
+    expect((await app.request('/', h)).status).toBe(200);
+    expect((await app.request('/', h)).status).toBe(200);
+    expect(calls).toBe(1);
+    // revoked elsewhere: the store says so, and the revision moved with it
+    valid = false;
+    expect((await app.request('/', h)).status).toBe(200);
+    revision = 'r1';
+    expect((await app.request('/', h)).status).toBe(401);
+    expect(calls).toBe(2);
+  });
+
+  it('with a revision, a key verified under an older one is not reused (a request that overlapped the change)', async () => {
+    let revision = 'r0';
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let lookups = 0;
+    const app = new Hono<{ Variables: AuthVariables }>();
+    app.onError(problemOnError({ logger: silent }));
+    app.use(
+      auth({
+        verify: async () => {
+          // the first lookup read the key before the revocation and answers after it
+          if (++lookups === 1) {
+            await gate;
+            return { tenant: 'acme', keyId: 'k1' };
+          }
+          return null;
+        },
+        cacheSeconds: 10,
+        revision: async () => revision,
+      }),
+    );
+    app.get('/', (c) => c.text('ok'));
+    const h = { headers: { authorization: 'Bearer good' } };
+    const first = app.request('/', h);
+    await new Promise((r) => setTimeout(r, 10));
+    revision = 'r1';
+    // a request under the new revision empties the cache while the first one still looks up
+    expect((await app.request('/', { headers: { authorization: 'Bearer other' } })).status).toBe(401);
+    release();
+    expect((await first).status).toBe(200);
+    // the first request cached the key under r0 after the cache was emptied: not trusted under r1
+    expect((await app.request('/', h)).status).toBe(401);
+    expect(lookups).toBe(3);
+  });
+
   it('never caches refusals (a key created a moment ago must work at once)', async () => {
     const { app, calls } = appWith();
     await app.request('/', { headers: { authorization: 'Bearer nope' } });

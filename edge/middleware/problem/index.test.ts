@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
+import { StorageFullError } from '../../../shared/ports/store.ts';
 import { ProblemError, problemNotFound, problemOnError } from './index.ts';
 
 function collectingLogger() {
@@ -50,6 +51,33 @@ describe('problem details', () => {
     expect(await res.json()).toMatchObject({ type: 'urn:amdm:problem:malformed-json', errors: [{ field: 'body' }] });
   });
 
+  it('StorageFullError -> 507 naming the cause with Retry-After, never the path; reported once per error', async () => {
+    for (const code of ['ENOSPC', 'EDQUOT', 'SQLITE_FULL'] as const) {
+      const told: StorageFullError[] = [];
+      const a = new Hono();
+      a.onError(problemOnError({ logger: { error() {}, warn() {}, info() {} }, onStorageFull: (err) => told.push(err) }));
+      a.get('/boom', () => {
+        throw new StorageFullError('/var/lib/amdm/queue/queues.sqlite', code);
+      });
+      const res = await a.request('/boom');
+      expect(res.status, code).toBe(507);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      expect(res.headers.get('retry-after')).toBe('60');
+      const body = await res.json();
+      expect(body).toMatchObject({ type: 'urn:amdm:problem:insufficient-storage', title: 'Insufficient storage', status: 507 });
+      expect(body.detail).toContain(code);
+      expect(body.detail).toMatch(/full|space|quota/);
+      expect(JSON.stringify(body)).not.toMatch(/var\/lib|queues\.sqlite/);
+      expect(told.map((e) => e.code)).toEqual([code]);
+    }
+    // without a listener the 507 is logged here, with the path for the operator
+    const { a, lines } = app(() => {
+      throw new StorageFullError('/var/lib/amdm/store', 'ENOSPC');
+    });
+    expect((await a.request('/boom')).status).toBe(507);
+    expect(lines.join()).toMatch(/storage full.*\/var\/lib\/amdm\/store/);
+  });
+
   it('unknown routes are problem 404s', async () => {
     const { a } = app(() => {
       throw new Error();
@@ -61,5 +89,6 @@ describe('problem details', () => {
 
   it('checks its options', () => {
     expect(() => problemOnError({} as never)).toThrow(/option "logger"/);
+    expect(() => problemOnError({ logger: { error() {}, warn() {}, info() {} }, onStorageFull: 1 as never })).toThrow(/option "onStorageFull"/);
   });
 });

@@ -2,15 +2,18 @@
  * RFC 9457 problem details for every 4xx/5xx, produced in one place.
  *
  * Handlers and middleware throw (ProblemError, or Hono's HTTPException, or a ZodError);
- * `problemOnError` turns each into `application/problem+json`. Anything unexpected becomes
- * a 500 whose body names only the request id: the stack goes to the server log, never to
- * the client.
+ * `problemOnError` turns each into `application/problem+json`. A write the storage had no room
+ * for (StorageFullError, from any port) is a 507 naming the cause, with Retry-After. Anything
+ * unexpected becomes a 500 whose body names only the request id: the stack goes to the server
+ * log, never to the client.
  */
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ZodError } from 'zod';
 import { zodFieldErrors } from '../../../shared/contract/field-errors.ts';
+import type { Logger } from '../../../shared/logger.ts';
+import { StorageFullError } from '../../../shared/ports/store.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -73,12 +76,6 @@ export function problemResponse(body: ProblemBody, headers: Record<string, strin
   });
 }
 
-export interface Logger {
-  error(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-}
-
 const STATUS_TITLES: Record<number, string> = {
   400: 'Bad request',
   401: 'Unauthorized',
@@ -93,7 +90,29 @@ const STATUS_TITLES: Record<number, string> = {
   429: 'Too many requests',
   500: 'Internal server error',
   503: 'Service unavailable',
+  507: 'Insufficient storage',
 };
+
+/**
+ * What a 507 asks the client to wait, in seconds: a full disk is freed by a person or a
+ * cleanup job, not in a moment, and retrying sooner only adds load to a struggling server.
+ */
+export const STORAGE_FULL_RETRY_AFTER_SECONDS = 60;
+
+/** A write refused for lack of room: the cause, never the path. */
+export function insufficientStorage(err: StorageFullError): { body: Omit<ProblemBody, 'instance'>; headers: Record<string, string> } {
+  return {
+    body: {
+      type: 'urn:amdm:problem:insufficient-storage',
+      title: 'Insufficient storage',
+      status: 507,
+      detail:
+        `the server's storage is full (${err.reason}, ${err.code}), so this request was not carried out; ` +
+        'reads keep working. Retry after the Retry-After seconds, once space is freed',
+    },
+    headers: { 'retry-after': String(STORAGE_FULL_RETRY_AFTER_SECONDS) },
+  };
+}
 
 /** Hono's own exceptions (malformed JSON, 415 from the validator, ...) as problems. */
 function fromHttpException(err: HTTPException): { body: Omit<ProblemBody, 'instance'>; headers: Record<string, string> } {
@@ -144,9 +163,16 @@ const instanceOf = (c: Context): string | undefined => {
   return id ? `urn:amdm:request:${id}` : undefined;
 };
 
-export function problemOnError(opts: { logger: Logger }): ErrorHandler {
+export interface ProblemOnErrorOptions {
+  logger: Logger;
+  /** told of each write refused for lack of room (which it logs); without it, each is logged here */
+  onStorageFull?: (err: StorageFullError) => void;
+}
+
+export function problemOnError(opts: ProblemOnErrorOptions): ErrorHandler {
   if (!opts || typeof opts.logger?.error !== 'function') throw new TypeError('problemOnError: option "logger" must have an error(msg, fields) method');
-  const { logger } = opts;
+  if (opts.onStorageFull !== undefined && typeof opts.onStorageFull !== 'function') throw new TypeError('problemOnError: option "onStorageFull" must be a function');
+  const { logger, onStorageFull } = opts;
   return function onError(err, c) {
     const instance = instanceOf(c);
     const withInstance = <T extends object>(b: T) => (instance ? { ...b, instance } : b);
@@ -155,6 +181,12 @@ export function problemOnError(opts: { logger: Logger }): ErrorHandler {
     const base: Record<string, string> = requestId ? { 'x-request-id': requestId } : {};
     if (err instanceof ProblemError) {
       return problemResponse(withInstance(err.problem) as ProblemBody, { ...base, ...err.headers });
+    }
+    if (err instanceof StorageFullError) {
+      if (onStorageFull) onStorageFull(err);
+      else logger.error('storage full; answered 507', { where: err.where, code: err.code, method: c.req.method, path: c.req.path, instance });
+      const { body, headers } = insufficientStorage(err);
+      return problemResponse(withInstance(body) as ProblemBody, { ...base, ...headers });
     }
     if (err instanceof HTTPException) {
       const { body, headers } = fromHttpException(err);

@@ -56,7 +56,7 @@ describe('rateLimit middleware', () => {
 describe('concurrencyCap middleware', () => {
   it('429 when the tenant has max active jobs', async () => {
     const counts: Record<string, number> = { acme: 2, small: 1 };
-    const a = app(concurrencyCap({ active: { count: async (t) => counts[t] ?? 0 }, max: 2, retryAfterSeconds: 7 }));
+    const a = app(concurrencyCap({ active: { hasRoom: async (t, cap) => (counts[t] ?? 0) < cap }, max: 2, retryAfterSeconds: 7 }));
     const res = await a.request('/');
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('7');
@@ -65,7 +65,7 @@ describe('concurrencyCap middleware', () => {
   });
 
   it('checks its options', () => {
-    expect(() => concurrencyCap({ active: { count: async () => 0 }, max: 0 })).toThrow(/option "max"/);
+    expect(() => concurrencyCap({ active: { hasRoom: async () => true }, max: 0 })).toThrow(/option "max"/);
     expect(() => concurrencyCap({ max: 1 } as never)).toThrow(/option "active"/);
   });
 });

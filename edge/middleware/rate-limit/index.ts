@@ -1,20 +1,21 @@
 /**
- * Per-tenant limits, both answered with 429 + Retry-After:
- * - `rateLimit`: a token bucket per tenant (steady rate plus a burst) on every request;
+ * Limits answered with 429 + Retry-After:
+ * - `rateLimit`: a token bucket per subject (steady rate plus a burst): per tenant on every
+ *   authenticated request, or per client address (edge/app.ts);
  * - `concurrencyCap`: a ceiling on a tenant's jobs that are not terminal yet, on job
- *   creation only, so one tenant cannot fill the queue for everyone.
+ *   creation only, so one tenant cannot fill the queue for everyone. This middleware only
+ *   turns a flood away before its bodies are read; the create itself admits the job in one
+ *   atomic step with its writes (JobAdmission.admit, answered with the same problem).
  *
- * The buckets live in memory: with several edge instances each enforces its own share,
- * which is the usual trade-off of a stateless edge (the concurrency cap reads the store
- * and is global).
+ * The limiter is a port (shared/ports/rate-limit.ts). The token buckets here live in memory:
+ * with several edge instances each would enforce its own share, so the AWS edge brings one
+ * shared by all of them (adapters/aws/dynamo-rate-limiter.ts); the single node keeps these.
  */
 import type { MiddlewareHandler } from 'hono';
+import type { RateDecision, RateLimiter } from '../../../shared/ports/rate-limit.ts';
 import { ProblemError } from '../problem/index.ts';
 
-export interface RateLimiter {
-  /** takes `cost` tokens for `subject`; when refused, how long until enough are back */
-  take(subject: string, cost?: number): { ok: true } | { ok: false; retryAfterSeconds: number };
-}
+export type { RateDecision, RateLimiter };
 
 export interface TokenBucketOptions {
   /** tokens added per second */
@@ -38,7 +39,7 @@ export class TokenBucketLimiter implements RateLimiter {
     this.maxSubjects = opts.maxSubjects ?? 100_000;
   }
 
-  take(subject: string, cost = 1): { ok: true } | { ok: false; retryAfterSeconds: number } {
+  take(subject: string, cost = 1): RateDecision {
     const t = this.now();
     const { ratePerSecond: rate, burst } = this.opts;
     let b = this.buckets.get(subject);
@@ -71,48 +72,52 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler {
   return async function rateLimit(c, next) {
     const who = subject(c);
     if (who !== undefined) {
-      const r = options.limiter.take(who);
-      if (!r.ok) {
-        throw new ProblemError(429, {
-          type: 'rate-limited',
-          title: 'Too many requests',
-          detail: `request rate limit reached; retry in ${r.retryAfterSeconds} s`,
-          headers: { 'retry-after': String(r.retryAfterSeconds) },
-        });
-      }
+      const r = await options.limiter.take(who);
+      if (!r.ok) throw rateLimited(r.retryAfterSeconds, 'request rate limit reached');
     }
     await next();
   };
 }
 
-export interface ActiveJobs {
-  /** jobs of this tenant that are queued or running */
-  count(tenant: string): Promise<number>;
+/** The answer to a request over a rate limit: `what` was reached. */
+export function rateLimited(retryAfterSeconds: number, what: string): ProblemError {
+  return new ProblemError(429, {
+    type: 'rate-limited',
+    title: 'Too many requests',
+    detail: `${what}; retry in ${retryAfterSeconds} s`,
+    headers: { 'retry-after': String(retryAfterSeconds) },
+  });
 }
 
 export interface ConcurrencyCapOptions {
-  active: ActiveJobs;
+  /** the admission port's cheap look (JobAdmission.hasRoom) */
+  active: { hasRoom(tenant: string, cap: number): Promise<boolean> };
   /** most non-terminal jobs per tenant */
   max: number;
   /** the Retry-After hint when at the cap (jobs take seconds to minutes) */
   retryAfterSeconds?: number;
 }
 
+export const CAP_RETRY_AFTER_SECONDS = 5;
+
+/** The answer to a create while the tenant has `max` jobs queued or running. */
+export function tooManyActiveJobs(max: number, retryAfterSeconds = CAP_RETRY_AFTER_SECONDS): ProblemError {
+  return new ProblemError(429, {
+    type: 'too-many-active-jobs',
+    title: 'Too many active jobs',
+    detail: `at most ${max} jobs may be queued or running at once; wait for one to finish or cancel one`,
+    headers: { 'retry-after': String(retryAfterSeconds) },
+  });
+}
+
 export function concurrencyCap(options: ConcurrencyCapOptions): MiddlewareHandler {
-  if (!options || typeof options.active?.count !== 'function') throw new TypeError('concurrencyCap: option "active" must have a count(tenant) method');
+  if (!options || typeof options.active?.hasRoom !== 'function') throw new TypeError('concurrencyCap: option "active" must have a hasRoom(tenant, cap) method');
   if (!Number.isSafeInteger(options.max) || options.max < 1) throw new TypeError(`concurrencyCap: option "max" must be a positive integer (got ${options.max})`);
-  const retryAfter = options.retryAfterSeconds ?? 5;
+  const retryAfter = options.retryAfterSeconds ?? CAP_RETRY_AFTER_SECONDS;
   if (!Number.isSafeInteger(retryAfter) || retryAfter < 1) throw new TypeError(`concurrencyCap: option "retryAfterSeconds" must be a positive integer (got ${options.retryAfterSeconds})`);
   return async function concurrencyCap(c, next) {
     const tenant = c.get('tenant' as never) as string | undefined;
-    if (tenant !== undefined && (await options.active.count(tenant)) >= options.max) {
-      throw new ProblemError(429, {
-        type: 'too-many-active-jobs',
-        title: 'Too many active jobs',
-        detail: `at most ${options.max} jobs may be queued or running at once; wait for one to finish or cancel one`,
-        headers: { 'retry-after': String(retryAfter) },
-      });
-    }
+    if (tenant !== undefined && !(await options.active.hasRoom(tenant, options.max))) throw tooManyActiveJobs(options.max, retryAfter);
     await next();
   };
 }

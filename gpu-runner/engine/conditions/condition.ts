@@ -8,17 +8,30 @@
  */
 import type { z } from 'zod';
 import type { ModelInfo, SpecModel } from '../../../shared/contract/index.ts';
-import type { LoadedModel } from '../loaded-model.ts';
-import type { Feed, OrtClock } from '../onnx.ts';
+import type { Feed, OnnxModel, OrtClock } from '../onnx.ts';
+import type { ClipTokenizer } from '../tokenizer.ts';
 
 /** encoder_hidden_states and the like: float data the modules slice and join */
 export interface FloatFeed extends Feed {
   data: Float32Array;
 }
 
+/**
+ * What the conditions read of a loaded model (LoadedModel has it). Named here rather than
+ * imported: the model package reads the registry, and the loaded model the package, so an
+ * import of LoadedModel would close a cycle.
+ */
+export interface ConditionModel {
+  readonly pkg: { readonly id: string; readonly conditions: Readonly<Record<string, unknown>> };
+  readonly tokenizer: ClipTokenizer;
+  readonly textEncoder: OnnxModel;
+  readonly imageEncoder: OnnxModel | null;
+  readonly imageProj: OnnxModel | null;
+}
+
 /** What a condition module reads and writes while one model's conditions are encoded. */
 export interface ConditionContext {
-  readonly model: LoadedModel;
+  readonly model: ConditionModel;
   readonly spec: SpecModel;
   /** JSON path of this model in the job spec ("models[1]"), for errors */
   readonly field: string;

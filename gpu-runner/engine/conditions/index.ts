@@ -6,14 +6,13 @@
  * encodeConditions.
  */
 import type { SpecModel } from '../../../shared/contract/index.ts';
-import type { LoadedModel } from '../loaded-model.ts';
 import type { Feed, OrtClock } from '../onnx.ts';
-import type { Condition, ConditionContext, ConditionName, FloatFeed } from './condition.ts';
+import type { Condition, ConditionContext, ConditionModel, ConditionName, FloatFeed } from './condition.ts';
 import { grounding } from './grounding.ts';
 import { referenceImage } from './reference-image.ts';
 import { encodeText } from './text.ts';
 
-export type { Condition, ConditionContext, ConditionName, FloatFeed } from './condition.ts';
+export type { Condition, ConditionContext, ConditionModel, ConditionName, FloatFeed } from './condition.ts';
 
 // `any`: each module's section was checked by its own schema when the package was read
 export const CONDITIONS: { readonly [N in ConditionName]: Condition<N, any> } = {
@@ -34,7 +33,7 @@ export function textEncoderOutputs(conditions: Readonly<Record<string, unknown>>
 
 /** Text first, then every optional condition: encoder_hidden_states and the UNet inputs by source. */
 export async function encodeConditions(
-  model: LoadedModel,
+  model: ConditionModel,
   spec: SpecModel,
   field: string,
   referenceImage: Uint8Array | null,

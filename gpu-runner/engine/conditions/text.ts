@@ -4,11 +4,10 @@
  * unconditional half first, so guidance runs both halves in one batched UNet call.
  */
 import type { SpecModel } from '../../../shared/contract/index.ts';
-import type { LoadedModel } from '../loaded-model.ts';
 import type { OrtClock } from '../onnx.ts';
-import type { FloatFeed } from './condition.ts';
+import type { ConditionModel, FloatFeed } from './condition.ts';
 
-export async function encodeText(m: LoadedModel, s: SpecModel, clock: OrtClock): Promise<FloatFeed> {
+export async function encodeText(m: ConditionModel, s: SpecModel, clock: OrtClock): Promise<FloatFeed> {
   const ids = [...m.tokenizer.encode(s.negative_prompt).ids, ...m.tokenizer.encode(s.prompt).ids];
   const L = m.tokenizer.maxLength;
   const text = await m.textEncoder.run({ input_ids: { data: ids, dims: [2, L] } }, clock);

@@ -12,17 +12,17 @@
  * generating twice from the same packages gives the same bytes, so a stale committed catalog
  * shows up as a diff.
  *
- * No engine import here: the edge Lambda and infra read this module.
+ * It lives in shared/ because the edge Lambda's root reads it and must not import the engine
+ * (no onnxruntime in its bundle), while the engine's side writes it; the one shared module
+ * that reads files (node:fs), so only roots, infra and tools import it, never createApp.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { ModelInfo } from '../shared/contract/models.ts';
+import { ModelInfo } from './contract/models.ts';
 
 export const MODEL_CATALOG_SCHEMA = 'amdm.catalog/v1';
-/** Where `npm run models:catalog` writes by default, and what a deploy bundles by default. */
-export const DEFAULT_CATALOG_PATH = 'models/catalog.json';
 /** The file's name inside the edge Lambda's bundle (the root of the function package). */
 export const BUNDLED_CATALOG_FILE = 'model-catalog.json';
 /** The model packages' checksum manifest (written by tools/shapes/export.py, read by model sync). */

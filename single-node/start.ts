@@ -10,21 +10,27 @@
  *
  * Each phase of the start (secrets, adapters, models, listen, local key) logs a line with its
  * duration. A start that has not finished within AMDM_START_TIMEOUT_SECONDS (120; 0: no
- * limit) logs the phase it is stuck in and exits 1 (tools/start-watchdog.ts), rather than
+ * limit) logs the phase it is stuck in and exits 1 (single-node/start-watchdog.ts), rather than
  * leaving a process that never answers.
  *
+ * While it runs it announces its URL and DATA_DIR in the per-user runtime folder
+ * (single-node/data-dir.ts, `runtimeDir`), where `amdm keys` finds them.
+ *
  * Environment: PORT (8787), DATA_DIR (./data), AMDM_ALLOW_PRIVATE_WEBHOOKS=1 to let
- * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, and everything gpu-runner/main.ts
- * reads.
+ * webhooks reach localhost, AMDM_START_TIMEOUT_SECONDS, AMDM_MAX_ACTIVE_JOBS (queued + running
+ * jobs per tenant, 50), AMDM_TRUSTED_PROXY (reverse proxies whose X-Forwarded-For counts, see
+ * edge/local.ts), AMDM_RUNTIME_DIR (where running servers announce themselves), and
+ * everything gpu-runner/main.ts reads.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { startLocalEdge } from '../edge/local.ts';
-import { jsonLogger } from '../gpu-runner/logger.ts';
+import { localEdgeSettings, startLocalEdge } from '../edge/local.ts';
+import { jsonLogger } from '../shared/logger.ts';
 import { installSignalHandlers, runnerConfigFromEnv, selectAdapters, startRunner } from '../gpu-runner/main.ts';
 import { createApiKey, verifyApiKey } from '../shared/api-keys.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
-import { dataLayout, loadSecrets } from './single-node.ts';
+import { StorageHealth } from '../shared/storage-health.ts';
+import { announceServer, dataLayout, loadSecrets, runtimeDir } from './data-dir.ts';
 import { startWatchdog } from './start-watchdog.ts';
 
 /** Relative to the working directory when below it, absolute otherwise. */
@@ -65,10 +71,13 @@ async function main(): Promise<void> {
   if (!config.engine && !config.modelsDirs.some((d) => existsSync(d) && readdirSync(d).length > 0)) {
     throw new Error(`no model packages in ${config.modelsDirs.join(', ')}; the built-in models live in models/ (or set AMDM_MODELS_DIR)`);
   }
-  const adapters = await start.run('adapters', () => selectAdapters(config, env), () => ({ data_dir: layout.dataDir }));
+  const edgeSettings = localEdgeSettings(env);
+  // one record of a full disk for the adapters, the runner and the edge's /healthz: logged once
+  const storageHealth = new StorageHealth({ logger: jsonLogger('storage') });
+  const adapters = await start.run('adapters', () => selectAdapters(config, env, { storage: storageHealth }), () => ({ data_dir: layout.dataDir }));
 
   logger.info('loading models (first start compiles the ONNX sessions)', { data_dir: layout.dataDir, models: config.modelsDirs });
-  const runner = await start.run('models', () => startRunner(config, adapters, { logger: jsonLogger('runner') }));
+  const runner = await start.run('models', () => startRunner(config, adapters, { logger: jsonLogger('runner'), storageHealth }));
   let edge: Awaited<ReturnType<typeof startLocalEdge>>;
   try {
     edge = await start.run(
@@ -79,10 +88,13 @@ async function main(): Promise<void> {
           port,
           publicBaseUrl: config.publicBaseUrl,
           catalog: () => runner.engine.catalog(),
-          adapters: { store: adapters.store, jobs: adapters.jobs },
+          modelsDirs: config.modelsDirs,
+          adapters: { store: adapters.store, jobs: adapters.jobs, ...(adapters.admission ? { admission: adapters.admission } : {}) },
           allowPrivateWebhooks: config.allowPrivateWebhooks,
+          ...edgeSettings,
           logger: jsonLogger('edge'),
           env,
+          storageHealth,
         }),
       (e) => ({ url: e.url }),
     );
@@ -92,6 +104,14 @@ async function main(): Promise<void> {
   }
   const key = await start.run('local key', () => localKey(adapters.store, config.dataDir, secrets.pepper));
   start.done({ url: edge.url });
+  // so that `amdm keys` run from any folder puts keys where this server reads them
+  let withdraw = () => {};
+  try {
+    withdraw = announceServer(runtimeDir(env), { url: edge.url, data_dir: layout.dataDir });
+  } catch (err) {
+    logger.warn('could not announce the server for `amdm keys`; give it --data-dir', { dir: runtimeDir(env), err: String(err) });
+  }
+  process.on('exit', () => withdraw());
 
   const examplesDir = resolve(new URL('../examples', import.meta.url).pathname);
   const examples = existsSync(examplesDir) ? readdirSync(examplesDir).filter((f) => f.endsWith('.json')).sort() : [];
@@ -110,7 +130,7 @@ async function main(): Promise<void> {
     `  curl -sS ${edge.url}/v1/jobs -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -H "Prefer: wait=60" --data @${example}`,
     ...(examples.length > 1 ? [`  (other examples: ${examples.filter((e) => e !== 'single.json').map((e) => shortPath(resolve(examplesDir, e))).join(', ')})`] : []),
     '',
-    'More keys: npx amdm keys create --tenant NAME    Stop: Ctrl-C (twice to stop at once)',
+    `More keys: npx amdm keys create --tenant NAME${resolve(layout.dataDir) === resolve('data') ? '' : ` --data-dir ${shortPath(layout.dataDir)}`}    Stop: Ctrl-C (twice to stop at once)`,
     '',
   ];
   process.stdout.write(lines.join('\n'));

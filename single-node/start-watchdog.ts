@@ -10,7 +10,7 @@
  * within the grace period is blocked, and the thread kills the process.
  */
 import { Worker } from 'node:worker_threads';
-import type { Logger } from '../gpu-runner/logger.ts';
+import type { Logger } from '../shared/logger.ts';
 
 const THREAD = new URL('./start-watchdog-thread.mjs', import.meta.url);
 

@@ -1,14 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createEngine } from '../gpu-runner/engine/index.ts';
-import type { ModelInfo } from '../shared/contract/index.ts';
-import { BUILTIN_MODELS_DIR } from './single-node.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ModelInfo } from './contract/index.ts';
 import { formatModelCatalog, parseModelCatalog, readDeployableCatalog, readModelCatalog, sha256Hex } from './model-catalog.ts';
-import { main, modelCatalogText } from './write-model-catalog.ts';
-
-const MODELS_DIR = process.env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR;
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -58,37 +53,5 @@ describe('the model catalog file', () => {
     expect(readDeployableCatalog(join(dir, 'catalog.json')).models).toHaveLength(1);
     writeFileSync(join(dir, 'checksums.json'), '{"a/unet/model.onnx":"11"}\n');
     expect(() => readDeployableCatalog(join(dir, 'catalog.json'))).toThrow(/is stale: .*checksums\.json changed/);
-  });
-});
-
-describe('generated from model packages', () => {
-  it('lists what the engine lists for the same folder, bound to its checksums.json, reproducibly', async () => {
-    const text = await modelCatalogText(MODELS_DIR);
-    expect(await modelCatalogText(MODELS_DIR)).toBe(text);
-    const catalog = parseModelCatalog(text, 'generated');
-    const engine = await createEngine({ modelsDirs: [MODELS_DIR], provider: 'cpu' });
-    try {
-      const fromEngine = await engine.catalog();
-      expect(catalog.models).toEqual([...fromEngine].sort((a, b) => a.id.localeCompare(b.id)));
-    } finally {
-      await engine.dispose();
-    }
-    const checksums = join(MODELS_DIR, 'checksums.json');
-    expect(catalog.modelsChecksumsSha256).toBe(existsSync(checksums) ? sha256Hex(readFileSync(checksums)) : null);
-  });
-
-  it('npm run models:catalog writes DIR/catalog.json; --check passes on it and fails on a changed one', async () => {
-    const out = join(tmp(), 'catalog.json');
-    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    try {
-      expect(await main(['--models', MODELS_DIR, '--out', out, '--check'])).toBe(1);
-      expect(await main(['--models', MODELS_DIR, '--out', out])).toBe(0);
-      expect(await main(['--models', MODELS_DIR, '--out', out, '--check'])).toBe(0);
-      writeFileSync(out, readFileSync(out, 'utf8').replace('"schema"', '"schema" '));
-      expect(await main(['--models', MODELS_DIR, '--out', out, '--check'])).toBe(1);
-    } finally {
-      vi.restoreAllMocks();
-    }
-    expect(readModelCatalog(out).models.length).toBeGreaterThan(0);
   });
 });
