@@ -206,7 +206,10 @@ def stage_base_choice(runner, store):
 
 TARGET_KINDS = ["layout", "base", "style"]
 TARGET_RAW = [(b, 1.0, st) for b in (0.25, 0.5, 1.0) for st in (0.5, 0.75, 1.0)]
-TARGET_WINDOWS = [(10, (1, 3)), (10, (1, 4)), (10, (1, 5)), (10, (2, 5)), (20, (1, 7)), (20, (1, 9)), (20, (1, 11))]
+TARGET_WINDOWS = [(10, (1, 3)), (10, (1, 4)), (10, (1, 5)), (10, (2, 5)), (20, (1, 7)), (20, (1, 9))]
+# (20, (1, 11)) was in the plan; its first run was cut off by a machine shutdown after one
+# setting (kept in the file), and the rest was dropped for time: 20 steps trailed 10 steps
+# at every other window
 NORMS = ["l2", "sum", "l2-then-sum"]
 
 
@@ -253,9 +256,10 @@ def stage_schedule(runner, store):
     (the layout model keeps a background from t ~ 700 on), then the caption model's until
     the colors have settled (t ~ 500 to 400); and the reverse order as a control."""
     out = []
-    # (10 steps only, windows ending at step 3 or 5: the machine was shared)
+    # (10 steps only, windows ending at step 3 or 5, unit L2 then sum 1 only: the machine was
+    # shared; weights summing to 1 throughout are in the target stage)
     for steps, firsts, ends in ((10, (1, 2), (3, 5)),):
-        for m, end, color, norm in itertools.product(firsts, ends, COLOR_PHASES, ("l2-then-sum", "sum")):
+        for m, end, color, norm in itertools.product(firsts, ends, COLOR_PHASES, ("l2-then-sum",)):
             out.append(phased(TARGET_KINDS, [(STYLE_PHASE, m), (color, end - m)], norm, 1 / 16, steps, (1, end)))
             out.append(phased(TARGET_KINDS, [(color, end - m), (STYLE_PHASE, m)], norm, 1 / 16, steps, (1, end)))
     res = run_settings(runner, store, "schedule", out)
@@ -263,7 +267,7 @@ def stage_schedule(runner, store):
     # around the best: p
     prm = top["params"]
     phases = [(tuple(raw), n) for raw, n in prm["phases"]]
-    more = [phased(TARGET_KINDS, phases, prm["norm"], ps, top["steps"], tuple(top["window"])) for ps in (1 / 32, 1 / 8, 1 / 4)]
+    more = [phased(TARGET_KINDS, phases, prm["norm"], ps, top["steps"], tuple(top["window"])) for ps in (1 / 32, 1 / 8)]
     run_settings(runner, store, "schedule", more)
 
 
