@@ -183,7 +183,7 @@ def chosen_rows():
         grid = json.load(f)["results"]
     rows = []
     for kinds in search.ORDERS2 + search.ORDERS3:
-        cands = [r for r in grid if r["stage"] == "base-choice" and r["setting"]["kinds"] == kinds]
+        cands = [r for r in grid if r["stage"] in ("base-choice", "layout-base") and r["setting"]["kinds"] == kinds]
         if cands:
             r = max(cands, key=lambda r: search.row_key(r["metrics"]))
             who, how = describe(r["setting"])
@@ -261,6 +261,11 @@ def main():
         print(f"{name}: {m}", flush=True)
     for name, cfg, val_metrics in chosen_rows():
         if carry(name, cfg, {"validation": {k: val_metrics[k] for k in METRIC_KEYS}}):
+            continue
+        same = next((r for r in rows if config_key(r["config"]) == config_key(cfg)), None)
+        if same is not None:   # two selections chose the same setting: sample it once
+            rows.append({"row": name, **{k: same[k] for k in METRIC_KEYS}, "seconds": 0.0, "same_as": same["row"],
+                         "config": cfg, "validation": {k: val_metrics[k] for k in METRIC_KEYS}})
             continue
         ts = time.time()
         m = score_images(run(fam, items, **cfg), items)
