@@ -9,7 +9,7 @@
  *
  *   npm run eval -- [--limit N] [--threads T] [--out FILE.json] [--rows TEXT]
  *
- * --rows TEXT: only the rows whose name contains TEXT (e.g. "best on validation").
+ * --rows TEXT (repeatable): only the rows whose name contains one of the TEXTs (e.g. "base choice").
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { createEngine } from '../../gpu-runner/engine/index.ts';
 import { planesFromRgb, score, type Scene } from './score.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const { values } = parseArgs({ options: { limit: { type: 'string' }, threads: { type: 'string', default: '1' }, out: { type: 'string' }, rows: { type: 'string' } } });
+const { values } = parseArgs({ options: { limit: { type: 'string' }, threads: { type: 'string', default: '1' }, out: { type: 'string' }, rows: { type: 'string', multiple: true } } });
 
 interface Item {
   seed: number;
@@ -74,8 +74,8 @@ const results: Record<string, unknown>[] = [];
 console.log(`${items.length} held-out combinations; engine vs PyTorch reference (docs/control-table.json)`);
 console.log(`| row | ${METRICS.join(' | ')} |`);
 console.log(`| --- |${' --- |'.repeat(METRICS.length)}`);
-const rows = table.rows.filter((r) => !values.rows || r.row.includes(values.rows));
-if (rows.length === 0) throw new Error(`no row of docs/control-table.json contains "${values.rows}"`);
+const rows = table.rows.filter((r) => !values.rows || values.rows.some((text) => r.row.includes(text)));
+if (rows.length === 0) throw new Error(`no row of docs/control-table.json contains ${values.rows?.map((t) => `"${t}"`).join(' or ')}`);
 // the reference's numbers are over the whole held-out set: compare only when scoring all of it
 const compare = items.length === heldout.items.length;
 const tolerance = 1 / items.length + 1e-9;
