@@ -176,21 +176,24 @@ def describe(st):
 
 def chosen_rows():
     """The rows chosen on the validation grid (docs/control-table-search.json, written by
-    search.py) with the keys fixed there: per base choice the most whole scenes right (then
-    color in box); for the target, the same among settings meeting the floors."""
+    search.py) with the keys fixed there: per base choice (two models: the better of its two
+    pairs; three models) the most whole scenes right (then color in box); for the target,
+    the same among settings meeting the floors (if none does, the most whole scenes right)."""
     import search
     with open(search.OUT) as f:
         grid = json.load(f)["results"]
     rows = []
-    for kinds in search.ORDERS2 + search.ORDERS3:
-        cands = [r for r in grid if r["stage"] in ("base-choice", "layout-base") and r["setting"]["kinds"] == kinds]
+    # per base model: the best of its two-model pairs, and its three-model order
+    groups = [[k for k in search.ORDERS2 if k[0] == base] for base in ("base", "layout", "style")] + [[k] for k in search.ORDERS3]
+    for kinds_group in groups:
+        cands = [r for r in grid if r["stage"] == "base-choice" and r["setting"]["kinds"] in kinds_group]
         if cands:
             r = max(cands, key=lambda r: search.row_key(r["metrics"]))
             who, how = describe(r["setting"])
             rows.append((f"base choice: {who}, best on validation ({how})", r))
     official = [r for r in grid if r["setting"]["params"].get("norm", "l2") == "l2" and "schedule" not in r["setting"]]
     extended = [r for r in grid if r not in official]
-    for label, cands in (("official algorithm", official), ("with the weight-normalisation extension", extended)):
+    for label, cands in (("official algorithm (API weights and p)", official), ("with the weight-normalisation extension", extended)):
         if cands:
             r = max(cands, key=lambda r: search.target_key(r["metrics"]))
             who, how = describe(r["setting"])
