@@ -264,6 +264,7 @@ def main():
         print(f"{name}: {m}", flush=True)
     for name, cfg, val_metrics in chosen_rows():
         if carry(name, cfg, {"validation": {k: val_metrics[k] for k in METRIC_KEYS}}):
+            carried += 1
             continue
         same = next((r for r in rows if config_key(r["config"]) == config_key(cfg)), None)
         if same is not None:   # two selections chose the same setting: sample it once
