@@ -2,7 +2,7 @@
 model has? Samples held-out combinations (never seen in training) with the PyTorch
 reference of AMDM and scores every image analytically (world.score).
 
-    /usr/bin/python3 tools/shapes/table.py [--n 200] [--threads 1]
+    /usr/bin/python3 tools/shapes/table.py [--n 200] [--threads 1] [--reuse]
 
 Writes tools/shapes/heldout.json (the held-out set, also read by `npm run eval`),
 docs/control-table.generated.md and docs/control-table.json. The "best on validation"
