@@ -159,10 +159,12 @@ describe('npm start', () => {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
     const job = { models: [{ id: 'shapes-base', role: 'base', prompt: 'a red circle' }], sampler: { steps: 100, seed: 3, width: 64, height: 64 } };
-    const submit = async () => ((await (await api('/v1/jobs', job)).json()) as JobRecord).id;
+    // four images: ~3 s of UNet calls on a fast idle machine (100 steps of one image took 0.8 s,
+    // over before a second keypress 700 ms after the first could reach it)
+    const submit = async (images = 1) => ((await (await api('/v1/jobs', { ...job, outputs: { images } })).json()) as JobRecord).id;
     const midway = (id: string) => until(async () => (((await (await api(`/v1/jobs/${id}`)).json()) as JobRecord).progress?.step ?? 0) >= 3, 'the job to be mid-way', 60_000);
 
-    const id = await submit();
+    const id = await submit(4);
     await midway(id);
     first.child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 700)); // a second keypress, not the same one relayed
@@ -187,7 +189,7 @@ describe('npm start', () => {
       const u = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
       return u.total.jobs > 0 ? u : null;
     }, 'the usage record of the job');
-    expect(usage.total).toEqual(expect.objectContaining({ jobs: 1, unet_evals: 100 }));
+    expect(usage.total).toEqual(expect.objectContaining({ jobs: 1, unet_evals: 400 }));
 
     // one Ctrl-C reaches the server from the terminal's process group and again from npm/tsx,
     // a few ms apart: that is one request to drain, so the running job finishes
