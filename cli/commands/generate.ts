@@ -73,7 +73,7 @@ export const command: CliCommand = {
       const t = result.timings;
       process.stderr.write(
         `wrote ${written.join(', ')}; seed ${spec.sampler.seed}, ${result.unetEvals} UNet evaluations, ` +
-          `${t.totalMs.toFixed(0)} ms sampling (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside) after ${t.loadMs.toFixed(0)} ms loading models\n`,
+          `${t.totalMs.toFixed(0)} ms sampling (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside${t.unetMs !== undefined ? `; ${t.unetMs.toFixed(0)} in the UNet` : ''}) after ${t.loadMs.toFixed(0)} ms loading models\n`,
       );
       return 0;
     } finally {

@@ -86,6 +86,9 @@ export class OnnxModel {
   static async load(path: string, opts: OrtOptions = {}): Promise<OnnxModel> {
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
+      // errors only: at warning level onnxruntime's optimizer reports every initializer its
+      // own fusions left unused, hundreds of lines for one converted SD1.x UNet
+      logSeverityLevel: 3,
       ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
       ...(opts.interOpNumThreads ? { interOpNumThreads: opts.interOpNumThreads } : {}),
     };
