@@ -20,6 +20,7 @@ export default $config({
     const { createStorage } = await import('./infra/storage.ts');
     const { createQueues } = await import('./infra/queues.ts');
     const { createSecrets } = await import('./infra/secrets.ts');
+    const { createCounters } = await import('./infra/counters.ts');
     const { createRouter, createEdge } = await import('./infra/edge.ts');
     const { createWebhookDelivery } = await import('./infra/webhooks.ts');
     const { createGpuFleet, lookupPlacement } = await import('./infra/gpu.ts');
@@ -30,22 +31,26 @@ export default $config({
     const params = readStageParams(process.env);
     linksCarryNoPermissions();
 
-    const router = createRouter();
+    const router = createRouter({ rateLimitPerIp: params.wafRateLimitPerIp });
     const { bucket } = createStorage({
       corsOrigins: [router.url, ...params.extraCorsOrigins],
       retentionDays: params.retentionDays,
     });
     const queues = createQueues();
     const secrets = createSecrets();
+    // what every edge instance counts together: active jobs per tenant, requests per tenant
+    const counters = createCounters();
 
     const edge = createEdge({
       router,
       bucketArn: bucket.arn,
       jobQueueArn: queues.jobs.arn,
+      countersTableArn: counters.arn,
       // the pepper verifies API keys; the webhook secret is not the edge's to hold
-      link: [bucket, queues.jobs, secrets.keyPepper],
+      link: [bucket, queues.jobs, secrets.keyPepper, counters],
       publicBaseUrl: router.url,
       modelCatalog: params.modelCatalog,
+      maxWaitSeconds: params.maxWaitSeconds,
       projectRoot: $cli.paths.root,
     });
 
@@ -73,13 +78,14 @@ export default $config({
       // The same SST_RESOURCE_* variables a linked Lambda gets, so the runner reads
       // `Resource.Store.name` like the edge does. No secret: the runner only enqueues
       // webhooks; signing them is the webhook Lambda's.
-      environment: sst.Linkable.env([bucket, queues.jobs, queues.jobDeadLetters, queues.webhooks]),
+      environment: sst.Linkable.env([bucket, queues.jobs, queues.jobDeadLetters, queues.webhooks, counters]),
       secrets: {},
       publicBaseUrl: router.url,
       bucketArn: bucket.arn,
       jobQueueArn: queues.jobs.arn,
       jobDeadLetterQueueArn: queues.jobDeadLetters.arn,
       webhookQueueArn: queues.webhooks.arn,
+      countersTableArn: counters.arn,
     });
 
     const scaling = createRunnerScaling({
@@ -135,6 +141,8 @@ export default $config({
       cluster: fleet.cluster.name,
       service: fleet.service.name,
       alerts: alerts.topic.arn,
+      // the active-job counts and request windows (docs/deploy.md, "Limits that differ on AWS")
+      counters: counters.name,
     };
   },
 });

@@ -9,10 +9,10 @@
  * a run-time failure, 1.
  */
 import { writeFile } from 'node:fs/promises';
-import { ApiClient, ApiError, NetworkError, describeProblem, type JobRecord, type JobWarning } from '../shared/client/client.ts';
+import { ApiClient, ApiError, NetworkError, describeProblem, outputFileName, type JobRecord, type JobWarning } from '../shared/client/client.ts';
 import { UsageError } from './command.ts';
 
-export { ApiClient, ApiError, NetworkError, describeProblem };
+export { ApiClient, ApiError, NetworkError, describeProblem, outputFileName };
 export type { JobPreview, JobRecord, UsageReport } from '../shared/client/client.ts';
 
 /** Where `npm start` serves the API unless told otherwise. */
@@ -72,12 +72,6 @@ export async function download(url: string, path: string): Promise<number> {
 /** "warning: sampler.width: width 100 was rounded to 96: ..." */
 export function describeWarning(w: JobWarning): string {
   return `warning: ${w.field}: ${w.message}`;
-}
-
-/** JOB-aggregated-0.png, JOB-shapes-layout-0.png (per_model), JOB-solo-shapes-layout-0.png */
-export function outputFileName(jobId: string, o: Pick<JobRecord['outputs'][number], 'source' | 'model' | 'index' | 'kind'>): string {
-  const name = o.source === 'solo' ? `solo-${o.model ?? 'model'}` : o.source;
-  return `${jobId}-${name}-${o.index}.${o.kind === 'image' ? 'png' : 'f32'}`;
 }
 
 /** "step 7/20 aggregating" or the queue reason: the state of a job in a few words. */

@@ -5,9 +5,9 @@
  * step, so within one process the cap is exact. After a restart the set is rebuilt from the
  * newest `scanLimit` index entries (older jobs that are still queued then escape the count).
  *
- * What the AWS edge uses until a DynamoDB adapter counts with conditional writes: there every
- * Lambda instance keeps its own count, so the cap holds per instance and only approximately
- * for the stack (docs/deploy.md).
+ * createApp's default when the root brings no admission. The AWS edge does not use it: there
+ * every Lambda instance would keep its own count, so it counts in DynamoDB instead
+ * (adapters/aws/dynamo-admission.ts).
  */
 import { derivedStatus, type JobRepository } from '../shared/job-repository.ts';
 import { isTerminal } from '../shared/contract/index.ts';
@@ -42,6 +42,10 @@ export class ActiveJobTracker implements JobAdmission {
   }
 
   async withdraw(tenant: string, jobId: string): Promise<void> {
+    this.tenants.get(tenant)?.ids.delete(jobId);
+  }
+
+  async release(tenant: string, jobId: string): Promise<void> {
     this.tenants.get(tenant)?.ids.delete(jobId);
   }
 

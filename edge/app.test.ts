@@ -338,9 +338,42 @@ describe('POST /v1/jobs', () => {
     const r2 = await slow;
     expect(r2.status).toBe(202);
     expect(r2.headers.get('preference-applied')).toBe('wait=1');
-    const bad = await call('/v1/jobs', { body: single(), headers: { prefer: 'wait=61' } });
-    expect(bad.status).toBe(400);
-    expect((await bad.json()).errors[0].field).toBe('header Prefer');
+    for (const prefer of ['wait=soon', 'wait=0', 'wait=1.5', 'wait=-3']) {
+      const bad = await call('/v1/jobs', { body: single(), headers: { prefer } });
+      expect(bad.status, prefer).toBe(400);
+      expect((await bad.json()).errors[0].field).toBe('header Prefer');
+    }
+  });
+
+  it('Prefer: wait above the cap is no error: applied as the cap, answered 202 with the job once it is over', async () => {
+    // a cap of 2 s stands for AWS's 50 s below CloudFront's 60 s origin timeout
+    const { call, advance } = await setup({ limits: { maxWaitSeconds: 2 } });
+    for (const prefer of ['wait=600', `wait=${'9'.repeat(40)}`]) {
+      const pending = call('/v1/jobs', { body: single(prefer), headers: { prefer } });
+      await new Promise((r) => setTimeout(r, 50));
+      advance(2001);
+      const res = await pending;
+      expect(res.status, prefer).toBe(202);
+      expect(res.headers.get('preference-applied')).toBe('wait=2');
+      expect((await res.json()).status).toBe('queued');
+    }
+  });
+
+  it('Prefer: wait counts from the start of the create: a slow create shortens the wait', { timeout: 10_000 }, async () => {
+    const { call, advance, store } = await setup({ limits: { maxWaitSeconds: 2 } });
+    // S3 taking 1.5 s to write the index entry (the fake clock moves as the write lands)
+    const put = store.put.bind(store);
+    store.put = async (key, body, type) => {
+      if (key.includes('/index/')) advance(1500);
+      return put(key, body, type);
+    };
+    const pending = call('/v1/jobs', { body: single(), headers: { prefer: 'wait=2' } });
+    await new Promise((r) => setTimeout(r, 50));
+    // 2.1 s after the create started: past the cap, though only 0.6 s after the create ended
+    advance(600);
+    const res = await pending;
+    expect(res.status).toBe(202);
+    expect(res.headers.get('preference-applied')).toBe('wait=2');
   });
 
   it('429 at the per-tenant cap of active jobs, and again free once one finishes', async () => {
@@ -500,6 +533,27 @@ describe('reading, listing, cancelling', () => {
     const c3 = await call(`/v1/jobs/${ok.id}/cancel`, { method: 'POST' });
     expect(c3.status).toBe(409);
     expect(await c3.json()).toMatchObject({ type: 'urn:amdm:problem:job-finished', status: 409 });
+  });
+
+  it('cancel of a queued job releases its slot at once; of a running job, not (its runner does)', async () => {
+    const released: string[] = [];
+    const admission = {
+      admit: async () => true,
+      withdraw: async () => {},
+      release: async (tenant: string, jobId: string) => {
+        released.push(`${tenant}/${jobId}`);
+      },
+      hasRoom: async () => true,
+      close: async () => {},
+    };
+    const { call, repo } = await setup({ admission });
+    const queued = await (await call('/v1/jobs', { body: single('q') })).json();
+    const running = await (await call('/v1/jobs', { body: single('r') })).json();
+    await repo.putStatus('acme', running.id, runningStatus());
+    expect((await call(`/v1/jobs/${running.id}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect(released).toEqual([]);
+    expect((await call(`/v1/jobs/${queued.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect(released).toEqual([`acme/${queued.id}`]);
   });
 
   it('output URLs are signed per read; expired or tampered URLs are 403 problems', async () => {

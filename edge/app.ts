@@ -75,16 +75,16 @@ export function createApp(input: AppDeps): EdgeApp {
    * Requests that carry no working key (an unknown key, or a signed URL) are limited per
    * client address, each kind in its own bucket: they have no tenant to be charged to.
    */
-  const perAddress = (c: Context, kind: 'unauthenticated' | 'signed-url', what: string): void => {
+  const perAddress = async (c: Context, kind: 'unauthenticated' | 'signed-url', what: string): Promise<void> => {
     const address = deps.clientAddress?.(c);
     if (address === undefined) return;
-    const r = deps.addressLimiter.take(`${kind} ${addressBucket(address)}`);
+    const r = await deps.addressLimiter.take(`${kind} ${addressBucket(address)}`);
     if (!r.ok) throw rateLimited(r.retryAfterSeconds, what);
   };
   // signed blob URLs carry their own credential; everything else under /v1 needs a key
   const apiGuard: MiddlewareHandler<EdgeEnv> = async function apiGuard(c, next) {
     if (c.req.path.startsWith(BLOB_ROUTE_PREFIX)) {
-      perAddress(c, 'signed-url', 'too many signed-URL requests from this address');
+      await perAddress(c, 'signed-url', 'too many signed-URL requests from this address');
       return next();
     }
     let authenticated = false;
@@ -97,7 +97,7 @@ export function createApp(input: AppDeps): EdgeApp {
     } catch (err) {
       // only a failed authentication spends the address's tokens, never a valid key's request
       if (!authenticated && err instanceof ProblemError && err.status === 401) {
-        perAddress(c, 'unauthenticated', 'too many requests without a valid API key from this address');
+        await perAddress(c, 'unauthenticated', 'too many requests without a valid API key from this address');
       }
       throw err;
     }

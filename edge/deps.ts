@@ -52,7 +52,10 @@ export interface EdgeLimits {
   maxActiveJobs: number;
   /** jobs per page in GET /v1/jobs */
   maxPageSize: number;
-  /** longest Prefer: wait */
+  /**
+   * longest Prefer: wait, counted from the request's arrival; a longer one is applied as this.
+   * Behind CloudFront it must end well before the origin read timeout (edge/lambda.ts).
+   */
   maxWaitSeconds: number;
   /** longest range of GET /v1/usage, in days */
   maxUsageDays: number;
@@ -86,8 +89,9 @@ export interface AppDeps {
   queue: JobQueue;
   /**
    * Counts a tenant's active jobs against `limits.maxActiveJobs`, atomically with the create
-   * when it shares the store's commit log (the single node's SQLite); default: this edge's
-   * own count in memory (edge/active-jobs.ts), exact within one process only.
+   * when it shares the store's commit log (the single node's SQLite), or with a conditional
+   * write shared by every instance (DynamoDB on AWS); default: this edge's own count in memory
+   * (edge/active-jobs.ts), exact within one process only.
    */
   admission?: JobAdmission;
   /** the installed models (the engine's catalog) */
@@ -102,7 +106,10 @@ export interface AppDeps {
   localBlobs?: LocalBlobs;
   clock?: Clock;
   random?: RandomBytes;
-  /** per-tenant request rate; default 20 requests/s with bursts of 100 */
+  /**
+   * per-tenant request rate; default 20 requests/s with bursts of 100, counted in this
+   * instance's memory (the AWS root brings one that all instances share)
+   */
   rateLimiter?: RateLimiter;
   /**
    * A cheap read that changes whenever an API key is revoked (shared/api-keys.ts keyRevision):
@@ -173,7 +180,7 @@ export function resolveDeps(deps: AppDeps): ResolvedDeps {
   need(typeof deps === 'object' && deps !== null, 'deps', 'an object', deps);
   need(hasMethods(deps.store, ['put', 'get', 'delete', 'list', 'signedGetUrl', 'signedPutUrl']), 'store', 'an ObjectStore', deps.store);
   need(hasMethods(deps.queue, ['send', 'receive', 'ack', 'release', 'stats']), 'queue', 'a JobQueue', deps.queue);
-  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, hasRoom }', deps.admission);
+  if (deps.admission !== undefined) need(hasMethods(deps.admission, ['admit', 'withdraw', 'release', 'hasRoom']), 'admission', 'a JobAdmission { admit, withdraw, release, hasRoom }', deps.admission);
   need(typeof deps.catalog === 'function', 'catalog', 'a function returning Promise<ModelInfo[]>', deps.catalog);
   try {
     checkPepper(deps.pepper);

@@ -1,7 +1,8 @@
 /**
  * The edge Lambda's real module (edge/lambda.ts) behind a local Function URL with response
- * streaming (test/e2e/lambda-url.ts), over S3 and SQS on fauxqs. Its links come from
- * SST_RESOURCE_* and its clients from AWS_ENDPOINT_URL, exactly as on Lambda.
+ * streaming (test/e2e/lambda-url.ts), over S3 and SQS on fauxqs and the counters table on
+ * dynalite. Its links come from SST_RESOURCE_* and its clients from AWS_ENDPOINT_URL (and
+ * AWS_ENDPOINT_URL_DYNAMODB), exactly as on Lambda.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,9 @@ import { SqsQueue } from '../adapters/aws/sqs-queue.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { JobRecord, ModelInfo } from '../shared/contract/index.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { COUNTERS_KEY, admissionKey, rateWindowKey } from '../adapters/aws/counters-table.ts';
+import { startDynalite, type Dynalite } from '../test/conformance/dynalite-server.ts';
 import { startFauxqs, type Fauxqs } from '../test/conformance/fauxqs-server.ts';
 import { installLambdaRuntimeGlobal, isStreamingHandler, startFunctionUrl, type FunctionUrl } from '../test/e2e/lambda-url.ts';
 import { formatModelCatalog } from '../shared/model-catalog.ts';
@@ -29,6 +33,8 @@ const model: ModelInfo = {
 };
 
 let fauxqs: Fauxqs;
+let dynamo: Dynalite;
+let table: string;
 let restoreDns: () => void;
 let fnUrl: FunctionUrl;
 let store: S3Store;
@@ -40,6 +46,8 @@ const saved = { ...process.env };
 
 beforeAll(async () => {
   fauxqs = await startFauxqs();
+  dynamo = await startDynalite();
+  table = await dynamo.createCountersTable();
   restoreDns = interceptLocalhostDns();
   const bucket = await fauxqs.createBucket();
   const queueUrl = await fauxqs.createQueue();
@@ -50,11 +58,15 @@ beforeAll(async () => {
     SST_RESOURCE_Store: JSON.stringify({ name: bucket }),
     SST_RESOURCE_JobQueue: JSON.stringify({ url: queueUrl }),
     SST_RESOURCE_KeyPepper: JSON.stringify({ value: PEPPER }),
+    SST_RESOURCE_Counters: JSON.stringify({ name: table }),
     AWS_ENDPOINT_URL: fauxqs.endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     PUBLIC_BASE_URL: 'https://d1234abcd.cloudfront.net',
+    // as infra sets it from the stage parameter (50 by default); 1 so a wait here is short
+    AMDM_MAX_WAIT_SECONDS: '1',
     // the bundle's root on Lambda; the catalog sits there under its bundled name
     LAMBDA_TASK_ROOT: dir,
   });
@@ -72,6 +84,7 @@ afterAll(async () => {
   await jobs?.close();
   restoreDns?.();
   await fauxqs?.stop();
+  await dynamo?.stop();
   process.env = saved;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -107,6 +120,45 @@ describe('edge/lambda.ts', () => {
     expect(unknown.status).toBe(401);
     expect(unknown.headers.get('content-type')).toBe('application/problem+json');
     expect((await call('/v1/models', { key: null })).status).toBe(401);
+  });
+
+  it('counts the tenant\'s active jobs and its request rate in the linked Counters table', async () => {
+    const res = await call('/v1/jobs', { body: { models: [{ id: 'shapes-base', role: 'base', prompt: 'counted' }], sampler: { steps: 3, seed: 1 } } });
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as JobRecord;
+    const item = async (pk: string) => (await dynamo.client.send(new GetItemCommand({ TableName: table, Key: { [COUNTERS_KEY]: { S: pk } }, ConsistentRead: true }))).Item;
+    expect(Object.keys((await item(admissionKey('acme')))!.jobs!.M!)).toContain(job.id);
+    // the window of this second: 100 requests per 5 s (lambda.ts TENANT_RATE_LIMIT)
+    expect(lambda.TENANT_RATE_LIMIT).toEqual({ limit: 100, windowSeconds: 5 });
+    const window = Math.floor(Date.now() / 5000);
+    const counted = (await item(rateWindowKey('acme', window))) ?? (await item(rateWindowKey('acme', window - 1)));
+    expect(Number(counted?.n?.N)).toBeGreaterThan(0);
+    // a queued job canceled frees its slot at once
+    expect((await call(`/v1/jobs/${job.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect(Object.keys((await item(admissionKey('acme')))!.jobs!.M!)).not.toContain(job.id);
+  });
+
+  it('two Lambda instances admit exactly the cap of 50 between them from 100 parallel creates', async () => {
+    // a second container of the same function: its own module instance, the same links
+    vi.resetModules();
+    const second = (await import('./lambda.ts')) as typeof import('./lambda.ts');
+    const secondUrl = await startFunctionUrl(second.handler);
+    try {
+      const floodKey = (await createApiKey(store, { tenant: 'flood', pepper: PEPPER })).key;
+      const body = JSON.stringify({ models: [{ id: 'shapes-base', role: 'base', prompt: 'flood' }], sampler: { steps: 1, seed: 1 } });
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          fetch(`${(i % 2 ? fnUrl : secondUrl).url}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${floodKey}`, 'content-type': 'application/json' }, body }).then(async (r) => ({
+            status: r.status,
+            type: r.status === 429 ? ((await r.json()) as { type: string }).type : null,
+          })),
+        ),
+      );
+      expect(results.filter((r) => r.status === 202)).toHaveLength(50);
+      expect(results.filter((r) => r.status === 429).map((r) => r.type)).toEqual(Array(50).fill('urn:amdm:problem:too-many-active-jobs'));
+    } finally {
+      await secondUrl.close();
+    }
   });
 
   it('streams GET /v1/jobs/{id}/events as the job changes, and ends after the finished job', async () => {
@@ -182,6 +234,27 @@ describe('edge/lambda.ts', () => {
     expect(res.status).toBe(413);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect((await res.json()).errors).toEqual([expect.objectContaining({ field: 'body' })]);
+  });
+
+  it('applies a Prefer: wait above its cap (AMDM_MAX_WAIT_SECONDS) as the cap, and answers 202 when it is over', async () => {
+    const res = await fetch(`${fnUrl.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'wait=600' },
+      body: JSON.stringify({ models: [{ id: 'shapes-base', role: 'base', prompt: 'waits' }], sampler: { steps: 1, seed: 1 } }),
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('preference-applied')).toBe('wait=1');
+    expect(((await res.json()) as JobRecord).status).toBe('queued');
+  });
+
+  it('fails the cold start with a message naming a bad AMDM_MAX_WAIT_SECONDS', async () => {
+    vi.resetModules();
+    process.env.AMDM_MAX_WAIT_SECONDS = '61.5';
+    try {
+      await expect(import('./lambda.ts')).rejects.toThrow(/AMDM_MAX_WAIT_SECONDS must be a whole number of seconds from 1 to 600 \(got "61\.5"\)/);
+    } finally {
+      process.env.AMDM_MAX_WAIT_SECONDS = '1';
+    }
   });
 
   it('fails the cold start with a message naming a missing catalog', async () => {

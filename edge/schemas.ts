@@ -50,7 +50,7 @@ export const PreferHeader = z.object({
     .string()
     .max(200)
     .optional()
-    .meta({ param: { name: 'prefer', in: 'header' }, example: 'wait=30', description: 'wait=N (1-60): answer when the job finishes or after N seconds (RFC 7240)' }),
+    .meta({ param: { name: 'prefer', in: 'header' }, example: 'wait=30', description: 'wait=N (seconds, >= 1): answer when the job finishes or N seconds after the create started (RFC 7240); a wait above the deployment\'s cap (60 s on a single node, 50 s on AWS by default) is applied as the cap, as Preference-Applied says' }),
   'idempotency-key': z
     .string()
     .max(1000)

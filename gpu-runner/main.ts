@@ -11,7 +11,9 @@
  * from the SST links in the environment (SST_RESOURCE_*, read through the sst SDK's
  * `Resource`), copies the models from s3://BUCKET/models/ into AMDM_MODELS_DIR (verified
  * against checksums.json) before warm-up, and keeps ECS task scale-in protection on while a
- * job is held (through ECS_AGENT_URI). Webhooks are delivered there by the webhook Lambda
+ * job is held (through ECS_AGENT_URI), and frees each finished job's slot in its tenant's
+ * active-job count (the `Counters` table, adapters/aws/dynamo-admission.ts) at once, rather
+ * than at the edge's next look at the store. Webhooks are delivered there by the webhook Lambda
  * (infra/webhooks.ts), not by this process: it only enqueues them. The mode is never
  * guessed from the environment: `npm start` under `sst shell` stays a single node.
  *
@@ -30,11 +32,12 @@
  * from the task role).
  */
 import { pathToFileURL } from 'node:url';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Resource } from 'sst/resource';
-import { type Links, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
+import { type Links, linkedAdmission, linkedQueue, linkedStore, linkedString } from '../adapters/aws/links.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import type { ObjectStore, StorageObserver } from '../shared/ports/store.ts';
@@ -99,6 +102,11 @@ export interface RunnerAdapters {
   modelSource: ModelSource | null;
   /** single node: the tenants' caps on active jobs, for the edge that `npm start` runs beside the runner */
   admission?: JobAdmission;
+  /**
+   * Told of each job that finished (JobAdmission.release); AWS: the shared count's slot comes
+   * free at once. Absent on the single node, whose admission reads the finish from the store.
+   */
+  releaseSlot?: (tenant: string, jobId: string) => Promise<void>;
   /** what a start that fails does beyond exiting (AWS: gpu-runner/aws/start-failure.ts); null: nothing */
   startFailures: StartFailures | null;
   close(): Promise<void>;
@@ -176,6 +184,7 @@ export interface AwsRunnerOptions {
   s3?: S3Client;
   sqs?: SQSClient;
   ecs?: ECSClient;
+  dynamo?: DynamoDBClient;
   /** how the ECS agent is called; default the global fetch */
   fetch?: typeof globalThis.fetch;
   logger?: Logger;
@@ -205,8 +214,12 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
   const s3 = aws.s3 ?? new S3Client({});
   const sqs = aws.sqs ?? new SQSClient({});
   const ecs = aws.ecs ?? new ECSClient({});
-  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs]), ...(aws.ecs ? [] : [ecs])];
+  const dynamo = aws.dynamo ?? new DynamoDBClient({});
+  const owned = [...(aws.s3 ? [] : [s3]), ...(aws.sqs ? [] : [sqs]), ...(aws.ecs ? [] : [ecs]), ...(aws.dynamo ? [] : [dynamo])];
   const store = linkedStore(links, s3);
+  // the runner only ever releases: the edge admits
+  const admission = linkedAdmission(links, dynamo, store);
+  const releaseSlot = (tenant: string, jobId: string) => admission.release(tenant, jobId);
   const jobs = linkedQueue(links, 'jobs', sqs);
   const jobsDeadLetter = linkedQueue(links, 'jobsDeadLetter', sqs);
   // send only: the webhook Lambda consumes this queue (the task role may not receive from it)
@@ -222,10 +235,12 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
     webhooks,
     webhookSecret: null,
     modelSource: s3ModelSource(s3, linkedString(links, 'store'), MODELS_PREFIX),
+    releaseSlot,
     startFailures: new StartFailures({
       store,
       jobs,
       webhooks,
+      releaseSlot,
       fleet: config.ecsMetadataUri ? ecsFleetControl({ metadataUri: config.ecsMetadataUri, fetch: aws.fetch ?? globalThis.fetch, ecs: ecsApi(ecs) }) : null,
       limit: config.startFailureLimit,
       windowMinutes: config.startFailureWindowMinutes,
@@ -234,7 +249,7 @@ function awsAdapters(config: RunnerConfig, aws: AwsRunnerOptions): RunnerAdapter
     async close() {
       // called after the drain (startRunner's cleanup): every lease is settled, so the guard
       // clears protection and ECS may stop this task
-      const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close()]);
+      const results = await Promise.allSettled([guard.close(), jobs.close(), jobsDeadLetter.close(), webhooks.close(), store.close(), admission.close()]);
       for (const client of owned) client.destroy();
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length) throw new AggregateError(failed.map((f) => f.reason), 'closing the AWS adapters failed');
@@ -298,6 +313,7 @@ export async function startRunner(
     queue: adapters.jobs,
     deadLetterQueue: adapters.jobsDeadLetter,
     webhookQueue: adapters.webhooks,
+    releaseSlot: adapters.releaseSlot ?? null,
     store: adapters.store,
     engine,
     maxReceives: config.maxReceives,

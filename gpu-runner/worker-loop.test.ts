@@ -372,6 +372,33 @@ describe('WorkerLoop', () => {
     expect(JSON.parse(hook!.body).type).toBe('job.failed');
   });
 
+  it('every way a job ends releases its slot once its terminal status is stored; a failing release fails nothing', async () => {
+    const released: { id: string; stored: string | undefined }[] = [];
+    const { lines, logger } = recordingLogger();
+    let calls = 0;
+    const w = world({ logger });
+    const loop = w.make({
+      releaseSlot: async (tenant, id) => {
+        expect(tenant).toBe('acme');
+        released.push({ id, stored: (await w.status(id))?.status });
+        if (calls++ === 0) throw new Error('ProvisionedThroughputExceededException');
+      },
+    });
+    // a job whose runners kept dying (three receives, first in the queue): the dead-letter path ends it
+    const dead = await w.submit('ok');
+    for (let i = 0; i < 3; i++) expect((await w.queue.receive({ visibilitySeconds: 0 }))[0]?.body).toContain(dead);
+    const ok = await w.submit('ok');
+    const bad = await w.submit('input');
+    const canceled = await w.submit('ok');
+    await w.repo.putCancel('acme', canceled, { requested_at: new Date().toISOString() });
+    loop.start();
+    for (const id of [ok, bad, canceled, dead]) await w.terminal(id);
+    await w.until(async () => released.length >= 4, 'four releases');
+    expect(Object.fromEntries(released.map((r) => [r.id, r.stored]))).toEqual({ [ok]: 'succeeded', [bad]: 'failed', [canceled]: 'canceled', [dead]: 'failed' });
+    expect((await w.status(ok))!.status).toBe('succeeded');
+    expect(lines.filter((l) => l.startsWith("warn releasing the job's slot failed"))).toHaveLength(1);
+  });
+
   it('extends the lease while a job runs longer than the visibility timeout', async () => {
     const w = world({ visibilitySeconds: 2 });
     w.engine.stepMs = 100;

@@ -59,6 +59,11 @@ export interface WorkerLoopOptions {
   deadLetterQueue?: JobQueue | null;
   /** the webhook outbox */
   webhookQueue?: JobQueue | null;
+  /**
+   * Told once a job's terminal status is stored (JobAdmission.release): on AWS the job's slot
+   * in its tenant's active-job count comes free at once. Best effort, never fails a job.
+   */
+  releaseSlot?: ((tenant: string, jobId: string) => Promise<void>) | null;
   /** jobs run at once (one sampler thread each) */
   concurrency?: number;
   visibilitySeconds?: number;
@@ -137,9 +142,10 @@ const DEFAULTS = {
 };
 
 export class WorkerLoop {
-  private readonly o: Required<Omit<WorkerLoopOptions, 'deadLetterQueue' | 'webhookQueue' | 'storageHealth'>> & {
+  private readonly o: Required<Omit<WorkerLoopOptions, 'deadLetterQueue' | 'webhookQueue' | 'storageHealth' | 'releaseSlot'>> & {
     deadLetterQueue: JobQueue | null;
     webhookQueue: JobQueue | null;
+    releaseSlot: ((tenant: string, jobId: string) => Promise<void>) | null;
   };
   private readonly storage: StorageHealth;
   private readonly repo: JobRepository;
@@ -153,7 +159,7 @@ export class WorkerLoop {
   processed = 0;
 
   constructor(options: WorkerLoopOptions) {
-    const o = { ...DEFAULTS, clock: Date.now, random: Math.random, logger: jsonLogger('runner'), deadLetterQueue: null, webhookQueue: null, ...options };
+    const o = { ...DEFAULTS, clock: Date.now, random: Math.random, logger: jsonLogger('runner'), deadLetterQueue: null, webhookQueue: null, releaseSlot: null, ...options };
     const need = (ok: boolean, name: string, what: string, got: unknown) => {
       if (!ok) throw new TypeError(`WorkerLoop: option "${name}" must be ${what} (got ${typeof got === 'object' ? typeof got : String(got)})`);
     };
@@ -593,10 +599,12 @@ export class WorkerLoop {
   }
 
   /**
-   * The usage record and the webhook of a terminal job, if they are not there yet. With the
-   * run that holds the job, its writes wait for room on a full disk (untilStored).
+   * The release of a terminal job's slot, then its usage record and its webhook if they are not
+   * there yet. With the run that holds the job, its writes wait for room on a full disk
+   * (untilStored).
    */
   private async ensureAftermath(req: StoredRequest, status: StoredStatus, run?: Run): Promise<void> {
+    await this.releaseSlot(req);
     const stored = <T>(write: () => Promise<T>): Promise<T> => (run ? this.untilStored(run, write) : write());
     const { usage, finished_at: finishedAt } = status;
     if (usage && finishedAt) {
@@ -627,6 +635,19 @@ export class WorkerLoop {
       const marked = { ...status, webhook_enqueued: true };
       if (run) await this.writeStatus(run, marked, true);
       else await this.repo.putStatus(req.tenant, req.id, marked);
+    }
+  }
+
+  /**
+   * The terminal status is stored: the tenant's active-job count may let the next job in. A
+   * failure is logged, not thrown: the admission also finds the job finished in the store.
+   */
+  private async releaseSlot(req: StoredRequest): Promise<void> {
+    if (!this.o.releaseSlot) return;
+    try {
+      await this.o.releaseSlot(req.tenant, req.id);
+    } catch (err) {
+      this.o.logger.warn("releasing the job's slot failed; the admission reads the finish from the store instead", { job_id: req.id, tenant: req.tenant, ...errorFields(err) });
     }
   }
 

@@ -63,6 +63,8 @@ export interface GpuFleetArgs {
   jobQueueArn: Input<string>;
   jobDeadLetterQueueArn: Input<string>;
   webhookQueueArn: Input<string>;
+  /** the counters table, where the runner releases finished jobs (infra/counters.ts) */
+  countersTableArn: Input<string>;
   logRetentionDays?: number;
   /**
    * A non-production stage: `sst remove` must finish. The ASG, the service and the image
@@ -412,14 +414,15 @@ function createRoles(args: GpuFleetArgs, clusterName: Input<string>, secretParam
   const taskRole = new iam.Role('RunnerTaskRole', { assumeRolePolicy: ecsTasksTrust });
   const taskPolicy = new iam.RolePolicy('RunnerTaskPolicy', {
     role: taskRole.id,
-    policy: all([args.bucketArn, args.jobQueueArn, args.jobDeadLetterQueueArn, args.webhookQueueArn, clusterName]).apply(
-      ([bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, cluster]) =>
+    policy: all([args.bucketArn, args.jobQueueArn, args.jobDeadLetterQueueArn, args.webhookQueueArn, args.countersTableArn, clusterName]).apply(
+      ([bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, countersTableArn, cluster]) =>
         JSON.stringify(
           runnerTaskPolicy({
             bucketArn,
             jobQueueArn,
             jobDeadLetterQueueArn,
             webhookQueueArn,
+            countersTableArn,
             clusterTasksArn: `arn:aws:ecs:${args.region}:${args.accountId}:task/${cluster}/*`,
             clusterServicesArn: `arn:aws:ecs:${args.region}:${args.accountId}:service/${cluster}/*`,
           }),

@@ -7,9 +7,11 @@
  *
  * The split of roles follows the store's one-writer-per-key rule:
  * - the edge creates jobs (request.json, cancel.json, index, idempotency, uploads) and reads
- *   API keys and job records; it may enqueue jobs but never consume them;
- * - the runner consumes jobs, writes status/outputs/usage, reads models, and enqueues
- *   webhooks (send only);
+ *   API keys and job records; it may enqueue jobs but never consume them; it counts active
+ *   jobs and request rates in the counters table (read and conditional update, never delete);
+ * - the runner consumes jobs, writes status/outputs/usage, reads models, enqueues webhooks
+ *   (send only), and releases finished jobs from the active-job counts (update of `admit#`
+ *   items only);
  * - the webhook Lambda consumes the webhook queue (SST's subscription grants exactly that),
  *   reads job records and writes only the webhook attempt records.
  * Admin keys (apikeys/ writes, apikey-ids/) belong to the operator's own credentials.
@@ -45,6 +47,8 @@ export interface PolicyDocument {
 export interface EdgeArns {
   bucketArn: string;
   jobQueueArn: string;
+  /** the counters table (infra/counters.ts) */
+  countersTableArn: string;
 }
 
 export interface RunnerArns {
@@ -56,10 +60,12 @@ export interface RunnerArns {
   clusterTasksArn: string;
   /** ARN pattern of the fleet cluster's services: arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/* */
   clusterServicesArn: string;
+  /** the counters table (infra/counters.ts) */
+  countersTableArn: string;
 }
 
 export function edgePolicy(arns: EdgeArns): PolicyDocument {
-  const { bucketArn, jobQueueArn } = arns;
+  const { bucketArn, jobQueueArn, countersTableArn } = arns;
   return {
     Version: '2012-10-17',
     Statement: [
@@ -91,12 +97,21 @@ export function edgePolicy(arns: EdgeArns): PolicyDocument {
       // without cancel.json or status.json must read as NoSuchKey (401, "not canceled",
       // "queued"), not AccessDenied (500).
       listBucketForMissingKeys(bucketArn),
+      {
+        Sid: 'CountActiveJobsAndRequests',
+        Effect: 'Allow',
+        // admit#{tenant}: read the admitted jobs, admit one (conditional update), release one;
+        // rate#{subject}#{window}: count a request (conditional update). No delete, no scan:
+        // items go through the table's TTL.
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: [countersTableArn],
+      },
     ],
   };
 }
 
 export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
-  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn, clusterServicesArn } = arns;
+  const { bucketArn, jobQueueArn, jobDeadLetterQueueArn, webhookQueueArn, clusterTasksArn, clusterServicesArn, countersTableArn } = arns;
   return {
     Version: '2012-10-17',
     Statement: [
@@ -160,6 +175,15 @@ export function runnerTaskPolicy(arns: RunnerArns): PolicyDocument {
         // pattern keeps a runner from protecting (or unprotecting) tasks of any other cluster.
         Action: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection'],
         Resource: [clusterTasksArn],
+      },
+      {
+        Sid: 'ReleaseJobSlots',
+        Effect: 'Allow',
+        // a finished job leaves its tenant's active-job count (adapters/aws/dynamo-admission.ts);
+        // only the admit# items, so a runner can neither read nor reset the request counts
+        Action: ['dynamodb:UpdateItem'],
+        Resource: [countersTableArn],
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['admit#*'] } },
       },
     ],
   };

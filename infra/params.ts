@@ -9,6 +9,7 @@
  * A bad value fails the deploy before any resource is planned, with a message naming the
  * variable, the value and what is allowed.
  */
+import { ORIGIN_READ_TIMEOUT_SECONDS, PREFER_WAIT_MARGIN_SECONDS } from './edge-timing.ts';
 
 export interface StageParams {
   /** EC2 instance types for the GPU Auto Scaling group, in order of preference. */
@@ -41,6 +42,13 @@ export interface StageParams {
   readonly extraCorsOrigins: readonly string[];
   /** The model catalog bundled into the edge Lambda (shared/model-catalog.ts), relative to the project root. */
   readonly modelCatalog: string;
+  /**
+   * The longest `Prefer: wait` the edge honours; longer ones are applied as this. It must end
+   * before CloudFront's origin read timeout (infra/edge-timing.ts).
+   */
+  readonly maxWaitSeconds: number;
+  /** Requests one client address may make in 5 minutes before the Router's WAF blocks it with a 429. */
+  readonly wafRateLimitPerIp: number;
 }
 
 /** The variable that sets each parameter: the names an operator types into `.env.<stage>`. */
@@ -57,6 +65,8 @@ export const PARAM_ENV = {
   runnerImageTag: 'AMDM_RUNNER_IMAGE_TAG',
   extraCorsOrigins: 'AMDM_CORS_ORIGINS',
   modelCatalog: 'AMDM_MODEL_CATALOG',
+  maxWaitSeconds: 'AMDM_MAX_WAIT_SECONDS',
+  wafRateLimitPerIp: 'AMDM_WAF_RATE_PER_IP',
 } as const satisfies Record<keyof StageParams, string>;
 
 /** The image tag until one is pushed: no such image exists, and the fleet is held at zero (infra/autoscaling.ts). */
@@ -84,6 +94,11 @@ export const DEFAULT_PARAMS: StageParams = {
   extraCorsOrigins: [],
   // written by `npm run models:catalog` beside the packages' checksums.json
   modelCatalog: 'models/catalog.json',
+  // 50 + PREFER_WAIT_MARGIN_SECONDS (8) < CloudFront's 60 s origin read timeout
+  maxWaitSeconds: 50,
+  // The API lets one tenant make 20 requests a second (6000 in WAF's 5-minute window): a client
+  // with one key on one address never meets the WAF before the API's own 429.
+  wafRateLimitPerIp: 6000,
 };
 
 /**
@@ -132,6 +147,9 @@ export function readStageParams(env: Readonly<Record<string, string | undefined>
     runnerImageTag: parseImageTag(value('runnerImageTag')),
     extraCorsOrigins: parseOrigins(value('extraCorsOrigins')),
     modelCatalog: parseCatalogPath(value('modelCatalog')),
+    maxWaitSeconds: parseInteger('maxWaitSeconds', value('maxWaitSeconds'), 1, ORIGIN_READ_TIMEOUT_SECONDS - PREFER_WAIT_MARGIN_SECONDS - 1),
+    // WAF's rate-based rules allow 10 to 2,000,000,000 requests per window
+    wafRateLimitPerIp: parseInteger('wafRateLimitPerIp', value('wafRateLimitPerIp'), 10, 2_000_000_000),
   };
 }
 

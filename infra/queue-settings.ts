@@ -16,3 +16,9 @@ export const JOB_MAX_RECEIVE_COUNT = 3;
 export const WEBHOOK_MAX_RECEIVE_COUNT = 16;
 /** One delivery attempt: the dispatcher's HTTP timeout (15 s) with margin for signing and S3. */
 export const WEBHOOK_VISIBILITY_TIMEOUT_SECONDS = 60;
+/**
+ * How long SQS keeps a job message: 4 days (the SQS default) covers a weekend of the fleet being
+ * broken. A job older than this has no message left for a runner to take, so the DynamoDB
+ * admission stops counting it (adapters/aws/dynamo-admission.ts DEFAULT_MAX_JOB_AGE_MS).
+ */
+export const JOB_MESSAGE_RETENTION_SECONDS = 4 * 24 * 60 * 60;

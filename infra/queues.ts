@@ -12,7 +12,7 @@
  * on every receive and extend; this queue default only matters to a consumer that does not.
  */
 import type { Input } from '@pulumi/pulumi';
-import { JOB_MAX_RECEIVE_COUNT, WEBHOOK_MAX_RECEIVE_COUNT, WEBHOOK_VISIBILITY_TIMEOUT_SECONDS, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queue-settings.ts';
+import { JOB_MAX_RECEIVE_COUNT, JOB_MESSAGE_RETENTION_SECONDS, WEBHOOK_MAX_RECEIVE_COUNT, WEBHOOK_VISIBILITY_TIMEOUT_SECONDS, JOB_VISIBILITY_TIMEOUT_SECONDS } from './queue-settings.ts';
 
 export { JOB_MAX_RECEIVE_COUNT, JOB_VISIBILITY_TIMEOUT_SECONDS, WEBHOOK_MAX_RECEIVE_COUNT, WEBHOOK_VISIBILITY_TIMEOUT_SECONDS };
 
@@ -24,7 +24,7 @@ const DAY = 24 * 60 * 60;
  */
 const DEAD_LETTER_RETENTION_SECONDS = 14 * DAY;
 /** Jobs and webhooks: 4 days (the SQS default) covers a weekend of the fleet being broken. */
-const SOURCE_RETENTION_SECONDS = 4 * DAY;
+const SOURCE_RETENTION_SECONDS = JOB_MESSAGE_RETENTION_SECONDS;
 
 export function deadLetterArgs() {
   return {

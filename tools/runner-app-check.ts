@@ -1,7 +1,7 @@
 /**
  * The runner image's application layer, checked without Docker: the steps of
  * gpu-runner/Dockerfile that are ours, performed in a temporary folder, and that runner run
- * on the CPU against fauxqs through one job.
+ * on the CPU against fauxqs (and dynalite for the counters table) through one job.
  *
  *   npx tsx tools/runner-app-check.ts [--keep] [--npm]
  *
@@ -15,9 +15,9 @@
  *    with .dockerignore's exclusions (tests are not shipped), and its ENV.
  * 3. Model sync and start: the Dockerfile's CMD in DIR, with the environment the task
  *    definition gives (infra/runner-task.ts runnerContainerDefinition) and the CPU provider, over a
- *    bucket and queues on fauxqs holding the built-in models. Node resolves every import from
- *    DIR only, so a package the runner imports but the image does not install, or a file it
- *    imports but the image does not copy, fails here.
+ *    bucket and queues on fauxqs holding the built-in models and the counters table on
+ *    dynalite. Node resolves every import from DIR only, so a package the runner imports but
+ *    the image does not install, or a file it imports but the image does not copy, fails here.
  * 4. One job submitted through the edge (createApp over the same S3 and SQS), run to
  *    `succeeded` with a PNG in the bucket; then SIGTERM, and a clean exit.
  *
@@ -38,6 +38,7 @@ import { createApp } from '../edge/app.ts';
 import { runnerContainerDefinition } from '../infra/runner-task.ts';
 import { createApiKey } from '../shared/api-keys.ts';
 import type { JobRecord } from '../shared/contract/index.ts';
+import { startDynalite } from '../test/conformance/dynalite-server.ts';
 import { startFauxqs } from '../test/conformance/fauxqs-server.ts';
 import { contextCopies, envOf, finalStage, parseDockerfile } from './dockerfile.ts';
 import { readModelCatalog } from '../shared/model-catalog.ts';
@@ -149,6 +150,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
   const app = join(base, 'app');
   mkdirSync(app);
   const fauxqs = await startFauxqs();
+  const dynamo = await startDynalite();
   let child: ReturnType<typeof spawn> | null = null;
   try {
     // 1. production install, as the deps stage does it, then its prune
@@ -191,6 +193,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
       SST_RESOURCE_JobQueue: JSON.stringify({ url: jobs }),
       SST_RESOURCE_JobDeadLetters: JSON.stringify({ url: jobsDlq }),
       SST_RESOURCE_WebhookQueue: JSON.stringify({ url: webhooks }),
+      SST_RESOURCE_Counters: JSON.stringify({ name: await dynamo.createCountersTable() }),
     };
     const taskEnv = Object.fromEntries(
       runnerContainerDefinition({ image: 'app-check', environment: { ...links, PUBLIC_BASE_URL: 'https://api.example.com' }, secrets: {}, logGroupName: 'app-check', region: 'us-east-1' }).environment.map(
@@ -210,6 +213,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
       AMDM_MODELS_DIR: join(base, 'model-cache'),
       AMDM_LIVENESS_FILE: join(base, 'alive'),
       AWS_ENDPOINT_URL: fauxqs.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ACCESS_KEY_ID: 'test',
       AWS_SECRET_ACCESS_KEY: 'test',
       // fauxqs's queue URLs name sqs.REGION.localhost (see the file): a preload of the check, not of the app
@@ -277,6 +281,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
   } finally {
     if (child) child.kill('SIGKILL');
     await fauxqs.stop();
+    await dynamo.stop();
     if (!opts.keep) rmSync(base, { recursive: true, force: true });
   }
 }

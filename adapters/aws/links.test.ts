@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { hasLink, LinkError, linkedQueue, linkedStore, linkedString } from './links.ts';
+import { hasLink, LinkError, linkedAdmission, linkedQueue, linkedRateLimiter, linkedStore, linkedString } from './links.ts';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { MemoryStore } from '../memory/memory-store.ts';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -24,6 +26,13 @@ describe('reading SST links', () => {
     const queue = linkedQueue(Resource, 'jobs', { send: async () => ({}) } as unknown as SQSClient);
     await queue.close();
     expect(() => linkedStore(Resource, { send: async () => ({}) } as unknown as S3Client)).not.toThrow();
+  });
+
+  it('builds the shared counters from the Counters link, and names it when it is missing', () => {
+    const dynamo = { send: async () => ({}) } as unknown as DynamoDBClient;
+    expect(() => linkedAdmission({ Counters: { name: 'amdm-test-counters' } }, dynamo, new MemoryStore())).not.toThrow();
+    expect(() => linkedRateLimiter({ Counters: { name: 'amdm-test-counters' } }, dynamo, { limit: 100, windowSeconds: 5 })).not.toThrow();
+    expect(() => linkedAdmission({}, dynamo, new MemoryStore())).toThrow(/SST link "Counters" is missing/);
   });
 
   it('names a link whose property is missing or empty', () => {

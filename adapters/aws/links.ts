@@ -9,8 +9,12 @@
  * `Resource.<Name>` reads it back. Tests pass a plain object of the same shape. The roots own
  * the SDK clients; nothing here reads the environment or builds a client.
  */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { ObjectStore } from '../../shared/ports/store.ts';
+import { DynamoAdmission } from './dynamo-admission.ts';
+import { DynamoRateLimiter } from './dynamo-rate-limiter.ts';
 import { retentionTags } from './retention.ts';
 import { S3Store } from './s3-store.ts';
 import { SqsQueue } from './sqs-queue.ts';
@@ -23,6 +27,7 @@ export const LINKS = {
   webhooks: { name: 'WebhookQueue', property: 'url' },
   keyPepper: { name: 'KeyPepper', property: 'value' },
   webhookSecret: { name: 'WebhookSigningSecret', property: 'value' },
+  counters: { name: 'Counters', property: 'name' },
 } as const;
 
 export type LinkId = keyof typeof LINKS;
@@ -64,4 +69,18 @@ export function linkedStore(links: Links, s3: S3Client): S3Store {
 
 export function linkedQueue(links: Links, id: 'jobs' | 'jobsDeadLetter' | 'webhooks', sqs: SQSClient): SqsQueue {
   return new SqsQueue({ client: sqs, queueUrl: linkedString(links, id) });
+}
+
+/** The tenants' active-job counts in the counters table; `store` holds the jobs' records (the reconcile reads them). */
+export function linkedAdmission(links: Links, dynamo: DynamoDBClient, store: ObjectStore): DynamoAdmission {
+  return new DynamoAdmission({ client: dynamo, table: linkedString(links, 'counters'), store });
+}
+
+/** Per-subject request windows in the counters table, shared by every instance that links it. */
+export function linkedRateLimiter(
+  links: Links,
+  dynamo: DynamoDBClient,
+  limits: { limit: number; windowSeconds: number; onError?: (err: unknown, subject: string) => void },
+): DynamoRateLimiter {
+  return new DynamoRateLimiter({ client: dynamo, table: linkedString(links, 'counters'), ...limits });
 }

@@ -112,6 +112,14 @@ export class SqliteAdmission implements JobAdmission {
     await this.shared.write([{ sql: WITHDRAW_SQL, params: [tenant, jobId] }]);
   }
 
+  /**
+   * Nothing to do: the count comes down from the store's records in this same file, read by
+   * the next admission at the cap, so a release would be one more write per job for nothing.
+   */
+  async release(_tenant: string, _jobId: string): Promise<void> {
+    this.checkOpen();
+  }
+
   async hasRoom(tenant: string, cap: number): Promise<boolean> {
     this.checkOpen();
     const n = this.countOf.get(tenant)?.n ?? 0;

@@ -17,27 +17,31 @@ const jobJson = (description: string, example: object = EXAMPLE_JOB) => ({
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
 /**
- * `wait=N` from a Prefer header (RFC 7240), or null when absent. Other preferences are
- * ignored as the RFC asks; a wait we cannot honour is refused, so a client that asked for
- * wait=600 learns the ceiling instead of silently getting less.
+ * `wait=N` from a Prefer header (RFC 7240), or null when absent: the wait asked for, and the
+ * wait applied, which is at most `max` (the deployment's cap: below CloudFront's origin
+ * timeout on AWS). A longer wait is a preference this server cannot fully honour, not an error
+ * (RFC 7240 section 2), so it is applied as the cap and the answer says so in
+ * Preference-Applied. Other preferences are ignored as the RFC asks; a wait that is not a
+ * whole number of seconds from 1 is refused, naming the header.
  */
-export function parsePreferWait(header: string | undefined, max: number): number | null {
+export function parsePreferWait(header: string | undefined, max: number): { requested: number; applied: number } | null {
   if (header === undefined) return null;
   for (const part of header.split(',')) {
     const token = part.split(';')[0]!.trim();
     const m = /^wait\s*=\s*(.*)$/i.exec(token);
     if (!m) continue;
     const raw = m[1]!.trim().replace(/^"(.*)"$/, '$1');
-    const n = /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
-    if (!(n >= 1 && n <= max)) {
+    // any run of digits: a huge number is still a wait longer than the cap
+    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= 1)) {
       throw new ProblemError(400, {
         type: 'bad-request',
         title: 'Bad request',
-        detail: `Prefer: wait must be a whole number of seconds from 1 to ${max}`,
-        errors: [{ field: 'header Prefer', message: `wait must be an integer from 1 to ${max} (got ${JSON.stringify(raw.slice(0, 20))})` }],
+        detail: `Prefer: wait must be a whole number of seconds, at least 1 (waits longer than ${max} are applied as ${max})`,
+        errors: [{ field: 'header Prefer', message: `wait must be a whole number of seconds >= 1 (got ${JSON.stringify(raw.slice(0, 20))})` }],
       });
     }
-    return n;
+    return { requested: n, applied: Math.min(n, max) };
   }
   return null;
 }
@@ -100,7 +104,8 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     summary: 'Submit a job',
     description:
       'Validates and shapes the request against the installed models, stores it and queues it. Answers 202 with the queued job ' +
-      '(Location: the job). With `Prefer: wait=N` the answer waits up to N seconds and is 200 with the finished job if it finished. ' +
+      '(Location: the job). With `Prefer: wait=N` the answer waits up to N seconds, the create included, and is 200 with the ' +
+      'finished job if it finished; a wait above the deployment\'s cap is applied as the cap (`Preference-Applied: wait=<applied>`). ' +
       'With `Idempotency-Key`, a retry with the same key and body returns the same job (header Idempotent-Replayed: true); the same key ' +
       'with another body is refused with 422.',
     security: BEARER,
@@ -123,6 +128,10 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
   const { middleware: _createMiddleware, ...createJobDocument } = createJob;
   app.openAPIRegistry.registerPath(createJobDocument);
   app.openapi({ ...createJob, hide: true, request: { headers: PreferHeader } }, async (c) => {
+    // a wait counts from here, before the body is read (RFC 7240: the time to process the request
+    // once received): the create's own writes come out of it, so on AWS the answer starts
+    // within the cap whatever the create took
+    const receivedAt = deps.clock.now();
     const request = await jobRequestBody(c);
     const tenant = c.get('tenant');
     const headers = c.req.valid('header');
@@ -139,8 +148,8 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     const { record, replayed } = await jobs.create({ tenant, request, idempotencyKey: key });
     let out = record;
     if (wait !== null) {
-      out = await jobs.waitForTerminal(tenant, record, deps.clock.now() + wait * 1000, c.req.raw.signal);
-      c.header('Preference-Applied', `wait=${wait}`);
+      out = await jobs.waitForTerminal(tenant, record, receivedAt + wait.applied * 1000, c.req.raw.signal);
+      c.header('Preference-Applied', `wait=${wait.applied}`);
     }
     c.header('Location', record.urls.self);
     if (replayed) c.header('Idempotent-Replayed', 'true');
@@ -201,8 +210,13 @@ export function registerJobRoutes(app: EdgeApp, ctx: RouteContext): void {
     },
   });
   app.openapi(cancelJob, async (c) => {
-    // the admission learns from the store that a canceled job no longer counts
-    const { record, state } = await jobs.cancel(c.get('tenant'), c.req.valid('param').id);
+    const tenant = c.get('tenant');
+    const { record, state } = await jobs.cancel(tenant, c.req.valid('param').id);
+    if (state === 'canceled') {
+      // a queued job that will never run frees its slot now; a running one does when its
+      // runner stops it. Best effort: the admission also reads the cancel from the store.
+      await admission.release(tenant, record.id).catch((err: unknown) => deps.logger.warn('releasing the slot of a canceled job failed', { job_id: record.id, error: (err as Error)?.message ?? String(err) }));
+    }
     c.header('Cache-Control', 'no-store');
     return state === 'canceled' ? c.json(record, 200) : c.json(record, 202);
   });

@@ -81,6 +81,17 @@ describe('the playground and the reference page', () => {
     expect(csp).toMatch(/connect-src 'self' https:\/\/api\.example\.com /);
   });
 
+  it('the policy lets the live previews (PNG data: URLs on the event stream) show as images, and nothing else load from data:', async () => {
+    const directives = new Map(
+      (await app().request(`${BASE}/`)).headers.get('content-security-policy')!.split(';').map((d) => {
+        const [name, ...sources] = d.trim().split(/\s+/);
+        return [name!, sources] as const;
+      }),
+    );
+    expect(directives.get('img-src')).toContain('data:');
+    expect([...directives].filter(([name, sources]) => name !== 'img-src' && sources.includes('data:'))).toEqual([]);
+  });
+
   it('a server whose pages were never built still serves the API and says how to build them', async () => {
     const bare: EdgeApp = new OpenAPIHono();
     bare.onError(problemOnError({ logger: { error() {}, warn() {}, info() {} } }));

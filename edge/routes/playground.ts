@@ -17,14 +17,19 @@ import { type UiAssetLoader, loadUiAssets, serveAsset, uiAsset } from './ui-asse
 
 const LOOPBACK_HOSTNAME = /^(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])$/i;
 
-/** The page's policy: own scripts and styles only; images and uploads may use the object store's https origin. */
+/**
+ * The page's policy: own scripts and styles only; images and uploads may use the object
+ * store's https origin. Images may also be data: URLs, because the live previews arrive on
+ * the event stream as small PNG data URLs (JobPreview); an image cannot run code, and no
+ * other directive takes data:.
+ */
 export function playgroundCsp(publicBaseUrl: string): string {
   const api = new URL(publicBaseUrl).origin;
   return [
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    `img-src 'self' ${api} blob: https:`,
+    `img-src 'self' ${api} blob: data: https:`,
     `connect-src 'self' ${api} https:`,
     "font-src 'self'",
     "base-uri 'none'",

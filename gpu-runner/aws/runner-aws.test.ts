@@ -1,12 +1,14 @@
 /**
  * The runner's real root (gpu-runner/main.ts) in AWS mode, in a child process, as an ECS task
  * runs it: SST_RESOURCE_* links in the environment, the AWS SDK pointed at fauxqs through
- * AWS_ENDPOINT_URL, a stand-in ECS agent behind ECS_AGENT_URI, the slow test-double engine.
+ * AWS_ENDPOINT_URL (and at dynalite for the counters table through AWS_ENDPOINT_URL_DYNAMODB),
+ * a stand-in ECS agent behind ECS_AGENT_URI, the slow test-double engine.
  *
  * What it shows: models are copied from the bucket and verified before the runner starts (a
  * bad checksum stops it), jobs run off SQS into S3, task protection is on while a job is held
  * and off when idle, webhooks are enqueued and left for the webhook Lambda, the liveness file
- * satisfies the container health check, and SIGTERM drains a running job before exiting; a
+ * satisfies the container health check, a finished job's slot in the tenant's active-job count
+ * is released, and SIGTERM drains a running job before exiting; a
  * runner that cannot start fails the waiting jobs and scales the service to zero after
  * repeated failures (with a stand-in task metadata endpoint and ECS API).
  */
@@ -17,13 +19,17 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COUNTERS_KEY, admissionKey } from '../../adapters/aws/counters-table.ts';
+import { DynamoAdmission } from '../../adapters/aws/dynamo-admission.ts';
 import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { SqsQueue } from '../../adapters/aws/sqs-queue.ts';
 import { createApp } from '../../edge/app.ts';
 import { createApiKey } from '../../shared/api-keys.ts';
 import type { JobRecord } from '../../shared/contract/index.ts';
+import { startDynalite, type Dynalite } from '../../test/conformance/dynalite-server.ts';
 import { startFauxqs, type Fauxqs } from '../../test/conformance/fauxqs-server.ts';
 import { until } from '../../test/e2e/harness.ts';
 import { createEngine as slowEngine } from '../../test/faults/slow-engine.ts';
@@ -35,6 +41,7 @@ const healthcheckScript = fileURLToPath(new URL('./healthcheck.mjs', import.meta
 const FAUXQS_DNS = new URL('../../test/e2e/fauxqs-dns.mjs', import.meta.url).href;
 
 let fauxqs: Fauxqs;
+let dynamo: Dynalite;
 let agent: Server;
 let agentCalls: { at: number; enabled: boolean }[] = [];
 /** the ECS API as the SDK speaks it (JSON 1.1, X-Amz-Target), and the task metadata endpoint */
@@ -45,6 +52,7 @@ const children: RunnerProcess[] = [];
 
 beforeAll(async () => {
   fauxqs = await startFauxqs();
+  dynamo = await startDynalite();
   agent = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
@@ -80,6 +88,7 @@ afterAll(async () => {
   ecsApi?.closeAllConnections();
   await new Promise((r) => ecsApi?.close(r));
   await fauxqs?.stop();
+  await dynamo?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -89,6 +98,7 @@ async function world(models: Record<string, string>, checksums: Record<string, s
   const jobsDlq = await fauxqs.createQueue();
   const jobs = await fauxqs.createQueue({ deadLetterUrl: jobsDlq, maxReceives: 3 });
   const webhooks = await fauxqs.createQueue();
+  const counters = await dynamo.createCountersTable();
   for (const [path, body] of Object.entries(models)) {
     await fauxqs.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `models/${path}`, Body: body }));
   }
@@ -102,7 +112,9 @@ async function world(models: Record<string, string>, checksums: Record<string, s
     SST_RESOURCE_JobQueue: JSON.stringify({ url: jobs }),
     SST_RESOURCE_JobDeadLetters: JSON.stringify({ url: jobsDlq }),
     SST_RESOURCE_WebhookQueue: JSON.stringify({ url: webhooks }),
+    SST_RESOURCE_Counters: JSON.stringify({ name: counters }),
     AWS_ENDPOINT_URL: fauxqs.endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
     // fauxqs's queue URLs name sqs.REGION.localhost, which the child must resolve (see the file)
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${FAUXQS_DNS}`.trim(),
     AWS_REGION: 'us-east-1',
@@ -122,7 +134,9 @@ async function world(models: Record<string, string>, checksums: Record<string, s
   const jobQueue = new SqsQueue({ client: fauxqs.sqs, queueUrl: jobs });
   const webhookQueue = new SqsQueue({ client: fauxqs.sqs, queueUrl: webhooks });
   const catalogEngine = slowEngine();
-  const app = createApp({ store, queue: jobQueue, catalog: () => catalogEngine.catalog(), pepper: PEPPER, publicBaseUrl: 'https://api.example.com', allowPrivateWebhooks: true });
+  // the edge's admission, as edge/lambda.ts has it: the runner releases into the same table
+  const admission = new DynamoAdmission({ client: dynamo.client, table: counters, store });
+  const app = createApp({ store, queue: jobQueue, admission, catalog: () => catalogEngine.catalog(), pepper: PEPPER, publicBaseUrl: 'https://api.example.com', allowPrivateWebhooks: true });
   const key = (await createApiKey(store, { tenant: 'acme', pepper: PEPPER })).key;
   const api = async (path: string, body?: unknown) =>
     (await app.request(path, {
@@ -135,7 +149,12 @@ async function world(models: Record<string, string>, checksums: Record<string, s
     children.push(p);
     return p;
   };
-  return { env, dir, bucket, store, jobQueue, webhookQueue, api, start };
+  /** the jobs the counters table holds as active for tenant acme */
+  const admitted = async () =>
+    Object.keys(
+      (await dynamo.client.send(new GetItemCommand({ TableName: counters, Key: { [COUNTERS_KEY]: { S: admissionKey('acme') } }, ConsistentRead: true }))).Item?.jobs?.M ?? {},
+    );
+  return { env, dir, bucket, store, jobQueue, webhookQueue, api, start, admitted };
 }
 
 const healthcheck = (file: string) =>
@@ -162,6 +181,7 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
       sampler: { steps: 20, seed: 4, width: 48, height: 32 },
       webhook: { url: 'https://hooks.example.com/amdm' },
     });
+    expect(await w.admitted()).toEqual([submitted.id]);
     const running = await until(async () => {
       const r = await w.api(`/v1/jobs/${submitted.id}`);
       return r.status !== 'queued' ? r : null;
@@ -178,6 +198,8 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     expect(done.usage).toMatchObject({ images: 1, unet_evals: 20 });
     // the usage record is written right after the terminal status (gpu-runner/worker-loop.ts)
     await until(async () => (await w.store.list('tenants/acme/usage/')).keys.length === 1, 'the usage record', 10_000);
+    // the runner gave the job's slot back as it finished (before the usage record)
+    expect(await w.admitted()).toEqual([]);
     expect(new URL(done.outputs[0]!.url).pathname).toBe(`/${w.bucket}/tenants/acme/jobs/${submitted.id}/out/aggregated-0.png`);
     await until(async () => agentCalls.at(-1)?.enabled === false, 'protection to be cleared once idle', 30_000);
 
@@ -229,6 +251,8 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     expect(failed.error).toMatchObject({ type: 'urn:amdm:problem:runner-unavailable', status: 503 });
     expect(failed.error!.detail).toMatch(/^The GPU runners of this deployment cannot start \(model file tiny\/unet\/model\.onnx from s3:\/\/<bucket>\/models\/tiny\/unet\/model\.onnx has sha256/);
     expect(failed.error!.detail).not.toContain(w.bucket);
+    // and its slot in the tenant's count came free with it
+    expect(await w.admitted()).toEqual([]);
     expect(ecsCalls.map((c) => c.target)).toEqual(['DescribeServices', 'UpdateService']);
     expect(ecsCalls[1]!.input).toEqual({ cluster: 'gpu-cluster', service: 'runner-svc', desiredCount: 0 });
     expect(await w.jobQueue.stats()).toMatchObject({ visible: 0, inFlight: 0 });

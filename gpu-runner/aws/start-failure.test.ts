@@ -50,7 +50,7 @@ afterAll(async () => {
 
 afterEach(() => ecs.reset());
 
-async function world(opts: { running?: number; now?: () => number; fleet?: boolean } = {}) {
+async function world(opts: { running?: number; now?: () => number; fleet?: boolean; released?: string[] } = {}) {
   const bucket = await fauxqs.createBucket();
   const store = new S3Store({ client: fauxqs.s3, bucket });
   const jobs = new SqsQueue({ client: fauxqs.sqs, queueUrl: await fauxqs.createQueue() });
@@ -58,7 +58,16 @@ async function world(opts: { running?: number; now?: () => number; fleet?: boole
   ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'runner-svc', runningCount: opts.running ?? 1, desiredCount: 1 }], failures: [] });
   ecs.on(UpdateServiceCommand).resolves({ service: { serviceName: 'runner-svc', desiredCount: 0 } });
   const fleet = opts.fleet === false ? null : ecsFleetControl({ metadataUri, fetch: globalThis.fetch, ecs: ecsApi(new ECSClient({ region: 'us-east-1' })) });
-  const failures = new StartFailures({ store, jobs, webhooks, fleet, logger: silentLogger, ...(opts.now ? { clock: opts.now } : {}) });
+  const released = opts.released;
+  const failures = new StartFailures({
+    store,
+    jobs,
+    webhooks,
+    fleet,
+    logger: silentLogger,
+    ...(opts.now ? { clock: opts.now } : {}),
+    ...(released ? { releaseSlot: async (tenant: string, id: string) => void released.push(`${tenant}/${id}`) } : {}),
+  });
   const repo = new JobRepository(store);
   const submit = async (id: string, extra: { webhook?: boolean; cancel?: boolean } = {}) => {
     const now = new Date().toISOString();
@@ -74,7 +83,8 @@ const modelsMissing = (bucket: string) =>
 
 describe('StartFailures', () => {
   it('leaves the first failures to ECS\'s restart, then fails the waiting jobs with a readable reason and sets the service to zero', async () => {
-    const w = await world();
+    const released: string[] = [];
+    const w = await world({ released });
     await w.submit('job_01aaaaaaaaaaaaaaaaaaaaaaaa');
     await w.submit('job_01bbbbbbbbbbbbbbbbbbbbbbbb', { webhook: true });
     await w.submit('job_01cccccccccccccccccccccccc', { cancel: true });
@@ -86,8 +96,11 @@ describe('StartFailures', () => {
     expect(await w.jobs.stats()).toMatchObject({ visible: 3 });
     expect(ecs.commandCalls(UpdateServiceCommand)).toEqual([]);
 
+    expect(released).toEqual([]);
     const third = await w.failures.handle(modelsMissing(w.bucket));
     expect(third).toEqual({ exitCode: RUNNER_GAVE_UP_EXIT_CODE, gaveUp: true, recentFailures: 3, failedJobs: 3 });
+    // each finished job's slot in its tenant's active-job count comes free
+    expect(released.sort()).toEqual(['a', 'b', 'c'].map((x) => `acme/job_01${x.repeat(24)}`));
     // the service of this task, from its metadata, to zero
     expect(ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input)).toEqual([
       { cluster: 'arn:aws:ecs:us-east-1:123456789012:cluster/gpu-cluster', service: 'runner-svc', desiredCount: 0 },

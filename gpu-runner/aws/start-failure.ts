@@ -11,7 +11,8 @@
  *
  * 1. it fails every job waiting in the queue, with a reason the user can read (a 503 problem:
  *    the runners cannot start, the operator is notified, submit again later), or marks it
- *    canceled when it was; each gets its webhook like any finished job;
+ *    canceled when it was; each gets its webhook like any finished job, and its slot in the
+ *    tenant's active-job count is released;
  * 2. it sets the service's desired count to 0, so ECS stops restarting it and managed scaling
  *    removes the instance;
  * 3. it exits with RUNNER_GAVE_UP_EXIT_CODE, which an EventBridge rule forwards to the
@@ -71,6 +72,8 @@ export interface StartFailureOptions {
   windowMinutes?: number;
   /** jobs failed in one give-up at most (the queue is read 10 at a time); the rest wait for the next */
   maxJobs?: number;
+  /** told of each job it finished (JobAdmission.release), as the worker loop does; best effort */
+  releaseSlot?: ((tenant: string, jobId: string) => Promise<void>) | null;
   clock?: () => number;
   logger: Logger;
 }
@@ -84,7 +87,7 @@ export interface StartFailureOutcome {
 }
 
 export class StartFailures {
-  private readonly o: Required<Omit<StartFailureOptions, 'fleet' | 'webhooks'>> & Pick<StartFailureOptions, 'fleet' | 'webhooks'>;
+  private readonly o: Required<Omit<StartFailureOptions, 'fleet' | 'webhooks' | 'releaseSlot'>> & Pick<StartFailureOptions, 'fleet' | 'webhooks' | 'releaseSlot'>;
   private readonly repo: JobRepository;
 
   constructor(options: StartFailureOptions) {
@@ -217,6 +220,10 @@ export class StartFailures {
       retry: null,
     };
     await this.repo.putStatus(msg.tenant, msg.job_id, final);
+    await this.o.releaseSlot?.(msg.tenant, msg.job_id).catch((err: unknown) =>
+      // the admission also finds the job finished in the store
+      this.o.logger.warn("releasing the job's slot failed", { job_id: msg!.job_id, ...errorFields(err) }),
+    );
     if (req.webhook && this.o.webhooks) {
       const message: WebhookMessage = { v: 1, job_id: msg.job_id, tenant: msg.tenant, type: webhookEventType(final.status) };
       await this.o.webhooks.send(JSON.stringify(message));

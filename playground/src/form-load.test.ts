@@ -79,6 +79,7 @@ describe('history: a past job fills the form with what submits it again', () => 
       sampler: { steps: 14, seed: 0, width: 48, height: 40 },
       outputs: { images: 2, per_model: true },
     }],
+    ['each model alone beside the aggregated image', { models: [{ id: 'shapes-base', role: 'base', prompt: 'a' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'b' }], outputs: { solo: true, per_model: false } }],
     ['the default omega with three models', { models: [{ id: 'shapes-base', role: 'base', prompt: 'a' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'b' }, { id: 'shapes-base-fp16', role: 'auxiliary', prompt: 'c' }] }],
     ['omega with two models', { models: [{ id: 'shapes-base', role: 'base', prompt: 'a' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'b' }], aggregation: { omega: 0.9 } }],
     ['euler, one model', { models: [{ id: 'shapes-base-fp16', role: 'base', prompt: 'a' }], sampler: { scheduler: 'euler', steps: 3, seed: 4294967295 } }],
@@ -110,6 +111,22 @@ describe('history: a past job fills the form with what submits it again', () => 
     // the inline image was stored as an upload: the form reuses it by id
     expect(s.models[2]!.reference).toEqual({ uploadId: 'upl_FromInlineData01', data: null, scale: '' });
     expect([s.omega, s.omega2, s.windowStart, s.windowEnd, s.steps, s.seed, s.width, s.height, s.images, s.perModel]).toEqual(['', '', '', '', '10', '7', '', '', '', true]);
+  });
+
+  it('keeps outputs.solo, and says it leaves it out of a job of one model', () => {
+    const two = reload(accept({ models: [{ id: 'shapes-base', role: 'base', prompt: 'a' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'b' }], outputs: { solo: true } }));
+    expect(two.loaded.ok && two.loaded.state.solo).toBe(true);
+    expect(two.request.outputs).toMatchObject({ solo: true });
+    const one = { models: [{ id: 'shapes-base', role: 'base' as const, prompt: 'a' }], outputs: { solo: true } };
+    const fromSpec = reload(accept(one));
+    const fromRequest = formFromRequest(one, CATALOG);
+    for (const loaded of [fromSpec.loaded, fromRequest]) {
+      expect(loaded.ok && [loaded.state.solo, loaded.notes]).toEqual([false, [expect.stringMatching(/^outputs\.solo adds nothing to a job of one model/)]]);
+    }
+    // a past job stored before outputs.solo existed
+    const old = accept({ models: [{ id: 'shapes-base', role: 'base', prompt: 'a' }, { id: 'shapes-layout', role: 'auxiliary', prompt: 'b' }] });
+    delete (old.outputs as { solo?: boolean }).solo;
+    expect(reload(old).loaded.ok && reload(old).loaded.state.solo).toBe(false);
   });
 
   it('names a model the server no longer has', () => {

@@ -60,6 +60,7 @@ export function formFromRequest(req: JobRequestInput, catalog: readonly ModelInf
   if (req.sampler?.eta !== undefined && req.sampler.eta !== 0) notes.push(`the page has no input for sampler.eta: ${req.sampler.eta} was left out (the default 0 applies)`);
   if (req.outputs?.latents) notes.push('the page has no input for outputs.latents: it was left out');
   if (req.webhook) notes.push('the page sends no webhook: webhook.url was left out');
+  if (req.outputs?.solo && models.length === 1) notes.push('outputs.solo adds nothing to a job of one model (it is already the model alone): it was left out');
   const a = req.aggregation ?? {};
   const s = req.sampler ?? {};
   const o = req.outputs ?? {};
@@ -81,6 +82,7 @@ export function formFromRequest(req: JobRequestInput, catalog: readonly ModelInf
       scheduler: s.scheduler ?? 'ddim',
       images: text(o.images),
       perModel: o.per_model ?? false,
+      solo: (o.solo ?? false) && models.length > 1,
     },
   };
 }
@@ -163,6 +165,7 @@ export function formFromSpec(spec: JobSpec, catalog: readonly ModelInfo[]): Load
   const defaultWindow = start === UI_DEFAULTS.window[0] && end === UI_DEFAULTS.window[1];
   if (spec.sampler.eta !== 0) notes.push(`the page has no input for sampler.eta: ${spec.sampler.eta} was left out (the default 0 applies)`);
   if (spec.outputs.latents) notes.push('the page has no input for outputs.latents: it was left out');
+  if (spec.outputs.solo && n === 1) notes.push('outputs.solo adds nothing to a job of one model (it is already the model alone): it was left out');
   return {
     ok: true,
     notes,
@@ -181,6 +184,8 @@ export function formFromSpec(spec: JobSpec, catalog: readonly ModelInfo[]): Load
       scheduler: spec.sampler.scheduler,
       images: unlessDefault(spec.outputs.images, 1),
       perModel: spec.outputs.per_model,
+      // absent in jobs stored before outputs.solo existed
+      solo: (spec.outputs.solo ?? false) && n > 1,
     },
   };
 }

@@ -1,29 +1,25 @@
 /**
  * The AMDM playground: one page that composes a job for several models, submits it to the
- * API this page is served by, follows it live and shows the aggregated image beside each
- * model's own. Everything goes through the public API with the user's key; the page has
+ * API this page is served by, follows it live (its warnings, live previews) and shows the
+ * aggregated image beside each model's own: alone, and inside the aggregated run. Everything goes through the public API with the user's key; the page has
  * no privileges of its own. The one exception is the local key offer, which the server
  * makes only to a loopback visitor of a single-node install.
  */
 import { ApiClient, ApiError, NetworkError, describeProblem, isTerminalStatus, type JobRecord, type JobRequestInput, type ModelInfo } from '../../shared/client/client.ts';
 import { BoxEditor, colorOf, type GroundingBox } from './box-editor.ts';
-import { byId, field, h, numberInput, numberText, uid } from './dom.ts';
-import { ErrorDisplay } from './errors.ts';
+import { append, byId, field, h, numberInput, numberText, uid } from './dom.ts';
+import { ErrorDisplay, WarningDisplay } from './errors.ts';
 import { type LoadResult, formFromRequest, formFromSpec } from './form-load.ts';
 import { UI_DEFAULTS, UI_LIMITS, UI_OFFICIAL } from './limits.ts';
-import { type FormModel, type FormState, buildRequest } from './request.ts';
+import { PREVIEW_METHODS, type PreviewPicture, PreviewFrames, phaseLabel, pictureLabel } from './live.ts';
+import { type Output, downloadName, outputModel, outputRows } from './outputs.ts';
+import { type FormModel, type FormState, buildRequest, estimateUnetEvals } from './request.ts';
 import { curlSnippet, fetchSnippet, prettyJson } from './snippets.ts';
+import { TokenCounter, describeTokenCount } from './token-count.ts';
 import { auxiliaryChoices, variantOf } from './variants.ts';
 
 /** The API is the origin (and path prefix) this page was served from. */
 const API_BASE = new URL('.', location.href).href.replace(/\/$/, '');
-
-const PHASES: Record<string, string> = {
-  starting: 'starting',
-  aggregating: 'aggregating the models',
-  base_only: 'base model only',
-  decoding: 'decoding',
-};
 
 const EXAMPLE_PROMPTS = { base: 'a red circle and a blue square', auxiliary: 'a circle and a square' };
 
@@ -63,6 +59,8 @@ const els = {
   progress: byId<HTMLProgressElement>('progress'),
   progressText: byId<HTMLParagraphElement>('progress-text'),
   queueText: byId<HTMLParagraphElement>('queue-text'),
+  warnings: byId<HTMLDivElement>('job-warnings'),
+  preview: byId<HTMLDivElement>('preview'),
   result: byId<HTMLElement>('result'),
   images: byId<HTMLDivElement>('images'),
   showBoxes: byId<HTMLInputElement>('show-boxes'),
@@ -79,6 +77,7 @@ const els = {
 };
 
 const errors = new ErrorDisplay(els.form, els.summary);
+const warnings = new WarningDisplay(els.form, els.warnings);
 let catalog: ModelInfo[] = [];
 const entries = new Map<string, ModelEntry>();
 let baseId = '';
@@ -159,6 +158,32 @@ async function loadModels(): Promise<void> {
 }
 
 // ---- 2. model picker and cards ------------------------------------------------------
+
+const tokens = new TokenCounter({
+  count: (modelId, text, signal) => client().countTokens(modelId, text, signal),
+  // this API has no tokenizer (AWS): no counters for the rest of the session
+  onUnavailable: () => els.cards.querySelectorAll<HTMLElement>('.token-count').forEach((c) => (c.hidden = true)),
+});
+
+/** "7 / 14 tokens" under a prompt field, kept up to date as the user types. */
+function tokenCount(input: HTMLTextAreaElement, wrap: HTMLElement, apiField: string, modelId: string): void {
+  const out = h('p', { class: 'token-count', id: uid('tokens'), attrs: { hidden: true } });
+  wrap.append(out);
+  input.setAttribute('aria-describedby', [input.getAttribute('aria-describedby'), out.id].filter(Boolean).join(' '));
+  const update = () =>
+    tokens.request(apiField, modelId, input.value, (c) => {
+      if (!c) {
+        out.hidden = true;
+        return;
+      }
+      const d = describeTokenCount(c);
+      out.textContent = d.text;
+      out.classList.toggle('over', d.over);
+      out.hidden = false;
+    });
+  input.addEventListener('input', update);
+  update();
+}
 
 function entry(id: string, role: 'base' | 'auxiliary'): ModelEntry {
   const info = catalog.find((m) => m.id === id)!;
@@ -348,6 +373,11 @@ function renderCards(): void {
         );
       }
 
+      const promptField = field('Prompt', prompt, { apiField: `${path}.prompt` });
+      tokenCount(prompt, promptField, `${path}.prompt`, info.id);
+      const negativeField = field('Negative prompt', negative, { apiField: `${path}.negative_prompt` });
+      tokenCount(negative, negativeField, `${path}.negative_prompt`, info.id);
+
       const role = i === 0 ? 'Base' : 'Auxiliary';
       // a <details> per model, so a job of three models can be read at a glance and edited one at a time
       const card = h(
@@ -359,8 +389,8 @@ function renderCards(): void {
           { attrs: { 'data-field': path } },
           h('legend', { class: 'visually-hidden' }, `${role} ${info.id}`),
           info.description ? h('p', { class: 'hint' }, info.description) : null,
-          field('Prompt', prompt, { apiField: `${path}.prompt` }),
-          field('Negative prompt', negative, { apiField: `${path}.negative_prompt` }),
+          promptField,
+          negativeField,
           h(
             'div',
             { class: 'row' },
@@ -377,6 +407,7 @@ function renderCards(): void {
   );
   syncWeightMode();
   formChanged();
+  warnings.replace();
 }
 
 async function uploadReference(e: ModelEntry, file: HTMLInputElement, status: HTMLElement, preview: HTMLImageElement): Promise<void> {
@@ -426,6 +457,7 @@ const sampling = {
   scheduler: h('select', {}, h('option', { attrs: { value: 'ddim' } }, 'DDIM'), h('option', { attrs: { value: 'euler' } }, 'Euler')),
   images: numberInput({ min: 1, max: UI_LIMITS.maxImages, integer: true, placeholder: '1' }),
   perModel: h('input', { attrs: { type: 'checkbox' }, props: { checked: true } }),
+  solo: h('input', { attrs: { type: 'checkbox' } }),
 };
 sampling.width.id = 'width';
 sampling.height.id = 'height';
@@ -470,6 +502,22 @@ const perModelField = h(
   h('p', { class: 'hint' }, 'outputs.per_model: every model keeps running to the last step, so each one’s own trajectory is decoded too. During the window each is pulled toward the others: these are not the models run alone.'),
 );
 
+const soloCost = h('p', { class: 'hint', id: uid('hint') });
+sampling.solo.setAttribute('aria-describedby', soloCost.id);
+const soloField = h(
+  'div',
+  { class: 'check', attrs: { 'data-field': 'outputs.solo' } },
+  h('label', {}, sampling.solo, ' Also run each model alone, to set beside the aggregated image'),
+  soloCost,
+);
+
+/** What outputs.solo costs with the form as it is: the server's formula, in UNet evaluations. */
+function syncSoloCost(): void {
+  const est = estimateUnetEvals({ ...formState(), solo: true });
+  const what = 'outputs.solo: each model also runs by itself from the same initial noise, without the others';
+  soloCost.textContent = est ? `${what}: ${est.solo} more UNet evaluations, ${est.total} for the whole job.` : `${what}; it costs more UNet evaluations.`;
+}
+
 function syncWeightMode(): void {
   const n = selected().length;
   const officialOk = n === 2 || n === 3;
@@ -485,6 +533,8 @@ function syncWeightMode(): void {
   sampling.omega.placeholder = String(n === 3 ? UI_OFFICIAL.omega1 : UI_OFFICIAL.omega);
   for (const w of els.cards.querySelectorAll<HTMLElement>('.weight-field')) w.hidden = !(sampling.weightMode === 'weights' && n > 1);
   perModelField.hidden = n === 1;
+  // a job of one model is already the model alone
+  soloField.hidden = n === 1;
   const euler = sampling.scheduler.querySelector<HTMLOptionElement>('option[value="euler"]')!;
   euler.disabled = n > 1;
   if (n > 1) sampling.scheduler.value = 'ddim';
@@ -536,6 +586,7 @@ function renderSampling(): void {
         field('Images', sampling.images, { apiField: 'outputs.images' }),
       ),
       perModelField,
+      soloField,
     );
   }
   syncWeightMode();
@@ -567,6 +618,7 @@ function formState(): FormState {
     scheduler: sampling.scheduler.value === 'euler' ? 'euler' : 'ddim',
     images: numberText(sampling.images),
     perModel: sampling.perModel.checked,
+    solo: sampling.solo.checked,
   };
 }
 
@@ -590,6 +642,7 @@ els.form.addEventListener('submit', (ev) => {
 async function submit(): Promise<void> {
   if (running) return;
   errors.clear();
+  warnings.clear();
   if (els.key.value.trim() === '') {
     errors.show('The job was not sent', [{ field: 'header Authorization', message: 'enter an API key' }]);
     return;
@@ -626,9 +679,17 @@ async function track(job: JobRecord): Promise<void> {
   els.cancel.disabled = false;
   els.result.hidden = true;
   els.jobId.textContent = `Job ${job.id}`;
+  previews.clear();
+  renderPreview(job);
   renderProgress(job);
   try {
-    const done = await client().follow(job.id, { signal: abort.signal, onUpdate: (j) => renderProgress(j) });
+    const done = await client().follow(job.id, {
+      signal: abort.signal,
+      onUpdate: (j) => renderProgress(j),
+      onPreview: (p) => {
+        if (previews.add(p)) renderPreview(job);
+      },
+    });
     renderProgress(done);
     renderResult(done);
   } catch (err) {
@@ -673,56 +734,68 @@ function renderProgress(job: JobRecord): void {
     }
     const image = p && p.images > 1 ? ` · image ${p.image} of ${p.images}` : '';
     const steps = p ? `Step ${job.status === 'succeeded' ? p.total : p.step} of ${p.total}` : '';
-    if (job.status === 'running') els.progressText.textContent = `Running: ${steps} · ${PHASES[p?.phase ?? 'starting'] ?? p?.phase}${image}`;
+    if (job.status === 'running') els.progressText.textContent = `Running: ${steps} · ${p ? phaseLabel(p) : 'starting'}${image}`;
     else if (job.status === 'succeeded') els.progressText.textContent = `Succeeded: ${steps}${job.timings.run_ms !== null ? ` in ${Math.round(job.timings.run_ms)} ms` : ''}`;
     else if (job.status === 'canceled') els.progressText.textContent = `Canceled${p ? ` at step ${p.step} of ${p.total}` : ' before it started'}.`;
     else els.progressText.textContent = `Failed: ${job.error ? describeProblem(job.error) : 'no reason given'}`;
   }
   els.progress.setAttribute('aria-valuetext', els.progressText.textContent ?? '');
-  const key = `${job.status}|${p?.phase ?? ''}`;
+  const key = `${job.status}|${p?.phase ?? ''}|${p?.model ?? ''}`;
   if (key !== lastStatus) {
     lastStatus = key;
     if (isTerminalStatus(job.status) || job.status === 'queued') announce(els.progressText.textContent ?? '');
-    else announce(`Running: ${PHASES[p?.phase ?? 'starting'] ?? ''}`);
+    else announce(`Running: ${p ? phaseLabel(p) : 'starting'}`);
   }
+  // the 202 has shaping's warnings; the runner adds its own (a prompt cut) as the job runs
+  warnings.show(job.warnings ?? []);
+}
+
+// ---- 4b. live previews --------------------------------------------------------------
+
+const previews = new PreviewFrames();
+/** the side, in CSS pixels, preview pictures are scaled up to at most */
+const PREVIEW_PX = 96;
+/** one <img> per place a picture shows, reused from frame to frame, so a new frame never flashes blank while it decodes */
+const previewImages = new Map<string, HTMLImageElement>();
+
+function previewImage(key: string, p: PreviewPicture, scale: number, alt: string): HTMLImageElement {
+  let img = previewImages.get(key);
+  if (!img) previewImages.set(key, (img = h('img')));
+  if (img.getAttribute('src') !== p.png) img.src = p.png;
+  img.width = p.width * scale;
+  img.height = p.height * scale;
+  img.alt = alt;
+  return img;
+}
+
+function renderPreview(job: JobRecord): void {
+  if (previews.empty) {
+    els.preview.hidden = true;
+    els.preview.replaceChildren();
+    previewImages.clear();
+    return;
+  }
+  const order = job.spec.models.map((m) => m.id);
+  const picture = (key: string, p: PreviewPicture, alt: string, caption: string): HTMLElement => {
+    const scale = Math.max(1, Math.floor(PREVIEW_PX / Math.max(p.width, p.height)));
+    return h('figure', { class: 'output' }, h('div', { class: 'frame' }, previewImage(key, p, scale, alt)), h('figcaption', {}, caption));
+  };
+  const row = (title: string, pictures: HTMLElement[]) => (pictures.length === 0 ? null : h('div', { class: 'output-row' }, h('h4', {}, title), h('div', { class: 'images' }, ...pictures)));
+  const end = previews.windowEnd;
+  els.preview.replaceChildren();
+  append(els.preview, [
+    h('h3', {}, `Live preview${previews.images > 1 ? ` · image ${previews.image} of ${previews.images}` : ''}`),
+    h('p', { class: 'hint' }, PREVIEW_METHODS[previews.method] ?? `Pictures made by ${previews.method}.`),
+    row('In the aggregated run', previews.aggregatedSinceWindowEnd(order).map((p) => picture(`now:${p.id}`, p, `Preview: ${pictureLabel(p)}`, `${p.id} · step ${p.step} of ${p.total}`))),
+    end ? row(`End of the window: pulled together (step ${end.step} of ${end.total})`, end.pictures.map((p) => picture(`end:${p.id}`, p, `Preview at the end of the window: ${pictureLabel(p)}`, p.id))) : null,
+    row('Each model alone', previews.pictures('solo', order).map((p) => picture(`solo:${p.id}`, p, `Preview: ${pictureLabel(p)}`, `${p.id} alone · step ${p.step} of ${p.total}`))),
+  ]);
+  els.preview.hidden = false;
 }
 
 // ---- 5. result ----------------------------------------------------------------------
 
 els.showBoxes.addEventListener('change', () => els.images.classList.toggle('hide-boxes', !els.showBoxes.checked));
-
-type Output = JobRecord['outputs'][number];
-
-/**
- * The rows of the result, in order. Each output belongs to the first row that claims it; a
- * new kind of output (a model run alone, issue #13) is one more row here.
- */
-const OUTPUT_ROWS: {
-  title: string;
-  hint?: string;
-  cssPx: number;
-  claims: (o: Output) => boolean;
-  /** what the image is, in full (its alt text) */
-  label: (o: Output, job: JobRecord) => string;
-  /** under the image, where the row's title already says the rest */
-  caption: (o: Output, job: JobRecord) => string;
-}[] = [
-  {
-    title: 'Aggregated',
-    cssPx: 256,
-    claims: (o) => o.source === 'aggregated',
-    label: (_, job) => `Aggregated (base ${job.spec.models[0]!.id})`,
-    caption: (_, job) => `Aggregated (base ${job.spec.models[0]!.id})`,
-  },
-  {
-    title: 'Each model’s own latent inside the aggregated run',
-    hint: 'Every model’s trajectory in this same run, decoded: during the window each was pulled toward the others, so these are not the models run alone.',
-    cssPx: 160,
-    claims: (o) => o.source !== 'aggregated',
-    label: (o) => `${o.source}: its own latent inside the aggregated run`,
-    caption: (o) => o.source,
-  },
-];
 
 function renderResult(job: JobRecord): void {
   if (job.status !== 'succeeded') return;
@@ -732,7 +805,8 @@ function renderResult(job: JobRecord): void {
   const figure = (o: Output, label: string, caption: string, cssPx: number): HTMLElement => {
     // 32x32 images are tiny: scale up by whole pixels, as large as fits in the row's size
     const scale = Math.max(1, Math.floor(cssPx / Math.max(width, height)));
-    const own = spec.models.find((m) => m.id === o.source);
+    // the aggregated image drew on every model's boxes; a model's own image (alone or inside the run) on its own
+    const own = spec.models.find((m) => m.id === outputModel(o, job));
     const boxes = o.source === 'aggregated' ? allBoxes : (own?.grounding ?? []);
     const img = h('img', {
       attrs: { src: o.url, width: width * scale, height: height * scale, alt: `${label}, image ${o.index + 1}, ${width}×${height} pixels, seed ${spec.sampler.seed + o.index}` },
@@ -745,22 +819,17 @@ function renderResult(job: JobRecord): void {
       (b.firstChild as HTMLElement).style.background = colorOf(i);
       overlay.append(b);
     });
-    const name = `${job.id}-${o.source}-${o.index}.png`;
-    return h(
-      'figure',
-      { class: 'output' },
-      h('div', { class: 'frame' }, img, overlay),
-      h('figcaption', {}, caption, spec.outputs.images > 1 ? ` · image ${o.index + 1}` : '', ' · ', h('a', { attrs: { href: o.url, download: name } }, 'Download PNG')),
-    );
+    const name = downloadName(job, o);
+    const figcaption = h('figcaption', {}, caption, spec.outputs.images > 1 ? ` · image ${o.index + 1}` : '', ' · ', h('a', { attrs: { href: o.url, download: name } }, 'Download PNG'));
+    // no wider than its image, so a row of three models alone stays one row
+    figcaption.style.maxWidth = `${Math.max(width * scale, 128)}px`;
+    return h('figure', { class: 'output' }, h('div', { class: 'frame' }, img, overlay), figcaption);
   };
-  const left = job.outputs.filter((o) => o.kind === 'image');
-  const outputRows = OUTPUT_ROWS.flatMap((row) => {
-    const mine = left.filter((o) => row.claims(o)).sort((a, b) => spec.models.findIndex((m) => m.id === a.source) - spec.models.findIndex((m) => m.id === b.source) || a.index - b.index);
-    for (const o of mine) left.splice(left.indexOf(o), 1);
-    if (mine.length === 0) return [];
-    return [h('div', { class: 'output-row' }, h('h3', {}, row.title), row.hint ? h('p', { class: 'hint' }, row.hint) : null, h('div', { class: 'images' }, ...mine.map((o) => figure(o, row.label(o, job), row.caption(o, job), row.cssPx))))];
-  });
-  els.images.replaceChildren(...outputRows);
+  els.images.replaceChildren(
+    ...outputRows(job).map(({ row, outputs }) =>
+      h('div', { class: 'output-row' }, h('h3', {}, row.title), row.hint ? h('p', { class: 'hint' }, row.hint) : null, h('div', { class: 'images' }, ...outputs.map((o) => figure(o, row.label(o, job), row.caption(o, job), row.cssPx)))),
+    ),
+  );
   const t = job.timings;
   const ms = (v: number | null) => (v === null ? '–' : `${Math.round(v)} ms`);
   const rows: [string, string][] = [
@@ -774,6 +843,9 @@ function renderResult(job: JobRecord): void {
       : []),
     ['Time', `queued ${ms(t.queued_ms)}, ran ${ms(t.run_ms)} (${ms(t.onnx_ms)} in onnxruntime, ${ms(t.outside_onnx_ms)} outside)`],
     ['Usage', job.usage ? `${job.usage.unet_evals} UNet evaluations, ${job.usage.images} image${job.usage.images === 1 ? '' : 's'}, ${ms(job.usage.runner_ms)} runner time` : '–'],
+    ...(spec.estimate.solo_unet_evals
+      ? ([['Each model alone', `${spec.estimate.solo_unet_evals} of the ${spec.estimate.unet_evals} UNet evaluations estimated for the job`]] as [string, string][])
+      : []),
     ['Links expire', new Date(job.outputs[0]?.expires_at ?? Date.now()).toLocaleTimeString()],
   ];
   els.details.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
@@ -790,6 +862,7 @@ function formChanged(): void {
     els.snippet.textContent = 'Load the models first: enter an API key.';
     return;
   }
+  syncSoloCost();
   // shown even while some field is wrong: the server's answer to it is what Generate would get
   const { request } = buildRequest(formState());
   const kind = snippetKinds.find((r) => r.checked)?.value ?? 'json';
@@ -898,6 +971,8 @@ function applyForm(loaded: LoadResult, what: string, referenceOf: (m: FormModel)
   sampling.scheduler.value = state.scheduler;
   sampling.images.value = state.images;
   sampling.perModel.checked = state.perModel;
+  sampling.solo.checked = state.solo;
+  warnings.clear();
   renderPicker();
   renderCards();
   renderSampling();
@@ -911,7 +986,7 @@ function setPreview(e: ModelEntry, url: string | null): void {
   e.preview = url;
 }
 
-/** An inline image as an object URL: the page's policy allows blob: images, not data: ones. */
+/** An inline image as an object URL: its bytes once, rather than a long data: string kept in the DOM. */
 function objectUrlOfBase64(base64: string): string | null {
   try {
     const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -977,6 +1052,9 @@ async function openJob(id: string): Promise<void> {
   if (isTerminalStatus(job.status)) {
     els.jobId.textContent = `Job ${job.id}`;
     els.cancel.disabled = true;
+    // its previews went by while it ran; another job's must not stay
+    previews.clear();
+    renderPreview(job);
     renderProgress(job);
     els.result.hidden = true;
     renderResult(job);

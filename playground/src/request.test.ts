@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { JobRequest } from '../../shared/contract/index.ts';
-import { type FormState, buildRequest, parseSeed } from './request.ts';
+import { JobRequest, ModelInfo, shapeJobRequest } from '../../shared/contract/index.ts';
+import { type FormState, buildRequest, estimateUnetEvals, parseSeed } from './request.ts';
+
+const CATALOG = (JSON.parse(readFileSync(new URL('../../models/catalog.json', import.meta.url), 'utf8')) as { models: unknown[] }).models.map((m) => ModelInfo.parse(m));
 
 const form = (over: Partial<FormState> = {}): FormState => ({
   models: [
@@ -20,6 +23,7 @@ const form = (over: Partial<FormState> = {}): FormState => ({
   scheduler: 'ddim',
   images: '',
   perModel: true,
+  solo: false,
   ...over,
 });
 
@@ -69,5 +73,37 @@ describe('buildRequest', () => {
     f.models[0]!.guidance = 'abc';
     const { errors } = buildRequest(f);
     expect(errors.map((e) => e.field).sort()).toEqual(['aggregation.omega', 'aggregation.window', 'models[0].guidance_scale', 'models[1].reference_image', 'sampler.seed', 'sampler.steps'].sort());
+  });
+});
+
+describe('outputs.solo', () => {
+  it('is sent when asked for with two models or more, and left to the server default otherwise', () => {
+    expect(buildRequest(form({ solo: true })).request.outputs).toEqual({ per_model: true, solo: true });
+    expect(buildRequest(form({ solo: false })).request.outputs).toEqual({ per_model: true });
+    const one = form({ solo: true });
+    one.models.splice(1);
+    // a job of one model is already that model alone (the server would warn solo_single_model)
+    expect(buildRequest(one).request.outputs).toEqual({ per_model: false });
+  });
+});
+
+describe('the cost shown before sending', () => {
+  const third = { id: 'shapes-style', role: 'auxiliary' as const, prompt: 'x', negativePrompt: '', guidance: '', p: '', weight: '', grounding: null, reference: { uploadId: 'upl_AbCdEfGhIj0123', data: null, scale: '' } };
+  const cases: [string, FormState][] = [
+    ['defaults', form()],
+    ['solo', form({ solo: true })],
+    ['solo without per_model, a window, steps and two images', form({ solo: true, perModel: false, windowStart: '2', windowEnd: '5', steps: '12', images: '2' })],
+    ['an empty window', form({ solo: true, windowStart: '0', windowEnd: '0', steps: '8' })],
+    ['three models, solo', (() => { const f = form({ solo: true, steps: '10' }); f.models.push(third); return f; })()],
+    ['one model, solo', (() => { const f = form({ solo: true }); f.models.splice(1); return f; })()],
+  ];
+  it.each(cases)('%s: is what the server estimates', (_, f) => {
+    const shaped = shapeJobRequest(JobRequest.parse(buildRequest(f).request), CATALOG, { randomSeed: () => 1 });
+    if (!shaped.ok) throw new Error(JSON.stringify(shaped.errors));
+    expect(estimateUnetEvals(f)).toEqual({ total: shaped.spec.estimate.unet_evals, solo: shaped.spec.estimate.solo_unet_evals });
+  });
+
+  it('is unknown while a field it needs holds no whole number', () => {
+    for (const over of [{ steps: '2.5' }, { images: 'not a number' }, { windowStart: '1' }, { steps: '0' }]) expect(estimateUnetEvals(form(over)), JSON.stringify(over)).toBeNull();
   });
 });

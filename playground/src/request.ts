@@ -8,7 +8,9 @@
  * out so the server's defaults apply, exactly as in a hand-written request.
  */
 import type { FieldError, JobRequestInput } from '../../shared/contract/index.ts';
-import { UI_LIMITS } from './limits.ts';
+// math.ts imports nothing, so the page counts the cost with the server's own formulas without bundling zod
+import { soloUnetEvalsPerImage, unetEvalsPerImage } from '../../shared/amdm/math.ts';
+import { UI_DEFAULTS, UI_LIMITS } from './limits.ts';
 
 export type Box = [number, number, number, number];
 
@@ -45,6 +47,8 @@ export interface FormState {
   scheduler: 'ddim' | 'euler';
   images: string;
   perModel: boolean;
+  /** outputs.solo: each model also run alone (sent only with two models or more) */
+  solo: boolean;
 }
 
 /** A whole number 0..2^32-1 from digits only; anything else is an error message. */
@@ -134,9 +138,34 @@ export function buildRequest(s: FormState): { request: JobRequestInput; errors: 
     outputs: {
       ...(images !== undefined ? { images } : {}),
       per_model: s.perModel && n > 1,
+      // left out when off, as the server's default; a job of one model is already the model alone
+      ...(s.solo && n > 1 ? { solo: true } : {}),
     },
   };
   return { request, errors };
+}
+
+/**
+ * The UNet evaluations the job will cost, and how many of them the solo runs take: what
+ * the server will put in spec.estimate, from the same formulas. Null while a field it
+ * needs does not hold a whole number (the server will say which).
+ */
+export function estimateUnetEvals(s: FormState): { total: number; solo: number } | null {
+  const whole = (text: string, def: number): number | null => {
+    const t = text.trim();
+    if (t === '') return def;
+    const v = Number(t);
+    return Number.isInteger(v) && v >= 0 ? v : null;
+  };
+  const n = s.models.length;
+  const steps = whole(s.steps, UI_DEFAULTS.steps);
+  const images = whole(s.images, 1);
+  const blankWindow = s.windowStart.trim() === '' && s.windowEnd.trim() === '';
+  const start = blankWindow ? UI_DEFAULTS.window[0] : whole(s.windowStart, -1);
+  const end = blankWindow ? UI_DEFAULTS.window[1] : whole(s.windowEnd, -1);
+  if (n === 0 || steps === null || steps < 1 || images === null || start === null || end === null || start < 0 || end < 0) return null;
+  const solo = s.solo && n > 1 ? soloUnetEvalsPerImage(n, steps, [start, end]) * images : 0;
+  return { total: unetEvalsPerImage(n, steps, end, s.perModel && n > 1) * images + solo, solo };
 }
 
 /** Four decimals are finer than any latent cell and keep the request readable. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { type JobRecord, TERMINAL } from '../contract/index.ts';
-import { ApiClient, ApiError, NetworkError, TERMINAL_STATUSES } from './client.ts';
+import { ApiClient, ApiError, NetworkError, TERMINAL_STATUSES, outputFileName } from './client.ts';
 
 const job = (status: JobRecord['status'], step = 0): JobRecord =>
   ({ id: 'job_x', object: 'job', status, progress: status === 'queued' ? null : { step, total: 4, phase: 'base_only', image: 1, images: 1 } }) as unknown as JobRecord;
@@ -95,6 +95,16 @@ describe('ApiClient errors', () => {
   it('refuses a base URL that is not http(s)', () => {
     expect(() => new ApiClient({ baseUrl: 'ftp://x', apiKey: 'k' })).toThrow(/http or https/);
     expect(() => new ApiClient({ baseUrl: 'not a url', apiKey: 'k' })).toThrow(/absolute http\(s\) URL/);
+  });
+});
+
+describe('outputFileName', () => {
+  it('names each output by what it is; a model alone carries its model, so three solo images do not share one name', () => {
+    const o = (source: string, model?: string, kind: 'image' | 'latent' = 'image', index = 0) => outputFileName('job_x', { source, ...(model ? { model } : {}), index, kind });
+    expect(o('aggregated', 'shapes-base')).toBe('job_x-aggregated-0.png');
+    expect(o('shapes-layout', 'shapes-layout')).toBe('job_x-shapes-layout-0.png');
+    expect([o('solo', 'shapes-base'), o('solo', 'shapes-layout', 'image', 1)]).toEqual(['job_x-solo-shapes-base-0.png', 'job_x-solo-shapes-layout-1.png']);
+    expect(o('aggregated', 'shapes-base', 'latent')).toBe('job_x-aggregated-0.f32');
   });
 });
 

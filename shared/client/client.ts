@@ -16,6 +16,16 @@ export type { CreateUploadBody, FieldError, JobList, JobPreview, JobRecord, JobR
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
 export const isTerminalStatus = (s: JobStatus): boolean => TERMINAL_STATUSES.includes(s);
 
+/**
+ * The file name of an output, as the CLI saves it and the playground offers it for
+ * download: JOB-aggregated-0.png, JOB-shapes-layout-0.png (per_model),
+ * JOB-solo-shapes-layout-0.png (the model alone).
+ */
+export function outputFileName(jobId: string, o: Pick<JobRecord['outputs'][number], 'source' | 'model' | 'index' | 'kind'>): string {
+  const name = o.source === 'solo' ? `solo-${o.model ?? 'model'}` : o.source;
+  return `${jobId}-${name}-${o.index}.${o.kind === 'image' ? 'png' : 'f32'}`;
+}
+
 /** An answer of the API that is not 2xx, with its RFC 9457 problem (or one made up for a non-problem body). */
 export class ApiError extends Error {
   override name = 'ApiError';

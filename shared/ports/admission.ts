@@ -11,6 +11,12 @@
  *   cancel.json exists while the job is not running. Adapters may notice this lazily, but
  *   always before they refuse: a refusal means `cap` jobs are active.
  * - `withdraw` takes back an admission whose job was never accepted (its writes failed).
+ * - `release` is told that an admitted job finished (its terminal status, or the cancel of a
+ *   queued job, is stored). An adapter that counts outside the store frees the slot at once
+ *   instead of at its next look at the store; one that reads the store anyway may do nothing.
+ *   It is idempotent: releasing a job twice, or one never admitted, frees no other job's slot.
+ *   Callers treat it as best effort (a lost release costs a store read at the cap, never a
+ *   slot), so the store stays the truth.
  * - `hasRoom` is a cheap look for refusing a flood before its bodies are read; it may be
  *   stale, and only `admit` decides.
  * - An adapter that shares a transactional log with the store and the queue (`commitLog()`,
@@ -20,14 +26,16 @@
  * - `close()` is idempotent.
  *
  * Adapters: the single node's SQLite (adapters/embedded/sqlite-admission.ts, exact across
- * processes, durable), and the edge's in-process count (edge/active-jobs.ts, exact within one
- * process; what the AWS edge uses until a DynamoDB adapter counts with conditional writes).
+ * processes, durable), DynamoDB on AWS (adapters/aws/dynamo-admission.ts, exact across Lambda
+ * instances, a conditional write per admission), and the edge's in-process count
+ * (edge/active-jobs.ts, exact within one process; the default of createApp).
  */
 import type { CommitLog } from './store.ts';
 
 export interface JobAdmission {
   admit(tenant: string, jobId: string, cap: number): Promise<boolean>;
   withdraw(tenant: string, jobId: string): Promise<void>;
+  release(tenant: string, jobId: string): Promise<void>;
   hasRoom(tenant: string, cap: number): Promise<boolean>;
   close(): Promise<void>;
   commitLog?(): CommitLog | undefined;

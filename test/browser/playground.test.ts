@@ -7,7 +7,10 @@
  * from the page. A newcomer's round trip: an example preset fills the form (the request
  * and its curl and fetch snippets show before anything is sent), runs to its images, shows
  * in the history with a thumbnail, and opening it there fills the form with the same job
- * again. And /docs renders the reference from this server alone.
+ * again. What issue #13 asks of the page: the prompt's token count while typing, a job's
+ * warnings at their fields, live previews while it runs (the window's end kept), and each
+ * model alone beside the aggregated image. And /docs renders the reference from this
+ * server alone.
  *
  * The engine is the real one when model packages are present (models/ or
  * AMDM_MODELS_DIR), else the slow test double, whose catalog has the same models.
@@ -87,6 +90,19 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     // pick the base and a grounding model
     await page.getByLabel('Base model').selectOption('shapes-base');
     await page.getByRole('checkbox', { name: 'shapes-layout' }).check();
+
+    // the prompt's token count, from the model's tokenizer, follows the typing
+    const basePrompt = page.getByRole('group', { name: 'Base shapes-base' }).getByLabel('Prompt', { exact: true });
+    const tokenCount = page.locator(`.field:has(#${await basePrompt.getAttribute('id')}) .token-count`);
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toBe('7 / 14 tokens');
+    expect((await basePrompt.getAttribute('aria-describedby'))!.split(' ')).toContain(await tokenCount.getAttribute('id'));
+    await basePrompt.press('End');
+    await basePrompt.pressSequentially(' and a green triangle on a yellow background', { delay: 20 });
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toMatch(/^(\d+) \/ 14 tokens: the last \d+ are dropped$/);
+    expect(await tokenCount.getAttribute('class')).toContain('over');
+    await basePrompt.fill('a red circle and a blue square');
+    await expect.poll(() => tokenCount.textContent(), { timeout: 30_000 }).toBe('7 / 14 tokens');
+    expect(await tokenCount.getAttribute('class')).not.toContain('over');
     const canvas = page.getByRole('application', { name: 'Grounding boxes for shapes-layout' });
     await canvas.scrollIntoViewIfNeeded();
 
@@ -176,10 +192,27 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await page.locator('#result-details').textContent()).toMatch(/Seed7.*UNet evaluations/s);
 
 
-    // cancel from the page: a long job, canceled once it runs
+    // cancel from the page: a long job, canceled once it runs; at a size the models were not
+    // trained at, which the 202 already warns about, at the field like an error but as a warning
     await page.getByLabel('Steps').fill('100');
     await page.getByLabel('Images', { exact: true }).fill('4');
+    await page.getByLabel('Width').fill('64');
+    await page.getByLabel('Height').fill('64');
     await page.getByRole('button', { name: 'Generate' }).click();
+    const warningList = page.locator('#job-warnings');
+    await expect.poll(() => warningList.getByRole('link').allTextContents(), { timeout: 30_000 }).toEqual([
+      'sampler.width: model "shapes-base" was trained at 32×32 pixels; at 64×64 it renders, but expect repeated or broken objects',
+    ]);
+    expect(await warningList.getAttribute('role')).toBe('status');
+    const width = page.getByLabel('Width');
+    const widthWarning = page.locator('.field', { has: width }).locator('.field-warning');
+    expect(await widthWarning.textContent()).toMatch(/^model "shapes-base" was trained at 32×32 pixels/);
+    expect(await widthWarning.evaluate((el) => getComputedStyle(el, '::before').content)).toBe('"Warning: "');
+    expect((await width.getAttribute('aria-describedby'))!.split(' ')).toContain(await widthWarning.getAttribute('id'));
+    expect(await width.getAttribute('class')).toContain('has-warning');
+    // a warning is not an error: the input is not invalid, and nothing is in the error summary
+    expect(await width.getAttribute('aria-invalid')).toBeNull();
+    expect(await page.locator('#error-summary').isHidden()).toBe(true);
     await expect.poll(() => page.locator('#progress-text').textContent(), { timeout: 30_000 }).toMatch(/^Running: Step/);
     await page.getByRole('button', { name: 'Cancel job' }).click();
     await expect.poll(() => page.locator('#progress-text').textContent(), { timeout: 30_000 }).toMatch(/^Canceled at step \d+ of 100/);
@@ -209,6 +242,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     // an empty page already shows the request it would send; one model: no window, no weights
     expect(await shownRequest()).toMatchObject({ models: [{ id: 'shapes-base', role: 'base' }] });
     expect(await page.getByRole('group', { name: 'Aggregation window (steps)' }).isVisible()).toBe(false);
+    // nor each model alone: a job of one model is already that
+    expect(await page.getByRole('checkbox', { name: /^Also run each model alone/ }).isVisible()).toBe(false);
     // the fp16 copy of the base is not offered beside it, and the page says why
     expect(await page.getByRole('checkbox', { name: 'shapes-base-fp16' }).count()).toBe(0);
     await page.getByText(/Not offered: shapes-base-fp16, the same model as the base shapes-base/).waitFor();
@@ -242,18 +277,42 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect((await page.locator('.request').textContent())!).not.toContain(stack.key);
     await page.getByLabel('JSON body of POST /v1/jobs').check();
 
-    // Generate: what is sent is the example
+    // each model alone too, with what it costs; enough steps that the previews have a run to show
+    const solo = page.getByRole('checkbox', { name: /^Also run each model alone/ });
+    await solo.check();
+    await page.getByLabel('Steps').fill('50');
+    expect(await page.locator('#' + (await solo.getAttribute('aria-describedby'))).textContent()).toMatch(/: 147 more UNet evaluations, 297 for the whole job\.$/);
+    const withSolo = { ...(example as object), sampler: { steps: 50, seed: 7 }, outputs: { per_model: true, solo: true } };
+    expect(JobRequest.parse(await shownRequest())).toEqual(JobRequest.parse(withSolo));
+
+    // Generate: what is sent is the example, with solo; live previews show while it runs
     await page.getByRole('button', { name: 'Generate' }).click();
+    const preview = page.locator('#preview');
+    await expect.poll(() => preview.locator('img').evaluateAll((els) => els.filter((i) => (i as HTMLImageElement).src.startsWith('data:image/png;base64,')).length), { timeout: 60_000 }).toBeGreaterThan(0);
+    await preview.getByRole('heading', { name: 'Live preview' }).waitFor();
+    expect(await preview.textContent()).toContain('decoded by the VAE');
+    // the frame of the window's end stays on show, where the models were just pulled together
+    await preview.getByRole('heading', { name: /^End of the window: pulled together \(step 4 of 50\)$/ }).waitFor({ timeout: 60_000 });
+    expect(await preview.getByRole('img', { name: /^Preview at the end of the window: shapes-layout in the aggregated run, step 4 of 50$/ }).count()).toBe(1);
     const images = page.locator('#images img');
-    await expect.poll(() => images.evaluateAll((els) => els.length === 3 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 60_000 }).toBe(true);
+    await expect.poll(() => images.evaluateAll((els) => els.length === 6 && els.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0)), { timeout: 60_000 }).toBe(true);
     expect(posted).toHaveLength(1);
-    expect(JobRequest.parse(posted[0])).toEqual(JobRequest.parse(example));
+    expect(JobRequest.parse(posted[0])).toEqual(JobRequest.parse(withSolo));
     const first = (await page.locator('#job-id').textContent())!.replace('Job ', '');
-    // each model's own image is labelled for what it is: its latent inside the aggregated run, not the model alone
-    await page.getByRole('heading', { name: 'Each model’s own latent inside the aggregated run' }).waitFor();
+    // every image is labelled for what it is: the aggregated image, each model alone, and each
+    // model's own latent inside the aggregated run (which is not the model alone)
+    const rows = await page.locator('#images .output-row').evaluateAll((rs) => rs.map((r) => [r.querySelector('h3')!.textContent, [...r.querySelectorAll('figcaption')].map((f) => f.textContent)]));
+    expect(rows).toEqual([
+      ['Aggregated', ['Aggregated (base shapes-base) · Download PNG']],
+      ['Each model alone', ['shapes-base alone · Download PNG', 'shapes-layout alone · Download PNG', 'shapes-style alone · Download PNG']],
+      ['Each model’s own latent inside the aggregated run', ['shapes-layout · Download PNG', 'shapes-style · Download PNG']],
+    ]);
+    expect(await page.getByRole('img', { name: /^shapes-layout alone, image 1/ }).count()).toBe(1);
     expect(await page.getByRole('img', { name: /^shapes-layout: its own latent inside the aggregated run/ }).count()).toBe(1);
-    const labels = [...(await page.locator('#images figcaption').allTextContents()), ...(await images.evaluateAll((els) => els.map((i) => (i as HTMLImageElement).alt)))];
-    expect(labels.filter((l) => /alone/.test(l))).toEqual([]);
+    expect(await page.locator('#images a[download]').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).download))).toEqual(
+      ['aggregated', 'solo-shapes-base', 'solo-shapes-layout', 'solo-shapes-style', 'shapes-layout', 'shapes-style'].map((n) => `${first}-${n}-0.png`),
+    );
+    expect(await page.locator('#result-details').textContent()).toContain('Each model alone147 of the 297 UNet evaluations estimated for the job');
 
     // the finished three-model job, for docs/playground.png (tall enough to hold the whole page unscrolled)
     await page.locator('#history-list img').first().waitFor({ timeout: 30_000 });
@@ -280,12 +339,13 @@ describe.skipIf(!HAVE_CHROMIUM)('the playground in Chromium', () => {
     expect(await page.getByRole('checkbox', { name: 'shapes-layout' }).isChecked()).toBe(true);
     expect(await page.getByRole('checkbox', { name: 'shapes-style' }).isChecked()).toBe(true);
     expect(await page.getByLabel('Seed').inputValue()).toBe('7');
-    expect(await page.getByLabel('Steps').inputValue()).toBe('10');
+    expect(await page.getByLabel('Steps').inputValue()).toBe('50');
+    expect(await solo.isChecked()).toBe(true);
     await page.locator('details.model-card summary', { hasText: 'shapes-layout' }).click();
     expect(await page.getByRole('group', { name: 'Box 2' }).getByLabel('Phrase').inputValue()).toBe('square');
     await page.locator('details.model-card summary', { hasText: 'shapes-style' }).click();
     await page.getByText(new RegExp(`^The image job ${first} used \\(upload upl_`)).waitFor();
-    expect(await images.count()).toBe(3);
+    expect(await images.count()).toBe(6);
     const again = (await shownRequest()) as { models: { reference_image?: { upload_id?: string } }[] };
     expect(again.models[2]!.reference_image!.upload_id).toMatch(/^upl_/);
 

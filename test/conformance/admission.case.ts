@@ -1,7 +1,7 @@
 /**
  * The JobAdmission contract (shared/ports/admission.ts) as one suite that every adapter runs:
- * admission.test.ts calls it for the edge's in-process count over a memory store and for the
- * single node's SQLite adapter (both of its writers). Jobs are accepted the way the edge
+ * admission.test.ts calls it for the edge's in-process count over a memory store, for the
+ * single node's SQLite adapter (both of its writers), and for DynamoDB on dynalite. Jobs are accepted the way the edge
  * accepts them (edge/jobs-service.ts): in one commit unit with the request and the index
  * entry where the adapter shares the store's log, else admitted first and withdrawn when a
  * write fails. Jobs finish through the store, as the runner and the cancel route write them.
@@ -140,6 +140,20 @@ export function describeAdmissionConformance(name: string, suite: AdmissionSuite
       await w.admission.withdraw('acme', JOB(0));
       expect(await w.admission.hasRoom('acme', 1)).toBe(true);
       expect(await w.admission.admit('acme', JOB(1), 1)).toBe(true);
+    });
+
+    it('release of a finished job frees its slot once: twice, or an unknown job, frees no other', async (ctx) => {
+      const w = await open(ctx);
+      for (let i = 0; i < 3; i++) expect(await w.accept('acme', JOB(i), 3)).toBe(true);
+      // the runner's order: the terminal status first, then the release (and again on a redelivery)
+      await w.repo.putStatus('acme', JOB(0), status('succeeded'));
+      await w.admission.release('acme', JOB(0));
+      await w.admission.release('acme', JOB(0));
+      await w.admission.release('acme', JOB(99));
+      await w.admission.release('other', JOB(1));
+      const results = await Promise.all([10, 11, 12].map((i) => w.accept('acme', JOB(i), 3)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await w.admission.hasRoom('acme', 3)).toBe(false);
     });
 
     it('another admission over the same records counts the same jobs (a restart)', async (ctx) => {

@@ -1,13 +1,15 @@
 /**
  * The JobAdmission conformance suite against every adapter: the edge's in-process count over
- * a memory store, and the single node's SQLite admission with either writer. Beyond the suite:
- * processes sharing one SQLite file admit exactly the cap between them.
+ * a memory store, the single node's SQLite admission with either writer, and DynamoDB on
+ * dynalite over a memory store. Beyond the suite: processes sharing one SQLite file admit
+ * exactly the cap between them (the DynamoDB adapter's own promises: dynamo-admission.test.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoAdmission } from '../../adapters/aws/dynamo-admission.ts';
 import { SqliteAdmission } from '../../adapters/embedded/sqlite-admission.ts';
 import type { SqliteWriter } from '../../adapters/embedded/sqlite-database.ts';
 import { SQLITE_QUEUE_FILE } from '../../adapters/embedded/sqlite-queue.ts';
@@ -17,15 +19,19 @@ import { ActiveJobTracker } from '../../edge/active-jobs.ts';
 import { JobRepository } from '../../shared/job-repository.ts';
 import { describeAdmissionConformance } from './admission.case.ts';
 import { CHILD_SIGNING } from './fixtures/admission-child.ts';
+import { startDynalite, type Dynalite } from './dynalite-server.ts';
 import { runChild } from './run-child.ts';
 
 let dataRoot: string;
 let dirs = 0;
+let dynamo: Dynalite;
 beforeAll(async () => {
   dataRoot = await mkdtemp(join(tmpdir(), 'amdm-admission-conformance-'));
+  dynamo = await startDynalite();
 });
 afterAll(async () => {
   await rm(dataRoot, { recursive: true, force: true });
+  await dynamo?.stop();
 });
 
 describeAdmissionConformance('in-process count (memory store)', {
@@ -33,6 +39,16 @@ describeAdmissionConformance('in-process count (memory store)', {
     const store = new MemoryStore();
     // no refresh throttle: the suite reads hasRoom right after a job finishes
     const open = () => new ActiveJobTracker(new JobRepository(store), { minRefreshMs: 0 });
+    return { store, admission: open(), reopen: async () => open() };
+  },
+});
+
+describeAdmissionConformance('DynamoDB (dynalite, memory store)', {
+  async create() {
+    const store = new MemoryStore();
+    const table = await dynamo.createCountersTable();
+    // no refresh throttle: the suite reads hasRoom right after a job finishes
+    const open = () => new DynamoAdmission({ client: dynamo.client, table, store, minRefreshMs: 0 });
     return { store, admission: open(), reopen: async () => open() };
   },
 });

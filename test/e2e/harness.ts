@@ -4,14 +4,15 @@
  *
  * - 'embedded' (default): the local edge (edge/local.ts) and the runner with its webhook
  *   dispatcher over the filesystem store and SQLite queues in a fresh DATA_DIR;
- * - 'aws': the AWS deployment on the wire, against fauxqs (SQS + S3) started here. The edge
- *   is the real Lambda module (edge/lambda.ts) behind a local Function URL with response
- *   streaming (lambda-url.ts), reading its links from SST_RESOURCE_* and reaching fauxqs
- *   through AWS_ENDPOINT_URL like a deployed function; the runner is the AWS mode of
- *   gpu-runner/main.ts (S3 store with retention tags, SQS jobs/DLQ/webhooks), which first
- *   copies the models from s3://BUCKET/models/ into a cache, verified by checksum. Webhooks
- *   are left in their queue: on AWS the webhook Lambda delivers them
- *   (gpu-runner/webhook-lambda.test.ts).
+ * - 'aws': the AWS deployment on the wire, against fauxqs (SQS + S3) and dynalite (the
+ *   counters table) started here. The edge is the real Lambda module (edge/lambda.ts) behind a
+ *   local Function URL with response streaming (lambda-url.ts), reading its links from
+ *   SST_RESOURCE_* and reaching fauxqs through AWS_ENDPOINT_URL (dynalite through
+ *   AWS_ENDPOINT_URL_DYNAMODB) like a deployed function; the runner is the AWS mode of
+ *   gpu-runner/main.ts (S3 store with retention tags, SQS jobs/DLQ/webhooks, releases into
+ *   the counters table), which first copies the models from s3://BUCKET/models/ into a cache,
+ *   verified by checksum. Webhooks are left in their queue: on AWS the webhook Lambda delivers
+ *   them (gpu-runner/webhook-lambda.test.ts).
  *
  * By default the real AMDM engine with the built-in models (or AMDM_MODELS_DIR); `engine`
  * swaps in another Engine module.
@@ -33,6 +34,7 @@ import type { JobQueue } from '../../shared/ports/queue.ts';
 import { CHECKSUMS_FILE, formatModelCatalog, sha256Hex } from '../../shared/model-catalog.ts';
 import { BUILTIN_MODELS_DIR, dataLayout, loadSecrets } from '../../single-node/data-dir.ts';
 import { modelCatalogText } from '../../tools/write-model-catalog.ts';
+import { startDynalite } from '../conformance/dynalite-server.ts';
 import { startFauxqs, type Fauxqs } from '../conformance/fauxqs-server.ts';
 import { installLambdaRuntimeGlobal, startFunctionUrl } from './lambda-url.ts';
 
@@ -172,10 +174,11 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'amdm-e2e-aws-'));
   const savedEnv = { ...process.env };
   const fauxqs = await startFauxqs();
+  const dynamo = await startDynalite();
   // the Lambda's clients take their endpoint from AWS_ENDPOINT_URL and so call fauxqs's queue
   // URLs (http://sqs.REGION.localhost:PORT/...) by their own host, as with real SQS
   const restoreDns = interceptLocalhostDns();
-  const cleanups: (() => Promise<unknown> | unknown)[] = [() => fauxqs.stop(), restoreDns, () => rmSync(dataDir, { recursive: true, force: true }), () => (process.env = savedEnv)];
+  const cleanups: (() => Promise<unknown> | unknown)[] = [() => fauxqs.stop(), () => dynamo.stop(), restoreDns, () => rmSync(dataDir, { recursive: true, force: true }), () => (process.env = savedEnv)];
   const cleanup = async () => {
     for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
   };
@@ -205,6 +208,7 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
       JobDeadLetters: { url: jobsDlq },
       WebhookQueue: { url: webhooks },
       KeyPepper: { value: AWS_PEPPER },
+      Counters: { name: await dynamo.createCountersTable() },
     };
 
     // the models as an operator uploads them (docs/deploy.md): files first, checksums.json last
@@ -218,7 +222,7 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
     await fauxqs.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${MODELS_PREFIX}${CHECKSUMS_FILE}`, Body: JSON.stringify(checksums) }));
 
     const logger = opts.logger ?? silentLogger;
-    const selected = selectAdapters(config, {}, { links, s3: fauxqs.s3, sqs: fauxqs.sqs, logger });
+    const selected = selectAdapters(config, {}, { links, s3: fauxqs.s3, sqs: fauxqs.sqs, dynamo: dynamo.client, logger });
     const adapters = opts.wrapJobs ? { ...selected, jobs: opts.wrapJobs(selected.jobs) } : selected;
     const runner = await startRunner(config, adapters, { logger });
     cleanups.push(() => runner.abortNow());
@@ -230,8 +234,9 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
       opts.engine ? formatModelCatalog({ models: await runner.engine.catalog(), modelsChecksumsSha256: null }) : await modelCatalogText(modelsDir),
     );
     Object.assign(process.env, {
-      ...Object.fromEntries(Object.entries(links).filter(([name]) => ['App', 'Store', 'JobQueue', 'KeyPepper'].includes(name)).map(([name, v]) => [`SST_RESOURCE_${name}`, JSON.stringify(v)])),
+      ...Object.fromEntries(Object.entries(links).filter(([name]) => ['App', 'Store', 'JobQueue', 'KeyPepper', 'Counters'].includes(name)).map(([name, v]) => [`SST_RESOURCE_${name}`, JSON.stringify(v)])),
       AWS_ENDPOINT_URL: fauxqs.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'test',
       AWS_SECRET_ACCESS_KEY: 'test',

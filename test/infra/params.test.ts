@@ -26,6 +26,8 @@ describe('stage parameters', () => {
         AMDM_RUNNER_IMAGE_TAG: 'git-3f2a9c1',
         AMDM_CORS_ORIGINS: 'https://playground.example.com, http://localhost:5173',
         AMDM_MODEL_CATALOG: 'build/catalog.json',
+        AMDM_MAX_WAIT_SECONDS: '30',
+        AMDM_WAF_RATE_PER_IP: '1500',
       }),
     ).toEqual({
       gpuInstanceTypes: ['g6e.xlarge', 'g5.2xlarge'],
@@ -40,6 +42,8 @@ describe('stage parameters', () => {
       runnerImageTag: 'git-3f2a9c1',
       extraCorsOrigins: ['https://playground.example.com', 'http://localhost:5173'],
       modelCatalog: 'build/catalog.json',
+      maxWaitSeconds: 30,
+      wafRateLimitPerIp: 1500,
     });
   });
 
@@ -64,6 +68,11 @@ describe('stage parameters', () => {
     [{ AMDM_CORS_ORIGINS: 'not a url' }, /which is not a URL/],
     [{ AMDM_MODEL_CATALOG: 'models/' }, /AMDM_MODEL_CATALOG="models\/" is not a path to a \.json file/],
     [{ AMDM_MODEL_CATALOG: '/abs/catalog.json' }, /AMDM_MODEL_CATALOG="\/abs\/catalog\.json" is absolute/],
+    // CloudFront's origin read timeout (60 s) less the margin a Prefer: wait answer needs (infra/edge.ts)
+    [{ AMDM_MAX_WAIT_SECONDS: '55' }, /AMDM_MAX_WAIT_SECONDS=55 is out of range; allowed: 1\.\.51/],
+    [{ AMDM_MAX_WAIT_SECONDS: '0' }, /AMDM_MAX_WAIT_SECONDS=0 is out of range/],
+    // WAF's own bounds for a rate-based rule
+    [{ AMDM_WAF_RATE_PER_IP: '5' }, /AMDM_WAF_RATE_PER_IP=5 is out of range; allowed: 10\.\.2000000000/],
   ])('refuses %o, naming the variable', (env, message) => {
     expect(() => readStageParams(env)).toThrow(StageParamError);
     expect(() => readStageParams(env)).toThrow(message);

@@ -1,18 +1,21 @@
 /**
- * What SST makes of our arguments: the real SST Bucket, Queue, Secret and Linkable from the
- * generated platform (.sst/platform, made by `npm run infra:install`), built with the argument
- * builders from infra/ under Pulumi mocks.
+ * What SST makes of our arguments: the real SST Bucket, Queue, Dynamo, Router, Secret and
+ * Linkable from the generated platform (.sst/platform, made by `npm run infra:install`), built
+ * with the argument builders from infra/ under Pulumi mocks.
  *
  * stack.test.ts checks the arguments we pass; this file checks the SST semantics those
  * assertions lean on: that a Bucket without `access` blocks all public access, that
- * `dlq.retry` becomes the redrive policy's maxReceiveCount, that infra/links.ts really removes
- * the sqs and s3 wildcard grants a link carries, and that `sst.Linkable.env` produces variables
- * that the `Resource` object of the sst SDK (what the runner imports) reads back.
+ * `dlq.retry` becomes the redrive policy's maxReceiveCount, that the counters table is
+ * on-demand with the adapters' key and TTL, that the Router's WAF blocks a client address
+ * past our rate with a 429 in front of the distribution, that infra/links.ts really removes
+ * the sqs, s3 and dynamodb wildcard grants a link carries, and that `sst.Linkable.env`
+ * produces variables that the `Resource` object of the sst SDK (what the runner imports)
+ * reads back.
  *
  * The components run in a child process bundled like a deploy (see sst-platform-probe.ts).
  * The platform is generated, not committed: without it this file is skipped with a notice;
  * `npm run test:infra` installs it and sets AMDM_REQUIRE_SST_PLATFORM=1, which turns the skip
- * into a failure. (Function and Router are not here: they need the SST CLI's build server.)
+ * into a failure. (Function is not here: it needs the SST CLI's build server.)
  */
 import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
@@ -34,7 +37,7 @@ if (!available) {
 }
 
 interface Probe {
-  registered: { type: string; name: string; inputs: any }[];
+  registered: { type: string; name: string; inputs: any; provider?: string }[];
   facts: any;
 }
 
@@ -120,8 +123,40 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
     expect(probe.facts.webhookDeadLettersArn).not.toBe(probe.facts.jobDeadLettersArn);
   });
 
-  it('links grant sqs:* by default, and grant nothing after infra/links.ts', () => {
+  it('makes the counters table on demand, keyed by pk, with TTL on expires_at (what the adapters read and write)', () => {
+    const [table, ...more] = of('aws:dynamodb/table:Table').filter((t) => t.name === 'CountersTable');
+    expect(more).toEqual([]);
+    expect(table!.inputs).toMatchObject({
+      billingMode: 'PAY_PER_REQUEST',
+      hashKey: 'pk',
+      attributes: [{ name: 'pk', type: 'S' }],
+      ttl: { attributeName: 'expires_at', enabled: true },
+    });
+  });
+
+  it('puts WAF in front of the Router: a CLOUDFRONT web ACL in us-east-1 blocking an address past our rate with a 429, on the distribution', () => {
+    const [acl, ...more] = of('aws:wafv2/webAcl:WebAcl');
+    expect(more).toEqual([]);
+    expect(acl!.inputs.scope).toBe('CLOUDFRONT');
+    expect(acl!.inputs.defaultAction).toEqual({ allow: {} });
+    // our rule alone: no managed rule groups
+    expect(acl!.inputs.rules).toHaveLength(1);
+    expect(acl!.inputs.rules[0]).toMatchObject({
+      name: 'RateLimitPerIP',
+      statement: { rateBasedStatement: { aggregateKeyType: 'IP', limit: 1234 } },
+      action: { block: { customResponse: { responseCode: 429, customResponseBodyKey: 'rate-limited', responseHeaders: [{ name: 'retry-after', value: '60' }] } } },
+    });
+    expect(acl!.inputs.customResponseBodies.map((b: any) => b.key)).toEqual(['rate-limited']);
+    // a CLOUDFRONT web ACL exists only in us-east-1, whatever the stack's region
+    const provider = of('pulumi:providers:aws').find((p) => acl!.provider?.includes(`::${p.name}::`));
+    expect(provider?.inputs.region).toBe('us-east-1');
+    const [distribution] = of('aws:cloudfront/distribution:Distribution');
+    expect(distribution!.inputs.webAclId).toBe('arn:aws:wafv2:us-east-1:123456789012:global/webacl/amdm-test-apiwaf/1a2b3c');
+  });
+
+  it('links grant sqs:* and dynamodb:* by default, and grant nothing after infra/links.ts', () => {
     expect(probe.facts.defaultInclude.flatMap((p: any) => p.actions)).toEqual(['sqs:*']);
+    expect(probe.facts.defaultTableInclude.flatMap((p: any) => p.actions)).toEqual(['dynamodb:*']);
     expect(probe.facts.include).toEqual([]);
   });
 
@@ -129,6 +164,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
     const env = probe.facts.env as Record<string, string>;
     expect(Object.keys(env).sort()).toEqual([
       'SST_RESOURCE_App',
+      'SST_RESOURCE_Counters',
       'SST_RESOURCE_JobDeadLetters',
       'SST_RESOURCE_JobQueue',
       'SST_RESOURCE_Store',
@@ -144,6 +180,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
       expect(Resource.WebhookQueue.url).toBe(probe.facts.webhookQueueUrl);
       expect(Resource.Store.name).toBe(probe.facts.bucketName);
       expect(Resource.JobDeadLetters.url).toBe(probe.facts.jobDeadLettersUrl);
+      expect(Resource.Counters.name).toBe(probe.facts.countersName);
       expect(Resource.WebhookSigningSecret.value).toBe('whsec_dGVzdA==');
       expect(Resource.App).toEqual({ name: 'amdm', stage: 'test' });
     } finally {

@@ -67,6 +67,20 @@ class QueueSubscriber extends Shim {
   }
 }
 
+class Dynamo extends Shim {
+  readonly name: pulumi.Output<string>;
+  readonly arn: pulumi.Output<string>;
+  constructor(name: string, args: any) {
+    super('sst:aws:Dynamo', name, args);
+    this.name = pulumi.output(physical(name));
+    this.arn = pulumi.output(`arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/${physical(name)}`);
+  }
+  // SST's own default: every linked Dynamo grants dynamodb:* (replaced by infra/links.ts).
+  getSSTLink() {
+    return { properties: { name: this.name }, include: [{ type: 'aws.permission', actions: ['dynamodb:*'], resources: [this.arn] }] };
+  }
+}
+
 class Router extends Shim {
   readonly url = pulumi.output('https://d1234abcd.cloudfront.net');
   constructor(name: string, args: any = {}) {
@@ -130,7 +144,7 @@ export function installSstShim(stage = 'test') {
   components.length = 0;
   linkEnvCalls.length = 0;
   Object.assign(globalThis, {
-    sst: { aws: { Bucket, Queue, Router, Function }, Secret, Linkable },
+    sst: { aws: { Bucket, Queue, Router, Function, Dynamo }, Secret, Linkable },
     aws: awsProvider,
     // as sst.config.ts's app() decides them
     $app: { name: 'amdm', stage, removal: stage === 'prod' ? 'retain' : 'remove', protect: stage === 'prod', providers: {} },
@@ -146,4 +160,4 @@ export function component(type: string, name: string): ShimRecord {
   return found[0]!;
 }
 
-export { Bucket as ShimBucket, Queue as ShimQueue };
+export { Bucket as ShimBucket, Dynamo as ShimDynamo, Queue as ShimQueue };

@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatModelCatalog } from '../../shared/model-catalog.ts';
 import { MockStack, resolve, GPU_AMI_ID, ACCOUNT_ID, REGION, ZONES } from './pulumi-mocks.ts';
-import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimQueue } from './sst-shim.ts';
+import { component, installSstShim, LINK_ENV_MARKER, linkEnvCalls, ShimBucket, ShimDynamo, ShimQueue } from './sst-shim.ts';
+import { COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE } from '../../adapters/aws/counters-table.ts';
 import { actionsAllowed, parsePolicy } from './policy.ts';
 
 const mocks = new MockStack();
@@ -55,6 +56,8 @@ const env = {
   AMDM_TARGET_BACKLOG_PER_TASK: '2',
   AMDM_RUNNER_IMAGE_TAG: 'abc1234',
   AMDM_CORS_ORIGINS: 'http://localhost:5173',
+  AMDM_MAX_WAIT_SECONDS: '45',
+  AMDM_WAF_RATE_PER_IP: '3000',
   // relative to the project root, as SST's copyFiles requires
   AMDM_MODEL_CATALOG: relative(root, catalogFile),
 };
@@ -102,6 +105,47 @@ describe('storage', () => {
   });
 });
 
+describe('the Router\'s WAF', () => {
+  const router = () => component('sst:aws:Router', 'Api').args;
+
+  it('blocks a client address past the stage\'s rate in 5 minutes, with no managed rule groups', () => {
+    expect(router().waf).toEqual({ rateLimitPerIp: 3000, managedRules: { coreRuleSet: false, knownBadInputs: false, sqlInjection: false } });
+  });
+
+  it('answers a blocked client 429 with Retry-After and a problem body, not WAF\'s bare 403', async () => {
+    // the web ACL SST's Router builds with our rateLimitPerIp (router.ts createWaf)
+    const acl: any = {
+      scope: 'CLOUDFRONT',
+      defaultAction: { allow: {} },
+      rules: [{ name: 'RateLimitPerIP', priority: 0, action: { block: {} }, statement: { rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } }, visibilityConfig: {} }],
+      visibilityConfig: {},
+    };
+    router().transform.waf(acl, {}, 'ApiWaf');
+    const [rule] = await resolve<any[]>(acl.rules);
+    expect(rule.statement).toEqual({ rateBasedStatement: { limit: 3000, aggregateKeyType: 'IP' } });
+    expect(rule.action).toEqual({
+      block: { customResponse: { responseCode: 429, customResponseBodyKey: 'rate-limited', responseHeaders: [{ name: 'retry-after', value: '60' }] } },
+    });
+    expect(acl.customResponseBodies).toHaveLength(1);
+    const body = acl.customResponseBodies[0];
+    expect(body).toMatchObject({ key: 'rate-limited', contentType: 'APPLICATION_JSON' });
+    expect(JSON.parse(body.content)).toMatchObject({ type: 'urn:amdm:problem:rate-limited', status: 429 });
+  });
+});
+
+describe('counters table', () => {
+  it('is one on-demand DynamoDB table keyed as the adapters read it, with their TTL attribute', () => {
+    const args = component('sst:aws:Dynamo', 'Counters').args;
+    expect(args).toEqual({ fields: { [COUNTERS_KEY]: 'string' }, primaryIndex: { hashKey: COUNTERS_KEY }, ttl: COUNTERS_TTL_ATTRIBUTE });
+    expect([COUNTERS_KEY, COUNTERS_TTL_ATTRIBUTE]).toEqual(['pk', 'expires_at']);
+  });
+
+  it('grants nothing by being linked (SST would grant dynamodb:* on it)', () => {
+    const link = (component('sst:aws:Function', 'Edge').args.link as any[]).find((l) => l instanceof ShimDynamo)!;
+    expect(link.getSSTLink()).toEqual({ properties: { name: link.name } });
+  });
+});
+
 describe('queues', () => {
   it('dead-letters a job after 3 receives, into its own DLQ', async () => {
     const jobs = component('sst:aws:Queue', 'JobQueue').args;
@@ -129,15 +173,29 @@ describe('edge', () => {
     expect(edge().url.router.readTimeout).toBe('60 seconds');
   });
 
+  it('caps Prefer: wait (the stage parameter) so that the cap plus the margin ends before the origin read timeout', async () => {
+    const { PREFER_WAIT_MARGIN_SECONDS, ORIGIN_READ_TIMEOUT_SECONDS } = await import('../../infra/edge.ts');
+    const cap = Number(edge().environment.AMDM_MAX_WAIT_SECONDS);
+    expect(cap).toBe(45);
+    const readTimeout = Number(/^(\d+) seconds$/.exec(edge().url.router.readTimeout)![1]);
+    expect(readTimeout).toBe(ORIGIN_READ_TIMEOUT_SECONDS);
+    expect(cap + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    // and the default does too: the largest cap a stage may set
+    const { DEFAULT_PARAMS, readStageParams } = await import('../../infra/params.ts');
+    expect(DEFAULT_PARAMS.maxWaitSeconds + PREFER_WAIT_MARGIN_SECONDS).toBeLessThan(readTimeout);
+    expect(() => readStageParams({ AMDM_MAX_WAIT_SECONDS: String(readTimeout - PREFER_WAIT_MARGIN_SECONDS) })).toThrow(/AMDM_MAX_WAIT_SECONDS=52 is out of range; allowed: 1\.\.51/);
+  });
+
   it('names a handler file that exports `handler`', () => {
     const [file, exported] = (edge().handler as string).split('.');
     const source = readFileSync(join(root, `${file}.ts`), 'utf8');
     expect(source).toMatch(new RegExp(`export const ${exported} = streamHandle\\(`));
   });
 
-  it('links the bucket, the job queue and the key pepper, and nothing else (not the webhook secret)', () => {
+  it('links the bucket, the job queue, the key pepper and the counters table, and nothing else (not the webhook secret)', () => {
     const linked = edge().link as any[];
-    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Queue', 'Secret']);
+    expect(linked.map((l) => l.constructor.name).sort()).toEqual(['Bucket', 'Dynamo', 'Queue', 'Secret']);
+    expect(linked.find((l) => l instanceof ShimDynamo)!.logicalName).toBe('Counters');
     const queue = linked.find((l) => l instanceof ShimQueue)!;
     expect(queue.args).toBe(component('sst:aws:Queue', 'JobQueue').args);
     expect(linked.find((l) => l.constructor.name === 'Secret').logicalName).toBe('KeyPepper');
@@ -153,13 +211,13 @@ describe('edge', () => {
   it('refuses to deploy without a catalog, naming the file and the command that writes it', async () => {
     const { createEdge } = await import('../../infra/edge.ts');
     expect(() =>
-      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
+      createEdge({ router: {} as never, bucketArn: 'b', jobQueueArn: 'q', countersTableArn: 't', maxWaitSeconds: 50, link: [], publicBaseUrl: 'https://x', modelCatalog: 'no/such/catalog.json', projectRoot: root }),
     ).toThrow(/no model catalog at .*no\/such\/catalog\.json.*npm run models:catalog/);
   });
 
-  it('gets no implicit permissions from its links (they would grant sqs:* and s3:*)', () => {
+  it('gets no implicit permissions from its links (they would grant sqs:*, s3:* and dynamodb:*)', () => {
     for (const link of edge().link as any[]) {
-      if (link instanceof ShimBucket || link instanceof ShimQueue) {
+      if (link instanceof ShimBucket || link instanceof ShimQueue || link instanceof ShimDynamo) {
         expect(link.getSSTLink().include ?? []).toEqual([]);
       }
     }
@@ -176,6 +234,18 @@ describe('edge', () => {
     for (const forbidden of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:PurgeQueue']) {
       expect(actionsAllowed(doc, jobQueue)).not.toContain(forbidden);
     }
+  });
+
+  it('may read and conditionally update the counters table, and nothing else there (no delete, scan or put)', async () => {
+    const permissions = await resolve<any[]>(edge().permissions);
+    const doc = parsePolicy({
+      Version: '2012-10-17',
+      Statement: permissions.map((p) => ({ Effect: p.effect === 'deny' ? 'Deny' : 'Allow', Action: p.actions, Resource: p.resources })),
+    });
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(doc, table).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    // and on no other table
+    expect(actionsAllowed(doc, `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/other`)).toEqual([]);
   });
 
   it('reaches S3 only under apikeys/ (read) and tenants/ (read, write, list)', async () => {
@@ -260,9 +330,11 @@ describe('GPU fleet', () => {
   it('wires the runner to its resources through SST_RESOURCE_* variables from sst.Linkable.env', () => {
     const { env } = container();
     expect(env[LINK_ENV_MARKER]).toBe('1');
-    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
+    expect(linkEnvCalls[0]!.map((l: any) => l.logicalName).sort()).toEqual(['Counters', 'JobDeadLetters', 'JobQueue', 'Store', 'WebhookQueue']);
     expect(JSON.parse(env.SST_RESOURCE_JobQueue)).toEqual({ url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT_ID}/amdm-test-jobqueue` });
     expect(JSON.parse(env.SST_RESOURCE_Store)).toEqual({ name: 'amdm-test-store' });
+    // where it releases the slots of finished jobs, by name only (no dynamodb:* from the link)
+    expect(JSON.parse(env.SST_RESOURCE_Counters)).toEqual({ name: 'amdm-test-counters' });
   });
 
   it('configures the runner to agree with the stack: AWS mode, CUDA, lease, receive limit, drain, public URL', () => {
@@ -608,6 +680,14 @@ describe('IAM', () => {
     expect(env).toMatchObject({ AMDM_START_FAILURE_LIMIT: '3', AMDM_START_FAILURE_WINDOW_MINUTES: '30' });
   });
 
+  it('lets the runner only update the admission items of the counters table (releasing finished jobs)', () => {
+    const table = `arn:aws:dynamodb:${REGION}:${ACCOUNT_ID}:table/amdm-test-counters`;
+    expect(actionsAllowed(taskPolicy(), table)).toEqual(['dynamodb:UpdateItem']);
+    const statement = taskPolicy().Statement.find((s) => s.Resource.includes(table))!;
+    // the request windows (rate#...) are the edge's alone
+    expect(statement.Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['admit#*'] } });
+  });
+
   it('lets the runner change task protection only on its own cluster tasks', () => {
     const statement = taskPolicy().Statement.find((s) => s.Action.includes('ecs:UpdateTaskProtection'))!;
     expect(statement.Action.sort()).toEqual(['ecs:GetTaskProtection', 'ecs:UpdateTaskProtection']);
@@ -674,6 +754,7 @@ describe('outputs', () => {
     // for the manual start after a failed one (docs/deploy.md)
     expect(await resolve(outputs.service as any)).toBe('runnerservice-mock');
     expect(await resolve(outputs.alerts as any)).toBe(`arn:aws:sns:${REGION}:${ACCOUNT_ID}:topic/alerts-mock`);
+    expect(await resolve(outputs.counters as any)).toBe('amdm-test-counters');
   });
 });
 

@@ -7,16 +7,15 @@
  *   turns a flood away before its bodies are read; the create itself admits the job in one
  *   atomic step with its writes (JobAdmission.admit, answered with the same problem).
  *
- * The buckets live in memory: with several edge instances each enforces its own share,
- * which is the usual trade-off of a stateless edge.
+ * The limiter is a port (shared/ports/rate-limit.ts). The token buckets here live in memory:
+ * with several edge instances each would enforce its own share, so the AWS edge brings one
+ * shared by all of them (adapters/aws/dynamo-rate-limiter.ts); the single node keeps these.
  */
 import type { MiddlewareHandler } from 'hono';
+import type { RateDecision, RateLimiter } from '../../../shared/ports/rate-limit.ts';
 import { ProblemError } from '../problem/index.ts';
 
-export interface RateLimiter {
-  /** takes `cost` tokens for `subject`; when refused, how long until enough are back */
-  take(subject: string, cost?: number): { ok: true } | { ok: false; retryAfterSeconds: number };
-}
+export type { RateDecision, RateLimiter };
 
 export interface TokenBucketOptions {
   /** tokens added per second */
@@ -40,7 +39,7 @@ export class TokenBucketLimiter implements RateLimiter {
     this.maxSubjects = opts.maxSubjects ?? 100_000;
   }
 
-  take(subject: string, cost = 1): { ok: true } | { ok: false; retryAfterSeconds: number } {
+  take(subject: string, cost = 1): RateDecision {
     const t = this.now();
     const { ratePerSecond: rate, burst } = this.opts;
     let b = this.buckets.get(subject);
@@ -73,7 +72,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler {
   return async function rateLimit(c, next) {
     const who = subject(c);
     if (who !== undefined) {
-      const r = options.limiter.take(who);
+      const r = await options.limiter.take(who);
       if (!r.ok) throw rateLimited(r.retryAfterSeconds, 'request rate limit reached');
     }
     await next();
