@@ -14,7 +14,11 @@
  *   bench        `npm run bench:engine -- --models DIR --request JOB` (1 to 3 models)
  *
  *   npm run models:fullsize -- [--stage convert,generate] [--fp16] [--sizes 512,256]
- *       [--models 3] [--dir tools/convert/.fullsize] [--no-check]
+ *       [--models 3] [--dir tools/convert/.fullsize] [--no-check | --check sd15,...]
+ *
+ * --check IDS runs the converter's per-component check (torch against onnxruntime) only for
+ * those packages and converts the others with --no-check: the check of the ViT-H/14 image
+ * encoder alone takes about 14 minutes on two cores.
  *
  * Every step runs as a child process whose whole process tree is sampled every 0.5 s for
  * its resident size; wall time, peak RSS and what the step printed go to DIR/logs/ and
@@ -43,7 +47,9 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '10' },
     threads: { type: 'string' },
     'no-check': { type: 'boolean', default: false },
-    tokenizer: { type: 'string', default: resolve(ROOT, '..', 'shared', 'clip-vit-large-patch14-tokenizer') },
+    check: { type: 'string' },
+    // the shared CLIP tokenizer beside the checkout (../shared), or beside a worktree's parent
+    tokenizer: { type: 'string', default: [resolve(ROOT, '..', 'shared'), resolve(ROOT, '..', '..', 'shared')].map((d) => join(d, 'clip-vit-large-patch14-tokenizer')).find((d) => existsSync(d)) ?? resolve(ROOT, '..', 'shared', 'clip-vit-large-patch14-tokenizer') },
   },
 });
 const stages = values.stage!.split(',').map((s) => s.trim()) as Stage[];
@@ -213,13 +219,14 @@ const IDS = { base: 'sd15', interaction: 'interactdiffusion', ip: 'ip-adapter-sd
 async function convert(): Promise<void> {
   mkdirSync(PKGS, { recursive: true });
   const base = join(PKGS, IDS.base);
-  const common = [...(values.fp16 ? ['--fp16'] : []), ...(values['no-check'] ? ['--no-check'] : [])];
+  const checked = (id: string) => !values['no-check'] && (values.check === undefined || values.check.split(',').includes(id));
+  const common = (id: string) => [...(values.fp16 ? ['--fp16'] : []), ...(checked(id) ? [] : ['--no-check'])];
   const jobs: [string, string[]][] = [
-    [IDS.base, ['sd15', join(DIR, 'sd15'), '--out', base, ...common]],
-    [IDS.interaction, ['interactdiffusion', join(DIR, 'interactdiffusion'), '--out', join(PKGS, IDS.interaction), '--share', base, ...common]],
+    [IDS.base, ['sd15', join(DIR, 'sd15'), '--out', base, ...common(IDS.base)]],
+    [IDS.interaction, ['interactdiffusion', join(DIR, 'interactdiffusion'), '--out', join(PKGS, IDS.interaction), '--share', base, ...common(IDS.interaction)]],
     [
       IDS.ip,
-      ['ip-adapter', '--base', join(DIR, 'sd15'), '--ip-adapter', join(DIR, 'ip-adapter', 'ip-adapter_sd15.bin'), '--image-encoder', join(DIR, 'ip-adapter', 'image_encoder'), '--out', join(PKGS, IDS.ip), '--share', base, ...common],
+      ['ip-adapter', '--base', join(DIR, 'sd15'), '--ip-adapter', join(DIR, 'ip-adapter', 'ip-adapter_sd15.bin'), '--image-encoder', join(DIR, 'ip-adapter', 'image_encoder'), '--out', join(PKGS, IDS.ip), '--share', base, ...common(IDS.ip)],
     ],
   ];
   for (const [id, args] of jobs) {
@@ -236,6 +243,7 @@ async function convert(): Promise<void> {
       peak_rss_gib: gib(m.peakRssBytes),
       package_gib: gib(folderBytes(out)),
       files: Object.fromEntries(readdirSync(out, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => [e.name, gib(folderBytes(join(out, e.name)))])),
+      checked: checked(id),
       check: info.components,
     });
   }
