@@ -190,10 +190,16 @@ describe('the converted models\' fields name the field and what is allowed', () 
   it('a triplet with a missing box, phrase or a box out of range', () => {
     const noBox = three();
     delete noBox.models[1]!.interactions![0]!.object_box;
-    expectConverted(noBox, 'models[1].interactions[0].object_box', /.+/);
+    expectConverted(noBox, 'models[1].interactions[0].object_box', /required: a box \[x0, y0, x1, y1\] normalized to \[0, 1\]/);
+    const noSubjectBox = three();
+    delete noSubjectBox.models[1]!.interactions![0]!.subject_box;
+    expectConverted(noSubjectBox, 'models[1].interactions[0].subject_box', /required: a box/);
+    const shortBox = three();
+    shortBox.models[1]!.interactions![0]!.object_box = [0.2, 0.4];
+    expectConverted(shortBox, 'models[1].interactions[0].object_box', /must be a box \[x0, y0, x1, y1\]: four numbers/);
     const noAction = three();
     noAction.models[1]!.interactions![0]!.action = ' ';
-    expectConverted(noAction, 'models[1].interactions[0].action', /.+/);
+    expectConverted(noAction, 'models[1].interactions[0].action', />=1 characters/);
     const outside = three();
     outside.models[1]!.interactions![0]!.subject_box = [0.1, 0.1, 1.5, 0.9];
     expectConverted(outside, 'models[1].interactions[0].subject_box', /must lie in \[0, 1\]/);
@@ -214,15 +220,15 @@ describe('the converted models\' fields name the field and what is allowed', () 
   it('a scheduled-sampling beta outside [0, 1]', () => {
     const b = three();
     (b.models[2] as Record<string, unknown>).scheduled_sampling = { beta: 1.5 };
-    expectConverted(b, 'models[2].scheduled_sampling.beta', /.+/);
+    expectConverted(b, 'models[2].scheduled_sampling.beta', /<=1/);
   });
 
   it('an IP scale out of range', () => {
     const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC';
     const b = { ...three(), models: [three().models[0], { id: 'tiny-ip-adapter', role: 'auxiliary', prompt: 'a horse', reference_image: { data: png, scale: 2.5 } }] };
-    expectConverted(b, 'models[1].reference_image.scale', /.+/);
+    expectConverted(b, 'models[1].reference_image.scale', /<=2/);
     const neg = { ...b, models: [b.models[0], { ...b.models[1], reference_image: { data: png, scale: -0.1 } }] };
-    expectConverted(neg, 'models[1].reference_image.scale', /.+/);
+    expectConverted(neg, 'models[1].reference_image.scale', />=0/);
   });
 
   it('an unknown noise generator', () => {

@@ -36,7 +36,15 @@ export const NOISE_NAMES = ['amdm', 'torch'] as const;
 export type NoiseName = (typeof NOISE_NAMES)[number];
 
 export const Box = z
-  .tuple([finite(), finite(), finite(), finite()])
+  .tuple([finite(), finite(), finite(), finite()], {
+    // zod's own text ("expected tuple, received undefined") names neither the shape nor the range
+    error: (iss) =>
+      iss.input === undefined
+        ? 'required: a box [x0, y0, x1, y1] normalized to [0, 1]'
+        : iss.code === 'invalid_type' || iss.code === 'too_big' || iss.code === 'too_small'
+          ? 'must be a box [x0, y0, x1, y1]: four numbers normalized to [0, 1]'
+          : undefined,
+  })
   .superRefine((b, ctx) => {
     if (b.some((v) => v < 0 || v > 1)) {
       ctx.addIssue({ code: 'custom', message: 'box coordinates must lie in [0, 1] (normalized x0, y0, x1, y1)' });

@@ -4,7 +4,8 @@
  * on 'aws' uploaded to the bucket and synced into the runner's cache as a deploy does, the
  * shared components found through their relative paths). A three-model AMDM job (SD1.x base,
  * InteractDiffusion with an interaction, IP-Adapter with an inline reference image, torch
- * noise) goes through POST /v1/jobs and finishes; a bad triplet is refused naming its field.
+ * noise) goes through POST /v1/jobs and finishes; a bad triplet, more than 30 interactions and an
+ * IP scale out of range are refused naming their fields.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -79,5 +80,21 @@ describe.each(ADAPTER_SETS.map((set) => [set] as [AdapterSet]))('converted packa
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     const problem = (await res.json()) as { errors: { field: string }[] };
     expect(problem.errors.map((e) => e.field)).toContain('models[1].interactions[0].object_box');
+  });
+
+  it('more than 30 interactions and an IP scale out of range are refused, naming the fields and the limits', async () => {
+    const b = body();
+    b.models[1]!.interactions = Array.from({ length: 31 }, () => b.models[1]!.interactions![0]!);
+    b.models[2]!.reference_image!.scale = 2.5;
+    const res = await stack.api('/v1/jobs', { body: b });
+    expect(res.status).toBe(422);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    const problem = (await res.json()) as { errors: { field: string; message: string }[] };
+    expect(problem.errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ field: 'models[1].interactions', message: expect.stringMatching(/at most 30/) }),
+        expect.objectContaining({ field: 'models[2].reference_image.scale', message: expect.stringMatching(/<=2/) }),
+      ]),
+    );
   });
 });
