@@ -10,7 +10,7 @@
  * one UNet call). The last line is one JSON object for the most models and steps, window 1-3.
  *
  *   npm run bench:engine -- [--threads 1] [--repeats 5]
- *   npm run bench:engine -- --models DIR --request JOB.json [--steps 10] [--repeats 1] [--warmup 0] [--no-previews] [--no-torch]
+ *   npm run bench:engine -- --models DIR --request JOB.json [--steps 10] [--repeats 1] [--warmup 0] [--no-previews] [--no-torch] [--no-arena]
  *
  * --models and --request run it on other packages (the full-size ones of
  * `npm run models:fullsize`): the request's first 1, 2, ... models at its size. --warmup 0
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '20,50' },
     'no-torch': { type: 'boolean' },
     'no-previews': { type: 'boolean' },
+    'no-arena': { type: 'boolean' },
     models: { type: 'string' },
     request: { type: 'string' },
   },
@@ -41,7 +42,7 @@ const warmups = Number(values.warmup);
 const stepCounts = values.steps!.split(',').map(Number);
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-const engine = await createEngine({ modelsDirs: [values.models ?? `${ROOT}models`], intraOpNumThreads: threads, interOpNumThreads: 1 });
+const engine = await createEngine({ modelsDirs: [values.models ?? `${ROOT}models`], intraOpNumThreads: threads, interOpNumThreads: 1, ...(values['no-arena'] ? { cpuMemArena: false } : {}) });
 const tLoad = performance.now();
 await engine.warmUp();
 const loadMs = performance.now() - tLoad;

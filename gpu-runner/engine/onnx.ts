@@ -16,6 +16,13 @@ export interface OrtOptions {
   provider?: ExecutionProvider;
   intraOpNumThreads?: number;
   interOpNumThreads?: number;
+  /**
+   * onnxruntime's CPU memory arena (default on). Each session's arena keeps the largest
+   * activations it has served: with three full-size UNets at 512×512 that is several GB
+   * per session held between calls. Off, activations are freed after every run (slower
+   * allocation, a lower peak): ORT_CPU_MEM_ARENA=0, `amdm generate --no-arena`.
+   */
+  cpuMemArena?: boolean;
   /** one line per notable event (provider fallback) */
   log?: (message: string) => void;
 }
@@ -91,6 +98,7 @@ export class OnnxModel {
       logSeverityLevel: 3,
       ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
       ...(opts.interOpNumThreads ? { interOpNumThreads: opts.interOpNumThreads } : {}),
+      ...(opts.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
     };
     const want = opts.provider ?? 'auto';
     let session: ort.InferenceSession | undefined;

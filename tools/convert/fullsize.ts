@@ -14,7 +14,7 @@
  *   bench        `npm run bench:engine -- --models DIR --request JOB` (1 to 3 models)
  *
  *   npm run models:fullsize -- [--stage convert,generate] [--fp16] [--sizes 512,256]
- *       [--models 3] [--dir tools/convert/.fullsize] [--no-check | --check sd15,...]
+ *       [--models 3] [--dir tools/convert/.fullsize] [--no-check | --check sd15,...] [--no-arena]
  *
  * --check IDS runs the converter's per-component check (torch against onnxruntime) only for
  * those packages and converts the others with --no-check: the check of the ViT-H/14 image
@@ -47,6 +47,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '10' },
     threads: { type: 'string' },
     'no-check': { type: 'boolean', default: false },
+    'no-arena': { type: 'boolean', default: false },
     check: { type: 'string' },
     // the shared CLIP tokenizer beside the checkout (../shared), or beside a worktree's parent
     tokenizer: { type: 'string', default: [resolve(ROOT, '..', 'shared'), resolve(ROOT, '..', '..', 'shared')].map((d) => join(d, 'clip-vit-large-patch14-tokenizer')).find((d) => existsSync(d)) ?? resolve(ROOT, '..', 'shared', 'clip-vit-large-patch14-tokenizer') },
@@ -65,6 +66,8 @@ const DIR = resolve(values.dir!);
 const PKGS = join(DIR, values.fp16 ? 'models-fp16' : 'models');
 const LOGS = join(DIR, 'logs');
 const precision = values.fp16 ? 'fp16' : 'fp32';
+/** runs with the arena off are recorded apart from those with it on */
+const tag = values['no-arena'] ? `${precision}-noarena` : precision;
 mkdirSync(LOGS, { recursive: true });
 
 function usage(msg: string): never {
@@ -305,12 +308,12 @@ function officialEvals(): number {
 
 async function generate(): Promise<void> {
   for (const side of sizes) {
-    const out = join(DIR, 'out', `${precision}-${nModels}models-${side}.png`);
+    const out = join(DIR, 'out', `${tag}-${nModels}models-${side}.png`);
     mkdirSync(join(DIR, 'out'), { recursive: true });
-    const threads = values.threads ? ['--threads', values.threads] : [];
-    const m = await measured(`generate-${precision}-${nModels}models-${side}`, process.execPath, ['bin/amdm.js', 'generate', jobFile(side), '--out', out, '--quiet', ...threads], { AMDM_MODELS_DIR: PKGS });
+    const threads = [...(values.threads ? ['--threads', values.threads] : []), ...(values['no-arena'] ? ['--no-arena'] : [])];
+    const m = await measured(`generate-${tag}-${nModels}models-${side}`, process.execPath, ['bin/amdm.js', 'generate', jobFile(side), '--out', out, '--quiet', ...threads], { AMDM_MODELS_DIR: PKGS });
     const summary = parseGenerateSummary(m.stderr);
-    record(`generate:${precision}:${nModels}models:${side}`, {
+    record(`generate:${tag}:${nModels}models:${side}`, {
       exit: m.code,
       wall_seconds: Math.round(m.ms / 1000),
       peak_rss_gib: gib(m.peakRssBytes),
@@ -341,8 +344,9 @@ async function serve(): Promise<void> {
     PORT: String(port),
     AMDM_START_TIMEOUT_SECONDS: '0',
     ...(values.threads ? { ORT_INTRA_OP_THREADS: values.threads } : {}),
+    ...(values['no-arena'] ? { ORT_CPU_MEM_ARENA: '0' } : {}),
   };
-  const m = await measured(`serve-${precision}-${nModels}models-${side}`, 'npm', ['start'], env, (out, pid) => {
+  const m = await measured(`serve-${tag}-${nModels}models-${side}`, 'npm', ['start'], env, (out, pid) => {
     if (submitted || !out.includes('AMDM API is running')) return;
     submitted = true;
     void (async () => {
@@ -363,7 +367,7 @@ async function serve(): Promise<void> {
         let pngBytes = 0;
         if (job.status === 'succeeded' && job.outputs?.[0]) {
           const png = new Uint8Array(await (await fetch(job.outputs[0].url)).arrayBuffer());
-          writeFileSync(join(DIR, 'out', `serve-${precision}-${nModels}models-${side}.png`), png);
+          writeFileSync(join(DIR, 'out', `serve-${tag}-${nModels}models-${side}.png`), png);
           pngBytes = png.length;
         }
         outcome = { job: job.id, status: job.status, submit_to_finish_seconds: Math.round(seconds), png_bytes: pngBytes, ...(job.error ? { error: job.error } : {}) };
@@ -377,7 +381,7 @@ async function serve(): Promise<void> {
   });
   const line = m.stdout.split('\n').find((l) => l.includes('"succeeded"') || l.includes('"msg":"succeeded"'));
   const loaded = m.stdout.split('\n').find((l) => l.includes('models loaded'));
-  record(`serve:${precision}:${nModels}models:${side}`, {
+  record(`serve:${tag}:${nModels}models:${side}`, {
     ...outcome,
     ...(m.stoppedForMemory ? { error: m.stoppedForMemory } : {}),
     wall_seconds: Math.round(m.ms / 1000),
@@ -392,18 +396,18 @@ async function serve(): Promise<void> {
 async function bench(): Promise<void> {
   const side = sizes[sizes.length - 1]!;
   const m = await measured(
-    `bench-${precision}-${nModels}models-${side}`,
+    `bench-${tag}-${nModels}models-${side}`,
     'npm',
-    ['run', 'bench:engine', '--', '--models', PKGS, '--request', jobFile(side), '--steps', String(steps), '--repeats', '1', '--warmup', '0', '--no-torch', '--no-previews', '--threads', values.threads ?? '2'],
+    ['run', 'bench:engine', '--', '--models', PKGS, '--request', jobFile(side), '--steps', String(steps), '--repeats', '1', '--warmup', '0', '--no-torch', '--no-previews', '--threads', values.threads ?? '2', ...(values['no-arena'] ? ['--no-arena'] : [])],
     {},
   );
   if (m.stoppedForMemory) {
-    record(`bench:${precision}:${nModels}models:${side}`, { error: m.stoppedForMemory, peak_rss_gib: gib(m.peakRssBytes) });
+    record(`bench:${tag}:${nModels}models:${side}`, { error: m.stoppedForMemory, peak_rss_gib: gib(m.peakRssBytes) });
     return;
   }
   must(m, 'bench:engine');
   const last = m.stdout.trim().split('\n').at(-1)!;
-  record(`bench:${precision}:${nModels}models:${side}`, { wall_seconds: Math.round(m.ms / 1000), peak_rss_gib: gib(m.peakRssBytes), table: m.stdout.split('\n').filter((l) => /^\d+ \d+ \|/.test(l)), last: JSON.parse(last) });
+  record(`bench:${tag}:${nModels}models:${side}`, { wall_seconds: Math.round(m.ms / 1000), peak_rss_gib: gib(m.peakRssBytes), table: m.stdout.split('\n').filter((l) => /^\d+ \d+ \|/.test(l)), last: JSON.parse(last) });
 }
 
 for (const s of STAGES) {
