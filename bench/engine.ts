@@ -88,7 +88,7 @@ function torchMs(n: number, steps: number): number {
 }
 
 const withTorch = torchAvailable();
-console.log(`engine benchmark: ${threads} intra-op thread(s), median of ${repeats} runs; PyTorch reference ${withTorch ? 'timed' : 'skipped (no torch in /usr/bin/python3)'}`);
+console.log(`engine benchmark: ${threads} intra-op thread(s), median of ${repeats} runs; PyTorch reference ${withTorch && !values.request ? 'timed' : values['no-torch'] ? 'skipped (--no-torch)' : values.request ? 'skipped (only the shapes family has one)' : 'skipped (no torch in /usr/bin/python3)'}`);
 console.log('models steps | unet_evals official_evals | ms/image official_ms/image speedup | outside_ort ms/unet_eval | torch_ms/image speedup_vs_torch');
 let last: Record<string, unknown> = {};
 for (let n = 1; n <= Math.min(3, example.models.length); n++) {
