@@ -31,6 +31,12 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { command } = await load();
+  // `amdm generate --help` (options after `--` are the command's own arguments)
+  const own = rest.indexOf('--');
+  if ((own < 0 ? rest : rest.slice(0, own)).some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(`usage: amdm ${command.usage}\n`);
+    return 0;
+  }
   try {
     return await command.run(rest);
   } catch (err) {

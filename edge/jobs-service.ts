@@ -1,7 +1,7 @@
 /**
  * What the job routes do, apart from HTTP: create (shape, images, webhook policy,
- * idempotency, enqueue), read, list, cancel and wait. Errors are thrown as ProblemErrors
- * naming the field, so the routes stay thin.
+ * idempotency through edge/idempotency.ts, enqueue), read, list, cancel and wait. Errors are
+ * thrown as ProblemErrors naming the field, so the routes stay thin.
  *
  * Creation order is what makes "nothing accepted is ever lost" hold without transactions:
  * request.json first (the runner needs it), then the queue message, then the index entry.
@@ -29,7 +29,6 @@ import {
 } from '../shared/contract/index.ts';
 import {
   type AssembleOptions,
-  type IdempotencyClaim,
   type JobParts,
   type JobRepository,
   type QueueInfoValue,
@@ -38,19 +37,14 @@ import {
 } from '../shared/job-repository.ts';
 import { checkImage, imageTypeOf } from '../shared/image-header.ts';
 import { webhookUrlProblem } from '../shared/webhook-url-policy.ts';
+import { sleep } from '../shared/sleep.ts';
 import type { JobAdmission } from '../shared/ports/admission.ts';
-import { type CommitLog, StorageFullError } from '../shared/ports/store.ts';
+import type { CommitLog } from '../shared/ports/store.ts';
 import type { ResolvedDeps } from './deps.ts';
-import { canonicalJson, sha256Hex } from './hashing.ts';
+import { Idempotency } from './idempotency.ts';
 import { type FieldProblem, ProblemError, validationProblem } from './middleware/problem/index.ts';
 import { tooManyActiveJobs } from './middleware/rate-limit/index.ts';
 
-/** A claim older than this no longer binds its key: the key may be reused (as Stripe's 24 h). */
-export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
-/** A winning claim whose job never appeared within this time belongs to a crashed request. */
-export const CLAIM_ABANDONED_MS = 30_000;
-/** How long a same-key retry waits for the first request to finish accepting its job. */
-const REPLAY_WAIT_MS = 10_000;
 /** Where a job stands in the answer to its own create. */
 const JUST_QUEUED: QueueInfoValue = { position: null, reason: 'waiting for a runner; read the job for its place in the queue' };
 
@@ -68,7 +62,7 @@ interface PendingUpload {
 }
 
 export class JobsService {
-  private readonly keyLocks = new KeyedMutex();
+  private readonly idempotency: Idempotency;
   private readonly messageIds = new Map<string, string>();
   private statsMemo: { at: number; value: Promise<QueueInfoValue> } | null = null;
 
@@ -91,6 +85,14 @@ export class JobsService {
     this.sign = (key, ttl) => this.d.signer.signGet(key, ttl);
     this.queueInfoOf = (req) => this.queueInfo(req);
     this.shapeOptions = { randomSeed: () => this.randomUint32() };
+    this.idempotency = new Idempotency({
+      repo,
+      store: d.store,
+      clock: d.clock,
+      settleMs: d.limits.idempotencySettleMs,
+      enqueue: (req) => this.enqueue(req),
+      assemble: (parts) => this.assemble(parts),
+    });
   }
 
   assembleOptions(): AssembleOptions {
@@ -161,36 +163,11 @@ export class JobsService {
     const createdAt = new Date(now).toISOString();
 
     if (input.idempotencyKey !== null) {
-      // both digests at once, not one crypto round trip after the other
-      const [keyHash, bodyHash] = await Promise.all([sha256Hex(input.idempotencyKey), sha256Hex(canonicalJson(request))]);
-      const mine: IdempotencyClaim = { job_id: jobId, body_hash: bodyHash, created_at: createdAt };
-      // Same-key requests in this process take turns, so here the scheme is exact. Across
-      // edge instances, waiting `idempotencySettleMs` after the write lets every claim that
-      // can sort before ours (clock skew, a slower write) land before we look.
-      const release = await this.keyLocks.acquire(`${tenant}/${keyHash}`);
-      let winner: IdempotencyClaim | null;
-      try {
-        // A retry of a job that exists is answered from what is stored, without writing a
-        // claim of its own: it works on a full disk, and that claim could never win anyway.
-        winner = await this.claimOfExistingJob(tenant, keyHash, now);
-        if (!winner) {
-          await this.repo.putIdempotencyClaim(tenant, keyHash, now, mine);
-          if (this.d.limits.idempotencySettleMs > 0) await sleep(this.d.limits.idempotencySettleMs);
-          winner = await this.winningClaim(tenant, keyHash, now);
-          if (winner?.job_id === jobId) {
-            const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads).catch(async (err: unknown) => {
-              // refused at the cap or by a full disk: a retry with this key must not wait for a
-              // job that never comes (the delete is best effort: a full disk may refuse it too)
-              if ((err instanceof ProblemError && err.status === 429) || err instanceof StorageFullError) await this.d.store.delete(this.repo.idempotencyClaimKey(tenant, keyHash, now, jobId)).catch(() => {});
-              throw err;
-            });
-            return { record: this.assembleCreated(stored), replayed: false };
-          }
-        }
-      } finally {
-        release();
-      }
-      if (winner) return { record: await this.replay(tenant, keyHash, bodyHash, jobId), replayed: true };
+      const outcome = await this.idempotency.create({ tenant, key: input.idempotencyKey, request, jobId, now, createdAt }, () =>
+        this.accept(tenant, now, request, spec, jobId, createdAt, uploads),
+      );
+      if (outcome.replayed) return { record: outcome.replayed, replayed: true };
+      return { record: this.assembleCreated(outcome.accepted), replayed: false };
     }
 
     const stored = await this.accept(tenant, now, request, spec, jobId, createdAt, uploads);
@@ -270,81 +247,6 @@ export class JobsService {
     // remembered so queue positions are an indexed lookup, not a search; bounded, oldest out
     if (this.messageIds.size >= 100_000) this.messageIds.delete(this.messageIds.keys().next().value!);
     this.messageIds.set(req.id, messageId);
-  }
-
-  /**
-   * The claim that owns the key. A claim whose job already exists wins outright: a request
-   * that arrives after the key was used must never win by sorting earlier (a clock behind
-   * by a few ms, or a tie in the same ms). Otherwise the first live claim in key order wins.
-   * Claims past the TTL, or abandoned by a crashed request, do not count.
-   */
-  private async winningClaim(tenant: string, keyHash: string, now: number, except?: string): Promise<IdempotencyClaim | null> {
-    const live: { claim: IdempotencyClaim; age: number }[] = [];
-    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
-      // a request that already stood down never becomes the winner again
-      if (claim.job_id === except) continue;
-      const age = now - Date.parse(claim.created_at);
-      if (!(age <= IDEMPOTENCY_TTL_MS)) continue;
-      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
-      live.push({ claim, age });
-    }
-    return live.find((c) => c.age <= CLAIM_ABANDONED_MS)?.claim ?? null;
-  }
-
-  /** The first live claim, in key order, whose job exists: the one winningClaim() picks outright. */
-  private async claimOfExistingJob(tenant: string, keyHash: string, now: number): Promise<IdempotencyClaim | null> {
-    for (const claim of await this.repo.listIdempotencyClaims(tenant, keyHash)) {
-      if (!(now - Date.parse(claim.created_at) <= IDEMPOTENCY_TTL_MS)) continue;
-      if (await this.repo.getRequest(tenant, claim.job_id)) return claim;
-    }
-    return null;
-  }
-
-  /**
-   * The job the key belongs to, once it is accepted. The winner is looked up again on every
-   * turn: a claimant that looked like the winner may itself have found an older job that
-   * already existed, and then that job is the answer.
-   */
-  private async replay(tenant: string, keyHash: string, bodyHash: string, mine: string): Promise<JobRecord> {
-    // a wall-clock bound: this is how long we hold the client's request, whatever deps.clock says
-    const deadline = Date.now() + REPLAY_WAIT_MS;
-    let delay = 25;
-    for (;;) {
-      const winner = await this.winningClaim(tenant, keyHash, this.d.clock.now(), mine);
-      if (winner && winner.body_hash !== bodyHash) {
-        throw new ProblemError(422, {
-          type: 'idempotency-key-reused',
-          title: 'Idempotency-Key reused with another body',
-          detail: `this Idempotency-Key was first used for job ${winner.job_id} with a different request body; use a new key for a new request`,
-          errors: [{ field: 'header Idempotency-Key', message: 'already used with a different body' }],
-        });
-      }
-      if (winner) {
-        const createdMs = Date.parse(winner.created_at);
-        const [req, indexed] = await Promise.all([this.repo.getRequest(tenant, winner.job_id), this.repo.hasIndex(tenant, createdMs, winner.job_id)]);
-        if (req && indexed) {
-          const parts = await this.repo.getParts(tenant, winner.job_id);
-          if (parts) return this.assemble(parts);
-        }
-        if (req && !indexed && this.d.clock.now() - createdMs > CLAIM_ABANDONED_MS) {
-          // the first request died between writing the job and marking it accepted; it may
-          // or may not have enqueued it. Enqueue (again): the runner drops a duplicate message.
-          await this.enqueue(req);
-          await this.repo.putIndex(tenant, createdMs, req.id);
-          continue;
-        }
-      }
-      if (Date.now() >= deadline) {
-        throw new ProblemError(409, {
-          type: 'idempotent-request-in-progress',
-          title: 'A request with this Idempotency-Key is in progress',
-          detail: `the first request with this key${winner ? ` (job ${winner.job_id})` : ''} has not finished; retry shortly`,
-          headers: { 'retry-after': '1' },
-        });
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 2, 500);
-    }
   }
 
   /**
@@ -545,35 +447,4 @@ function decodeBase64(data: string): Uint8Array | null {
   } catch {
     return null;
   }
-}
-
-/** One holder per key at a time, FIFO; the map holds only keys in use. */
-class KeyedMutex {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async acquire(key: string): Promise<() => void> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => mine);
-    this.tails.set(key, tail);
-    await previous;
-    return () => {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    };
-  }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

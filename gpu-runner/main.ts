@@ -50,7 +50,7 @@ import { DEFAULT_START_FAILURE_LIMIT, DEFAULT_START_FAILURE_WINDOW_MINUTES, Star
 import { TaskProtection } from './aws/task-protection.ts';
 import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
 import { type EngineFactoryRef, SamplerPool } from './sampler-thread.ts';
-import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from './webhook-dispatcher.ts';
+import { DEFAULT_RETRY_SCHEDULE, WebhookDispatcher } from '../webhooks/dispatcher.ts';
 import { WorkerLoop } from './worker-loop.ts';
 
 export type RunnerMode = 'single-node' | 'aws';

@@ -8,7 +8,7 @@
  */
 import type { JobRepository, StoredPreview, StoredPreviewFrame } from '../shared/job-repository.ts';
 import type { PreviewFrame } from './engine/types.ts';
-import { type Logger, errorFields } from './logger.ts';
+import { type Logger, errorFields } from '../shared/logger.ts';
 
 export interface PreviewWriterOptions {
   repo: JobRepository;

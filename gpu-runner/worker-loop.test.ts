@@ -11,7 +11,7 @@ import { JobRepository, type StoredRequest } from '../shared/job-repository.ts';
 import type { JobQueue } from '../shared/ports/queue.ts';
 import { StorageFullError } from '../shared/ports/store.ts';
 import { EngineInputError, type Engine, type EngineResult, type GenerateOptions } from './engine/types.ts';
-import { silentLogger } from './logger.ts';
+import { silentLogger } from '../shared/logger.ts';
 import { WorkerLoop, type WorkerLoopOptions } from './worker-loop.ts';
 
 /**

@@ -8,7 +8,7 @@ export const JOB_VISIBILITY_TIMEOUT_SECONDS = 120;
 export const JOB_MAX_RECEIVE_COUNT = 3;
 /**
  * Receives of one webhook message before SQS dead-letters it. The dispatcher
- * (gpu-runner/webhook-dispatcher.ts) makes 8 attempts by default, releasing the message with a
+ * (webhooks/dispatcher.ts) makes 8 attempts by default, releasing the message with a
  * delay between them, and gives up on its own; each attempt is one receive. Early wake-ups
  * and lost leases add receives, so the redrive sits well above the schedule: it only catches
  * messages that crash the dispatcher every time.

@@ -2,7 +2,7 @@
  * Queues: jobs for the GPU runners and the webhook outbox, each with its own dead-letter queue.
  *
  * Job lease (visibility timeout): 120 s. The runner extends its lease on a heartbeat while a
- * job runs, every half lease (gpu-runner/worker-loop.ts), so a job never has to fit in the
+ * job runs, every half lease (gpu-runner/job-lease.ts), so a job never has to fit in the
  * timeout; the timeout only has to exceed the longest gap between two extensions. That gap is
  * the 60 s heartbeat interval plus whatever delays one beat: the sampler runs in worker
  * threads, so a UNet step (well under a second on a GPU, seconds on a CPU fallback) only

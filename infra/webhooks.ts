@@ -1,5 +1,5 @@
 /**
- * Webhook delivery: a Lambda subscribed to WebhookQueue (gpu-runner/webhook-lambda.ts), so a
+ * Webhook delivery: a Lambda subscribed to WebhookQueue (webhooks/lambda.ts), so a
  * webhook, and every retry of it, goes out when it is due, also while the GPU fleet is at zero.
  * Runner tasks only enqueue (infra/iam.ts): one consumer, one holder of the signing secret.
  *
@@ -17,7 +17,7 @@ import { all, type Input } from '@pulumi/pulumi';
 import { toSstPermissions, webhookDeliveryPolicy } from './iam.ts';
 import { WEBHOOK_VISIBILITY_TIMEOUT_SECONDS } from './queues.ts';
 
-export const WEBHOOK_HANDLER = 'gpu-runner/webhook-lambda.handler';
+export const WEBHOOK_HANDLER = 'webhooks/lambda.handler';
 /**
  * Per invocation: up to 10 deliveries at once, each bounded by the dispatcher's 10 s HTTP
  * timeout, plus S3 reads and writes. The handler stops waiting 2 s before this.

@@ -27,6 +27,6 @@ describe('the presets embedded in the playground page', () => {
     const page = (await buildUiAssets()).files['/']!.body;
     const m = /<script type="application\/json" id="examples">(.*?)<\/script>/s.exec(page);
     expect(m).not.toBeNull();
-    expect((JSON.parse(m![1]!) as { name: string }[]).map((p) => p.name)).toEqual(['single', 'base-layout', 'base-layout-style']);
+    expect((JSON.parse(m![1]!) as { name: string }[]).map((p) => p.name)).toEqual(['single', 'base-layout', 'base-layout-style', 'layout-caption-style']);
   });
 });

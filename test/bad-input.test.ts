@@ -136,6 +136,9 @@ describe('bad requests name the field and what is allowed', () => {
     await expect(engine.generate({ ...spec, models: [{ ...spec.models[0]!, id: 'nope' }] })).rejects.toMatchObject({ name: 'EngineInputError', field: 'models[0].id' });
     await expect(engine.generate({ ...spec, sampler: { ...spec.sampler, width: 30 } })).rejects.toBeInstanceOf(EngineInputError);
     await expect(engine.generate({ ...spec, aggregation: { ...spec.aggregation, window: [1, 25] } })).rejects.toMatchObject({ field: 'aggregation.window' });
+    // a per-step schedule with a row short of the window's three steps, or of the two models
+    await expect(engine.generate({ ...spec, aggregation: { ...spec.aggregation, schedule: { weights: [[0.5, 0.5], [0.5, 0.5]] } } })).rejects.toMatchObject({ field: 'aggregation.schedule.weights' });
+    await expect(engine.generate({ ...spec, aggregation: { ...spec.aggregation, schedule: { p: [[1, 1], [1], [1, 1]] } } })).rejects.toMatchObject({ field: 'aggregation.schedule.p' });
     const style = { ...spec.models[1]!, id: 'shapes-style', grounding: [], reference_image: { data: Buffer.from('not an image').toString('base64'), scale: 0.8 } };
     await expect(engine.generate({ ...spec, models: [spec.models[0]!, style] })).rejects.toMatchObject({ field: 'models[1].reference_image', message: expect.stringMatching(/not a PNG or JPEG/) });
   });

@@ -114,6 +114,22 @@ describe('amdm submit', () => {
   });
 });
 
+describe('amdm help', () => {
+  it('every command answers --help and -h with its own usage line, exit 0, and runs nothing', async () => {
+    for (const name of ['generate', 'tokenize', 'keys', 'aws', 'submit', 'status', 'cancel', 'list', 'usage']) {
+      for (const flag of ['--help', '-h']) {
+        const r = await amdm(name, flag);
+        expect(r.code, `${name} ${flag}`).toBe(0);
+        expect(r.out).toMatch(new RegExp(`^usage: amdm ${name} `));
+        expect(r.err).toBe('');
+      }
+    }
+    const all = await amdm('--help');
+    expect(all.code).toBe(0);
+    expect(all.out.split('\n').filter((l) => l.startsWith('  ')).length).toBe(9);
+  });
+});
+
 describe('amdm client failures: one line, exit 2 for bad input, 1 otherwise', () => {
   it('a request file the contract refuses is one line naming the field, exit 2, and nothing is sent (bin/amdm.js)', async () => {
     const file = requestFile('bad.json', { models: [{ id: 'shapes-base', role: 'base', prompt: 'x', grounding: [{ phrase: 'a', box: [0.6, 0.1, 0.2, 0.5] }] }] });

@@ -26,9 +26,9 @@
  * `hasRoom`, the early look before a body is read, at most every `minRefreshMs` per tenant and
  * instance). One gap is left open on purpose: a create that died after writing its request, and
  * whose admission was dropped after the grace, can still be accepted by a retry with the same
- * Idempotency-Key (edge/jobs-service.ts finishes an abandoned acceptance); that job then runs
+ * Idempotency-Key (edge/idempotency.ts finishes an abandoned acceptance); that job then runs
  * outside the count, one over the cap while it runs (closing that would put an admission into
- * the replay path of edge/jobs-service.ts, for a create that died ten minutes earlier).
+ * the replay path of edge/idempotency.ts, for a create that died ten minutes earlier).
  *
  * The item carries a TTL (`expires_at`) moved forward by every admission, past `maxJobAgeMs`:
  * DynamoDB deletes the item of a tenant idle for longer than any job can stay active, whose

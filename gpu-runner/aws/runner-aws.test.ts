@@ -196,7 +196,7 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     }, 'the job to finish', 60_000);
     expect(done.status, runner.output()).toBe('succeeded');
     expect(done.usage).toMatchObject({ images: 1, unet_evals: 20 });
-    // the usage record is written right after the terminal status (gpu-runner/worker-loop.ts)
+    // the usage record is written right after the terminal status (gpu-runner/job-aftermath.ts)
     await until(async () => (await w.store.list('tenants/acme/usage/')).keys.length === 1, 'the usage record', 10_000);
     // the runner gave the job's slot back as it finished (before the usage record)
     expect(await w.admitted()).toEqual([]);

@@ -12,7 +12,7 @@ import { S3Store } from '../../adapters/aws/s3-store.ts';
 import { SqsQueue } from '../../adapters/aws/sqs-queue.ts';
 import { JobRepository } from '../../shared/job-repository.ts';
 import { startFauxqs, type Fauxqs } from '../../test/conformance/fauxqs-server.ts';
-import { silentLogger } from '../logger.ts';
+import { silentLogger } from '../../shared/logger.ts';
 import { ModelSyncError } from './model-sync.ts';
 import {
   FAILURES_PREFIX,

@@ -31,14 +31,12 @@
  * many failures since the last start". They carry the expiry tag (adapters/aws/retention.ts).
  */
 import { DescribeServicesCommand, type ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
-import { QueueMessage, isTerminal, type Problem } from '../../shared/contract/index.ts';
-import { TENANT_RE } from '../../shared/api-keys.ts';
-import { JOB_ID_RE } from '../../shared/ids.ts';
-import { JobRepository, MAX_INV_TIME, type StoredStatus } from '../../shared/job-repository.ts';
+import { isTerminal, type Problem } from '../../shared/contract/index.ts';
+import { JobRepository, MAX_INV_TIME } from '../../shared/job-repository.ts';
 import type { JobQueue, Lease } from '../../shared/ports/queue.ts';
 import type { ObjectStore } from '../../shared/ports/store.ts';
-import { type Logger, errorFields } from '../logger.ts';
-import { type WebhookMessage, webhookEventType } from '../webhook-message.ts';
+import { type Logger, errorFields } from '../../shared/logger.ts';
+import { JobAftermath, endedStatus, jobMessageOrNull } from '../job-aftermath.ts';
 
 /** The exit code of a runner that gave up starting (EX_CONFIG, sysexits.h); infra/alerts.ts matches it. */
 export const RUNNER_GAVE_UP_EXIT_CODE = 78;
@@ -89,6 +87,7 @@ export interface StartFailureOutcome {
 export class StartFailures {
   private readonly o: Required<Omit<StartFailureOptions, 'fleet' | 'webhooks' | 'releaseSlot'>> & Pick<StartFailureOptions, 'fleet' | 'webhooks' | 'releaseSlot'>;
   private readonly repo: JobRepository;
+  private readonly aftermath: JobAftermath;
 
   constructor(options: StartFailureOptions) {
     this.o = {
@@ -105,6 +104,7 @@ export class StartFailures {
       throw new RangeError(`StartFailures: windowMinutes=${this.o.windowMinutes}; allowed: 1..1440`);
     }
     this.repo = new JobRepository(this.o.store);
+    this.aftermath = new JobAftermath({ repo: this.repo, webhookQueue: this.o.webhooks, releaseSlot: this.o.releaseSlot ?? null, logger: this.o.logger });
   }
 
   /** After a successful start: later failures count from here. Best effort (a lost record only makes giving up later). */
@@ -177,13 +177,7 @@ export class StartFailures {
 
   /** One waiting job, failed (or canceled, if it was) and acked. False when the message names no job. */
   private async failJob(lease: Lease, reason: string): Promise<boolean> {
-    let msg: QueueMessage | null = null;
-    try {
-      msg = QueueMessage.parse(JSON.parse(lease.body));
-      if (!JOB_ID_RE.test(msg.job_id) || !TENANT_RE.test(msg.tenant)) msg = null;
-    } catch {
-      msg = null;
-    }
+    const msg = jobMessageOrNull(lease.body);
     const req = msg ? await this.repo.getRequest(msg.tenant, msg.job_id) : null;
     if (!msg || !req) {
       // poison: leave it to the redrive policy and the worker loop's dead-letter handling
@@ -195,7 +189,6 @@ export class StartFailures {
       await this.o.jobs.ack(lease);
       return false;
     }
-    const now = iso(this.o.clock());
     const problem: Problem = {
       type: RUNNER_UNAVAILABLE_PROBLEM,
       title: 'The job could not run',
@@ -203,33 +196,8 @@ export class StartFailures {
       detail: `The GPU runners of this deployment cannot start (${reason}). The operator has been notified; submit the job again later.`,
     };
     // this task holds the message's lease, so it is the status's only writer (docs/architecture.md)
-    const final: StoredStatus = {
-      v: 1,
-      status: cancel ? 'canceled' : 'failed',
-      message_id: lease.messageId,
-      attempt: lease.receiveCount,
-      started_at: status?.started_at ?? null,
-      finished_at: now,
-      updated_at: now,
-      progress: status?.progress ?? null,
-      usage: null,
-      timings: status?.timings ?? { queued_ms: null, run_ms: null, onnx_ms: null, outside_onnx_ms: null },
-      error: cancel ? null : problem,
-      outputs: [],
-      webhook_enqueued: false,
-      retry: null,
-    };
-    await this.repo.putStatus(msg.tenant, msg.job_id, final);
-    await this.o.releaseSlot?.(msg.tenant, msg.job_id).catch((err: unknown) =>
-      // the admission also finds the job finished in the store
-      this.o.logger.warn("releasing the job's slot failed", { job_id: msg!.job_id, ...errorFields(err) }),
-    );
-    if (req.webhook && this.o.webhooks) {
-      const message: WebhookMessage = { v: 1, job_id: msg.job_id, tenant: msg.tenant, type: webhookEventType(final.status) };
-      await this.o.webhooks.send(JSON.stringify(message));
-      await this.repo.putStatus(msg.tenant, msg.job_id, { ...final, webhook_enqueued: true });
-    }
-    await this.o.jobs.ack(lease);
+    const final = endedStatus(status, lease, iso(this.o.clock()), cancel ? { status: 'canceled' } : { status: 'failed', error: problem });
+    await this.aftermath.finish(req, final, () => this.o.jobs.ack(lease));
     return true;
   }
 }

@@ -17,7 +17,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AGGREGATING_SCHEDULERS, type JobSpec, type JobWarning, type ModelInfo, type SpecModel } from '../../shared/contract/index.ts';
-import { aggregate, deviationMu, firstAggregatedStep, guide, inWindow, lastInfluentialStep, pullToward } from '../../shared/amdm/math.ts';
+import { aggregate, deviationMu, firstAggregatedStep, guide, inWindow, lastInfluentialStep, pullToward, scheduledAt } from '../../shared/amdm/math.ts';
 import { encodeConditions } from './conditions/index.ts';
 import { encodePng, modelToRgb } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
@@ -151,6 +151,13 @@ export class AmdmEngine implements Engine {
     if (N > 1 && !(start >= 0 && start <= end && end < steps)) {
       throw new EngineInputError(`window must satisfy 0 <= start <= end < steps (got [${start}, ${end}], steps ${steps})`, 'aggregation.window');
     }
+    const sch = spec.aggregation.schedule;
+    for (const field of ['weights', 'p'] as const) {
+      const table = sch?.[field];
+      if (table && !(N > 1 && start >= 1 && table.length === end - start + 1 && table.every((row) => row.length === N && row.every(Number.isFinite)))) {
+        throw new EngineInputError(`schedule.${field} needs ${end - start + 1} rows of ${N} finite numbers for window [${start}, ${end}] (the window starting at 1 or later)`, `aggregation.schedule.${field}`);
+      }
+    }
     const C = base.pkg.vae.latentChannels;
     const h = height / f;
     const w = width / f;
@@ -174,6 +181,7 @@ export class AmdmEngine implements Engine {
     const delta = Math.floor(base.pkg.scheduler.num_train_timesteps / steps);
     const last = lastInfluentialStep(steps, spec.aggregation.window);
     const keepAll = spec.outputs.per_model || opts.officialSchedule === true || N === 1;
+    const constants = { weights: spec.models.map((m) => m.weight), p: spec.models.map((m) => m.p) };
     const solo = spec.outputs.solo === true && N > 1;
     const fork = firstAggregatedStep(steps, spec.aggregation.window);
     const preview = opts.preview && width <= PREVIEW_MAX_SIDE && height <= PREVIEW_MAX_SIDE ? opts.preview : null;
@@ -234,12 +242,14 @@ export class AmdmEngine implements Engine {
         }
         if (N > 1 && inWindow(i, spec.aggregation.window)) {
           // 5.3 spherical aggregation, 5.4 deviation optimization from the stale mu
-          const xbar = aggregate(y as Float32Array[], spec.models.map((m) => m.weight));
+          // (the weights and p of this step: the models' own, or the schedule's if the job has one)
+          const at = scheduledAt(i, spec.aggregation.window, constants, spec.aggregation.schedule);
+          const xbar = aggregate(y as Float32Array[], at.weights);
           const s = t + delta;
           if (s >= base.pkg.scheduler.num_train_timesteps) throw new Error(`deviation step needs timestep ${s}, outside the schedule`);
           const alphaS = scheduler.schedule.alphas[s]!;
           const alphaBarS = scheduler.schedule.alphasCumprod[s]!;
-          x = models.map((_, k) => pullToward(xbar, deviationMu(x[k]!, epsPrev[k]!, alphaS, alphaBarS), spec.models[k]!.p, spec.aggregation.clamp));
+          x = models.map((_, k) => pullToward(xbar, deviationMu(x[k]!, epsPrev[k]!, alphaS, alphaBarS), at.p[k]!, spec.aggregation.clamp));
         } else {
           x = y; // models that stopped after the window stay null
         }

@@ -32,8 +32,8 @@ function reload(spec: JobSpec) {
 }
 
 describe('presets: the example files load into the form', () => {
-  it('finds the three examples', () => {
-    expect(EXAMPLES.map((e) => e.name).sort()).toEqual(['base-layout-style.json', 'base-layout.json', 'single.json']);
+  it('finds the four examples', () => {
+    expect(EXAMPLES.map((e) => e.name).sort()).toEqual(['base-layout-style.json', 'base-layout.json', 'layout-caption-style.json', 'single.json']);
   });
 
   it.each(EXAMPLES)('$name: the form sends the example again, boxes and reference image included', ({ request }) => {

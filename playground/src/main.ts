@@ -21,7 +21,9 @@ import { auxiliaryChoices, variantOf } from './variants.ts';
 /** The API is the origin (and path prefix) this page was served from. */
 const API_BASE = new URL('.', location.href).href.replace(/\/$/, '');
 
-const EXAMPLE_PROMPTS = { base: 'a red circle and a blue square', auxiliary: 'a circle and a square' };
+/** The caption-only model is the one that learned color words; the others never saw one. */
+const EXAMPLE_PROMPTS = { caption: 'a red circle and a blue square', conditioned: 'a circle and a square' };
+const captionOnly = (m: ModelInfo) => !m.conditions.grounding && !m.conditions.reference_image;
 
 /** examples/*.json, embedded in the page by playground/build.ts */
 const PRESETS = JSON.parse(byId<HTMLScriptElement>('examples').textContent || '[]') as { name: string; request: JobRequestInput }[];
@@ -146,8 +148,11 @@ async function loadModels(): Promise<void> {
   errors.clear();
   els.modelsStatus.textContent = `${catalog.length} model${catalog.length === 1 ? '' : 's'} installed.`;
   if (!catalog.some((m) => m.id === baseId)) {
-    // a caption-only original makes the natural base; the auxiliaries add layout or style
-    baseId = (catalog.find((m) => !m.conditions.grounding && !m.conditions.reference_image && !variantOf(m, catalog)) ?? catalog[0])?.id ?? '';
+    // the grounding model makes the best base: any other base re-decides the positions
+    // until the last steps, while the grounding model keeps its boxes and takes the colors
+    // and the background from the auxiliaries (docs/control-table.md); originals before variants
+    const original = (m: ModelInfo) => !variantOf(m, catalog);
+    baseId = (catalog.find((m) => m.conditions.grounding && original(m)) ?? catalog.find((m) => captionOnly(m) && original(m)) ?? catalog[0])?.id ?? '';
     auxIds.length = 0;
   }
   renderPicker();
@@ -193,7 +198,7 @@ function entry(id: string, role: 'base' | 'auxiliary'): ModelEntry {
       form: {
         id,
         role,
-        prompt: EXAMPLE_PROMPTS[role],
+        prompt: captionOnly(info) ? EXAMPLE_PROMPTS.caption : EXAMPLE_PROMPTS.conditioned,
         negativePrompt: '',
         guidance: '',
         p: '',

@@ -75,6 +75,30 @@ export function officialP(role: 'base' | 'auxiliary', latent: { channels: number
   return (role === 'base' ? OFFICIAL.pBase : OFFICIAL.pAux) * (latentNorm / OFFICIAL.latentNorm);
 }
 
+/**
+ * The documented extension (off by default; not in the paper): per-step weights and p
+ * inside the window, entry j for step start + j, one value per model (base first). Weights
+ * in a schedule are used as given, not normalized: once the pull has merged the models'
+ * latents they are no longer independent, and unit-L2 weights then inflate the aggregate's
+ * norm by up to Σw at every step (docs/control-table.md), so a schedule may, for example,
+ * use unit-L2 weights at the window's first step and weights summing to 1 after it.
+ */
+export interface StepSchedule {
+  weights?: readonly (readonly number[])[];
+  p?: readonly (readonly number[])[];
+}
+
+/** The weights and p of window step i: the schedule's entry if it has one, else the constants. */
+export function scheduledAt(
+  i: number,
+  window: readonly [number, number],
+  constant: { weights: readonly number[]; p: readonly number[] },
+  schedule?: StepSchedule,
+): { weights: readonly number[]; p: readonly number[] } {
+  const j = i - window[0];
+  return { weights: schedule?.weights?.[j] ?? constant.weights, p: schedule?.p?.[j] ?? constant.p };
+}
+
 /** Is step i (0-based) inside the inclusive deviation window? Step 0 never is. */
 export function inWindow(i: number, window: readonly [number, number]): boolean {
   return i > 0 && window[0] <= i && i <= window[1];

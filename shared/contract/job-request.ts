@@ -128,6 +128,19 @@ export const ModelSpec = z
   .strict()
   .meta({ id: 'ModelSpec' });
 
+/**
+ * The per-step extension (not in the paper; absent = the official algorithm): weights and
+ * p for every step of the window, one row per step (row j is step start + j), one value per
+ * model in the order of `models`. Weights here are used as given, not normalized.
+ */
+export const AggregationSchedule = z
+  .object({
+    weights: z.array(z.array(finite().min(0)).min(1).max(LIMITS.maxModels)).min(1).max(LIMITS.maxSteps).optional(),
+    p: z.array(z.array(finite().min(0).max(1e4)).min(1).max(LIMITS.maxModels)).min(1).max(LIMITS.maxSteps).optional(),
+  })
+  .strict()
+  .meta({ id: 'AggregationSchedule' });
+
 export const Aggregation = z
   .object({
     /** official parameterization: omega for two models; omega and omega2 (ω1, ω2) for three */
@@ -140,6 +153,8 @@ export const Aggregation = z
       .default([1, 3]),
     /** stop the pull at mu instead of overshooting it (the official code overshoots) */
     clamp: z.boolean().default(false),
+    /** per-step weights and p inside the window (an extension, off by default) */
+    schedule: AggregationSchedule.optional(),
   })
   .strict()
   .meta({ id: 'Aggregation' });
@@ -229,6 +244,30 @@ export const JobRequest = z
     // on the default window it never asked for
     if (n > 1 && end >= r.sampler.steps) {
       ctx.addIssue({ code: 'custom', path: ['aggregation', 'window'], message: `window must lie in [0, steps) = [0, ${r.sampler.steps})` });
+    }
+    const sch = r.aggregation.schedule;
+    if (sch) {
+      const [start] = r.aggregation.window;
+      const rows = end - start + 1;
+      if (n === 1) ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule'], message: 'a schedule applies to two or more models' });
+      else if (start < 1) ctx.addIssue({ code: 'custom', path: ['aggregation', 'window'], message: 'with a schedule the window must start at step 1 or later (step 0 is never aggregated)' });
+      for (const field of ['weights', 'p'] as const) {
+        const table = sch[field];
+        if (!table || n === 1 || start < 1) continue;
+        if (table.length !== rows) {
+          ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule', field], message: `needs one row per window step: ${rows} rows for window [${start}, ${end}] (got ${table.length})` });
+        }
+        table.forEach((row, j) => {
+          if (row.length !== n) ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule', field, j], message: `needs one value per model: ${n} (got ${row.length})` });
+          else if (field === 'weights' && row.every((v) => v === 0)) ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule', field, j], message: 'weights must not all be zero' });
+        });
+      }
+      if (sch.weights && (withWeight > 0 || r.aggregation.omega !== undefined || r.aggregation.omega2 !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule', 'weights'], message: 'give either schedule.weights or the weights (omega, or weight on every model), not both' });
+      }
+      if (sch.p && r.models.some((m) => m.p !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['aggregation', 'schedule', 'p'], message: 'give either schedule.p or p on the models, not both' });
+      }
     }
     if (n > 1 && !SCHEDULERS[r.sampler.scheduler].vpLatents) {
       const allowed = AGGREGATING_SCHEDULERS.map((s) => `"${s}"`).join(' or ');

@@ -54,7 +54,15 @@ export const JobSpec = z
       window: z.tuple([z.number().int(), z.number().int()]),
       clamp: z.boolean(),
       /** where the weights came from, for the record */
-      weights: z.enum(['single', 'official', 'explicit', 'equal']),
+      weights: z.enum(['single', 'official', 'explicit', 'equal', 'schedule']),
+      /**
+       * The per-step extension (shared/amdm/math.ts StepSchedule): weights and p per window
+       * step, one per model in this spec's order (base first), used as given. Absent: the
+       * official behaviour, the models' own weight and p at every step.
+       */
+      schedule: z
+        .object({ weights: z.array(z.array(z.number())).optional(), p: z.array(z.array(z.number())).optional() })
+        .optional(),
     }),
     sampler: z.object({
       steps: z.number().int(),
@@ -185,6 +193,10 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
   if (n === 1) {
     weights = [1];
     source = 'single';
+  } else if (req.aggregation.schedule?.weights) {
+    // the schedule's weights rule every step that aggregates; the first step's stand for the record
+    weights = order.map((i) => req.aggregation.schedule!.weights![0]![i]!);
+    source = 'schedule';
   } else if (req.models[0]!.weight !== undefined) {
     weights = unitNormWeights(order.map((i) => req.models[i]!.weight!));
     source = 'explicit';
@@ -238,10 +250,14 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
           : { data: m.reference_image.data, scale: m.reference_image.scale }
         : null,
       weight: weights[k]!,
-      p: m.p ?? officialP(k === 0 ? 'base' : 'auxiliary', latent),
+      p: req.aggregation.schedule?.p?.[0]?.[i] ?? m.p ?? officialP(k === 0 ? 'base' : 'auxiliary', latent),
       request_index: i,
     };
   });
+  // schedule rows follow the request's model order; the spec's is base first
+  const sch = req.aggregation.schedule;
+  const reorder = (rows: number[][] | undefined) => rows?.map((row) => order.map((i) => row[i]!));
+  const schedule = n > 1 && sch && (sch.weights || sch.p) ? { ...(sch.weights ? { weights: reorder(sch.weights) } : {}), ...(sch.p ? { p: reorder(sch.p) } : {}) } : undefined;
 
   const steps = req.sampler.steps;
   const window = req.aggregation.window;
@@ -251,7 +267,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
     ok: true,
     spec: {
       models,
-      aggregation: { window, clamp: req.aggregation.clamp, weights: source },
+      aggregation: { window, clamp: req.aggregation.clamp, weights: source, ...(schedule ? { schedule } : {}) },
       sampler: {
         steps,
         seed: req.sampler.seed ?? opts.randomSeed(),

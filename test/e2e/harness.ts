@@ -12,7 +12,7 @@
  *   gpu-runner/main.ts (S3 store with retention tags, SQS jobs/DLQ/webhooks, releases into
  *   the counters table), which first copies the models from s3://BUCKET/models/ into a cache,
  *   verified by checksum. Webhooks are left in their queue: on AWS the webhook Lambda delivers
- *   them (gpu-runner/webhook-lambda.test.ts).
+ *   them (webhooks/lambda.test.ts).
  *
  * By default the real AMDM engine with the built-in models (or AMDM_MODELS_DIR); `engine`
  * swaps in another Engine module.

@@ -132,7 +132,7 @@ describe('npm start', () => {
       return ['succeeded', 'failed', 'canceled'].includes(r.status) ? r : null;
     }, 'the job to complete after the restart', 60_000);
     expect(done.status, second.output()).toBe('succeeded');
-    // the runner writes the usage record just after the terminal status (gpu-runner/worker-loop.ts)
+    // the runner writes the usage record just after the terminal status (gpu-runner/job-aftermath.ts)
     const usage = await until(async () => {
       const u = (await (await api('/v1/usage')).json()) as { total: { jobs: number; unet_evals: number } };
       return u.total.jobs > 0 ? u : null;

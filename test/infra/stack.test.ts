@@ -571,9 +571,9 @@ describe('webhook delivery', () => {
     expect(() => component('sst:aws:QueueLambdaSubscriber', 'JobQueueSubscriber')).toThrow(/found 0/);
   });
 
-  it('runs gpu-runner/webhook-lambda.handler, which exists and is exported', () => {
-    expect(fn().handler).toBe('gpu-runner/webhook-lambda.handler');
-    expect(readFileSync(join(root, 'gpu-runner/webhook-lambda.ts'), 'utf8')).toMatch(/export async function handler\(/);
+  it('runs webhooks/lambda.handler, which exists and is exported', () => {
+    expect(fn().handler).toBe('webhooks/lambda.handler');
+    expect(readFileSync(join(root, 'webhooks/lambda.ts'), 'utf8')).toMatch(/export async function handler\(/);
   });
 
   it('times out before the queue would hand a record to another invocation', async () => {

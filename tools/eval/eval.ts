@@ -3,9 +3,13 @@
  * the TypeScript engine on the same held-out set (tools/shapes/heldout.json), the same
  * configurations (docs/control-table.json, written by tools/shapes/table.py), the same
  * seeds (the engine's noise equals the Python side's) and the same scorer (score.ts).
- * Prints the engine's numbers beside the PyTorch reference's.
+ * Prints the engine's numbers beside the PyTorch reference's and checks that they agree:
+ * every cell within one verdict of n (1/n; a scene-level verdict flipping, e.g. from float
+ * summation order, moves a mean by 1/n). Exits 1 if a row does not agree.
  *
- *   npm run eval -- [--limit N] [--threads T] [--out FILE.json]
+ *   npm run eval -- [--limit N] [--threads T] [--out FILE.json] [--rows TEXT]
+ *
+ * --rows TEXT (repeatable): only the rows whose name contains one of the TEXTs (e.g. "base choice").
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +20,7 @@ import { createEngine } from '../../gpu-runner/engine/index.ts';
 import { planesFromRgb, score, type Scene } from './score.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const { values } = parseArgs({ options: { limit: { type: 'string' }, threads: { type: 'string', default: '1' }, out: { type: 'string' } } });
+const { values } = parseArgs({ options: { limit: { type: 'string' }, threads: { type: 'string', default: '1' }, out: { type: 'string' }, rows: { type: 'string', multiple: true } } });
 
 interface Item {
   seed: number;
@@ -28,7 +32,7 @@ interface Item {
 }
 interface Row {
   row: string;
-  config: { kinds: string[]; steps: number; weights: number[]; p: number[]; window: [number, number]; clamp?: boolean };
+  config: { kinds: string[]; steps: number; weights: number[]; p: number[]; window: [number, number]; clamp?: boolean; schedule?: { weights?: number[][]; p?: number[][] } };
   [metric: string]: unknown;
 }
 
@@ -52,7 +56,12 @@ function specFor(row: Row, it: Item): JobSpec {
   }));
   return {
     models,
-    aggregation: { window: c.window, clamp: c.clamp ?? false, weights: c.kinds.length === 1 ? 'single' : 'explicit' },
+    aggregation: {
+      window: c.window,
+      clamp: c.clamp ?? false,
+      weights: c.kinds.length === 1 ? 'single' : c.schedule ? 'schedule' : 'explicit',
+      ...(c.schedule ? { schedule: c.schedule } : {}),
+    },
     sampler: { steps: c.steps, seed: it.seed, width: 32, height: 32, scheduler: 'ddim', eta: 0 },
     outputs: { images: 1, per_model: false, latents: false },
     estimate: { unet_evals: 0 },
@@ -65,7 +74,13 @@ const results: Record<string, unknown>[] = [];
 console.log(`${items.length} held-out combinations; engine vs PyTorch reference (docs/control-table.json)`);
 console.log(`| row | ${METRICS.join(' | ')} |`);
 console.log(`| --- |${' --- |'.repeat(METRICS.length)}`);
-for (const row of table.rows) {
+const rows = table.rows.filter((r) => !values.rows || values.rows.some((text) => r.row.includes(text)));
+if (rows.length === 0) throw new Error(`no row of docs/control-table.json contains ${values.rows?.map((t) => `"${t}"`).join(' or ')}`);
+// the reference's numbers are over the whole held-out set: compare only when scoring all of it
+const compare = items.length === heldout.items.length;
+const tolerance = 1 / items.length + 1e-9;
+const disagree: string[] = [];
+for (const row of rows) {
   const sums = Object.fromEntries(METRICS.map((m) => [m, 0])) as Record<(typeof METRICS)[number], number>;
   for (const it of items) {
     const res = await engine.generate(specFor(row, it));
@@ -74,10 +89,17 @@ for (const row of table.rows) {
     for (const m of METRICS) sums[m] += s[m];
   }
   const means = Object.fromEntries(METRICS.map((m) => [m, sums[m] / items.length]));
-  results.push({ row: row.row, ...means });
+  const diff = Math.max(...METRICS.map((m) => Math.abs((means[m] as number) - (row[m] as number))));
+  results.push({ row: row.row, ...means, max_abs_diff_vs_reference: diff });
   const cell = (m: string) => `${(means[m] as number).toFixed(3)} (ref ${(row[m] as number).toFixed(3)})`;
-  console.log(`| ${row.row} | ${METRICS.map(cell).join(' | ')} |`);
+  console.log(`| ${row.row} | ${METRICS.map(cell).join(' | ')} |${compare ? ` max diff ${diff.toFixed(4)}` : ''}`);
+  if (compare && diff > tolerance) disagree.push(`${row.row}: max diff ${diff.toFixed(4)} > 1/${items.length}`);
 }
 await engine.dispose();
 console.log(`done in ${((performance.now() - t0) / 60000).toFixed(1)} min`);
 if (values.out) writeFileSync(values.out, JSON.stringify({ n: items.length, rows: results }, null, 2));
+if (!compare) console.log(`(a subset of ${items.length}: not compared with the reference's means over ${heldout.items.length})`);
+else if (disagree.length > 0) {
+  console.error(`engine and reference disagree on ${disagree.length} row(s):\n  ${disagree.join('\n  ')}`);
+  process.exitCode = 1;
+} else console.log(`engine and reference agree on all ${rows.length} rows (every cell within 1/${items.length})`);

@@ -63,10 +63,23 @@ def configs():
     ]
 
 
+def schedule_configs():
+    """The per-step extension (off by default): the layout model as the base, unit-L2 weights
+    at the window's first step and weights summing to 1 after it, and p halved after the
+    first step, so both the weight and the p path of the schedule are exercised."""
+    raw = [0.5, 1.0, 0.75]
+    l2 = [v / float(np.sqrt(sum(r * r for r in raw))) for v in raw]
+    s1 = [v / sum(raw) for v in raw]
+    p0 = [45 / S, 40 / S, 35 / S]
+    sched = {"weights": [l2, s1, s1, s1], "p": [p0] + [[v / 2 for v in p0]] * 3}
+    return [("layout-base-style-schedule", ["layout", "base", "style"], l2, p0, (1, 4), 10, False, sched)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures", "amdm"))
     ap.add_argument("--models", default=os.path.join(REPO, "models"))
+    ap.add_argument("--only", nargs="*", help="write only these fixtures (and add them to index.json), leaving the others untouched")
     a = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(a.out, exist_ok=True)
@@ -74,7 +87,10 @@ def main():
     inputs = scene_inputs()
     seed = 20261126
     index = []
-    for name, kinds, weights, p, window, steps, clamp in configs():
+    for name, kinds, weights, p, window, steps, clamp, *rest in configs() + schedule_configs():
+        schedule = rest[0] if rest else None
+        if a.only is not None and name not in a.only:
+            continue
         items = []
         for k in kinds:
             it = {"prompt": inputs[k]["prompt"], "negative_prompt": inputs[k]["negative_prompt"]}
@@ -88,7 +104,7 @@ def main():
         models = [fam.conditioned(k, [it], 7.5) for k, it in zip(kinds, items)]
         noises = [latent_noise(seed, 0, m, (1, 4, 8, 8)) for m in range(len(kinds))]
         record = sorted({0, window[1], steps - 1})
-        final, recorded = amdm(models, noises, weights, p, window, steps, clamp=clamp, record=record)
+        final, recorded = amdm(models, noises, weights, p, window, steps, clamp=clamp, record=record, schedule=schedule)
         images = [fam.decode(f)[0] for f in final]
 
         tensors, blob = {}, []
@@ -119,7 +135,9 @@ def main():
                 "weight": float(weights[m]), "p": float(p[m]),
             } for m, k in enumerate(kinds)],
             "aggregation": {"window": list(window), "clamp": clamp,
-                            "weights": "single" if len(kinds) == 1 else ("explicit" if name.endswith("explicit-weights") else "official")},
+                            "weights": "single" if len(kinds) == 1 else ("explicit" if name.endswith("explicit-weights")
+                                                                          else "schedule" if schedule else "official"),
+                            **({"schedule": schedule} if schedule else {})},
             "sampler": {"steps": steps, "seed": seed, "width": world.SIZE, "height": world.SIZE, "scheduler": "ddim", "eta": 0.0},
             "outputs": {"images": 1, "per_model": True, "latents": False},
             "estimate": {"unet_evals": len(kinds) * steps},
@@ -140,7 +158,12 @@ def main():
             f.write(b"".join(blob))
         index.append(name)
         print("fixture", name, "final base norm", float(final[0].norm()))
-    with open(os.path.join(a.out, "index.json"), "w") as f:
+    path = os.path.join(a.out, "index.json")
+    if a.only is not None and os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+        index = existing + [n for n in index if n not in existing]
+    with open(path, "w") as f:
         json.dump(index, f, indent=1)
         f.write("\n")
 

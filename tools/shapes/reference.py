@@ -80,13 +80,29 @@ def official_weights(n, omega=None, omega1=None, omega2=None):
     raise ValueError("the official parameterization covers 1 to 3 models")
 
 
-def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), eta=0.0, generator=None, draw_order=None):
+def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), base_only_after_window=False,
+         observe=None, schedule=None, eta=0.0, generator=None, draw_order=None):
     """models[0] is the base. noises: one [B,4,h,w] tensor per model. window: (start, end)
     inclusive. Every model runs every step (the official schedule). Returns the final
     latent of every model and the base latent after each step listed in `record`.
     The deviation norm is taken over each sample's whole latent, as the official code
-    does for its single sample. With eta > 0 every step draws each model's variance noise
-    from `generator`, models in `draw_order` (indices into models; default their order)."""
+    does for its single sample.
+
+    eta > 0: every step draws each running model's variance noise from `generator`, models in
+    `draw_order` (indices into models; default their order); after the window with
+    base_only_after_window, the base's alone.
+
+    base_only_after_window: stop the auxiliaries once the window has ended, as the engine
+    does; the base latent is bit-identical (its arithmetic never reads theirs after the
+    window) and the table's grid runs several times faster. The auxiliaries' returned
+    latents are then those at the window's end.
+    observe(i, t, eps, y, xbar, mu, x): called after every step, for measurements
+    (analysis.py); mu is None outside the window, and only the base's eps is given after it
+    when the auxiliaries have stopped.
+
+    schedule: the documented extension (off by default), per-step weights and p inside the
+    window: {"weights": [[w_k] per window step] or None, "p": [[p_k] per window step] or
+    None}, entry j for step start + j. Weights in a schedule are used as given."""
     sched = DDIMSchedule()
     timesteps, ratio = sched.timesteps(steps)
     x = [n.clone() for n in noises]
@@ -94,6 +110,17 @@ def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), eta=
     recorded = {}
     start, end = window
     for i, t in enumerate(timesteps):
+        if base_only_after_window and len(models) > 1 and i > end:
+            eps = models[0].eps(x[0], t)
+            if eta == 0:
+                x = [sched.step(eps, t, x[0], ratio)[0]] + x[1:]
+            else:
+                x = [sched.step(eps, t, x[0], ratio, eta, torch.randn(x[0].shape, generator=generator))[0]] + x[1:]
+            if observe:
+                observe(i, t, [eps], None, None, None, x)
+            if i in record:
+                recorded[i] = x[0].clone()
+            continue
         # 1. guided noise prediction of every model at its own latent
         eps = [m.eps(xk, t) for m, xk in zip(models, x)]
         # 2. DDIM step of every model
@@ -104,23 +131,31 @@ def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), eta=
             for k in (draw_order or range(len(models))):
                 z[k] = torch.randn(x[k].shape, generator=generator)
             y = [sched.step(e, t, xk, ratio, eta, zk)[0] for e, xk, zk in zip(eps, x, z)]
+        inside = len(models) > 1 and i > 0 and start <= i <= end
+        w_i, p_i = weights, p
+        if inside and schedule:
+            w_i = (schedule.get("weights") or [weights] * (i - start + 1))[i - start]
+            p_i = (schedule.get("p") or [p] * (i - start + 1))[i - start]
         # 3. spherical aggregation (computed every step, used only in the window)
-        xbar = sum(w * yk for w, yk in zip(weights, y))
+        xbar = sum(w * yk for w, yk in zip(w_i, y))
         # 4. deviation optimization toward xbar, from the stale mu of the previous step
-        if len(models) > 1 and i > 0 and start <= i <= end:
+        if inside:
             s = t + ratio
             alpha_s = float(sched.alphas[s])
             abar_s = float(sched.alphas_cumprod[s])
-            new_x = []
+            new_x, mus = [], []
             for k in range(len(models)):
                 mu = (x[k] - ((1.0 - alpha_s) / math.sqrt(1.0 - abar_s)) * eps_prev[k]) / math.sqrt(alpha_s)
+                mus.append(mu)
                 d = xbar - mu
                 norm = d.flatten(1).norm(dim=1)[:, None, None, None]
-                pull = torch.clamp(norm, max=p[k]) if clamp else p[k]
+                pull = torch.clamp(norm, max=p_i[k]) if clamp else p_i[k]
                 new_x.append(xbar - pull * d / norm)
             x = new_x
         else:
-            x = y
+            x, mus = y, None
+        if observe:
+            observe(i, t, eps, y, xbar, mus, x)
         eps_prev = eps
         if i in record:
             recorded[i] = x[0].clone()

@@ -16,8 +16,8 @@
  * reported as failed too: it comes back after the queue's visibility timeout.
  */
 import { type JobQueue, type Lease, type QueueStats, type ReceiveOptions } from '../../shared/ports/queue.ts';
-import type { Logger } from '../logger.ts';
-import { WebhookDispatcher, type WebhookDispatcherOptions } from '../webhook-dispatcher.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { WebhookDispatcher, type WebhookDispatcherOptions } from '../dispatcher.ts';
 
 /** The fields of an SQS event record that delivery needs (aws-lambda's SQSRecord). */
 export interface SqsRecord {

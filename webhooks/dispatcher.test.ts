@@ -9,8 +9,8 @@ import type { JobSpec } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredStatus, type WebhookAttempt } from '../shared/job-repository.ts';
 import { addressProblem } from '../shared/webhook-url-policy.ts';
-import { silentLogger } from './logger.ts';
-import { WebhookDispatcher, type WebhookDispatcherOptions } from './webhook-dispatcher.ts';
+import { silentLogger } from '../shared/logger.ts';
+import { WebhookDispatcher, type WebhookDispatcherOptions } from './dispatcher.ts';
 
 const SECRET = `whsec_${Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')}`;
 

@@ -22,9 +22,9 @@ import { JobRepository, type UrlSigner, type WebhookAttempt } from '../shared/jo
 import { LeaseLostError, type JobQueue, type Lease } from '../shared/ports/queue.ts';
 import type { ObjectStore } from '../shared/ports/store.ts';
 import { addressProblem, webhookUrlProblem } from '../shared/webhook-url-policy.ts';
-import { type Logger, errorFields, jsonLogger } from './logger.ts';
-import { WebhookMessage } from './webhook-message.ts';
-import type { WebhookMessage as WebhookMessageType } from './webhook-message.ts';
+import { type Logger, errorFields, jsonLogger } from '../shared/logger.ts';
+import { WebhookMessage } from './message.ts';
+import type { WebhookMessage as WebhookMessageType } from './message.ts';
 
 /** Seconds to wait after attempt n fails (n = 1..): 30 s, 2 min, 10 min, 1 h, 3 h, 6 h, 12 h; then give up. */
 export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [30, 120, 600, 3600, 10_800, 21_600, 43_200];

@@ -17,7 +17,7 @@ import type { JobSpec } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { startFauxqs, type Fauxqs } from '../test/conformance/fauxqs-server.ts';
-import type { BatchResponse, SqsEvent } from './aws/webhook-batch.ts';
+import type { BatchResponse, SqsEvent } from './aws/lambda-batch.ts';
 
 const SECRET = `whsec_${Buffer.from('webhook-lambda-test-secret-0123').toString('base64')}`;
 
@@ -66,7 +66,7 @@ beforeAll(async () => {
     AMDM_WEBHOOK_RETRY_SCHEDULE: '1,1',
     AMDM_ALLOW_PRIVATE_WEBHOOKS: '1',
   });
-  ({ handler } = await import('./webhook-lambda.ts'));
+  ({ handler } = await import('./lambda.ts'));
   repo = new JobRepository(new S3Store({ client: fauxqs.s3, bucket }));
   webhooks = new SqsQueue({ client: fauxqs.sqs, queueUrl });
 });
