@@ -16,9 +16,13 @@
  *   npm run models:fullsize -- [--stage convert,generate] [--fp16] [--sizes 512,256]
  *       [--models 3] [--dir tools/convert/.fullsize] [--no-check | --check sd15,...] [--no-arena]
  *
+ * --no-arena turns onnxruntime's CPU memory arena off for generate, serve and bench (recorded
+ * apart, as fp32-noarena): three fp32 models at 512×512 fit in 24 GiB only so (17.8 GiB peak
+ * measured; with the arena on the run passed 20.9 GiB and was stopped).
+ *
  * --check IDS runs the converter's per-component check (torch against onnxruntime) only for
  * those packages and converts the others with --no-check: the check of the ViT-H/14 image
- * encoder alone takes about 14 minutes on two cores.
+ * encoder is the slowest part of a conversion on two cores.
  *
  * Every step runs as a child process whose whole process tree is sampled every 0.5 s for
  * its resident size; wall time, peak RSS and what the step printed go to DIR/logs/ and
