@@ -6,7 +6,7 @@
  * linux-x64 needs fails here, in CI, though the image itself is never built.
  */
 import { describe, expect, it } from 'vitest';
-import { checkRunnerApp } from '../../tools/runner-app-check.ts';
+import { checkRunnerApp } from '../tools/runner-app-check.ts';
 
 describe('the runner image\'s application layer', () => {
   it('installs, prunes, copies and starts as the Dockerfile says, and takes a job to its image', async () => {
