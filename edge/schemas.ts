@@ -87,7 +87,7 @@ export const EXAMPLE_JOB = {
   finished_at: '2025-01-01T12:00:02.900Z',
   spec: {
     models: [
-      { id: 'shapes-base', role: 'base', prompt: 'a red circle above a blue square', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 0.5, p: 55 },
+      { id: 'shapes-base', role: 'base', prompt: 'a red circle above a blue square', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 0.5, p: 55, request_index: 0 },
       {
         id: 'shapes-layout',
         role: 'auxiliary',
@@ -101,10 +101,11 @@ export const EXAMPLE_JOB = {
         reference_image: null,
         weight: 0.866,
         p: 45,
+        request_index: 1,
       },
     ],
     aggregation: { window: [1, 3], clamp: false, weights: 'official' },
-    sampler: { steps: 20, seed: 42, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
+    sampler: { steps: 20, seed: 42, width: 64, height: 64, scheduler: 'ddim', eta: 0, noise: 'amdm' },
     outputs: { images: 1, per_model: false, latents: false },
     estimate: { unet_evals: 24 },
   },

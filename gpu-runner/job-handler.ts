@@ -224,7 +224,16 @@ export class JobHandler {
         timings: { queued_ms: startedAt - createdMs, run_ms: runMs, onnx_ms: round(result.timings.onnxMs), outside_onnx_ms: round(result.timings.outsideOnnxMs) },
         outputs,
       });
-      this.o.logger.info('succeeded', { ...ctx, run_ms: runMs, unet_evals: result.unetEvals });
+      const t = result.timings;
+      this.o.logger.info('succeeded', {
+        ...ctx,
+        run_ms: runMs,
+        unet_evals: result.unetEvals,
+        load_ms: round(t.loadMs),
+        sampling_ms: round(t.totalMs),
+        onnx_ms: round(t.onnxMs),
+        ...(t.unetMs !== undefined ? { unet_ms: round(t.unetMs) } : {}),
+      });
     } catch (err) {
       watch.stop();
       if (lease.detached) return; // released by shutdown or lease lost: someone else owns the job now

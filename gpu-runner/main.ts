@@ -23,7 +23,7 @@
  * RUNNER_GRACE_SECONDS, RUNNER_JOB_TIMEOUT_SECONDS, RUNNER_RETRY_BASE_SECONDS and
  * RUNNER_RETRY_MAX_SECONDS (backoff of a failed attempt; 10 and 600),
  * AMDM_MAX_RECEIVES, AMDM_ALLOW_PRIVATE_WEBHOOKS=1, AMDM_WEBHOOK_RETRY_SCHEDULE (seconds,
- * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, AMDM_ENGINE_MODULE and
+ * comma-separated), ORT_PROVIDER, ORT_INTRA_OP_THREADS, ORT_CPU_MEM_ARENA (0: arena off), AMDM_ENGINE_MODULE and
  * AMDM_ENGINE_OPTIONS (JSON) to host another Engine implementation (tests, experiments),
  * plus the secrets of single-node/data-dir.ts; on AWS also ECS_AGENT_URI and
  * ECS_CONTAINER_METADATA_URI_V4 (set by ECS), AMDM_START_FAILURE_LIMIT and
@@ -75,6 +75,8 @@ export interface RunnerConfig {
   webhookRetrySchedule: readonly number[];
   provider: 'auto' | 'cpu' | 'cuda';
   intraOpNumThreads?: number;
+  /** ORT_CPU_MEM_ARENA=0: onnxruntime's CPU arena off (gpu-runner/engine/onnx.ts) */
+  cpuMemArena?: boolean;
   /** load every model before taking the first job */
   warmUp: boolean;
   /** the module that builds the engine in each sampler thread; default the AMDM engine */
@@ -127,6 +129,8 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
   const provider = (env.ORT_PROVIDER ?? 'cpu') as RunnerConfig['provider'];
   if (!['auto', 'cpu', 'cuda'].includes(provider)) throw new Error(`ORT_PROVIDER must be auto, cpu or cuda (got ${JSON.stringify(env.ORT_PROVIDER)})`);
   const threads = env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 1, 1, 256) : undefined;
+  const arena = env.ORT_CPU_MEM_ARENA;
+  if (arena !== undefined && arena !== '' && arena !== '0' && arena !== '1') throw new Error(`ORT_CPU_MEM_ARENA must be 0 or 1 (got ${JSON.stringify(arena)})`);
   const mode = (env.AMDM_MODE || 'single-node') as RunnerMode;
   if (mode !== 'single-node' && mode !== 'aws') throw new Error(`AMDM_MODE must be single-node or aws (got ${JSON.stringify(env.AMDM_MODE)})`);
   return {
@@ -144,6 +148,7 @@ export function runnerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Runne
     webhookRetrySchedule: schedule,
     provider,
     ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
+    ...(arena === '0' ? { cpuMemArena: false } : {}),
     warmUp: env.RUNNER_WARM_UP !== '0',
     ...(env.AMDM_ENGINE_MODULE ? { engine: { module: env.AMDM_ENGINE_MODULE, options: parseJsonEnv(env, 'AMDM_ENGINE_OPTIONS') } } : {}),
     livenessFile: env.AMDM_LIVENESS_FILE || null,
@@ -296,7 +301,12 @@ export async function startRunner(
     engine: config.engine ?? {
       module: new URL('./engine/index.ts', import.meta.url).href,
       export: 'createEngine',
-      options: { modelsDirs: config.modelsDirs, provider: config.provider, ...(config.intraOpNumThreads ? { intraOpNumThreads: config.intraOpNumThreads } : {}) },
+      options: {
+        modelsDirs: config.modelsDirs,
+        provider: config.provider,
+        ...(config.intraOpNumThreads ? { intraOpNumThreads: config.intraOpNumThreads } : {}),
+        ...(config.cpuMemArena === false ? { cpuMemArena: false } : {}),
+      },
     },
   });
   if (config.warmUp) {

@@ -143,3 +143,98 @@ describe('bad requests name the field and what is allowed', () => {
     await expect(engine.generate({ ...spec, models: [spec.models[0]!, style] })).rejects.toMatchObject({ field: 'models[1].reference_image', message: expect.stringMatching(/not a PNG or JPEG/) });
   });
 });
+
+describe('the converted models\' fields name the field and what is allowed', () => {
+  const PACKAGES = fileURLToPath(new URL('./fixtures/packages/', import.meta.url));
+  let converted: ModelInfo[];
+  let tiny: AmdmEngine;
+  beforeAll(async () => {
+    tiny = await createEngine({ modelsDirs: [PACKAGES], intraOpNumThreads: 1 });
+    converted = await tiny.catalog();
+  });
+  afterAll(async () => tiny.dispose());
+
+  const triplet = () => ({ subject: 'a person', subject_box: [0.1, 0.1, 0.5, 0.9], action: 'riding', object: 'a horse', object_box: [0.2, 0.4, 0.9, 0.95] });
+  const three = () => ({
+    models: [
+      { id: 'tiny-sd15', role: 'base', prompt: 'a person riding a horse' },
+      { id: 'tiny-interactdiffusion', role: 'auxiliary', prompt: 'a person riding a horse', interactions: [triplet()] as Record<string, unknown>[] },
+      { id: 'tiny-gligen', role: 'auxiliary', prompt: 'a person and a horse', grounding: [{ phrase: 'a horse', box: [0.2, 0.4, 0.9, 0.95] }] as unknown[] },
+    ],
+    sampler: { steps: 10, seed: 1 },
+  });
+  const errors = (body: unknown): FieldError[] => {
+    const parsed = JobRequest.safeParse(body);
+    if (!parsed.success) return zodFieldErrors(parsed.error.issues, JobRequest, 'body');
+    const shaped = shapeJobRequest(parsed.data, converted, { randomSeed: () => 1 });
+    return shaped.ok ? [] : shaped.errors;
+  };
+  const expectConverted = (body: unknown, field: string, message: RegExp) => {
+    const errs = errors(body);
+    expect(errs, JSON.stringify(errs)).toEqual(expect.arrayContaining([expect.objectContaining({ field, message: expect.stringMatching(message) })]));
+  };
+
+  it('a valid request has no errors', () => {
+    expect(errors(three())).toEqual([]);
+  });
+
+  it('more than 30 objects', () => {
+    const b = three();
+    b.models[2]!.grounding = Array.from({ length: 31 }, () => ({ phrase: 'a horse', box: [0.2, 0.4, 0.9, 0.95] }));
+    expectConverted(b, 'models[2].grounding', /at most 30/);
+  });
+
+  it('more than 30 interactions', () => {
+    const b = three();
+    b.models[1]!.interactions = Array.from({ length: 31 }, triplet);
+    expectConverted(b, 'models[1].interactions', /at most 30/);
+  });
+
+  it('a triplet with a missing box, phrase or a box out of range', () => {
+    const noBox = three();
+    delete noBox.models[1]!.interactions![0]!.object_box;
+    expectConverted(noBox, 'models[1].interactions[0].object_box', /required: a box \[x0, y0, x1, y1\] normalized to \[0, 1\]/);
+    const noSubjectBox = three();
+    delete noSubjectBox.models[1]!.interactions![0]!.subject_box;
+    expectConverted(noSubjectBox, 'models[1].interactions[0].subject_box', /required: a box/);
+    const shortBox = three();
+    shortBox.models[1]!.interactions![0]!.object_box = [0.2, 0.4];
+    expectConverted(shortBox, 'models[1].interactions[0].object_box', /must be a box \[x0, y0, x1, y1\]: four numbers/);
+    const noAction = three();
+    noAction.models[1]!.interactions![0]!.action = ' ';
+    expectConverted(noAction, 'models[1].interactions[0].action', />=1 characters/);
+    const outside = three();
+    outside.models[1]!.interactions![0]!.subject_box = [0.1, 0.1, 1.5, 0.9];
+    expectConverted(outside, 'models[1].interactions[0].subject_box', /must lie in \[0, 1\]/);
+    const extra = three();
+    extra.models[1]!.interactions![0]!.verb = 'riding';
+    expectConverted(extra, 'models[1].interactions[0].verb', /unknown field "verb"; allowed: subject, subject_box, action, object, object_box/);
+  });
+
+  it('interactions or a scheduled-sampling beta on a model that takes none', () => {
+    const b = three();
+    (b.models[0] as Record<string, unknown>).interactions = [triplet()];
+    expectConverted(b, 'models[0].interactions', /takes no interactions/);
+    const s = three();
+    (s.models[0] as Record<string, unknown>).scheduled_sampling = { beta: 0.5 };
+    expectConverted(s, 'models[0].scheduled_sampling', /has no scheduled sampling/);
+  });
+
+  it('a scheduled-sampling beta outside [0, 1]', () => {
+    const b = three();
+    (b.models[2] as Record<string, unknown>).scheduled_sampling = { beta: 1.5 };
+    expectConverted(b, 'models[2].scheduled_sampling.beta', /<=1/);
+  });
+
+  it('an IP scale out of range', () => {
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC';
+    const b = { ...three(), models: [three().models[0], { id: 'tiny-ip-adapter', role: 'auxiliary', prompt: 'a horse', reference_image: { data: png, scale: 2.5 } }] };
+    expectConverted(b, 'models[1].reference_image.scale', /<=2/);
+    const neg = { ...b, models: [b.models[0], { ...b.models[1], reference_image: { data: png, scale: -0.1 } }] };
+    expectConverted(neg, 'models[1].reference_image.scale', />=0/);
+  });
+
+  it('an unknown noise generator', () => {
+    expectConverted({ ...three(), sampler: { steps: 10, noise: 'philox' } }, 'sampler.noise', /amdm.*torch/);
+  });
+});

@@ -172,14 +172,23 @@ describe('broken packages are refused, naming the file and the field', () => {
 
   it('a graph input the manifest does not declare', async () => {
     const root = copyModels('undeclared');
+    // a plain-SD manifest on a grounding UNet
     editJson(join(root, 'shapes-layout', 'amdm.json'), (j) => {
-      j.unet_inputs = j.unet_inputs.filter((i: { name: string }) => i.name !== 'mask');
+      j.unet_inputs = [];
       delete j.grounding;
     });
     const pkg = await readModelPackage(join(root, 'shapes-layout'));
     const c = new SessionCache({ intraOpNumThreads: 1 });
-    await expect(LoadedModel.load(pkg, c)).rejects.toThrow(/field "unet_inputs": the UNet graph input "mask" is not declared/);
+    await expect(LoadedModel.load(pkg, c)).rejects.toThrow(/field "unet_inputs": the UNet graph input "(boxes|phrase_embeds|mask)" is not declared/);
     await c.dispose();
+  });
+
+  it("an input whose condition section is missing (it would never be fed)", async () => {
+    const root = copyModels('no-section');
+    editJson(join(root, 'shapes-layout', 'amdm.json'), (j) => delete j.grounding);
+    await expect(readModelPackage(join(root, 'shapes-layout'))).rejects.toThrow(
+      /amdm\.json: field "unet_inputs\.boxes\.source": is "grounding\.boxes", but the manifest has no "grounding" section/,
+    );
   });
 
   it('a manifest field of the wrong type', async () => {

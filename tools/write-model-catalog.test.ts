@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createEngine } from '../gpu-runner/engine/index.ts';
 import { parseModelCatalog, readModelCatalog, sha256Hex } from '../shared/model-catalog.ts';
 import { BUILTIN_MODELS_DIR } from '../single-node/data-dir.ts';
+import { cpSync } from 'node:fs';
 import { main, modelCatalogText } from './write-model-catalog.ts';
 
 const MODELS_DIR = process.env.AMDM_MODELS_DIR || BUILTIN_MODELS_DIR;
@@ -48,5 +49,24 @@ describe('generated from model packages', () => {
       vi.restoreAllMocks();
     }
     expect(readModelCatalog(out).models.length).toBeGreaterThan(0);
+  });
+
+  it('--checksums writes checksums.json for any package folder (the converted ones), and the catalog is bound to it', async () => {
+    const dir = join(tmp(), 'models');
+    cpSync(new URL('../test/fixtures/packages/', import.meta.url), dir, { recursive: true });
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['--models', dir, '--checksums'])).toBe(0);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    const sums = JSON.parse(readFileSync(join(dir, 'checksums.json'), 'utf8')) as Record<string, string>;
+    expect(sums['tiny-interactdiffusion/amdm.json']).toBe(sha256Hex(readFileSync(join(dir, 'tiny-interactdiffusion/amdm.json'))));
+    expect(sums['tiny-sd15/unet/model.onnx']).toBe(sha256Hex(readFileSync(join(dir, 'tiny-sd15/unet/model.onnx'))));
+    expect(Object.keys(sums)).not.toContain('checksums.json');
+    expect(Object.keys(sums)).not.toContain('catalog.json');
+    const catalog = readModelCatalog(join(dir, 'catalog.json'));
+    expect(catalog.modelsChecksumsSha256).toBe(sha256Hex(readFileSync(join(dir, 'checksums.json'))));
+    expect(catalog.models.map((m) => m.id)).toEqual(['tiny-gligen', 'tiny-interactdiffusion', 'tiny-ip-adapter', 'tiny-sd15']);
   });
 });

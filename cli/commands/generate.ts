@@ -15,12 +15,12 @@ import { defaultModelsDir } from '../models-dir.ts';
 import { readRequestFile } from '../request-file.ts';
 
 export const command: CliCommand = {
-  usage: 'generate REQUEST.json --out OUT.png [--models DIR] [--threads N] [--quiet]   run one job locally (no server)',
+  usage: 'generate REQUEST.json --out OUT.png [--models DIR] [--threads N] [--no-arena] [--quiet]   run one job locally (no server)',
   async run(args) {
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { out: { type: 'string', short: 'o' }, models: { type: 'string' }, threads: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+      options: { out: { type: 'string', short: 'o' }, models: { type: 'string' }, threads: { type: 'string' }, 'no-arena': { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' } },
     });
     if (positionals.length !== 1) throw new UsageError('give exactly one REQUEST.json');
     if (!values.out) throw new UsageError('--out OUT.png is required');
@@ -30,7 +30,7 @@ export const command: CliCommand = {
     const file = positionals[0]!;
     const request = await readRequestFile(file);
 
-    const engine = await createEngine({ modelsDirs: [values.models ?? defaultModelsDir()], intraOpNumThreads: threads, log: (m) => process.stderr.write(`${m}\n`) });
+    const engine = await createEngine({ modelsDirs: [values.models ?? defaultModelsDir()], intraOpNumThreads: threads, ...(values['no-arena'] ? { cpuMemArena: false } : {}), log: (m) => process.stderr.write(`${m}\n`) });
     try {
       const shaped = shapeJobRequest(request, await engine.catalog(), { randomSeed: () => randomInt(0, 2 ** 32) });
       if (!shaped.ok) {
@@ -73,7 +73,7 @@ export const command: CliCommand = {
       const t = result.timings;
       process.stderr.write(
         `wrote ${written.join(', ')}; seed ${spec.sampler.seed}, ${result.unetEvals} UNet evaluations, ` +
-          `${t.totalMs.toFixed(0)} ms sampling (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside) after ${t.loadMs.toFixed(0)} ms loading models\n`,
+          `${t.totalMs.toFixed(0)} ms sampling (${t.onnxMs.toFixed(0)} in onnxruntime, ${t.outsideOnnxMs.toFixed(0)} outside${t.unetMs !== undefined ? `; ${t.unetMs.toFixed(0)} in the UNet` : ''}) after ${t.loadMs.toFixed(0)} ms loading models\n`,
       );
       return 0;
     } finally {

@@ -12,7 +12,7 @@ export function registerModelRoutes(app: EdgeApp, { deps }: RouteContext): void 
     path: '/v1/models',
     tags: ['models'],
     summary: 'List the installed models',
-    description: 'What each model takes (prompt tokens, grounding objects, reference image), its sizes and its ecosystem: only models of one ecosystem can be aggregated.',
+    description: 'What each model takes (prompt tokens, grounding objects, interactions, a reference image, its scheduled-sampling default; null where it takes none), its sizes and its ecosystem: only models of one ecosystem can be aggregated.',
     security: BEARER,
     responses: {
       200: {
@@ -29,7 +29,7 @@ export function registerModelRoutes(app: EdgeApp, { deps }: RouteContext): void 
                   ecosystem: 'shapes-v1',
                   latent: { channels: 4, vae_scale_factor: 4 },
                   sizes: { default: [64, 64], min: 32, max: 128, multiple: 16 },
-                  conditions: { prompt: { max_tokens: 32 }, grounding: { max_objects: 4 }, reference_image: null },
+                  conditions: { prompt: { max_tokens: 32 }, grounding: { max_objects: 4 }, interactions: null, reference_image: null, scheduled_sampling: null },
                   schedulers: [...SCHEDULER_NAMES],
                 },
               ],

@@ -24,12 +24,14 @@ export function encodePng(img: RgbImage): Uint8Array {
 }
 
 /**
- * Decode PNG or JPEG to 8-bit RGB; alpha is composited over white. The header is checked
+ * Decode PNG or JPEG to 8-bit RGB; alpha is composited over white, or dropped (`alpha:
+ * 'drop'`, what PIL's convert("RGB") does, which CLIP's preprocessing starts with). The header is checked
  * against IMAGE_LIMITS before a byte is inflated (the edge checked it too, but an upload
  * can be replaced after the job was accepted), and each decoder is then held to what the
  * header declared, so no image takes more memory than its allowed size needs.
  */
-export function decodeImage(bytes: Uint8Array, field = 'reference_image'): RgbImage {
+export function decodeImage(bytes: Uint8Array, field = 'reference_image', opts: { alpha?: 'white' | 'drop' } = {}): RgbImage {
+  const over = opts.alpha === 'drop' ? null : 255;
   const checked = checkImage(bytes, IMAGE_LIMITS);
   if (!checked.ok) throw new EngineInputError(`${field}: ${checked.message}`, field);
   const header = checked.header;
@@ -38,7 +40,7 @@ export function decodeImage(bytes: Uint8Array, field = 'reference_image'): RgbIm
       const png = decodePngBytes(boundedPng(bytes, header));
       // fast-png leaves 1, 2 and 4-bit samples packed, as the file has them (only gray and palette images have them)
       const data = png.depth < 8 ? unpackSamples(png.data as Uint8Array, png.width, png.height, png.depth) : (png.data as Uint8Array | Uint16Array);
-      return toRgb(png.width, png.height, png.channels, png.depth, data, png.palette as number[][] | undefined);
+      return toRgb(png.width, png.height, png.channels, png.depth, data, png.palette as number[][] | undefined, over);
     }
     const j = jpeg.decode(bytes, {
       useTArray: true,
@@ -47,7 +49,7 @@ export function decodeImage(bytes: Uint8Array, field = 'reference_image'): RgbIm
       maxMemoryUsageInMB: jpegDecoderBytes(header, bytes.length) / 2 ** 20,
     });
     if (j.width !== header.width || j.height !== header.height) throw new Error(`decoded ${j.width}×${j.height} but the header declares ${header.width}×${header.height}`);
-    return toRgb(j.width, j.height, 4, 8, j.data, undefined);
+    return toRgb(j.width, j.height, 4, 8, j.data, undefined, over);
   } catch (err) {
     throw new EngineInputError(`${field}: the image could not be decoded: ${(err as Error).message}`, field);
   }
@@ -190,7 +192,8 @@ function unpackSamples(packed: Uint8Array, width: number, height: number, depth:
   return out;
 }
 
-function toRgb(width: number, height: number, channels: number, depth: number, data: Uint8Array | Uint16Array, palette: number[][] | undefined): RgbImage {
+/** `over`: the gray level alpha is composited over, or null to drop alpha */
+function toRgb(width: number, height: number, channels: number, depth: number, data: Uint8Array | Uint16Array, palette: number[][] | undefined, over: number | null): RgbImage {
   const out = new Uint8Array(width * height * 3);
   const scale = depth === 16 ? 1 / 257 : depth < 8 && !palette ? 255 / (2 ** depth - 1) : 1;
   for (let i = 0; i < width * height; i++) {
@@ -208,10 +211,11 @@ function toRgb(width: number, height: number, channels: number, depth: number, d
       r = g = b = data[i * channels]! * scale;
       if (channels === 2) a = data[i * channels + 1]! * scale;
     }
-    const alpha = a / 255;
-    out[i * 3] = Math.round(r * alpha + 255 * (1 - alpha));
-    out[i * 3 + 1] = Math.round(g * alpha + 255 * (1 - alpha));
-    out[i * 3 + 2] = Math.round(b * alpha + 255 * (1 - alpha));
+    const alpha = over === null ? 1 : a / 255;
+    const bg = over ?? 0;
+    out[i * 3] = Math.round(r * alpha + bg * (1 - alpha));
+    out[i * 3 + 1] = Math.round(g * alpha + bg * (1 - alpha));
+    out[i * 3 + 2] = Math.round(b * alpha + bg * (1 - alpha));
   }
   return { width, height, data: out };
 }

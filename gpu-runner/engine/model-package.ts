@@ -239,6 +239,13 @@ export async function readModelPackage(dirIn: string): Promise<ModelPackage> {
     const problem = c.checkPackage(section, { extraInputs, components });
     if (problem) throw new ModelPackageError(manifestPath, problem.field, problem.message);
   }
+  // an input whose condition the manifest does not take would never be fed
+  for (const e of extraInputs) {
+    const owner = CONDITION_LIST.find((c) => (c.sources as readonly string[]).includes(e.source))!;
+    if (!(owner.name in conditions)) {
+      throw new ModelPackageError(manifestPath, `unet_inputs.${e.name}.source`, `is "${e.source}", but the manifest has no "${owner.name}" section, which says how to fill it`);
+    }
+  }
   return {
     id: manifest?.id ?? basename(dir),
     dir,

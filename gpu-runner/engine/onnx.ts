@@ -16,6 +16,13 @@ export interface OrtOptions {
   provider?: ExecutionProvider;
   intraOpNumThreads?: number;
   interOpNumThreads?: number;
+  /**
+   * onnxruntime's CPU memory arena (default on). Each session's arena keeps the largest
+   * activations it has served: with three full-size UNets at 512×512 that is several GB
+   * per session held between calls. Off, activations are freed after every run (slower
+   * allocation, a lower peak): ORT_CPU_MEM_ARENA=0, `amdm generate --no-arena`.
+   */
+  cpuMemArena?: boolean;
   /** one line per notable event (provider fallback) */
   log?: (message: string) => void;
 }
@@ -86,8 +93,12 @@ export class OnnxModel {
   static async load(path: string, opts: OrtOptions = {}): Promise<OnnxModel> {
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
+      // errors only: at warning level onnxruntime's optimizer reports every initializer its
+      // own fusions left unused, hundreds of lines for one converted SD1.x UNet
+      logSeverityLevel: 3,
       ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
       ...(opts.interOpNumThreads ? { interOpNumThreads: opts.interOpNumThreads } : {}),
+      ...(opts.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
     };
     const want = opts.provider ?? 'auto';
     let session: ort.InferenceSession | undefined;

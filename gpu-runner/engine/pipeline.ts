@@ -22,7 +22,7 @@ import { encodeConditions } from './conditions/index.ts';
 import { encodePng, modelToRgb } from './image.ts';
 import { LoadedModel, SessionCache } from './loaded-model.ts';
 import { checkOneEcosystem, isModelPackage, modelInfo, readModelPackage, type ModelPackage } from './model-package.ts';
-import { etaNoise, gaussianNoise } from './noise.ts';
+import { jobNoise } from './job-noise.ts';
 import { OrtClock, type Feed, type OrtOptions, type PreparedFeed } from './onnx.ts';
 import { SCHEDULER_REGISTRY, type SchedulerRegistry } from './schedulers/index.ts';
 import { EngineInputError, type Engine, type EngineOutput, type EngineResult, type GenerateOptions, type PreviewFrame } from './types.ts';
@@ -51,6 +51,8 @@ export interface EngineOptions extends OrtOptions {
 interface Conditions {
   /** encoder_hidden_states [2, L, D] (unconditional half first) and the extra inputs */
   feeds: Record<string, PreparedFeed>;
+  /** inputs that change with the step index (scheduled sampling's gate), by UNet input name */
+  stepFeeds: [name: string, at: (step: number) => Feed][];
   guidance: number;
 }
 
@@ -109,9 +111,13 @@ export class AmdmEngine implements Engine {
     return m;
   }
 
-  /** Build every installed model's sessions now (the runner does this at start). */
+  /**
+   * Build every installed model's sessions now (the runner does this at start), one model
+   * after another: a full-size model's session build briefly takes about twice its weights,
+   * and two at once could take more memory than the machine has.
+   */
   async warmUp(): Promise<void> {
-    await Promise.all([...(await this.scan()).keys()].map((id) => this.model(id)));
+    for (const id of (await this.scan()).keys()) await this.model(id);
   }
 
   async generate(spec: JobSpec, opts: GenerateOptions = {}): Promise<EngineResult> {
@@ -119,7 +125,9 @@ export class AmdmEngine implements Engine {
     const clock = new OrtClock();
 
     // 1. check inputs
-    const models = await Promise.all(spec.models.map((m, k) => this.model(m.id, `models[${k}].id`)));
+    // one at a time, as warmUp does
+    const models: LoadedModel[] = [];
+    for (const [k, m] of spec.models.entries()) models.push(await this.model(m.id, `models[${k}].id`));
     const t0 = performance.now();
     const loadMs = t0 - tLoad;
     try {
@@ -129,7 +137,7 @@ export class AmdmEngine implements Engine {
     }
     const base = models[0]!;
     const N = models.length;
-    const { steps, width, height, scheduler: schedulerName, seed } = spec.sampler;
+    const { steps, width, height, scheduler: schedulerName } = spec.sampler;
     const [start, end] = spec.aggregation.window;
     const f = base.pkg.vae.scaleFactor;
     if (width % f !== 0 || height % f !== 0) {
@@ -164,7 +172,7 @@ export class AmdmEngine implements Engine {
     const conds: Conditions[] = [];
     for (let k = 0; k < N; k++) {
       this.promptWarnings(models[k]!, spec.models[k]!, k, warn);
-      conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, clock));
+      conds.push(await this.conditions(models[k]!, spec.models[k]!, k, opts.referenceImages?.[k] ?? null, steps, clock));
     }
 
     // 3. timesteps
@@ -192,19 +200,23 @@ export class AmdmEngine implements Engine {
 
     const outputs: EngineOutput[] = [];
     let unetEvals = 0;
+    const unetClock = new OrtClock();
+    const noise = jobNoise(spec, [C, h, w]);
     const images = spec.outputs.images;
     for (let j = 0; j < images; j++) {
-      // 4. latents: every model from its own seeded noise
+      // 4. latents: every model from its own seeded noise (drawn even when given, so the
+      // eta noise that follows is the same either way)
+      const drawn = noise.initial(j);
       let x: (Float32Array | null)[] = models.map((_, k) => {
         const given = opts.initialLatents?.[j]?.[k];
         if (given) {
           if (given.length !== latentSize) throw new EngineInputError(`initial latent ${k} has ${given.length} values; expected ${latentSize}`, 'latents');
           return Float32Array.from(given);
         }
-        const noise = gaussianNoise(seed, j, k, latentSize);
+        const z = Float32Array.from(drawn[k]!);
         const sigma = scheduler.initNoiseSigma;
-        for (let i = 0; i < noise.length; i++) noise[i] = noise[i]! * sigma;
-        return noise;
+        for (let i = 0; i < z.length; i++) z[i] = z[i]! * sigma;
+        return z;
       });
       let epsPrev: (Float32Array | null)[] = models.map(() => null);
       // where the solo runs start: every model's latent entering step `fork`, its own until then
@@ -221,10 +233,10 @@ export class AmdmEngine implements Engine {
         for (const k of active) {
           // 5.1 guided noise prediction of model k at its own latent (one batched CFG call)
           const input = scheduler.scaleModelInput(x[k]!, i);
-          eps[k] = await this.predict(models[k]!, conds[k]!, input, t, [C, h, w], clock);
+          eps[k] = await this.predict(models[k]!, conds[k]!, input, t, i, [C, h, w], clock, unetClock);
           unetEvals++;
           // 5.2 scheduler step (the eta-noise stream is drawn only by a scheduler that adds noise)
-          const out = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) });
+          const out = scheduler.step(eps[k]!, i, x[k]!, { eta: spec.sampler.eta, noise: () => noise.eta(j, i, k) });
           y[k] = out.prevSample;
           stepped[k] = out;
         }
@@ -270,9 +282,9 @@ export class AmdmEngine implements Engine {
           for (let i = fork; i < timesteps.length; i++) {
             if (opts.signal?.aborted) throw abortError(opts.signal);
             const t = timesteps[i]!;
-            const eps = await this.predict(models[k]!, conds[k]!, scheduler.scaleModelInput(xs, i), t, [C, h, w], clock);
+            const eps = await this.predict(models[k]!, conds[k]!, scheduler.scaleModelInput(xs, i), t, i, [C, h, w], clock, unetClock);
             unetEvals++;
-            const out = scheduler.step(eps, i, xs, { eta: spec.sampler.eta, noise: () => etaNoise(seed, j, i, k, latentSize) });
+            const out = scheduler.step(eps, i, xs, { eta: spec.sampler.eta, noise: () => noise.soloEta(j, i, k) });
             xs = out.prevSample;
             opts.onProgress?.({ image: j + 1, images, step: i + 1, total: steps, phase: 'solo', model: id, unetEvals });
             if (preview && i < steps - 1 && performance.now() - lastFrame >= preview.everyMs) {
@@ -288,7 +300,7 @@ export class AmdmEngine implements Engine {
       }
     }
     const totalMs = performance.now() - t0;
-    return { outputs, unetEvals, timings: { loadMs, totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms }, warnings };
+    return { outputs, unetEvals, timings: { loadMs, totalMs, onnxMs: clock.ms, outsideOnnxMs: totalMs - clock.ms, unetMs: unetClock.ms }, warnings };
   }
 
   /** A prompt longer than the model reads is cut: say so, with how much was kept. */
@@ -321,28 +333,36 @@ export class AmdmEngine implements Engine {
     return x0;
   }
 
-  /** One CFG-batched UNet call: eps = eps_uncond + g (eps_cond - eps_uncond). */
-  private async predict(m: LoadedModel, c: Conditions, x: Float32Array, t: number, chw: number[], clock: OrtClock): Promise<Float32Array> {
+  /** One CFG-batched UNet call at step index i: eps = eps_uncond + g (eps_cond - eps_uncond). */
+  private async predict(m: LoadedModel, c: Conditions, x: Float32Array, t: number, i: number, chw: number[], clock: OrtClock, unetClock: OrtClock): Promise<Float32Array> {
     const sample = new Float32Array(x.length * 2);
     sample.set(x, 0);
     sample.set(x, x.length);
     const ts = m.timestepInput;
     const timestep: Feed = ts.shape.length === 0 ? { data: [t], dims: [] } : { data: [t, t], dims: [2] };
-    const out = await m.unet.run({ sample: { data: sample, dims: [2, ...chw] }, timestep, ...c.feeds }, clock);
+    const feeds: Record<string, Feed | PreparedFeed> = { sample: { data: sample, dims: [2, ...chw] }, timestep, ...c.feeds };
+    for (const [name, at] of c.stepFeeds) feeds[name] = at(i);
+    const before = clock.ms;
+    const out = await m.unet.run(feeds, clock);
+    unetClock.ms += clock.ms - before;
+    unetClock.calls++;
     return guide(out.out_sample!.data, c.guidance);
   }
 
   /** 2. the model's conditions, as UNet feeds converted to tensors once for every step */
-  private async conditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, clock: OrtClock): Promise<Conditions> {
-    const { encoderHiddenStates, inputs } = await encodeConditions(m, s, `models[${k}]`, refBytes, clock);
+  private async conditions(m: LoadedModel, s: SpecModel, k: number, refBytes: Uint8Array | null, steps: number, clock: OrtClock): Promise<Conditions> {
+    const { encoderHiddenStates, inputs, stepInputs } = await encodeConditions(m, s, `models[${k}]`, refBytes, steps, clock);
     const feeds: Record<string, PreparedFeed> = { encoder_hidden_states: m.unet.prepare('encoder_hidden_states', encoderHiddenStates) };
-    // each declared UNet input gets what its source's condition produced; one left without
-    // (a source whose section the manifest lacks) is named as missing by the UNet's run()
+    const stepFeeds: Conditions['stepFeeds'] = [];
+    // each declared UNet input gets what its source's condition produced (the package was
+    // refused if a source's condition section is missing)
     for (const e of m.pkg.extraInputs) {
       const feed = inputs.get(e.source);
       if (feed) feeds[e.name] = m.unet.prepare(e.name, feed);
+      const at = stepInputs.get(e.source);
+      if (at) stepFeeds.push([e.name, at]);
     }
-    return { feeds, guidance: s.guidance_scale };
+    return { feeds, stepFeeds, guidance: s.guidance_scale };
   }
 
   private async decode(base: LoadedModel, latent: Float32Array, chw: number[], width: number, height: number, source: string, index: number, clock: OrtClock): Promise<EngineOutput> {

@@ -71,6 +71,8 @@ export interface EngineTimings {
   /** wall time inside onnxruntime session.run() calls */
   onnxMs: number;
   outsideOnnxMs: number;
+  /** of onnxMs, inside the UNet's run() calls (unetMs / unetEvals: ms per UNet evaluation) */
+  unetMs?: number;
 }
 
 export interface EngineResult {

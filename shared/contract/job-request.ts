@@ -14,7 +14,10 @@ export const LIMITS = {
   maxModels: 4,
   maxPromptChars: 1000,
   maxPhraseChars: 200,
-  maxGroundingObjects: 16, // a model's manifest usually allows fewer; shaping enforces it
+  /** GLIGEN's 30 slots; a model's manifest may allow fewer, and shaping enforces it */
+  maxGroundingObjects: 30,
+  /** InteractDiffusion's 30 slots (subject-action-object triplets); likewise per model */
+  maxInteractions: 30,
   minSteps: 1,
   maxSteps: 100,
   maxImages: 4,
@@ -28,8 +31,20 @@ export const LIMITS = {
 
 const finite = () => z.number().finite();
 
+/** The noise generators a job can ask for (sampler.noise). */
+export const NOISE_NAMES = ['amdm', 'torch'] as const;
+export type NoiseName = (typeof NOISE_NAMES)[number];
+
 export const Box = z
-  .tuple([finite(), finite(), finite(), finite()])
+  .tuple([finite(), finite(), finite(), finite()], {
+    // zod's own text ("expected tuple, received undefined") names neither the shape nor the range
+    error: (iss) =>
+      iss.input === undefined
+        ? 'required: a box [x0, y0, x1, y1] normalized to [0, 1]'
+        : iss.code === 'invalid_type' || iss.code === 'too_big' || iss.code === 'too_small'
+          ? 'must be a box [x0, y0, x1, y1]: four numbers normalized to [0, 1]'
+          : undefined,
+  })
   .superRefine((b, ctx) => {
     if (b.some((v) => v < 0 || v > 1)) {
       ctx.addIssue({ code: 'custom', message: 'box coordinates must lie in [0, 1] (normalized x0, y0, x1, y1)' });
@@ -46,6 +61,32 @@ export const GroundingObject = z
   })
   .strict()
   .meta({ id: 'GroundingObject' });
+
+/**
+ * One subject-action-object triplet (InteractDiffusion): who does what to whom, and where
+ * the subject and the object are. The action's region is derived by the model (between
+ * the two boxes).
+ */
+export const Interaction = z
+  .object({
+    subject: z.string().trim().min(1).max(LIMITS.maxPhraseChars),
+    subject_box: Box,
+    action: z.string().trim().min(1).max(LIMITS.maxPhraseChars),
+    object: z.string().trim().min(1).max(LIMITS.maxPhraseChars),
+    object_box: Box,
+  })
+  .strict()
+  .meta({ id: 'Interaction' });
+
+/**
+ * Scheduled sampling (GLIGEN, InteractDiffusion): the grounding layers run for the first
+ * floor(beta × steps) steps and are off after, trading placement for image quality. The
+ * model's own default (GET /v1/models, conditions.scheduled_sampling) unless given.
+ */
+export const ScheduledSampling = z
+  .object({ beta: finite().min(0).max(1) })
+  .strict()
+  .meta({ id: 'ScheduledSampling' });
 
 export const ReferenceImage = z
   .object({
@@ -75,7 +116,9 @@ export const ModelSpec = z
     prompt: z.string().max(LIMITS.maxPromptChars),
     negative_prompt: z.string().max(LIMITS.maxPromptChars).default(''),
     guidance_scale: finite().min(0).max(LIMITS.maxGuidance).default(7.5),
-    grounding: z.array(GroundingObject).max(LIMITS.maxGroundingObjects).optional(),
+    grounding: z.array(GroundingObject).max(LIMITS.maxGroundingObjects, `at most ${LIMITS.maxGroundingObjects} objects`).optional(),
+    interactions: z.array(Interaction).max(LIMITS.maxInteractions, `at most ${LIMITS.maxInteractions} interactions`).optional(),
+    scheduled_sampling: ScheduledSampling.optional(),
     reference_image: ReferenceImage.optional(),
     /** explicit aggregation weight; give it on every model or on none */
     weight: finite().min(0).optional(),
@@ -126,6 +169,13 @@ export const Sampler = z
     /** aggregation is defined on DDIM (VP) latents; euler is for single-model jobs */
     scheduler: z.enum(SCHEDULER_NAMES).default('ddim'),
     eta: finite().min(0).max(1).default(0),
+    /**
+     * the initial noise (and DDIM's eta noise): "amdm", the engine's own generator (an
+     * independent stream per image and model); "torch", torch.randn on a CPU
+     * torch.Generator seeded with seed + image, the models drawn in request order, as
+     * diffusers pipelines and the official code draw them
+     */
+    noise: z.enum(NOISE_NAMES).default('amdm'),
   })
   .strict()
   .meta({ id: 'Sampler' });
@@ -162,7 +212,7 @@ export const JobRequest = z
   .object({
     models: z.array(ModelSpec).min(1).max(LIMITS.maxModels),
     aggregation: Aggregation.default({ window: [1, 3], clamp: false }),
-    sampler: Sampler.default({ steps: 20, scheduler: 'ddim', eta: 0 }),
+    sampler: Sampler.default({ steps: 20, scheduler: 'ddim', eta: 0, noise: 'amdm' }),
     outputs: Outputs.default({ images: 1, per_model: false, solo: false, latents: false }),
     webhook: Webhook.optional(),
   })
@@ -232,3 +282,4 @@ export type JobRequestInput = z.input<typeof JobRequest>;
 export type JobRequest = z.output<typeof JobRequest>;
 export type ModelSpec = z.output<typeof ModelSpec>;
 export type GroundingObject = z.output<typeof GroundingObject>;
+export type Interaction = z.output<typeof Interaction>;

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { FieldError } from './field-errors.ts';
 import { OFFICIAL, officialP, officialWeights, soloUnetEvalsPerImage, unetEvalsPerImage, unitNormWeights } from '../amdm/math.ts';
 import type { JobRequest } from './job-request.ts';
-import { GroundingObject } from './job-request.ts';
+import { GroundingObject, Interaction, NOISE_NAMES } from './job-request.ts';
 import { SCHEDULER_NAMES } from './schedulers.ts';
 import { JobWarning } from './warnings.ts';
 import type { JobWarning as JobWarningType } from './warnings.ts';
@@ -21,6 +21,13 @@ export const SpecModel = z.object({
   negative_prompt: z.string(),
   guidance_scale: z.number(),
   grounding: z.array(GroundingObject),
+  /** absent in jobs stored before interactions existed: none */
+  interactions: z.array(Interaction).optional(),
+  /**
+   * the scheduled-sampling beta this job runs the model's grounding layers with (the
+   * request's, else the model's default); null or absent for a model without them
+   */
+  scheduled_sampling: z.object({ beta: z.number() }).nullable().optional(),
   /**
    * The reference image. Shaping copies what the client gave (upload_id or inline data);
    * the edge then replaces both with `key`, the image's key in the store, so no queue
@@ -32,6 +39,11 @@ export const SpecModel = z.object({
   /** final aggregation weight (what multiplies this model's latent) */
   weight: z.number(),
   p: z.number(),
+  /**
+   * the model's position in the request's models[] (the spec puts the base first): the
+   * order sampler.noise "torch" draws the models in; absent in older jobs (spec order)
+   */
+  request_index: z.number().int().min(0).optional(),
 });
 
 export const JobSpec = z
@@ -59,6 +71,8 @@ export const JobSpec = z
       height: z.number().int(),
       scheduler: z.enum(SCHEDULER_NAMES),
       eta: z.number(),
+      /** absent in jobs stored before it existed: "amdm" */
+      noise: z.enum(NOISE_NAMES).optional(),
     }),
     /** `solo` is absent in jobs stored before it existed (false) */
     outputs: z.object({ images: z.number().int(), per_model: z.boolean(), solo: z.boolean().optional(), latents: z.boolean() }),
@@ -121,6 +135,17 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
       } else if (m.grounding.length > g.max_objects) {
         errors.push({ field: `models[${i}].grounding`, message: `model "${m.id}" takes at most ${g.max_objects} objects (got ${m.grounding.length})` });
       }
+    }
+    const ia = info.conditions.interactions;
+    if (m.interactions && m.interactions.length > 0) {
+      if (!ia) {
+        errors.push({ field: `models[${i}].interactions`, message: `model "${m.id}" takes no interactions (subject-action-object triplets)` });
+      } else if (m.interactions.length > ia.max_interactions) {
+        errors.push({ field: `models[${i}].interactions`, message: `model "${m.id}" takes at most ${ia.max_interactions} interactions (got ${m.interactions.length})` });
+      }
+    }
+    if (m.scheduled_sampling && !info.conditions.scheduled_sampling) {
+      errors.push({ field: `models[${i}].scheduled_sampling`, message: `model "${m.id}" has no scheduled sampling (no grounding layers to switch off)` });
     }
     if (m.reference_image && !info.conditions.reference_image) {
       errors.push({ field: `models[${i}].reference_image`, message: `model "${m.id}" takes no reference image` });
@@ -217,6 +242,8 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
       negative_prompt: m.negative_prompt,
       guidance_scale: m.guidance_scale,
       grounding: m.grounding ?? [],
+      ...(infos[i]!.conditions.interactions ? { interactions: m.interactions ?? [] } : {}),
+      ...(infos[i]!.conditions.scheduled_sampling ? { scheduled_sampling: { beta: m.scheduled_sampling?.beta ?? infos[i]!.conditions.scheduled_sampling!.beta } } : {}),
       reference_image: m.reference_image
         ? m.reference_image.upload_id !== undefined
           ? { upload_id: m.reference_image.upload_id, scale: m.reference_image.scale }
@@ -224,6 +251,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
         : null,
       weight: weights[k]!,
       p: req.aggregation.schedule?.p?.[0]?.[i] ?? m.p ?? officialP(k === 0 ? 'base' : 'auxiliary', latent),
+      request_index: i,
     };
   });
   // schedule rows follow the request's model order; the spec's is base first
@@ -247,6 +275,7 @@ export function shapeJobRequest(req: JobRequest, catalog: readonly ModelInfo[], 
         height,
         scheduler: req.sampler.scheduler,
         eta: req.sampler.eta,
+        noise: req.sampler.noise,
       },
       outputs: req.outputs,
       estimate: { unet_evals: evals, solo_unet_evals: soloEvals },

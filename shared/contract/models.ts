@@ -34,7 +34,15 @@ export const ModelInfo = z
     conditions: z.object({
       prompt: z.object({ max_tokens: z.number().int().positive() }),
       grounding: z.object({ max_objects: z.number().int().positive() }).nullable().default(null),
+      /** subject-action-object triplets with boxes (InteractDiffusion); absent in catalogs written before it existed */
+      interactions: z.object({ max_interactions: z.number().int().positive() }).nullable().optional(),
       reference_image: z.object({ width: z.number().int(), height: z.number().int() }).nullable().default(null),
+      /**
+       * the model's grounding layers run for the first floor(beta × steps) steps (its default
+       * beta; a request may give its own, models[].scheduled_sampling.beta); absent or null
+       * for a model without grounding layers
+       */
+      scheduled_sampling: z.object({ beta: z.number().min(0).max(1) }).nullable().optional(),
     }),
     schedulers: z.array(z.enum(SCHEDULER_NAMES)).default([...SCHEDULER_NAMES]),
   })

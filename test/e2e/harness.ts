@@ -70,6 +70,8 @@ export interface Stack {
 export interface StackOptions {
   adapters?: AdapterSet;
   engine?: EngineFactoryRef;
+  /** the model packages (MODELS_DIR unless given): on 'aws' uploaded to the bucket and synced as a deploy does */
+  modelsDir?: string;
   config?: Partial<RunnerConfig>;
   logger?: Logger;
   /** wraps the runner's jobs queue, to inject faults between the worker loop and the queue */
@@ -107,7 +109,7 @@ function apiClient(base: string, defaultKey: () => string): Stack['api'] {
 async function startEmbeddedStack(opts: StackOptions): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'amdm-e2e-'));
   const port = await freePort();
-  const env = { DATA_DIR: dataDir, PORT: String(port), AMDM_MODELS_DIR: MODELS_DIR };
+  const env = { DATA_DIR: dataDir, PORT: String(port), AMDM_MODELS_DIR: opts.modelsDir ?? MODELS_DIR };
   const config: RunnerConfig = {
     ...runnerConfigFromEnv(env),
     visibilitySeconds: 10,
@@ -210,11 +212,12 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
     };
 
     // the models as an operator uploads them (docs/deploy.md): files first, checksums.json last
-    const checksums = existsSync(join(MODELS_DIR, CHECKSUMS_FILE))
-      ? (JSON.parse(readFileSync(join(MODELS_DIR, CHECKSUMS_FILE), 'utf8')) as Record<string, string>)
-      : Object.fromEntries(listFiles(MODELS_DIR).map((f) => [f, sha256Hex(readFileSync(join(MODELS_DIR, f)))]));
+    const modelsDir = opts.modelsDir ?? MODELS_DIR;
+    const checksums = existsSync(join(modelsDir, CHECKSUMS_FILE))
+      ? (JSON.parse(readFileSync(join(modelsDir, CHECKSUMS_FILE), 'utf8')) as Record<string, string>)
+      : Object.fromEntries(listFiles(modelsDir).map((f) => [f, sha256Hex(readFileSync(join(modelsDir, f)))]));
     for (const path of Object.keys(checksums)) {
-      await fauxqs.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${MODELS_PREFIX}${path}`, Body: readFileSync(join(MODELS_DIR, path)) }));
+      await fauxqs.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${MODELS_PREFIX}${path}`, Body: readFileSync(join(modelsDir, path)) }));
     }
     await fauxqs.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${MODELS_PREFIX}${CHECKSUMS_FILE}`, Body: JSON.stringify(checksums) }));
 
@@ -228,7 +231,7 @@ async function startAwsStack(opts: StackOptions): Promise<Stack> {
     const catalogFile = join(dataDir, 'model-catalog.json');
     writeFileSync(
       catalogFile,
-      opts.engine ? formatModelCatalog({ models: await runner.engine.catalog(), modelsChecksumsSha256: null }) : await modelCatalogText(MODELS_DIR),
+      opts.engine ? formatModelCatalog({ models: await runner.engine.catalog(), modelsChecksumsSha256: null }) : await modelCatalogText(modelsDir),
     );
     Object.assign(process.env, {
       ...Object.fromEntries(Object.entries(links).filter(([name]) => ['App', 'Store', 'JobQueue', 'KeyPepper', 'Counters'].includes(name)).map(([name, v]) => [`SST_RESOURCE_${name}`, JSON.stringify(v)])),

@@ -31,7 +31,10 @@ import keymaps  # noqa: E402
 from checkpoint_io import write_safetensors  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-CLIP_TOKENIZER = os.path.normpath(os.path.join(REPO, "..", "shared", "clip-vit-large-patch14-tokenizer"))  # as the tests find it
+# the shared CLIP tokenizer beside the checkout, or beside a worktree's parent folder
+CLIP_TOKENIZER = next((d for d in (os.path.normpath(os.path.join(REPO, *up, "shared", "clip-vit-large-patch14-tokenizer"))
+                                   for up in (("..",), ("..", ".."))) if os.path.isdir(d)),
+                      os.path.normpath(os.path.join(REPO, "..", "shared", "clip-vit-large-patch14-tokenizer")))
 PARTS = ("sd15", "sd15-single", "interactdiffusion", "ip-adapter")
 
 

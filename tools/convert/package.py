@@ -122,12 +122,12 @@ def unet_inputs(kind, dtype, text_hidden, max_objects):
                 {"name": "phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "grounding.phrase_embeds"},
                 {"name": "mask", "dtype": dtype, "shape": ["batch", K], "source": "grounding.mask"}, gate]
     if kind == "interactdiffusion":
-        return [{"name": "subject_boxes", "dtype": dtype, "shape": ["batch", K, 4], "source": "interaction.subject_boxes"},
-                {"name": "object_boxes", "dtype": dtype, "shape": ["batch", K, 4], "source": "interaction.object_boxes"},
-                {"name": "subject_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interaction.subject_phrase_embeds"},
-                {"name": "object_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interaction.object_phrase_embeds"},
-                {"name": "action_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interaction.action_phrase_embeds"},
-                {"name": "mask", "dtype": dtype, "shape": ["batch", K], "source": "interaction.mask"}, gate]
+        return [{"name": "subject_boxes", "dtype": dtype, "shape": ["batch", K, 4], "source": "interactions.subject_boxes"},
+                {"name": "object_boxes", "dtype": dtype, "shape": ["batch", K, 4], "source": "interactions.object_boxes"},
+                {"name": "subject_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interactions.subject_phrase_embeds"},
+                {"name": "object_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interactions.object_phrase_embeds"},
+                {"name": "action_phrase_embeds", "dtype": dtype, "shape": ["batch", K, D], "source": "interactions.action_phrase_embeds"},
+                {"name": "mask", "dtype": dtype, "shape": ["batch", K], "source": "interactions.mask"}, gate]
     if kind == "ip-adapter":
         return [{"name": "ip_scale", "dtype": dtype, "shape": [1], "source": "reference_image.scale"}]
     return []
@@ -145,7 +145,7 @@ def manifest(kind, model_id, description, components, size, inputs, *, max_objec
     if kind == "gligen":
         m["grounding"] = {"max_objects": max_objects, "phrase_embedding": "text_encoder.pooler_output", "unconditional": "mask_zero"}
     if kind == "interactdiffusion":
-        m["interaction"] = {"max_interactions": max_objects, "phrase_embedding": "text_encoder.pooler_output", "unconditional": "mask_zero"}
+        m["interactions"] = {"max_interactions": max_objects, "phrase_embedding": "text_encoder.pooler_output", "unconditional": "mask_zero"}
     if kind in ("gligen", "interactdiffusion"):
         m["scheduled_sampling"] = {"beta": beta}
     if kind == "ip-adapter":

@@ -14,7 +14,8 @@ BETA_START, BETA_END = 0.00085, 0.012
 
 
 class DDIMSchedule:
-    """scaled_linear betas, 'leading' spacing, steps_offset 1, set_alpha_to_one False, eta 0."""
+    """scaled_linear betas, 'leading' spacing, steps_offset 1, set_alpha_to_one False; eta 0
+    unless a step is given eta and its variance noise (diffusers' DDIMScheduler.step)."""
 
     def __init__(self):
         # float32, as diffusers computes them
@@ -28,14 +29,20 @@ class DDIMSchedule:
         ratio = NUM_TRAIN_TIMESTEPS // steps
         return [int(i * ratio) + 1 for i in reversed(range(steps))], ratio
 
-    def step(self, eps, t, x, ratio):
-        """x_t -> x_{t - ratio} (eta = 0). Returns (prev_sample, pred_original_sample)."""
+    def step(self, eps, t, x, ratio, eta=0.0, variance_noise=None):
+        """x_t -> x_{t - ratio}. Returns (prev_sample, pred_original_sample). With eta > 0,
+        sigma_t = eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) and
+        variance_noise (diffusers draws it after the model call) is added times sigma_t."""
         prev_t = t - ratio
         a_t = self.alphas_cumprod[t]
         a_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
         a_t, a_prev = float(a_t), float(a_prev)
         x0 = (x - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
-        prev = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+        if eta == 0:
+            prev = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+            return prev, x0
+        std = eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+        prev = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev - std ** 2) * eps + std * variance_noise
         return prev, x0
 
 
@@ -74,12 +81,16 @@ def official_weights(n, omega=None, omega1=None, omega2=None):
 
 
 def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), base_only_after_window=False,
-         observe=None, schedule=None):
+         observe=None, schedule=None, eta=0.0, generator=None, draw_order=None):
     """models[0] is the base. noises: one [B,4,h,w] tensor per model. window: (start, end)
     inclusive. Every model runs every step (the official schedule). Returns the final
     latent of every model and the base latent after each step listed in `record`.
     The deviation norm is taken over each sample's whole latent, as the official code
     does for its single sample.
+
+    eta > 0: every step draws each running model's variance noise from `generator`, models in
+    `draw_order` (indices into models; default their order); after the window with
+    base_only_after_window, the base's alone.
 
     base_only_after_window: stop the auxiliaries once the window has ended, as the engine
     does; the base latent is bit-identical (its arithmetic never reads theirs after the
@@ -101,7 +112,10 @@ def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), base
     for i, t in enumerate(timesteps):
         if base_only_after_window and len(models) > 1 and i > end:
             eps = models[0].eps(x[0], t)
-            x = [sched.step(eps, t, x[0], ratio)[0]] + x[1:]
+            if eta == 0:
+                x = [sched.step(eps, t, x[0], ratio)[0]] + x[1:]
+            else:
+                x = [sched.step(eps, t, x[0], ratio, eta, torch.randn(x[0].shape, generator=generator))[0]] + x[1:]
             if observe:
                 observe(i, t, [eps], None, None, None, x)
             if i in record:
@@ -110,7 +124,13 @@ def amdm(models, noises, weights, p, window, steps, clamp=False, record=(), base
         # 1. guided noise prediction of every model at its own latent
         eps = [m.eps(xk, t) for m, xk in zip(models, x)]
         # 2. DDIM step of every model
-        y = [sched.step(e, t, xk, ratio)[0] for e, xk in zip(eps, x)]
+        if eta == 0:
+            y = [sched.step(e, t, xk, ratio)[0] for e, xk in zip(eps, x)]
+        else:
+            z = [None] * len(models)
+            for k in (draw_order or range(len(models))):
+                z[k] = torch.randn(x[k].shape, generator=generator)
+            y = [sched.step(e, t, xk, ratio, eta, zk)[0] for e, xk, zk in zip(eps, x, z)]
         inside = len(models) > 1 and i > 0 and start <= i <= end
         w_i, p_i = weights, p
         if inside and schedule:

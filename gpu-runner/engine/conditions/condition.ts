@@ -38,6 +38,8 @@ export interface ConditionContext {
   /** the reference image's bytes when the spec names it by store key (GenerateOptions.referenceImages) */
   readonly referenceImage: Uint8Array | null;
   readonly clock: OrtClock;
+  /** the job's number of sampling steps */
+  readonly steps: number;
   /**
    * encoder_hidden_states [2, L, D], the unconditional half first: the text module's output,
    * replaced by a condition that adds tokens to it
@@ -45,6 +47,8 @@ export interface ConditionContext {
   encoderHiddenStates: FloatFeed;
   /** UNet inputs by manifest source; the pipeline feeds each to the unet_inputs entry that names its source */
   readonly inputs: Map<string, Feed>;
+  /** UNet inputs that change from step to step, by source: the feed at step index i (0-based) */
+  readonly stepInputs: Map<string, (step: number) => Feed>;
 }
 
 /** The optional conditions, named by the contract: every ModelInfo.conditions entry but the prompt. */
@@ -60,8 +64,8 @@ export interface Condition<Name extends ConditionName, Section> {
   readonly textEncoderOutputs: readonly string[];
   /** what a manifest with this section must also have: the manifest field at fault and why, or null */
   checkPackage(section: Section, pkg: { extraInputs: readonly { source: string }[]; components: Readonly<Record<string, string | undefined>> }): { field: string; message: string } | null;
-  /** its entry in GET /v1/models; section is undefined when the model does not take it */
-  info(section: Section | undefined): ModelInfo['conditions'][Name];
+  /** its entry in GET /v1/models; section is undefined when the model does not take it (null) */
+  info(section: Section | undefined): NonNullable<ModelInfo['conditions'][Name]> | null;
   /** checks the spec's condition against the model, runs its encoders and sets its inputs */
   encode(ctx: ConditionContext, section: Section | undefined): Promise<void>;
 }

@@ -9,7 +9,9 @@ import type { SpecModel } from '../../../shared/contract/index.ts';
 import type { Feed, OrtClock } from '../onnx.ts';
 import type { Condition, ConditionContext, ConditionModel, ConditionName, FloatFeed } from './condition.ts';
 import { grounding } from './grounding.ts';
+import { interactions } from './interactions.ts';
 import { referenceImage } from './reference-image.ts';
+import { scheduledSampling } from './scheduled-sampling.ts';
 import { encodeText } from './text.ts';
 
 export type { Condition, ConditionContext, ConditionModel, ConditionName, FloatFeed } from './condition.ts';
@@ -17,7 +19,9 @@ export type { Condition, ConditionContext, ConditionModel, ConditionName, FloatF
 // `any`: each module's section was checked by its own schema when the package was read
 export const CONDITIONS: { readonly [N in ConditionName]: Condition<N, any> } = {
   grounding,
+  interactions,
   reference_image: referenceImage,
+  scheduled_sampling: scheduledSampling,
 };
 
 /** The conditions in encoding order (a condition that adds tokens sees those added before it). */
@@ -31,15 +35,29 @@ export function textEncoderOutputs(conditions: Readonly<Record<string, unknown>>
   return ['last_hidden_state', ...CONDITION_LIST.filter((c) => c.name in conditions).flatMap((c) => c.textEncoderOutputs)];
 }
 
-/** Text first, then every optional condition: encoder_hidden_states and the UNet inputs by source. */
+/**
+ * Text first, then every optional condition: encoder_hidden_states, the UNet inputs by
+ * source, and those that change with the step index.
+ */
 export async function encodeConditions(
   model: ConditionModel,
   spec: SpecModel,
   field: string,
   referenceImage: Uint8Array | null,
+  steps: number,
   clock: OrtClock,
-): Promise<{ encoderHiddenStates: FloatFeed; inputs: Map<string, Feed> }> {
-  const ctx: ConditionContext = { model, spec, field, referenceImage, clock, encoderHiddenStates: await encodeText(model, spec, clock), inputs: new Map() };
+): Promise<{ encoderHiddenStates: FloatFeed; inputs: Map<string, Feed>; stepInputs: Map<string, (step: number) => Feed> }> {
+  const ctx: ConditionContext = {
+    model,
+    spec,
+    field,
+    referenceImage,
+    clock,
+    steps,
+    encoderHiddenStates: await encodeText(model, spec, clock),
+    inputs: new Map(),
+    stepInputs: new Map(),
+  };
   for (const c of CONDITION_LIST) await c.encode(ctx, model.pkg.conditions[c.name]);
   return ctx;
 }

@@ -3,8 +3,14 @@
  * projection to a few tokens appended to the text tokens of encoder_hidden_states; the
  * unconditional half gets the projection of a zero embedding, as IP-Adapter does, and the
  * request's scale weights the image tokens.
+ *
+ * The image reaches the encoder as the manifest's `preprocess` says: CLIP's (resize the
+ * shorter side, bicubic, center crop, rescale, mean/std; clip-preprocess.ts), which the
+ * published image encoders were trained on; without it, as the shapes family's encoder
+ * was trained: resized to width × height and mapped to [-1, 1].
  */
 import { z } from 'zod';
+import { clipPreprocess } from '../clip-preprocess.ts';
 import { decodeImage, resizeRgb, rgbToModel } from '../image.ts';
 import { EngineInputError } from '../types.ts';
 import type { Condition } from './condition.ts';
@@ -16,6 +22,17 @@ const Section = z
     tokens: z.number().int().positive(),
     append_to: z.literal('encoder_hidden_states'),
     unconditional: z.literal('zero_embedding'),
+    preprocess: z
+      .object({
+        resize: z.literal('shortest_edge'),
+        interpolation: z.literal('bicubic'),
+        crop: z.literal('center'),
+        rescale: z.number().positive(),
+        mean: z.tuple([z.number(), z.number(), z.number()]),
+        std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 type Section = z.output<typeof Section>;
@@ -42,8 +59,11 @@ export const referenceImage: Condition<'reference_image', Section> = {
     if (!ref) throw new EngineInputError(`model "${pkg.id}" needs a reference image`, `${field}.reference_image`);
     const bytes = ctx.referenceImage ?? (ref.data !== undefined ? base64Bytes(ref.data) : null);
     if (!bytes) throw new EngineInputError(`the reference image of model "${pkg.id}" was not provided`, `${field}.reference_image`);
-    const img = resizeRgb(decodeImage(bytes, `${field}.reference_image`), section.width, section.height);
-    const emb = (await m.imageEncoder!.run({ pixel_values: { data: rgbToModel(img), dims: [1, 3, img.height, img.width] } }, ctx.clock)).image_embeds!;
+    const pre = section.preprocess;
+    const pixels = pre
+      ? clipPreprocess(decodeImage(bytes, `${field}.reference_image`, { alpha: 'drop' }), { width: section.width, height: section.height, rescale: pre.rescale, mean: pre.mean, std: pre.std })
+      : rgbToModel(resizeRgb(decodeImage(bytes, `${field}.reference_image`), section.width, section.height));
+    const emb = (await m.imageEncoder!.run({ pixel_values: { data: pixels, dims: [1, 3, section.height, section.width] } }, ctx.clock)).image_embeds!;
     const E = emb.dims[1]!;
     // the unconditional half is the projection of a zero embedding
     const both = new Float32Array(2 * E);

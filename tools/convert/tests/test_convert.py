@@ -132,7 +132,7 @@ class ConvertTest(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assert_close(pkg, ["text_encoder", "vae_decoder", "vae_encoder", "unet"])
         m = manifest(pkg)
-        self.assertEqual(m["interaction"], {"max_interactions": 30, "phrase_embedding": "text_encoder.pooler_output", "unconditional": "mask_zero"})
+        self.assertEqual(m["interactions"], {"max_interactions": 30, "phrase_embedding": "text_encoder.pooler_output", "unconditional": "mask_zero"})
         self.assertEqual(m["scheduled_sampling"], {"beta": 0.4})
         self.assert_inputs_match_manifest(pkg, m)
         self.assertEqual([i["name"] for i in m["unet_inputs"]],
