@@ -201,13 +201,13 @@ describe('webhook URL policy: URLs', () => {
     expect(webhookUrlProblem(url, strict)).toMatch(/absolute http\(s\) URL/);
   });
 
-  it.each(['https://example.com/hook', 'http://93.184.216.34:8080/x', 'https://[2606:4700::1111]/x', 'http://[::ffff:8.8.8.8]/x', 'http://[64:ff9b::8.8.8.8]/x', 'http://134744072/x'])('accepts %s', (url) => {
+  it.each(['https://hooks.test/hook', 'http://93.184.216.34:8080/x', 'https://[2606:4700::1111]/x', 'http://[::ffff:8.8.8.8]/x', 'http://[64:ff9b::8.8.8.8]/x', 'http://134744072/x'])('accepts %s', (url) => {
     expect(webhookUrlProblem(url, strict)).toBeNull();
   });
 
   it('refuses credentials and other schemes whatever the flag', () => {
-    expect(webhookUrlProblem('https://user:pw@example.com/', { allowPrivate: true })).toMatch(/credentials/);
-    expect(webhookUrlProblem('ftp://example.com/', { allowPrivate: true })).toMatch(/http/);
+    expect(webhookUrlProblem('https://user:pw@hooks.test/', { allowPrivate: true })).toMatch(/credentials/);
+    expect(webhookUrlProblem('ftp://hooks.test/', { allowPrivate: true })).toMatch(/http/);
     expect(webhookUrlProblem('not a url', { allowPrivate: true })).toMatch(/absolute/);
   });
 

@@ -196,7 +196,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
       SST_RESOURCE_Counters: JSON.stringify({ name: await dynamo.createCountersTable() }),
     };
     const taskEnv = Object.fromEntries(
-      runnerContainerDefinition({ image: 'app-check', environment: { ...links, PUBLIC_BASE_URL: 'https://api.example.com' }, secrets: {}, logGroupName: 'app-check', region: 'us-east-1' }).environment.map(
+      runnerContainerDefinition({ image: 'app-check', environment: { ...links, PUBLIC_BASE_URL: 'https://api.amdm.test' }, secrets: {}, logGroupName: 'app-check', region: 'us-east-1' }).environment.map(
         (e) => [e.name, e.value] as const,
       ),
     );
@@ -224,7 +224,7 @@ export async function checkRunnerApp(opts: { keep?: boolean; npm?: boolean; log?
     const store = new S3Store({ client: fauxqs.s3, bucket });
     const queue = new SqsQueue({ client: fauxqs.sqs, queueUrl: jobs });
     const { models } = readModelCatalog(join(ROOT, 'models/catalog.json'));
-    const edge = createApp({ store, queue, catalog: async () => models, pepper: 'app-check-pepper', publicBaseUrl: 'https://api.example.com' });
+    const edge = createApp({ store, queue, catalog: async () => models, pepper: 'app-check-pepper', publicBaseUrl: 'https://api.amdm.test' });
     const key = (await createApiKey(store, { tenant: 'appcheck', pepper: 'app-check-pepper' })).key;
     const call = async (path: string, body?: unknown) =>
       (await edge.request(path, {

@@ -142,7 +142,7 @@ describe('WebhookDispatcher', () => {
   it('refuses private destinations after DNS resolution (SSRF), and records the refusal', async () => {
     const r = await receiver([200]);
     const port = new URL(r.url).port;
-    const w = await world(`http://hooks.example.com:${port}/x`, {
+    const w = await world(`http://hooks.test:${port}/x`, {
       allowPrivate: false,
       retrySchedule: [],
       lookup: async () => [{ address: '127.0.0.1', family: 4 }],
@@ -151,7 +151,7 @@ describe('WebhookDispatcher', () => {
     w.d.start();
     await w.until(async () => (await w.attempts()).length === 1 && (await w.idle()), 'the refused attempt');
     const [a] = await w.attempts();
-    expect(a).toMatchObject({ ok: false, status: null, error: expect.stringMatching(/refused: hooks\.example\.com resolves to 127\.0\.0\.1/) });
+    expect(a).toMatchObject({ ok: false, status: null, error: expect.stringMatching(/refused: hooks\.test resolves to 127\.0\.0\.1/) });
     expect(r.got).toHaveLength(0);
   });
 

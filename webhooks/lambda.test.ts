@@ -62,7 +62,7 @@ beforeAll(async () => {
     // role credentials that expire in 20 minutes: payload URLs must not outlive them
     AWS_SESSION_TOKEN: 'test-session',
     AWS_CREDENTIAL_EXPIRATION: new Date(Date.now() + 20 * 60_000).toISOString(),
-    PUBLIC_BASE_URL: 'https://api.example.com/',
+    PUBLIC_BASE_URL: 'https://api.amdm.test/',
     AMDM_WEBHOOK_RETRY_SCHEDULE: '1,1',
     AMDM_ALLOW_PRIVATE_WEBHOOKS: '1',
   });

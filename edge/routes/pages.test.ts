@@ -76,9 +76,9 @@ describe('the playground and the reference page', () => {
   });
 
   it('the policy lets images and uploads reach the API origin even when the page is opened under another name', async () => {
-    const csp = (await app({ publicBaseUrl: 'https://api.example.com/prod' }).request('https://d123.cloudfront.net/')).headers.get('content-security-policy')!;
-    expect(csp).toMatch(/img-src 'self' https:\/\/api\.example\.com /);
-    expect(csp).toMatch(/connect-src 'self' https:\/\/api\.example\.com /);
+    const csp = (await app({ publicBaseUrl: 'https://api.amdm.test/prod' }).request('https://d123.cloudfront.net/')).headers.get('content-security-policy')!;
+    expect(csp).toMatch(/img-src 'self' https:\/\/api\.amdm\.test /);
+    expect(csp).toMatch(/connect-src 'self' https:\/\/api\.amdm\.test /);
   });
 
   it('the policy lets the live previews (PNG data: URLs on the event stream) show as images, and nothing else load from data:', async () => {

@@ -136,7 +136,7 @@ async function world(models: Record<string, string>, checksums: Record<string, s
   const catalogEngine = slowEngine();
   // the edge's admission, as edge/lambda.ts has it: the runner releases into the same table
   const admission = new DynamoAdmission({ client: dynamo.client, table: counters, store });
-  const app = createApp({ store, queue: jobQueue, admission, catalog: () => catalogEngine.catalog(), pepper: PEPPER, publicBaseUrl: 'https://api.example.com', allowPrivateWebhooks: true });
+  const app = createApp({ store, queue: jobQueue, admission, catalog: () => catalogEngine.catalog(), pepper: PEPPER, publicBaseUrl: 'https://api.amdm.test', allowPrivateWebhooks: true });
   const key = (await createApiKey(store, { tenant: 'acme', pepper: PEPPER })).key;
   const api = async (path: string, body?: unknown) =>
     (await app.request(path, {
@@ -179,7 +179,7 @@ describe('gpu-runner/main.ts with AMDM_MODE=aws', () => {
     const submitted = await w.api('/v1/jobs', {
       models: [{ id: 'shapes-base', role: 'base', prompt: 'on aws' }],
       sampler: { steps: 20, seed: 4, width: 48, height: 32 },
-      webhook: { url: 'https://hooks.example.com/amdm' },
+      webhook: { url: 'https://hooks.test/amdm' },
     });
     expect(await w.admitted()).toEqual([submitted.id]);
     const running = await until(async () => {

@@ -71,7 +71,7 @@ async function world(opts: { running?: number; now?: () => number; fleet?: boole
   const repo = new JobRepository(store);
   const submit = async (id: string, extra: { webhook?: boolean; cancel?: boolean } = {}) => {
     const now = new Date().toISOString();
-    await repo.putRequest({ v: 1, id, tenant: 'acme', created_at: now, spec: {} as never, webhook: extra.webhook ? { url: 'https://hooks.example.com/x' } : null });
+    await repo.putRequest({ v: 1, id, tenant: 'acme', created_at: now, spec: {} as never, webhook: extra.webhook ? { url: 'https://hooks.test/x' } : null });
     if (extra.cancel) await repo.putCancel('acme', id, { requested_at: now });
     await jobs.send(JSON.stringify({ v: 1, job_id: id, tenant: 'acme', enqueued_at: now }));
   };

@@ -259,7 +259,7 @@ export const validRequests: fc.Arbitrary<object> = fc
       models,
       sampler: { steps: r.steps, ...(r.seed !== undefined ? { seed: r.seed } : {}) },
       outputs: { images: r.images },
-      ...(r.webhook ? { webhook: { url: 'https://hooks.example.com/amdm' } } : {}),
+      ...(r.webhook ? { webhook: { url: 'https://hooks.test/amdm' } } : {}),
     };
   });
 

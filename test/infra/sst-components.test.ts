@@ -97,7 +97,7 @@ describe.skipIf(!available)('real SST components with our arguments', () => {
     expect(cors!.inputs.corsRules).toHaveLength(1);
     expect(cors!.inputs.corsRules[0]).toMatchObject({
       allowedMethods: ['GET', 'PUT'],
-      allowedOrigins: ['https://api.example.com'],
+      allowedOrigins: ['https://api.amdm.test'],
       maxAgeSeconds: 3600,
     });
   });

@@ -90,7 +90,7 @@ await pulumi.runtime.runInPulumiStack(async () => {
   const probeTable = new Dynamo('ProbeTable', { fields: { id: 'string' }, primaryIndex: { hashKey: 'id' } });
   const defaultTableInclude = await resolve(Link.getInclude('aws.permission', [probeTable]));
   linksCarryNoPermissions();
-  const bucket = new Bucket('Store', bucketArgs({ corsOrigins: ['https://api.example.com'] }));
+  const bucket = new Bucket('Store', bucketArgs({ corsOrigins: ['https://api.amdm.test'] }));
   createExpiryRules('StoreExpiry', bucket.name, 7);
   const queues = createQueues();
   const counters = createCounters();

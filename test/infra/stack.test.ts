@@ -49,7 +49,7 @@ const env = {
   AMDM_MAX_TASKS: '4',
   AMDM_MIN_TASKS: '1',
   AMDM_START_TIMEOUT_MINUTES: '25',
-  AMDM_ALERT_EMAIL: 'ops@example.com',
+  AMDM_ALERT_EMAIL: 'ops@amdm.test',
   AMDM_ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:pager',
   AMDM_IDLE_MINUTES: '20',
   AMDM_RETENTION_DAYS: '9',
@@ -513,7 +513,7 @@ describe('a fleet that cannot start', () => {
   it('notifies the operator\'s email and topic', () => {
     expect(alertTopic().inputs.displayName).toBe('AMDM prod');
     const sub = raw('aws:sns/topicSubscription:TopicSubscription').inputs;
-    expect(sub).toMatchObject({ protocol: 'email', endpoint: 'ops@example.com', topic: topic() });
+    expect(sub).toMatchObject({ protocol: 'email', endpoint: 'ops@amdm.test', topic: topic() });
     // CloudWatch and EventBridge may publish, for this account only
     const policy = JSON.parse(raw('aws:sns/topicPolicy:TopicPolicy').inputs.policy);
     expect(policy.Statement.map((s: any) => s.Principal.Service).sort()).toEqual(['cloudwatch.amazonaws.com', 'events.amazonaws.com']);
