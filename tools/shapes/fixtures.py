@@ -75,6 +75,45 @@ def schedule_configs():
     return [("layout-base-style-schedule", ["layout", "base", "style"], l2, p0, (1, 4), 10, False, sched)]
 
 
+def conditioned_models(fam, inputs, kinds, negative_prompt=None):
+    """Each kind's model conditioned on its scene inputs (the layout model's boxes, the style
+    model's reference image), guidance 7.5; negative_prompt overrides the scene's when given."""
+    items = []
+    for k in kinds:
+        neg = inputs[k]["negative_prompt"] if negative_prompt is None else negative_prompt
+        it = {"prompt": inputs[k]["prompt"], "negative_prompt": neg}
+        if k == "layout":
+            it["grounding"] = inputs[k]["grounding"]
+        if k == "style":
+            from table import png_decode
+            it["reference"] = png_decode(inputs[k]["reference_image"]["data"])
+            it["ip_scale"] = inputs[k]["reference_image"]["scale"]
+        items.append(it)
+    return [fam.conditioned(k, [it], 7.5) for k, it in zip(kinds, items)]
+
+
+class TensorBlob:
+    """Tensors as little-endian float32 laid end to end, with their offsets and shapes: the
+    .bin and the "tensors" map of a fixture."""
+
+    def __init__(self):
+        self.tensors, self.parts, self.offset = {}, [], 0
+
+    def put(self, key, t):
+        arr = t.detach().numpy().astype("<f4").reshape(-1)
+        self.tensors[key] = {"offset": self.offset, "shape": list(t.shape)}
+        self.parts.append(arr.tobytes())
+        self.offset += arr.nbytes
+
+
+def write_fixture(out, name, header, blob):
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump(header, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(out, name + ".bin"), "wb") as f:
+        f.write(b"".join(blob.parts))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures", "amdm"))
@@ -91,32 +130,14 @@ def main():
         schedule = rest[0] if rest else None
         if a.only is not None and name not in a.only:
             continue
-        items = []
-        for k in kinds:
-            it = {"prompt": inputs[k]["prompt"], "negative_prompt": inputs[k]["negative_prompt"]}
-            if k == "layout":
-                it["grounding"] = inputs[k]["grounding"]
-            if k == "style":
-                from table import png_decode
-                it["reference"] = png_decode(inputs[k]["reference_image"]["data"])
-                it["ip_scale"] = inputs[k]["reference_image"]["scale"]
-            items.append(it)
-        models = [fam.conditioned(k, [it], 7.5) for k, it in zip(kinds, items)]
+        models = conditioned_models(fam, inputs, kinds)
         noises = [latent_noise(seed, 0, m, (1, 4, 8, 8)) for m in range(len(kinds))]
         record = sorted({0, window[1], steps - 1})
         final, recorded = amdm(models, noises, weights, p, window, steps, clamp=clamp, record=record, schedule=schedule)
         images = [fam.decode(f)[0] for f in final]
 
-        tensors, blob = {}, []
-        offset = 0
-
-        def put(key, t):
-            nonlocal offset
-            arr = t.detach().numpy().astype("<f4").reshape(-1)
-            tensors[key] = {"offset": offset, "shape": list(t.shape)}
-            blob.append(arr.tobytes())
-            offset += arr.nbytes
-
+        blob = TensorBlob()
+        put = blob.put
         for m, n in enumerate(noises):
             put(f"noise/{m}", n[0])
         for i in record:
@@ -149,13 +170,9 @@ def main():
                 tokens[g["phrase"]] = fam.tokenizer.encode(g["phrase"])
         tokens[""] = fam.tokenizer.encode("")
         header = {"name": name, "generator": "tools/shapes/fixtures.py (PyTorch reference, official schedule)",
-                  "spec": spec, "tokens": tokens, "recorded_steps": record, "tensors": tensors,
+                  "spec": spec, "tokens": tokens, "recorded_steps": record, "tensors": blob.tensors,
                   "image_u8_sum": [int(to_uint8(im).astype(np.int64).sum()) for im in images]}
-        with open(os.path.join(a.out, name + ".json"), "w") as f:
-            json.dump(header, f, indent=1)
-            f.write("\n")
-        with open(os.path.join(a.out, name + ".bin"), "wb") as f:
-            f.write(b"".join(blob))
+        write_fixture(a.out, name, header, blob)
         index.append(name)
         print("fixture", name, "final base norm", float(final[0].norm()))
     path = os.path.join(a.out, "index.json")

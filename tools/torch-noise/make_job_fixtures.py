@@ -24,9 +24,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tools", "shapes"))
 import world  # noqa: E402
 from family import Family  # noqa: E402
-from fixtures import S, scene_inputs  # noqa: E402
+from fixtures import S, TensorBlob, conditioned_models, scene_inputs, write_fixture  # noqa: E402
 from reference import amdm, official_weights  # noqa: E402
-from table import png_decode  # noqa: E402
 
 OUT = os.path.join(REPO, "test", "fixtures", "torch-noise", "jobs")
 SEED = 1234
@@ -49,16 +48,7 @@ def main():
         n = len(spec_order)
         weights = official_weights(n, omega=0.5) if n == 2 else official_weights(3, omega1=0.47, omega2=0.5)
         p = [55 / S, 45 / S] if n == 2 else [45 / S, 40 / S, 35 / S]
-        items = []
-        for k in spec_order:
-            it = {"prompt": inputs[k]["prompt"], "negative_prompt": ""}
-            if k == "layout":
-                it["grounding"] = inputs[k]["grounding"]
-            if k == "style":
-                it["reference"] = png_decode(inputs[k]["reference_image"]["data"])
-                it["ip_scale"] = inputs[k]["reference_image"]["scale"]
-            items.append(it)
-        models = [fam.conditioned(k, [it], 7.5) for k, it in zip(spec_order, items)]
+        models = conditioned_models(fam, inputs, spec_order, negative_prompt="")
 
         g = torch.Generator("cpu").manual_seed(SEED)  # image 0: seed + 0
         noises = [None] * n
@@ -68,14 +58,8 @@ def main():
         record = sorted({0, window[1], steps - 1})
         final, recorded = amdm(models, noises, weights, p, window, steps, record=record, eta=eta, generator=g, draw_order=draw_order)
 
-        tensors, blob, offset = {}, [], 0
-
-        def put(key, t):
-            nonlocal offset
-            arr = t.detach().numpy().astype("<f4").reshape(-1)
-            tensors[key] = {"offset": offset, "shape": list(t.shape)}
-            blob.append(arr.tobytes())
-            offset += arr.nbytes
+        blob = TensorBlob()
+        put = blob.put
 
         for m, z in enumerate(noises):
             put(f"noise/{m}", z[0])
@@ -99,12 +83,8 @@ def main():
             "estimate": {"unet_evals": n * steps},
         }
         header = {"name": name, "generator": "tools/torch-noise/make_job_fixtures.py (PyTorch reference, official schedule, torch.Generator noise)",
-                  "torch": torch.__version__, "request_order": request, "spec": spec, "recorded_steps": record, "tensors": tensors}
-        with open(os.path.join(OUT, name + ".json"), "w") as f:
-            json.dump(header, f, indent=1)
-            f.write("\n")
-        with open(os.path.join(OUT, name + ".bin"), "wb") as f:
-            f.write(b"".join(blob))
+                  "torch": torch.__version__, "request_order": request, "spec": spec, "recorded_steps": record, "tensors": blob.tensors}
+        write_fixture(OUT, name, header, blob)
         index.append(name)
         print("fixture", name, "final base norm", float(final[0].norm()))
     with open(os.path.join(OUT, "index.json"), "w") as f:
