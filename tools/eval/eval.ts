@@ -44,13 +44,15 @@ const METRICS = ['iou', 'color', 'shape', 'color_in_box', 'style', 'count', 'all
 function specFor(row: Row, it: Item): JobSpec {
   const c = row.config;
   const models: SpecModel[] = c.kinds.map((kind, k) => ({
-    id: `shapes-${kind}`,
+    // kinds as tools/shapes/family.py names them: captioned_style is the package shapes-captioned-style
+    id: `shapes-${kind.replaceAll('_', '-')}`,
     role: k === 0 ? 'base' : 'auxiliary',
-    prompt: kind === 'base' ? it.base_prompt : it.layout_prompt,
+    // the caption model and the style model trained with colors get the full caption
+    prompt: kind === 'base' || kind === 'captioned_style' ? it.base_prompt : it.layout_prompt,
     negative_prompt: '',
     guidance_scale: heldout.guidance,
     grounding: kind === 'layout' ? it.grounding : [],
-    reference_image: kind === 'style' ? { data: it.reference_png, scale: heldout.ip_scale } : null,
+    reference_image: kind === 'style' || kind === 'captioned_style' ? { data: it.reference_png, scale: heldout.ip_scale } : null,
     weight: c.weights[k]!,
     p: c.p[k]!,
   }));

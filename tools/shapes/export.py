@@ -124,12 +124,38 @@ SIZES = {"default": [world.SIZE, world.SIZE], "min": 32, "max": 64, "multiple": 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "models"))
+    ap.add_argument("--only", choices=[s for s, _ in PACKAGES if s != "base"],
+                    help="export this one fine-tune's package and leave every other file as it is "
+                         "(its checkpoint trained from tools/shapes/ckpt_from_models.py's)")
     a = ap.parse_args()
     out = a.out
     tok = train.tokenizer()
     L, D = train.MAX_LENGTH, train.CTX_DIM
+    h = w = world.SIZE // 4
+    shared = {"text_encoder": "../shapes-base/text_encoder", "tokenizer": "../shapes-base/tokenizer",
+              "vae_decoder": "../shapes-base/vae_decoder", "vae_encoder": "../shapes-base/vae_encoder",
+              "scheduler": "../shapes-base/scheduler"}
+    if not a.only:
+        export_shared(out, tok, L, D, h, w)
+    for stage, desc in PACKAGES:
+        if a.only and stage != a.only:
+            continue
+        export_unet_package(out, stage, desc, shared, L, D, h, w)
+    if not a.only:
+        export_variant(out)
+    write_checksums(out)
 
-    # --- shared components, stored in shapes-base
+
+# (stage, package description); a stage's package is shapes-<stage with - for _>
+PACKAGES = [("base", "Caption-only model: gets shapes and colors right, picks positions and background itself."),
+            ("layout", "Grounded model (the MIGC/GLIGEN role): places each phrase in its box; trained without color words."),
+            ("style", "Reference-image model (the IP-Adapter role): copies the background style of a reference image; trained without color words."),
+            ("captioned_style", "Reference-image model (the IP-Adapter role) trained with the full caption, colors included, as IP-Adapter "
+                             "trains on captioned images: copies the background style of a reference image and follows color words.")]
+
+
+def export_shared(out, tok, L, D, h, w):
+    """The shared components, stored in shapes-base."""
     base_dir = os.path.join(out, "shapes-base")
     if os.path.isdir(base_dir):
         shutil.rmtree(base_dir)
@@ -137,7 +163,6 @@ def main():
     enc, dec = VaeEncoder(), VaeDecoder()
     enc.load_state_dict(ck_vae["encoder"])
     dec.load_state_dict(ck_vae["decoder"])
-    h = w = world.SIZE // 4
     export(dec, (torch.randn(1, 4, h, w),), os.path.join(base_dir, "vae_decoder", "model.onnx"),
            ["latent_sample"], ["sample"],
            {"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}})
@@ -163,68 +188,66 @@ def main():
     tok.save(os.path.join(base_dir, "tokenizer"))
     write_json(os.path.join(base_dir, "scheduler", "scheduler_config.json"), scheduler_config())
 
-    shared = {"text_encoder": "../shapes-base/text_encoder", "tokenizer": "../shapes-base/tokenizer",
-              "vae_decoder": "../shapes-base/vae_decoder", "vae_encoder": "../shapes-base/vae_encoder",
-              "scheduler": "../shapes-base/scheduler"}
 
-    for stage, desc in [("base", "Caption-only model: gets shapes and colors right, picks positions and background itself."),
-                        ("layout", "Grounded model (the MIGC/GLIGEN role): places each phrase in its box; trained without color words."),
-                        ("style", "Reference-image model (the IP-Adapter role): copies the background style of a reference image; trained without color words.")]:
-        ck = train.load(stage)
-        unet = UNet(ctx_dim=D, kind=ck["kind"], phrase_dim=D)
-        unet.load_state_dict(ck["unet"])
-        mdir = os.path.join(out, f"shapes-{stage}")
-        if stage != "base" and os.path.isdir(mdir):
-            shutil.rmtree(mdir)
-        B = 2
-        args = [torch.randn(B, 4, h, w), torch.tensor([999, 999], dtype=torch.int64), torch.randn(B, L, D)]
-        inputs = ["sample", "timestep", "encoder_hidden_states"]
-        dyn = {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
-               "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": {0: "batch", 2: "height", 3: "width"}}
-        extra_inputs = []
-        manifest = {"schema": "amdm.model/v1", "id": f"shapes-{stage}", "description": desc, "ecosystem": ECOSYSTEM,
-                    "components": {"unet": "unet", **({k: v.replace("../shapes-base/", "") for k, v in shared.items()}
-                                                      if stage == "base" else shared)},
-                    "sizes": SIZES}
-        if stage == "layout":
-            args += [torch.rand(B, K, 4), torch.randn(B, K, D), torch.ones(B, K)]
-            inputs += ["boxes", "phrase_embeds", "mask"]
-            dyn.update({"boxes": {0: "batch"}, "phrase_embeds": {0: "batch"}, "mask": {0: "batch"}})
-            extra_inputs = [
-                {"name": "boxes", "dtype": "float32", "shape": ["batch", K, 4], "source": "grounding.boxes"},
-                {"name": "phrase_embeds", "dtype": "float32", "shape": ["batch", K, D], "source": "grounding.phrase_embeds"},
-                {"name": "mask", "dtype": "float32", "shape": ["batch", K], "source": "grounding.mask"}]
-            manifest["grounding"] = {"max_objects": K, "phrase_embedding": "text_encoder.pooler_output",
-                                     "unconditional": "mask_zero"}
-        if stage == "style":
-            args[2] = torch.randn(B, L + train.IMAGE_TOKENS, D)
-            args += [torch.ones(1)]
-            inputs += ["ip_scale"]
-            extra_inputs = [{"name": "ip_scale", "dtype": "float32", "shape": [1], "source": "reference_image.scale"}]
-            img_enc, img_proj = ImageEncoder(D), ImageProjection(D, D, train.IMAGE_TOKENS)
-            img_enc.load_state_dict(ck["image_encoder"])
-            img_proj.load_state_dict(ck["image_proj"])
-            export(img_enc, (torch.randn(1, 3, world.SIZE, world.SIZE),), os.path.join(mdir, "image_encoder", "model.onnx"),
-                   ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
-            export(img_proj, (torch.randn(1, D),), os.path.join(mdir, "image_proj", "model.onnx"),
-                   ["image_embeds"], ["image_prompt_embeds"], {"image_embeds": {0: "batch"}, "image_prompt_embeds": {0: "batch"}})
-            write_json(os.path.join(mdir, "image_encoder", "config.json"),
-                       {"image_size": world.SIZE, "embed_dim": D, "pixel_range": [-1, 1]})
-            manifest["components"].update({"image_encoder": "image_encoder", "image_proj": "image_proj"})
-            manifest["reference_image"] = {"width": world.SIZE, "height": world.SIZE, "tokens": train.IMAGE_TOKENS,
-                                           "append_to": "encoder_hidden_states", "unconditional": "zero_embedding"}
-        manifest["unet_inputs"] = extra_inputs
-        export(UNetExport(unet), tuple(args), os.path.join(mdir, "unet", "model.onnx"), inputs, ["out_sample"], dyn)
-        write_json(os.path.join(mdir, "unet", "config.json"),
-                   {"_class_name": "UNet2DConditionModel", "in_channels": 4, "out_channels": 4,
-                    "sample_size": h, "cross_attention_dim": D, "block_out_channels": [48, 96]})
-        write_json(os.path.join(mdir, "model_index.json"), model_index())
-        write_json(os.path.join(mdir, "amdm.json"), manifest)
-        print("exported", mdir)
+def export_unet_package(out, stage, desc, shared, L, D, h, w):
+    """One UNet's package (shapes-base also gets its manifest here); a style-kind model
+    brings its image encoder and projection."""
+    ck = train.load(stage)
+    unet = UNet(ctx_dim=D, kind=ck["kind"], phrase_dim=D)
+    unet.load_state_dict(ck["unet"])
+    name = f"shapes-{stage.replace('_', '-')}"
+    mdir = os.path.join(out, name)
+    if stage != "base" and os.path.isdir(mdir):
+        shutil.rmtree(mdir)
+    B = 2
+    args = [torch.randn(B, 4, h, w), torch.tensor([999, 999], dtype=torch.int64), torch.randn(B, L, D)]
+    inputs = ["sample", "timestep", "encoder_hidden_states"]
+    dyn = {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
+           "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": {0: "batch", 2: "height", 3: "width"}}
+    extra_inputs = []
+    manifest = {"schema": "amdm.model/v1", "id": name, "description": desc, "ecosystem": ECOSYSTEM,
+                "components": {"unet": "unet", **({k: v.replace("../shapes-base/", "") for k, v in shared.items()}
+                                                  if stage == "base" else shared)},
+                "sizes": SIZES}
+    if stage == "layout":
+        args += [torch.rand(B, K, 4), torch.randn(B, K, D), torch.ones(B, K)]
+        inputs += ["boxes", "phrase_embeds", "mask"]
+        dyn.update({"boxes": {0: "batch"}, "phrase_embeds": {0: "batch"}, "mask": {0: "batch"}})
+        extra_inputs = [
+            {"name": "boxes", "dtype": "float32", "shape": ["batch", K, 4], "source": "grounding.boxes"},
+            {"name": "phrase_embeds", "dtype": "float32", "shape": ["batch", K, D], "source": "grounding.phrase_embeds"},
+            {"name": "mask", "dtype": "float32", "shape": ["batch", K], "source": "grounding.mask"}]
+        manifest["grounding"] = {"max_objects": K, "phrase_embedding": "text_encoder.pooler_output",
+                                 "unconditional": "mask_zero"}
+    if ck["kind"] == "style":
+        args[2] = torch.randn(B, L + train.IMAGE_TOKENS, D)
+        args += [torch.ones(1)]
+        inputs += ["ip_scale"]
+        extra_inputs = [{"name": "ip_scale", "dtype": "float32", "shape": [1], "source": "reference_image.scale"}]
+        img_enc, img_proj = ImageEncoder(D), ImageProjection(D, D, train.IMAGE_TOKENS)
+        img_enc.load_state_dict(ck["image_encoder"])
+        img_proj.load_state_dict(ck["image_proj"])
+        export(img_enc, (torch.randn(1, 3, world.SIZE, world.SIZE),), os.path.join(mdir, "image_encoder", "model.onnx"),
+               ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
+        export(img_proj, (torch.randn(1, D),), os.path.join(mdir, "image_proj", "model.onnx"),
+               ["image_embeds"], ["image_prompt_embeds"], {"image_embeds": {0: "batch"}, "image_prompt_embeds": {0: "batch"}})
+        write_json(os.path.join(mdir, "image_encoder", "config.json"),
+                   {"image_size": world.SIZE, "embed_dim": D, "pixel_range": [-1, 1]})
+        manifest["components"].update({"image_encoder": "image_encoder", "image_proj": "image_proj"})
+        manifest["reference_image"] = {"width": world.SIZE, "height": world.SIZE, "tokens": train.IMAGE_TOKENS,
+                                       "append_to": "encoder_hidden_states", "unconditional": "zero_embedding"}
+    manifest["unet_inputs"] = extra_inputs
+    export(UNetExport(unet), tuple(args), os.path.join(mdir, "unet", "model.onnx"), inputs, ["out_sample"], dyn)
+    write_json(os.path.join(mdir, "unet", "config.json"),
+               {"_class_name": "UNet2DConditionModel", "in_channels": 4, "out_channels": 4,
+                "sample_size": h, "cross_attention_dim": D, "block_out_channels": [48, 96]})
+    write_json(os.path.join(mdir, "model_index.json"), model_index())
+    write_json(os.path.join(mdir, "amdm.json"), manifest)
+    print("exported", mdir)
 
-    export_variant(out)
 
-    # checksums of every file, for distribution to runners (verified at download)
+def write_checksums(out):
+    """The SHA-256 of every file, for distribution to runners (verified at download)."""
     sums = {}
     for root, _, files in os.walk(out):
         for f in sorted(files):

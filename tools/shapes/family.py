@@ -44,6 +44,20 @@ def read_json(path):
         return json.load(f)
 
 
+# the family's UNets: caption model, layout model, style model, and the style model trained
+# with the full caption (colors included)
+KINDS = ("base", "layout", "style", "captioned_style")
+
+
+def package(kind):
+    return "shapes-" + kind.replace("_", "-")
+
+
+def unet_kind(kind):
+    """The UNet architecture (and conditioning) of a kind."""
+    return "style" if kind in ("style", "captioned_style") else kind
+
+
 class Family:
     def __init__(self, models_dir=os.path.join(REPO, "models")):
         base = os.path.join(models_dir, "shapes-base")
@@ -60,16 +74,20 @@ class Family:
         self.vae_decoder = load_onnx_weights(VaeDecoder(), os.path.join(base, "vae_decoder", "model.onnx"))
         self.vae_encoder = load_onnx_weights(VaeEncoder(), os.path.join(base, "vae_encoder", "model.onnx"), "enc.")
         self.scaling_factor = read_json(os.path.join(base, "vae_decoder", "config.json"))["scaling_factor"]
-        self.unets = {}
-        for kind in ("base", "layout", "style"):
-            path = os.path.join(models_dir, f"shapes-{kind}", "unet", "model.onnx")
-            self.unets[kind] = load_onnx_weights(UNet(ctx_dim=self.ctx_dim, kind=kind, phrase_dim=self.ctx_dim), path, "unet.")
-        style = os.path.join(models_dir, "shapes-style")
-        manifest = read_json(os.path.join(style, "amdm.json"))
-        self.image_tokens = manifest["reference_image"]["tokens"]
-        self.image_encoder = load_onnx_weights(ImageEncoder(self.ctx_dim), os.path.join(style, "image_encoder", "model.onnx"))
-        self.image_proj = load_onnx_weights(ImageProjection(self.ctx_dim, self.ctx_dim, self.image_tokens),
-                                            os.path.join(style, "image_proj", "model.onnx"))
+        self.unets, self.image_projs = {}, {}
+        for kind in KINDS:
+            pkg = os.path.join(models_dir, package(kind))
+            arch = unet_kind(kind)
+            self.unets[kind] = load_onnx_weights(UNet(ctx_dim=self.ctx_dim, kind=arch, phrase_dim=self.ctx_dim),
+                                                 os.path.join(pkg, "unet", "model.onnx"), "unet.")
+            if arch == "style":
+                manifest = read_json(os.path.join(pkg, "amdm.json"))
+                self.image_tokens = manifest["reference_image"]["tokens"]
+                # the image encoder is pretrained and frozen: every style model ships the same one
+                self.image_encoder = load_onnx_weights(ImageEncoder(self.ctx_dim), os.path.join(pkg, "image_encoder", "model.onnx"))
+                self.image_projs[kind] = load_onnx_weights(ImageProjection(self.ctx_dim, self.ctx_dim, self.image_tokens),
+                                                           os.path.join(pkg, "image_proj", "model.onnx"))
+        self.image_proj = self.image_projs["style"]
         self.max_objects = read_json(os.path.join(models_dir, "shapes-layout", "amdm.json"))["grounding"]["max_objects"]
 
     @torch.no_grad()
@@ -99,11 +117,12 @@ class Family:
             # unconditional half: same boxes and phrases, mask 0 (as InteractDiffusion)
             extra = {"boxes": torch.cat([boxes, boxes]), "phrase_embeds": torch.cat([phr, phr]),
                      "mask": torch.cat([torch.zeros_like(mask), mask])}
-        if kind == "style":
+        if unet_kind(kind) == "style":
             ref = torch.stack([torch.from_numpy(it["reference"].astype(np.float32) / 255.0).permute(2, 0, 1) for it in items])
             emb = self.image_encoder(world.to_model(ref))
-            tok_c = self.image_proj(emb)
-            tok_u = self.image_proj(torch.zeros_like(emb))
+            proj = self.image_projs[kind]
+            tok_c = proj(emb)
+            tok_u = proj(torch.zeros_like(emb))
             hid_c = torch.cat([hid_c, tok_c], dim=1)
             hid_u = torch.cat([hid_u, tok_u], dim=1)
             scale = items[0].get("ip_scale", 0.8)

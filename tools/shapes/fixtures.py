@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import world  # noqa: E402
-from family import Family, to_uint8  # noqa: E402
+from family import Family, package, to_uint8  # noqa: E402
 from noise import latent_noise  # noqa: E402
 from reference import amdm, official_weights  # noqa: E402
 from table import png_b64  # noqa: E402
@@ -43,6 +43,9 @@ def scene_inputs():
                    "grounding": [{"phrase": o["shape"], "box": o["box"]} for o in sc["objects"]]},
         "style": {"prompt": world.caption(sc, False), "negative_prompt": "",
                   "reference_image": {"data": ref_png, "scale": 0.8}},
+        # the style model trained with colors gets the full caption
+        "captioned_style": {"prompt": world.caption(sc, True), "negative_prompt": "",
+                            "reference_image": {"data": ref_png, "scale": 0.8}},
     }
 
 
@@ -72,7 +75,13 @@ def schedule_configs():
     s1 = [v / sum(raw) for v in raw]
     p0 = [45 / S, 40 / S, 35 / S]
     sched = {"weights": [l2, s1, s1, s1], "p": [p0] + [[v / 2 for v in p0]] * 3}
-    return [("layout-base-style-schedule", ["layout", "base", "style"], l2, p0, (1, 4), 10, False, sched)]
+    # a phased schedule (docs/control-table.md): one model's latent at a time, p 0 (every
+    # model takes the aggregate), the last step mixing all three; with the style model
+    # trained with colors
+    phased = {"weights": [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.1, 0.45, 0.45]]}
+    return [("layout-base-style-schedule", ["layout", "base", "style"], l2, p0, (1, 4), 10, False, sched),
+            ("layout-base-captioned-style-phased", ["layout", "base", "captioned_style"], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0],
+             (1, 4), 10, False, phased)]
 
 
 def conditioned_models(fam, inputs, kinds, negative_prompt=None):
@@ -84,7 +93,7 @@ def conditioned_models(fam, inputs, kinds, negative_prompt=None):
         it = {"prompt": inputs[k]["prompt"], "negative_prompt": neg}
         if k == "layout":
             it["grounding"] = inputs[k]["grounding"]
-        if k == "style":
+        if k in ("style", "captioned_style"):
             from table import png_decode
             it["reference"] = png_decode(inputs[k]["reference_image"]["data"])
             it["ip_scale"] = inputs[k]["reference_image"]["scale"]
@@ -149,7 +158,7 @@ def main():
 
         spec = {
             "models": [{
-                "id": f"shapes-{k}", "role": "base" if m == 0 else "auxiliary",
+                "id": package(k), "role": "base" if m == 0 else "auxiliary",
                 "prompt": inputs[k]["prompt"], "negative_prompt": inputs[k]["negative_prompt"], "guidance_scale": 7.5,
                 "grounding": inputs[k].get("grounding", []),
                 "reference_image": inputs[k].get("reference_image"),

@@ -4,7 +4,8 @@ fine-tuned from shapes-base, as SD1.5 add-ons are).
 
     /usr/bin/python3 tools/shapes/train.py STAGE [--steps N] [--threads T] [--no-prefetch]
 
-STAGE is vae, image_encoder, base, layout or style; checkpoints go to tools/shapes/.ckpt/ (not
+STAGE is vae, image_encoder, base, layout, style or captioned_style (the style model trained
+with the full caption, colors included); checkpoints go to tools/shapes/.ckpt/ (not
 committed; export.py turns them into the ONNX models under models/). retrain.sh runs the
 whole chain and prints the wall time of each stage.
 """
@@ -30,8 +31,8 @@ CKPT = os.environ.get("AMDM_SHAPES_CKPT", os.path.join(HERE, ".ckpt"))
 MAX_LENGTH = 16          # text tokens, BOS and EOS included
 CTX_DIM = 64             # text hidden size = cross-attention dim
 IMAGE_TOKENS = 4
-SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4, "image_encoder": 5}
-DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1000, "style": 600, "image_encoder": 300}
+SEEDS = {"vae": 1, "base": 2, "layout": 3, "style": 4, "image_encoder": 5, "captioned_style": 6}
+DEFAULT_STEPS = {"vae": 4000, "base": 4000, "layout": 1000, "style": 600, "image_encoder": 300, "captioned_style": 600}
 
 
 def tokenizer():
@@ -148,7 +149,7 @@ def diffusion_loss(unet, sched, z0, ehs, **extra):
     return F.mse_loss(unet(zt, t, ehs, **extra), noise)
 
 
-def batches(kind, seed, steps, B=128):
+def batches(kind, seed, steps, B=128, colors=False):
     """The training stream of one UNet stage: scenes rendered and encoded to latents, the
     prompts (with classifier-free-guidance drops), the grounding and the style references.
     Everything random about the data is drawn here from `seed`, so the stream is the same
@@ -177,8 +178,8 @@ def batches(kind, seed, steps, B=128):
                     b["boxes"][i, j] = torch.tensor(o["box"])
                     b["phrases"][i][j] = o["shape"]
                     b["mask"][i, j] = 1.0 if keep else 0.0
-        else:  # style
-            b["texts"] = ["" if drop[i] < 0.1 else world.caption(s, False, rng) for i, s in enumerate(scenes)]
+        else:  # style; captioned_style: the same with the full caption, as IP-Adapter trains on captioned images
+            b["texts"] = ["" if drop[i] < 0.1 else world.caption(s, colors, rng) for i, s in enumerate(scenes)]
             # the reference shares only the background (same style and parameters)
             refs = [{"objects": world.sample_scene(rng)["objects"], "background": s["background"]}
                     for s in scenes]
@@ -188,19 +189,19 @@ def batches(kind, seed, steps, B=128):
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    def __init__(self, kind, seed, steps):
+    def __init__(self, kind, seed, steps, colors):
         super().__init__()
-        self.kind, self.seed, self.steps = kind, seed, steps
+        self.kind, self.seed, self.steps, self.colors = kind, seed, steps, colors
 
     def __iter__(self):
-        return batches(self.kind, self.seed, self.steps)
+        return batches(self.kind, self.seed, self.steps, colors=self.colors)
 
 
-def prefetched(kind, seed, steps):
+def prefetched(kind, seed, steps, colors=False):
     """batches() in a DataLoader worker process, a few batches ahead: rendering and
     VAE-encoding the data is a third of a base step, and on two cores it can run beside the
     UNet's step. One worker, so the order is the stream's; a worker that dies fails the run."""
-    return iter(torch.utils.data.DataLoader(_Stream(kind, seed, steps), batch_size=None, num_workers=1,
+    return iter(torch.utils.data.DataLoader(_Stream(kind, seed, steps, colors), batch_size=None, num_workers=1,
                                             prefetch_factor=4, multiprocessing_context="spawn"))
 
 
@@ -300,7 +301,7 @@ def train_unet(stage, steps, kind, init=None, prefetch=True):
     ema_extra = [Ema(m) for m in extra_modules]
     t0, run = time.time(), 0.0
     phrase_cache = {}
-    stream = (prefetched if prefetch else batches)(kind, SEEDS[stage] + 100, steps)
+    stream = (prefetched if prefetch else batches)(kind, SEEDS[stage] + 100, steps, colors=stage == "captioned_style")
     for step, b in enumerate(stream):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, peak) * g["mult"]
@@ -344,7 +345,7 @@ def train_unet(stage, steps, kind, init=None, prefetch=True):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["vae", "image_encoder", "base", "layout", "style"])
+    ap.add_argument("stage", choices=["vae", "image_encoder", "base", "layout", "style", "captioned_style"])
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-prefetch", action="store_true", help="render and encode the data inline")
@@ -361,7 +362,8 @@ def main():
     elif a.stage == "base":
         train_unet("base", steps, "base", prefetch=not a.no_prefetch)
     else:
-        train_unet(a.stage, steps, a.stage, init=load("base")["unet"], prefetch=not a.no_prefetch)
+        kind = "style" if a.stage == "captioned_style" else a.stage
+        train_unet(a.stage, steps, kind, init=load("base")["unet"], prefetch=not a.no_prefetch)
     log(a.stage, f"done in {time.time() - t0:.0f}s")
     with open(os.path.join(CKPT, a.stage + ".time.json"), "w") as f:
         json.dump({"stage": a.stage, "steps": steps, "seconds": round(time.time() - t0, 1),
