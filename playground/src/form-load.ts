@@ -64,6 +64,10 @@ export function formFromRequest(req: JobRequestInput, catalog: readonly ModelInf
   const a = req.aggregation ?? {};
   const s = req.sampler ?? {};
   const o = req.outputs ?? {};
+  // the schedule's columns follow the request's model order; the form's is base first
+  const order = ordered.map((m) => req.models.indexOf(m));
+  const reorder = (rows: number[][] | undefined) => rows?.map((row) => order.map((k) => row[k]!));
+  const schedule = a.schedule ? { ...(a.schedule.weights ? { weights: reorder(a.schedule.weights) } : {}), ...(a.schedule.p ? { p: reorder(a.schedule.p) } : {}) } : null;
   return {
     ok: true,
     notes,
@@ -83,6 +87,7 @@ export function formFromRequest(req: JobRequestInput, catalog: readonly ModelInf
       images: text(o.images),
       perModel: o.per_model ?? false,
       solo: (o.solo ?? false) && models.length > 1,
+      schedule: schedule ? JSON.stringify(schedule) : '',
     },
   };
 }
@@ -144,7 +149,8 @@ export function formFromSpec(spec: JobSpec, catalog: readonly ModelInfo[]): Load
       prompt: m.prompt,
       negativePrompt: m.negative_prompt,
       guidance: unlessDefault(m.guidance_scale, UI_DEFAULTS.guidance),
-      p: unlessDefault(m.p, defaultP(k, width, height, base)),
+      // with schedule.p the per-model p is the schedule's, and sending both is refused
+      p: spec.aggregation.schedule?.p ? '' : unlessDefault(m.p, defaultP(k, width, height, base)),
       weight: source === 'explicit' ? String(m.weight) : '',
       grounding: info.conditions.grounding ? m.grounding.map((g) => ({ phrase: g.phrase, box: [...g.box] as Box })) : null,
       reference,
@@ -186,6 +192,7 @@ export function formFromSpec(spec: JobSpec, catalog: readonly ModelInfo[]): Load
       perModel: spec.outputs.per_model,
       // absent in jobs stored before outputs.solo existed
       solo: (spec.outputs.solo ?? false) && n > 1,
+      schedule: spec.aggregation.schedule ? JSON.stringify(spec.aggregation.schedule) : '',
     },
   };
 }

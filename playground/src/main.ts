@@ -455,6 +455,7 @@ const sampling = {
   windowStart: numberInput({ min: 0, integer: true, placeholder: String(UI_DEFAULTS.window[0]) }),
   windowEnd: numberInput({ min: 0, integer: true, placeholder: String(UI_DEFAULTS.window[1]) }),
   clamp: h('input', { attrs: { type: 'checkbox' } }),
+  schedule: h('textarea', { attrs: { rows: '3', spellcheck: 'false', placeholder: 'none: the official algorithm' } }),
   steps: numberInput({ min: UI_LIMITS.minSteps, max: UI_LIMITS.maxSteps, integer: true, placeholder: String(UI_DEFAULTS.steps) }),
   seed: numberInput({ min: 0, max: UI_LIMITS.maxSeed, integer: true, placeholder: 'random' }),
   width: numberInput({ integer: true }),
@@ -498,6 +499,10 @@ const windowGroup = h(
   h('p', { class: 'hint' }, 'The models are aggregated from the start step to the end step, inclusive; then the base model runs alone. Step 0 is never aggregated.'),
   h('div', { class: 'row' }, field('Start', sampling.windowStart, { apiField: 'aggregation.window[0]' }), field('End', sampling.windowEnd, { apiField: 'aggregation.window[1]' })),
   h('div', { class: 'check', attrs: { 'data-field': 'aggregation.clamp' } }, h('label', {}, sampling.clamp, ' Stop the pull at μ instead of overshooting it')),
+  field('Per-step schedule (extension, JSON)', sampling.schedule, {
+    apiField: 'aggregation.schedule',
+    hint: '{"weights": [[a weight per model, base first] per window step], "p": [[…]]}, used as given; replaces ω or the weights (and p) of the models',
+  }),
 );
 const weightNote = h('p', { class: 'hint' });
 const perModelField = h(
@@ -624,6 +629,7 @@ function formState(): FormState {
     images: numberText(sampling.images),
     perModel: sampling.perModel.checked,
     solo: sampling.solo.checked,
+    schedule: sampling.schedule.value,
   };
 }
 
@@ -977,6 +983,7 @@ function applyForm(loaded: LoadResult, what: string, referenceOf: (m: FormModel)
   sampling.images.value = state.images;
   sampling.perModel.checked = state.perModel;
   sampling.solo.checked = state.solo;
+  sampling.schedule.value = state.schedule;
   warnings.clear();
   renderPicker();
   renderCards();

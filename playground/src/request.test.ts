@@ -24,6 +24,7 @@ const form = (over: Partial<FormState> = {}): FormState => ({
   images: '',
   perModel: true,
   solo: false,
+  schedule: '',
   ...over,
 });
 
@@ -105,5 +106,23 @@ describe('the cost shown before sending', () => {
 
   it('is unknown while a field it needs holds no whole number', () => {
     for (const over of [{ steps: '2.5' }, { images: 'not a number' }, { windowStart: '1' }, { steps: '0' }]) expect(estimateUnetEvals(form(over)), JSON.stringify(over)).toBeNull();
+  });
+});
+
+describe('the per-step schedule (aggregation.schedule)', () => {
+  it('is sent as given and passes the contract; blank sends none', () => {
+    const rows = { weights: [[0, 1], [0.5, 0.5]], p: [[0, 0], [1, 2]] };
+    const { request, errors } = buildRequest(form({ schedule: JSON.stringify(rows), windowStart: '1', windowEnd: '2', models: form().models.map((m) => ({ ...m, p: '' })) }));
+    expect(errors).toEqual([]);
+    expect(request.aggregation?.schedule).toEqual(rows);
+    expect(JobRequest.safeParse(request).success).toBe(true);
+    expect(buildRequest(form({ schedule: '  ' })).request.aggregation).not.toHaveProperty('schedule');
+  });
+
+  it('text that is not a JSON object is an error on the field, saying what is allowed', () => {
+    for (const text of ['{"weights": [[0, 1]', '[[0, 1]]', 'null', '3']) {
+      const { errors } = buildRequest(form({ schedule: text }));
+      expect(errors).toEqual([{ field: 'aggregation.schedule', message: expect.stringMatching(/^must be a JSON object: \{"weights"/) }]);
+    }
   });
 });

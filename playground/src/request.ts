@@ -49,6 +49,11 @@ export interface FormState {
   perModel: boolean;
   /** outputs.solo: each model also run alone (sent only with two models or more) */
   solo: boolean;
+  /**
+   * aggregation.schedule (the per-step extension) as JSON text, columns in the form's model
+   * order (base first): '' sends none, the official algorithm
+   */
+  schedule: string;
 }
 
 /** A whole number 0..2^32-1 from digits only; anything else is an error message. */
@@ -119,6 +124,19 @@ export function buildRequest(s: FormState): { request: JobRequestInput; errors: 
   const width = num(s.width, 'sampler.width', true);
   const height = num(s.height, 'sampler.height', true);
   const images = num(s.images, 'outputs.images', true);
+  // the shape (a row per window step, a value per model) and the ranges are the server's to judge
+  let schedule: { weights?: number[][]; p?: number[][] } | undefined;
+  if (s.schedule.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(s.schedule);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      errors.push({ field: 'aggregation.schedule', message: 'must be a JSON object: {"weights": [[one number per model] per window step], "p": [[…]]}, or empty for none' });
+    } else schedule = parsed as typeof schedule;
+  }
 
   const request: JobRequestInput = {
     models,
@@ -127,6 +145,7 @@ export function buildRequest(s: FormState): { request: JobRequestInput; errors: 
       ...(omega2 !== undefined ? { omega2 } : {}),
       ...(start !== undefined && end !== undefined ? { window: [start, end] as [number, number] } : {}),
       ...(s.clamp ? { clamp: true } : {}),
+      ...(schedule ? { schedule } : {}),
     },
     sampler: {
       ...(steps !== undefined ? { steps } : {}),

@@ -25,23 +25,24 @@ describe('model variants', () => {
 
   it('offers no variant as an auxiliary, and says why', () => {
     const a = auxiliaryChoices('shapes-base', [], CATALOG);
-    expect(ids(a.offered)).toEqual(['shapes-layout', 'shapes-style']);
+    // shapes-captioned-style takes what shapes-style takes but is no variant of it: its id does not extend shapes-style's
+    expect(ids(a.offered)).toEqual(['shapes-captioned-style', 'shapes-layout', 'shapes-style']);
     expect(a.left.map((l) => [l.info.id, l.reason])).toEqual([['shapes-base-fp16', expect.stringMatching(/same model as the base shapes-base \(a variant of shapes-base\)/)]]);
 
     // with the fp16 copy as the base, its original is the same model
     const b = auxiliaryChoices('shapes-base-fp16', [], CATALOG);
-    expect(ids(b.offered)).toEqual(['shapes-layout', 'shapes-style']);
+    expect(ids(b.offered)).toEqual(['shapes-captioned-style', 'shapes-layout', 'shapes-style']);
     expect(b.left.map((l) => l.info.id)).toEqual(['shapes-base']);
     expect(b.left[0]!.reason).toMatch(/shapes-base-fp16 is a variant of it/);
 
     // with another base, the original is offered and its copy is not
     const c = auxiliaryChoices('shapes-layout', [], CATALOG);
-    expect(ids(c.offered)).toEqual(['shapes-base', 'shapes-style']);
+    expect(ids(c.offered)).toEqual(['shapes-base', 'shapes-captioned-style', 'shapes-style']);
     expect(c.left.map((l) => [l.info.id, l.reason])).toEqual([['shapes-base-fp16', 'a variant of shapes-base, which is offered instead']]);
   });
 
   it('keeps a variant a job already uses, so it can be seen and removed', () => {
-    expect(ids(auxiliaryChoices('shapes-base', ['shapes-base-fp16'], CATALOG).offered)).toEqual(['shapes-base-fp16', 'shapes-layout', 'shapes-style']);
+    expect(ids(auxiliaryChoices('shapes-base', ['shapes-base-fp16'], CATALOG).offered)).toEqual(['shapes-base-fp16', 'shapes-captioned-style', 'shapes-layout', 'shapes-style']);
   });
 
   it('offers nothing for an unknown base', () => {
