@@ -162,23 +162,28 @@ class Runner:
         return [score_images(imgs[j * B:(j + 1) * B], self.items) for j in range(R)]
 
 
+PART = (0, 1)   # --part K/N: this process runs every N-th batch from the K-th
+
+
 def run_settings(runner, store, stage, settings):
     todo = [s for s in settings if key_of(s) not in store.done]
     groups = {}
     for s in todo:
         groups.setdefault((tuple(s["kinds"]), s["steps"], tuple(s["window"]), s["clamp"]), []).append(s)
-    print(f"[{stage}] {len(settings)} settings, {len(todo)} to run in {sum(math.ceil(len(g) / GROUP) for g in groups.values())} batches", flush=True)
-    for g in groups.values():
-        for j in range(0, len(g), GROUP):
-            chunk = g[j:j + GROUP]
-            t = time.time()
-            ms = runner.run(chunk)
-            dt = (time.time() - t) / len(chunk)
-            for s, m in zip(chunk, ms):
-                store.add(stage, s, m, dt)
-                print(f"  {s['kinds']} {s['steps']} {s['window']} {s['params']}: all {m['all']:.3f} iou {m['iou']:.3f} "
-                      f"color {m['color']:.3f} inbox {m['color_in_box']:.3f} style {m['style']:.3f} count {m['count']:.3f}", flush=True)
-            store.save()
+    chunks = [g[j:j + GROUP] for g in groups.values() for j in range(0, len(g), GROUP)]
+    chunks = chunks[PART[0]::PART[1]]
+    print(f"[{stage}] {len(settings)} settings, {len(todo)} to run; here {len(chunks)} batches", flush=True)
+    for chunk in chunks:
+        t = time.time()
+        ms = runner.run(chunk)
+        dt = (time.time() - t) / len(chunk)
+        for s, m in zip(chunk, ms):
+            store.add(stage, s, m, dt)
+            print(f"  {s['kinds']} {s['steps']} {s['window']} {s['params']}: all {m['all']:.3f} iou {m['iou']:.3f} "
+                  f"color {m['color']:.3f} inbox {m['color_in_box']:.3f} style {m['style']:.3f} count {m['count']:.3f}", flush=True)
+        store.save()
+    if PART[1] > 1:   # the other parts' settings are in their own files until merged
+        raise SystemExit(f"[{stage}] part {PART[0]}/{PART[1]} done; merge the parts (--merge) and run the stage again")
     return [store.done[key_of(s)] for s in settings]
 
 
@@ -234,7 +239,111 @@ def stage_target(runner, store):
     run_settings(runner, store, "target", second)
 
 
-STAGES = {"base-choice": stage_base_choice, "target": stage_target}
+# The phased weight schedule: the hand-off curves (docs/control-table-analysis.json) say the
+# style model's background is settled by t ~700 and kept by the caption model from there,
+# the caption model's colors settle around t 600-400, and the layout model puts objects in
+# their boxes from any hand-off up to t ~400. So inside the window the weight goes to one
+# auxiliary at a time, style first, then caption, and the layout base finishes alone. Rows
+# of the schedule (layout, caption, style); a mix is unit L2 at the window's first step
+# (independent latents) and sums to 1 after (the latents are correlated by then).
+PHASE_ROWS = {"S": [0.0, 0.0, 1.0], "C": [0.0, 1.0, 0.0], "M": [0.0, 1.0, 1.0], "L": [0.25, 1.0, 1.0],
+              # caption : style 2:1 and 1:2 (the captioned-style stage's mixed rows)
+              "K": [0.0, 2.0, 1.0], "Q": [0.0, 1.0, 2.0]}
+
+
+# the same for two models (layout base, style model trained with colors)
+PHASE_ROWS2 = {"S": [0.0, 1.0], "L": [0.25, 1.0]}
+
+
+def phased(kinds, phases, pscale, steps, start=1):
+    """A window start..start+len(phases)-1 whose step j aggregates with PHASE_ROWS[phases[j]]
+    (a letter per step); p = official x pscale (0: every model takes the aggregate, a clean
+    hand-off)."""
+    table = PHASE_ROWS if len(kinds) == 3 else PHASE_ROWS2
+    rows = []
+    for j, ph in enumerate(phases):
+        raw = table[ph]
+        rows.append(normalized(raw, "l2" if j == 0 else "sum"))
+    p = [v * pscale for v in (P3 if len(kinds) == 3 else P2)]
+    window = (start, start + len(phases) - 1)
+    return setting(kinds, steps, window, rows[0], p, schedule={"weights": rows},
+                   phases="".join(phases), norm="phased", p_scale=pscale)
+
+
+def phased_sequences():
+    """Style first, then caption, or both mixed, optionally a last step with all three: every
+    split of windows 1-2 .. 1-5 (letters as PHASE_ROWS)."""
+    seqs = []
+    for b in (2, 3, 4, 5):
+        seqs += ["S" * a + "C" * (b - a) for a in range(0, b)]
+        seqs += ["M" * b] + ["S" * a + "M" * (b - a) for a in range(1, b)]
+        seqs += ["S" * a + "C" * (b - a - 1) + "L" for a in range(0, b)]
+    return seqs
+
+
+def stage_phased(runner, store):
+    """Style first, then caption (or both mixed), the layout base finishing: every split of
+    windows 1-2 .. 1-5 at 10 steps (t 801 .. 401), with a clean hand-off (p 0) and with the
+    official p x 1/16; then the best three at 20 steps over the same timesteps (two steps
+    of 20 for each step of 10:
+    a window 1-2b at 20 steps ends at t 951 - 50 x 2b, the 10-step window 1-b at 901 - 100 x b)."""
+    first = [phased(TARGET_KINDS, s, ps, 10) for s in phased_sequences() for ps in (0.0, 1 / 16)]
+    res = run_settings(runner, store, "phased", first)
+    top = sorted(res, key=lambda r: target_key(r["metrics"]), reverse=True)[:3]
+    longer = [phased(TARGET_KINDS, "".join(c * 2 for c in r["setting"]["params"]["phases"]), r["setting"]["params"]["p_scale"], 20)
+              for r in top]
+    run_settings(runner, store, "phased", longer)
+
+
+CAPTIONED_KINDS3 = ["layout", "base", "captioned_style"]
+CAPTIONED_KINDS2 = ["layout", "captioned_style"]
+
+
+def stage_captioned_style(runner, store):
+    """A better auxiliary: the style model retrained with the full caption (colors included,
+    as IP-Adapter trains on captioned images; train.py captioned_style), with the layout model
+    as the base, three models (with the caption model) and two. The official algorithm
+    (ω x p scale x window) and the phased schedule as in stage_phased; then the best three
+    at 20 steps."""
+    first = [official(CAPTIONED_KINDS3, om, ps, 10, w) for om in OMEGAS3 for ps in (1 / 16, 1 / 8) for w in ((1, 3), (1, 5))]
+    first += [official(CAPTIONED_KINDS2, om, ps, 10, w) for om in OMEGAS2 for ps in (1 / 16, 1 / 8) for w in ((1, 3), (1, 5))]
+    # p 0 only: in stage_phased a clean hand-off beat p x 1/16 in 40 of the 42 sequences
+    first += [phased(CAPTIONED_KINDS3, s, 0.0, 10) for s in phased_sequences()]
+    first += [phased(CAPTIONED_KINDS2, s, ps, 10) for b in (2, 3, 4, 5) for s in ("S" * b, "S" * (b - 1) + "L")
+              for ps in (0.0, 1 / 16)]
+    # added after the first list ran: the mixed rows' caption : style ratio (1:1 in "M")
+    first += [phased(CAPTIONED_KINDS3, c * b, 0.0, 10) for c in "KQ" for b in (3, 4, 5)]
+    res = run_settings(runner, store, "captioned-style", first)
+    longer = []
+    for r in sorted(res, key=lambda r: target_key(r["metrics"]), reverse=True)[:3]:
+        st, prm = r["setting"], r["setting"]["params"]
+        if prm.get("norm") == "phased":
+            longer.append(phased(st["kinds"], "".join(c * 2 for c in prm["phases"]), prm["p_scale"], 20))
+        else:
+            om = prm["omega"] if len(st["kinds"]) == 2 else tuple(prm["omega"])
+            longer.append(official(st["kinds"], om, prm["p_scale"], 20, (1, 2 * st["window"][1])))
+    run_settings(runner, store, "captioned-style", longer)
+
+
+def stage_clamp(runner, store):
+    """The official algorithm's clamp (the pull stops at mu instead of overshooting it) on
+    the best setting of each earlier stage that aggregates with p > 0: it only changes a run
+    where the pull overshoots, which the trajectories measured with weights summing to 1
+    (overshoot frequency 1.00) and not with unit-L2 weights at p x 1/16 (0.00)."""
+    grid = store.data["results"]
+    picks = []
+    for stage, pred in (("target", lambda r: r["setting"]["params"].get("norm") == "l2"),
+                        ("target", lambda r: r["setting"]["params"].get("norm") == "sum"),
+                        ("target", lambda r: r["setting"]["params"].get("norm") == "l2-then-sum"),
+                        ("captioned-style", lambda r: "schedule" not in r["setting"])):
+        cands = [r for r in grid if r["stage"] == stage and pred(r) and not r["setting"]["clamp"]]
+        if cands:
+            picks.append(dict(best(cands, target_key)["setting"], clamp=True))
+    run_settings(runner, store, "clamp", picks)
+
+
+STAGES = {"base-choice": stage_base_choice, "target": stage_target, "phased": stage_phased,
+          "captioned-style": stage_captioned_style, "clamp": stage_clamp}
 
 
 def main():
@@ -242,9 +351,21 @@ def main():
     ap.add_argument("--stage", required=True, choices=sorted(STAGES))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=OUT)
+    ap.add_argument("--part", help="K/N: run every N-th batch of the stage's first list from the K-th, into --out "
+                                   "(a copy of the grid file); two parts use both cores")
+    ap.add_argument("--merge", nargs="*", help="add these part files' results to --out, then run the stage's rest")
     a = ap.parse_args()
+    global PART
+    if a.part:
+        PART = tuple(int(v) for v in a.part.split("/"))
     torch.set_num_threads(a.threads)
     store = Store(a.out)
+    for path in a.merge or []:
+        with open(path) as f:
+            for r in json.load(f)["results"]:
+                if key_of(r["setting"]) not in store.done:
+                    store.add(r["stage"], r["setting"], r["metrics"], r["seconds"])
+    store.save()
     runner = Runner(Family(), build_items(VAL_N, seed=VAL_SEED, first_seed=VAL_FIRST_SEED))
     t0 = time.time()
     STAGES[a.stage](runner, store)

@@ -88,8 +88,9 @@ def model_items(kind, items):
             out.append({"prompt": it["base_prompt"]})
         elif kind == "layout":
             out.append({"prompt": it["layout_prompt"], "grounding": it["grounding"]})
-        else:
-            out.append({"prompt": it["layout_prompt"], "reference": png_decode(it["reference_png"]), "ip_scale": IP_SCALE})
+        else:   # style gets the caption without colors; captioned_style, trained with them, the full caption
+            prompt = it["base_prompt"] if kind == "captioned_style" else it["layout_prompt"]
+            out.append({"prompt": prompt, "reference": png_decode(it["reference_png"]), "ip_scale": IP_SCALE})
     return out
 
 
@@ -122,6 +123,8 @@ def row_configs():
         ("base alone", dict(kinds=["base"], steps=20, weights=[1.0], p=[0.0], window=(1, 3))),
         ("layout alone", dict(kinds=["layout"], steps=20, weights=[1.0], p=[0.0], window=(1, 3))),
         ("style alone", dict(kinds=["style"], steps=20, weights=[1.0], p=[0.0], window=(1, 3))),
+        ("captioned style alone (style model trained with colors, full caption)",
+         dict(kinds=["captioned_style"], steps=20, weights=[1.0], p=[0.0], window=(1, 3))),
         ("AMDM base+layout, official (ω 0.5, 20 steps, window 1–3, p 55/45 literal)",
          dict(kinds=["base", "layout"], steps=20, weights=w2, p=[55.0, 45.0], window=(1, 3))),
         ("AMDM base+layout, official with p scaled to our latent norm (p 6.9/5.6)",
@@ -144,7 +147,7 @@ def row_configs():
     ]
 
 
-NAMES = {"base": "caption", "layout": "layout", "style": "style"}
+NAMES = {"base": "caption", "layout": "layout", "style": "style", "captioned_style": "captioned style"}
 
 
 def frac(v):
@@ -160,13 +163,18 @@ def describe(st):
     kinds, prm = st["kinds"], st["params"]
     who = f"{NAMES[kinds[0]]} base + " + " + ".join(NAMES[k] for k in kinds[1:])
     parts = []
-    if "omega" in prm:
+    if prm.get("norm") == "phased":
+        names = {"S": "style", "C": "caption", "M": "caption+style", "L": "all three",
+                 "K": "caption+style 2:1", "Q": "caption+style 1:2"}
+        runs = [(c, len(list(g))) for c, g in itertools.groupby(prm["phases"])]
+        parts.append("phased weights " + " → ".join(names[c] + (f" ×{k}" if k > 1 else "") for c, k in runs))
+    elif "omega" in prm:
         om = prm["omega"]
         parts.append(f"ω {om}" if not isinstance(om, list) else f"ω1 {om[0]}, ω2 {om[1]}")
     else:
         ratio = ":".join(f"{v:g}" for v in prm["raw"])
         parts.append(f"weights {ratio} " + {"l2": "(unit L2)", "sum": "(sum 1)", "l2-then-sum": "(unit L2, then sum 1)"}[prm["norm"]])
-    p = f"p × {frac(prm['p_scale'])}"
+    p = f"p × {frac(prm['p_scale'])}" if prm["p_scale"] else "p 0 (every model takes the aggregate)"
     if prm.get("p_factors"):
         p += " (× " + "/".join(f"{v:g}" for v in prm["p_factors"]) + " per model)"
     parts.append(p + (", clamp" if st["clamp"] else ""))
@@ -191,9 +199,15 @@ def chosen_rows():
             r = max(cands, key=lambda r: search.row_key(r["metrics"]))
             who, how = describe(r["setting"])
             rows.append((f"base choice: {who}, best on validation ({how})", r))
-    official = [r for r in grid if r["setting"]["params"].get("norm", "l2") == "l2" and "schedule" not in r["setting"]]
-    extended = [r for r in grid if r not in official]
-    for label, cands in (("official algorithm (API weights and p)", official), ("with the weight-normalisation extension", extended)):
+    first = [r for r in grid if r["stage"] in ("base-choice", "target")]
+    official = [r for r in first if r["setting"]["params"].get("norm", "l2") == "l2" and "schedule" not in r["setting"]]
+    extended = [r for r in first if r not in official]
+    phased = [r for r in grid if r["stage"] == "phased"]
+    captioned = [r for r in grid if r["stage"] == "captioned-style"]
+    for label, cands in (("official algorithm (API weights and p)", official), ("with the weight-normalisation extension", extended),
+                         ("with the phased weight schedule (extension)", phased),
+                         ("better auxiliary, official algorithm", [r for r in captioned if "schedule" not in r["setting"]]),
+                         ("better auxiliary, with the phased weight schedule (extension)", [r for r in captioned if "schedule" in r["setting"]])):
         if cands:
             r = max(cands, key=lambda r: search.target_key(r["metrics"]))
             who, how = describe(r["setting"])
