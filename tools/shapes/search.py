@@ -307,7 +307,9 @@ def stage_captioned_style(runner, store):
     at 20 steps."""
     first = [official(CAPTIONED_KINDS3, om, ps, 10, w) for om in OMEGAS3 for ps in (1 / 16, 1 / 8) for w in ((1, 3), (1, 5))]
     first += [official(CAPTIONED_KINDS2, om, ps, 10, w) for om in OMEGAS2 for ps in (1 / 16, 1 / 8) for w in ((1, 3), (1, 5))]
-    # p 0 only: in stage_phased a clean hand-off beat p x 1/16 in 40 of the 42 sequences
+    # p 0 only: in stage_phased a clean hand-off beat p x 1/16 in 35 of the 42 sequences (tied
+    # in one); the 6 others start with the caption model and give the style model weight only
+    # in the last step or not at all
     first += [phased(CAPTIONED_KINDS3, s, 0.0, 10) for s in phased_sequences()]
     first += [phased(CAPTIONED_KINDS2, s, ps, 10) for b in (2, 3, 4, 5) for s in ("S" * b, "S" * (b - 1) + "L")
               for ps in (0.0, 1 / 16)]
