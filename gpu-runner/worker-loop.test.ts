@@ -13,6 +13,7 @@ import { StorageFullError } from '../shared/ports/store.ts';
 import { EngineInputError, type Engine, type EngineResult, type GenerateOptions } from './engine/types.ts';
 import { silentLogger } from '../shared/logger.ts';
 import { WorkerLoop, type WorkerLoopOptions } from './worker-loop.ts';
+import { oneModelSpec } from '../test/fixtures/job-spec.ts';
 
 /**
  * Behaviour by prompt: "ok" (steps of `stepMs`), "input" (EngineInputError), "flaky" (fails
@@ -46,13 +47,7 @@ class FakeEngine implements Engine {
   async dispose(): Promise<void> {}
 }
 
-const spec = (prompt: string, steps = 4): JobSpec => ({
-  models: [{ id: 'shapes-base', role: 'base', prompt, negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 1, p: 10 }],
-  aggregation: { window: [1, 3], clamp: false, weights: 'single' },
-  sampler: { steps, seed: 1, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
-  outputs: { images: 1, per_model: false, latents: false },
-  estimate: { unet_evals: steps },
-});
+const spec = (prompt: string, steps = 4): JobSpec => oneModelSpec({ prompt, steps });
 
 const loops: WorkerLoop[] = [];
 afterEach(async () => {

@@ -2,15 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../adapters/memory/memory-store.ts';
 import { JobRepository, derivedStatus, type StoredRequest, type StoredStatus } from './job-repository.ts';
 import { newJobId } from './ids.ts';
-import type { JobSpec } from './contract/index.ts';
+import { oneModelSpec } from '../test/fixtures/job-spec.ts';
 
-const spec: JobSpec = {
-  models: [{ id: 'shapes-base', role: 'base', prompt: 'a', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 1, p: 10 }],
-  aggregation: { window: [1, 3], clamp: false, weights: 'single' },
-  sampler: { steps: 4, seed: 1, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
-  outputs: { images: 1, per_model: false, latents: false },
-  estimate: { unet_evals: 4 },
-};
+const spec = oneModelSpec();
 
 function request(tenant: string, ms: number, webhook: string | null = null): StoredRequest {
   const id = newJobId(ms);

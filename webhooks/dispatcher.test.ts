@@ -5,12 +5,12 @@ import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryQueue } from '../adapters/memory/memory-queue.ts';
 import { MemoryStore } from '../adapters/memory/memory-store.ts';
-import type { JobSpec } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredStatus, type WebhookAttempt } from '../shared/job-repository.ts';
 import { addressProblem } from '../shared/webhook-url-policy.ts';
 import { silentLogger } from '../shared/logger.ts';
 import { WebhookDispatcher, type WebhookDispatcherOptions } from './dispatcher.ts';
+import { oneModelSpec } from '../test/fixtures/job-spec.ts';
 
 const SECRET = `whsec_${Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')}`;
 
@@ -41,13 +41,7 @@ async function receiver(answers: number[]): Promise<{ url: string; got: Received
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/amdm`, got, server };
 }
 
-const spec: JobSpec = {
-  models: [{ id: 'shapes-base', role: 'base', prompt: 'a', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 1, p: 10 }],
-  aggregation: { window: [1, 3], clamp: false, weights: 'single' },
-  sampler: { steps: 4, seed: 1, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
-  outputs: { images: 1, per_model: false, latents: false },
-  estimate: { unet_evals: 4 },
-};
+const spec = oneModelSpec();
 
 async function world(url: string, over: Partial<WebhookDispatcherOptions> = {}) {
   const store = new MemoryStore({ signing: { secret: 's'.repeat(32), baseUrl: 'http://127.0.0.1:8787' } });

@@ -13,11 +13,11 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../adapters/aws/s3-store.ts';
 import { SqsQueue } from '../adapters/aws/sqs-queue.ts';
-import type { JobSpec } from '../shared/contract/index.ts';
 import { newJobId } from '../shared/ids.ts';
 import { JobRepository, type StoredStatus } from '../shared/job-repository.ts';
 import { startFauxqs, type Fauxqs } from '../test/conformance/fauxqs-server.ts';
 import type { BatchResponse, SqsEvent } from './aws/lambda-batch.ts';
+import { oneModelSpec } from '../test/fixtures/job-spec.ts';
 
 const SECRET = `whsec_${Buffer.from('webhook-lambda-test-secret-0123').toString('base64')}`;
 
@@ -80,13 +80,7 @@ afterAll(async () => {
   await fauxqs?.stop();
 });
 
-const spec: JobSpec = {
-  models: [{ id: 'shapes-base', role: 'base', prompt: 'a', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 1, p: 10 }],
-  aggregation: { window: [1, 3], clamp: false, weights: 'single' },
-  sampler: { steps: 4, seed: 1, width: 64, height: 64, scheduler: 'ddim', eta: 0 },
-  outputs: { images: 1, per_model: false, latents: false },
-  estimate: { unet_evals: 4 },
-};
+const spec = oneModelSpec();
 
 /** A finished job with a webhook to `path` on the receiver, and its outbox message. */
 async function finishedJob(path: string): Promise<string> {

@@ -15,6 +15,7 @@ import { JobRepository, type StoredRequest } from '../../shared/job-repository.t
 import { dataLayout, loadSecrets, openEmbedded, type EmbeddedAdapters } from '../../single-node/data-dir.ts';
 import { freePort, until } from '../e2e/harness.ts';
 import { CRASHING_ENGINE, SLOW_ENGINE, startRunnerProcess } from './runner-process.ts';
+import { oneModelSpec } from '../fixtures/job-spec.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -40,13 +41,7 @@ async function embedded(maxReceives: number) {
       id: newJobId(now),
       tenant: 'acme',
       created_at: new Date(now).toISOString(),
-      spec: {
-        models: [{ id: 'shapes-base', role: 'base', prompt: 'p', negative_prompt: '', guidance_scale: 7.5, grounding: [], reference_image: null, weight: 1, p: 10 }],
-        aggregation: { window: [1, 3], clamp: false, weights: 'single' },
-        sampler: { steps: 4, seed: 1, width: 32, height: 32, scheduler: 'ddim', eta: 0 },
-        outputs: { images: 1, per_model: false, latents: false },
-        estimate: { unet_evals: 4 },
-      },
+      spec: oneModelSpec({ prompt: 'p', size: 32 }),
       webhook: webhook ? { url: webhook } : null,
     };
     await repo.putRequest(req);
