@@ -121,6 +121,14 @@ def scheduler_config():
 SIZES = {"default": [world.SIZE, world.SIZE], "min": 32, "max": 64, "multiple": 8}
 
 
+# (stage, package description); a stage's package is shapes-<stage with - for _>
+PACKAGES = [("base", "Caption-only model: gets shapes and colors right, picks positions and background itself."),
+            ("layout", "Grounded model (the MIGC/GLIGEN role): places each phrase in its box; trained without color words."),
+            ("style", "Reference-image model (the IP-Adapter role): copies the background style of a reference image; trained without color words."),
+            ("captioned_style", "Reference-image model (the IP-Adapter role) trained with the full caption, colors included, as IP-Adapter "
+                             "trains on captioned images: copies the background style of a reference image and follows color words.")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "models"))
@@ -144,14 +152,6 @@ def main():
     if not a.only:
         export_variant(out)
     write_checksums(out)
-
-
-# (stage, package description); a stage's package is shapes-<stage with - for _>
-PACKAGES = [("base", "Caption-only model: gets shapes and colors right, picks positions and background itself."),
-            ("layout", "Grounded model (the MIGC/GLIGEN role): places each phrase in its box; trained without color words."),
-            ("style", "Reference-image model (the IP-Adapter role): copies the background style of a reference image; trained without color words."),
-            ("captioned_style", "Reference-image model (the IP-Adapter role) trained with the full caption, colors included, as IP-Adapter "
-                             "trains on captioned images: copies the background style of a reference image and follows color words.")]
 
 
 def export_shared(out, tok, L, D, h, w):

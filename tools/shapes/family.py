@@ -87,7 +87,6 @@ class Family:
                 self.image_encoder = load_onnx_weights(ImageEncoder(self.ctx_dim), os.path.join(pkg, "image_encoder", "model.onnx"))
                 self.image_projs[kind] = load_onnx_weights(ImageProjection(self.ctx_dim, self.ctx_dim, self.image_tokens),
                                                            os.path.join(pkg, "image_proj", "model.onnx"))
-        self.image_proj = self.image_projs["style"]
         self.max_objects = read_json(os.path.join(models_dir, "shapes-layout", "amdm.json"))["grounding"]["max_objects"]
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import world  # noqa: E402
-from family import Family, package, to_uint8  # noqa: E402
+from family import Family, package, to_uint8, unet_kind  # noqa: E402
 from noise import latent_noise  # noqa: E402
 from reference import amdm, official_weights  # noqa: E402
 from table import png_b64  # noqa: E402
@@ -93,7 +93,7 @@ def conditioned_models(fam, inputs, kinds, negative_prompt=None):
         it = {"prompt": inputs[k]["prompt"], "negative_prompt": neg}
         if k == "layout":
             it["grounding"] = inputs[k]["grounding"]
-        if k in ("style", "captioned_style"):
+        if unet_kind(k) == "style":
             from table import png_decode
             it["reference"] = png_decode(inputs[k]["reference_image"]["data"])
             it["ip_scale"] = inputs[k]["reference_image"]["scale"]
@@ -113,6 +113,16 @@ class TensorBlob:
         self.tensors[key] = {"offset": self.offset, "shape": list(t.shape)}
         self.parts.append(arr.tobytes())
         self.offset += arr.nbytes
+
+    def put_run(self, noises, recorded, final):
+        """One AMDM run: every model's initial noise, the base latent after each recorded
+        step, every model's final latent (batch entry 0 of each)."""
+        for m, n in enumerate(noises):
+            self.put(f"noise/{m}", n[0])
+        for i in sorted(recorded):
+            self.put(f"base_after_step/{i}", recorded[i][0])
+        for m, f in enumerate(final):
+            self.put(f"final/{m}", f[0])
 
 
 def write_fixture(out, name, header, blob):
@@ -146,15 +156,9 @@ def main():
         images = [fam.decode(f)[0] for f in final]
 
         blob = TensorBlob()
-        put = blob.put
-        for m, n in enumerate(noises):
-            put(f"noise/{m}", n[0])
-        for i in record:
-            put(f"base_after_step/{i}", recorded[i][0])
-        for m, f in enumerate(final):
-            put(f"final/{m}", f[0])
+        blob.put_run(noises, recorded, final)
         for m, im in enumerate(images):
-            put(f"image/{m}", im)
+            blob.put(f"image/{m}", im)
 
         spec = {
             "models": [{

@@ -59,14 +59,7 @@ def main():
         final, recorded = amdm(models, noises, weights, p, window, steps, record=record, eta=eta, generator=g, draw_order=draw_order)
 
         blob = TensorBlob()
-        put = blob.put
-
-        for m, z in enumerate(noises):
-            put(f"noise/{m}", z[0])
-        for i in record:
-            put(f"base_after_step/{i}", recorded[i][0])
-        for m, f in enumerate(final):
-            put(f"final/{m}", f[0])
+        blob.put_run(noises, recorded, final)
 
         spec = {
             "models": [{
