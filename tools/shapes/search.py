@@ -281,18 +281,24 @@ def phased_sequences():
     return seqs
 
 
+def at_20_steps(st):
+    """A 10-step setting over the same timesteps at 20 steps: each window step doubled (a
+    window 1-b of 10 ends at t 901 - 100 x b, the window 1-2b of 20 at 951 - 50 x 2b)."""
+    prm = st["params"]
+    if prm.get("norm") == "phased":
+        return phased(st["kinds"], "".join(c * 2 for c in prm["phases"]), prm["p_scale"], 20)
+    om = prm["omega"] if len(st["kinds"]) == 2 else tuple(prm["omega"])
+    return official(st["kinds"], om, prm["p_scale"], 20, (1, 2 * st["window"][1]))
+
+
 def stage_phased(runner, store):
     """Style first, then caption (or both mixed), the layout base finishing: every split of
     windows 1-2 .. 1-5 at 10 steps (t 801 .. 401), with a clean hand-off (p 0) and with the
-    official p x 1/16; then the best three at 20 steps over the same timesteps (two steps
-    of 20 for each step of 10:
-    a window 1-2b at 20 steps ends at t 951 - 50 x 2b, the 10-step window 1-b at 901 - 100 x b)."""
+    official p x 1/16; then the best three at 20 steps over the same timesteps."""
     first = [phased(TARGET_KINDS, s, ps, 10) for s in phased_sequences() for ps in (0.0, 1 / 16)]
     res = run_settings(runner, store, "phased", first)
     top = sorted(res, key=lambda r: target_key(r["metrics"]), reverse=True)[:3]
-    longer = [phased(TARGET_KINDS, "".join(c * 2 for c in r["setting"]["params"]["phases"]), r["setting"]["params"]["p_scale"], 20)
-              for r in top]
-    run_settings(runner, store, "phased", longer)
+    run_settings(runner, store, "phased", [at_20_steps(r["setting"]) for r in top])
 
 
 CAPTIONED_KINDS3 = ["layout", "base", "captioned_style"]
@@ -316,15 +322,8 @@ def stage_captioned_style(runner, store):
     # added after the first list ran: the mixed rows' caption : style ratio (1:1 in "M")
     first += [phased(CAPTIONED_KINDS3, c * b, 0.0, 10) for c in "KQ" for b in (3, 4, 5)]
     res = run_settings(runner, store, "captioned-style", first)
-    longer = []
-    for r in sorted(res, key=lambda r: target_key(r["metrics"]), reverse=True)[:3]:
-        st, prm = r["setting"], r["setting"]["params"]
-        if prm.get("norm") == "phased":
-            longer.append(phased(st["kinds"], "".join(c * 2 for c in prm["phases"]), prm["p_scale"], 20))
-        else:
-            om = prm["omega"] if len(st["kinds"]) == 2 else tuple(prm["omega"])
-            longer.append(official(st["kinds"], om, prm["p_scale"], 20, (1, 2 * st["window"][1])))
-    run_settings(runner, store, "captioned-style", longer)
+    top = sorted(res, key=lambda r: target_key(r["metrics"]), reverse=True)[:3]
+    run_settings(runner, store, "captioned-style", [at_20_steps(r["setting"]) for r in top])
 
 
 def stage_clamp(runner, store):
